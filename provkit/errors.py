@@ -37,3 +37,20 @@ class ProvkitError(Exception):
 
 class ConfigError(ProvkitError, ValueError):
     """A setting, parameter or command-line value is missing or wrong."""
+
+
+class InputError(ProvkitError, ValueError):
+    """A file or a record in it cannot be read; ``file`` and ``line`` (1-based, or None) say where."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        remedy: str | None = None,
+        link: str | None = None,
+    ) -> None:
+        super().__init__(message, remedy=remedy, link=link)
+        self.file = file
+        self.line = line
