@@ -1,0 +1,477 @@
+"""Provisioning log entries (provisioningObjectSummary JSON) for one app's cycle, made on demand.
+
+An entry is a pure function of (tenant seed, app, cycle, index): the same request always sees the same entry.
+The shapes follow the v1.0 CSDL (reference section 1); step names and details follow the documented examples
+(``EntryImport``, ``EntrySynchronizationScoping``, ``EntrySynchronizationAdd``, ``EntryExportAdd``,
+``EntrySynchronizationSkip`` with ``SkipReason``, ``ReportableIdentifier``).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+from provkit.sim import ids
+from provkit.sim.history import Cycle
+from provkit.sim.scenarios import Scenario
+from provkit.sim.tenant import App, Subject, clause_passes
+from provkit.sim.timefmt import format_ticks
+
+SOURCE_SYSTEM_NAME = "Azure Active Directory"
+INITIATOR = {"id": "", "displayName": "Azure AD Provisioning Service", "initiatorType": "system"}
+NOT_ENTITLED_TEXT = (
+    "The {kind} '{name}' will be skipped due to the following reasons: 1) This object is not assigned to the "
+    "application. If you did not expect the object to be skipped, assign the object to the application or change "
+    "your scoping filter to allow all users and groups to be in scope for provisioning. 2) This object does not "
+    "have required entitlement for provisioning. If you did not expect the object to be skipped, update the "
+    "provisioning scope to 'Sync all users and groups' or assign the object to the application with entitlement "
+    "of provisioning category. 3) This object did not pass a scoping filter. If you did not expect the object to "
+    "be skipped, please review your scoping filters and ensure that the object passes your specified scoping "
+    "criteria."
+)
+
+
+def render_entry(app: App, cycle: Cycle, i: int) -> dict:
+    """The provisioningObjectSummary for entry ``i`` of ``cycle``."""
+    tenant = app.tenant
+    codec = tenant.codec
+    sc = app.scenario
+    subject = app.subject_for(cycle, i)
+    rng = random.Random((tenant.seed * 2_654_435_761 + app.index * 40_503 + cycle.no) * 1_000_003 + i)
+    target_name = sc.app
+    if subject.kind == "User":
+        user = tenant.users.get(subject.index)
+        name, source_id, ident = user.display_name, user.id, user.user_principal_name
+    else:
+        group = tenant.directory.groups[subject.index]
+        name, source_id, ident, user = group.display_name, group.id, group.display_name, None
+    kind = subject.kind
+    outcome = _outcome(app, cycle, subject, i, rng)
+    action, status, steps, props, error = outcome
+    duration = int(rng.lognormvariate(6.8, 0.6)) if action != "other" else int(rng.lognormvariate(5.0, 0.5))
+    target_id = "" if status != "success" or action == "other" else _target_id(codec, app, subject)
+    entry = {
+        "id": codec.encode(ids.ENTRY, app.index, cycle.no, i),
+        "activityDateTime": format_ticks(cycle.entry_time(i)),
+        "tenantId": tenant.tenant_id,
+        "jobId": app.job_id,
+        "cycleId": codec.encode(ids.CYCLE, app.index, cycle.no),
+        "changeId": codec.encode(ids.CHANGE, app.index, cycle.no, i),
+        "provisioningAction": action,
+        "durationInMilliseconds": duration,
+        "initiatedBy": INITIATOR,
+        "servicePrincipal": {"id": app.sp_id, "displayName": app.display_name},
+        "sourceSystem": {
+            "id": tenant.codec.encode(ids.MISC, 0, 2),
+            "displayName": SOURCE_SYSTEM_NAME,
+            "details": {},
+        },
+        "targetSystem": {
+            "id": tenant.codec.encode(ids.MISC, app.index, 3),
+            "displayName": target_name,
+            "details": {
+                "ApplicationId": app.app_id,
+                "ServicePrincipalId": app.sp_id,
+                "ServicePrincipalDisplayName": app.display_name,
+            },
+        },
+        "sourceIdentity": {"id": source_id, "displayName": name, "identityType": kind, "details": {}},
+        "targetIdentity": {
+            "id": target_id,
+            "displayName": ident if target_id else "",
+            "identityType": sc.target_user_object if kind == "User" else "Group",
+            "details": {},
+        },
+        "provisioningStatusInfo": {"status": status, "errorInformation": error},
+        "provisioningSteps": steps,
+        "modifiedProperties": props,
+    }
+    return entry
+
+
+def _target_id(codec: ids.IdCodec, app: App, subject: Subject) -> str:
+    raw = codec.encode(ids.MISC, app.index, 9, subject.index + (0 if subject.kind == "User" else 1 << 30))
+    return raw.replace("-", "")[:24]
+
+
+def _step(name: str, step_type: str, status: str, description: str, details: dict | None = None) -> dict:
+    return {
+        "name": name,
+        "provisioningStepType": step_type,
+        "status": status,
+        "description": description,
+        "details": details or {},
+    }
+
+
+def _scope_details(app: App, subject: Subject, assigned: bool, active: bool, in_scope: bool) -> dict:
+    sc = app.scenario
+    details = {
+        "IsActive": str(active),
+        "Assigned to the application": str(assigned),
+        "IsEffectivelyEntitledForProvisioning": str(assigned and active),
+        "IsInProvisioningScope": str(in_scope),
+    }
+    if sc.scoping and subject.kind == "User":
+        user = app.tenant.users.get(subject.index)
+        clauses = []
+        group_result = True
+        for clause in sc.scoping:
+            value = user.attribute(clause.attribute)
+            ok = clause_passes(clause.operator, value, clause.values)
+            group_result = group_result and ok
+            clauses.append(
+                {
+                    "sourceOperandName": clause.attribute,
+                    "operatorName": clause.operator,
+                    "targetOperand": list(clause.values),
+                    "sourceValue": value,
+                    "result": ok,
+                }
+            )
+        evaluation = {
+            "scopingFilterGroups": [
+                {"name": sc.scoping_group_name, "result": group_result, "clauses": clauses}
+            ]
+        }
+        details["ScopeEvaluationResult"] = json.dumps(evaluation, separators=(",", ":"))
+        details["IsInProvisioningScopeDisplayName"] = sc.scoping_group_name if group_result else ""
+    return details
+
+
+def _error(
+    code: str,
+    reason: str,
+    category: str = "nonServiceFailure",
+    action: str | None = None,
+    details: str | None = None,
+) -> dict:
+    return {
+        "errorCode": code,
+        "reason": reason,
+        "additionalDetails": details,
+        "errorCategory": category,
+        "recommendedAction": action,
+    }
+
+
+def _outcome(app: App, cycle: Cycle, subject: Subject, i: int, rng: random.Random) -> tuple:
+    """(action, status, steps, modifiedProperties, errorInformation) for one subject in one cycle."""
+    sc = app.scenario
+    tenant = app.tenant
+    kind = subject.kind
+    if kind == "User":
+        user = tenant.users.get(subject.index)
+        name, ident = user.display_name, user.user_principal_name
+    else:
+        group = tenant.directory.groups[subject.index]
+        name, ident, user = group.display_name, group.display_name, None
+    target = sc.app
+    cat = subject.category
+    incremental = cycle.kind == "incremental"
+    change_type = "Update" if incremental else "Add"
+    import_step = _step(
+        "EntryImport",
+        "import",
+        "success",
+        f"Received {kind} '{ident}' change of type ({change_type}) from {SOURCE_SYSTEM_NAME}",
+    )
+
+    # ---- skips decided before matching ----------------------------------------------------------------------
+    if cat in ("not-assigned", "nested-only", "disabled", "broken", "scope-fail", "disabled-expected"):
+        active = cat not in ("disabled", "disabled-expected")
+        assigned = cat in ("scope-fail", "disabled", "disabled-expected")
+        in_scope = cat != "scope-fail"
+        details = _scope_details(app, subject, assigned, active, in_scope)
+        scoping = _step(
+            "EntrySynchronizationScoping",
+            "scoping",
+            "success" if in_scope else "skipped",
+            f"Determine if {kind} in scope by evaluating against each scoping filter",
+            details,
+        )
+        skip = _step(
+            "EntrySynchronizationSkip",
+            "export",
+            "skipped",
+            NOT_ENTITLED_TEXT.format(kind=kind, name=ident),
+            {"SkipReason": "NotEffectivelyEntitled", "ReportableIdentifier": ident},
+        )
+        return "create" if not incremental else "update", "skipped", [import_step, scoping, skip], [], None
+    if cat == "matching-empty":
+        attr = sc.matching_attribute
+        code = "ImportSkipped" if subject.index % 2 == 0 else "EntryJoiningPropertyValueIsMissing"
+        reason = (
+            f"The {kind} '{ident}' was skipped because the matching attribute '{attr}' has no value. "
+            f"Every object must have a value for at least one matching attribute."
+        )
+        match = _step(
+            "EntryImportSkipped",
+            "matching",
+            "skipped",
+            reason,
+            {"SkipReason": code, "MatchingAttribute": attr, "ReportableIdentifier": ident},
+        )
+        return (
+            "other",
+            "skipped",
+            [import_step, match],
+            [],
+            _error(code, reason, "nonServiceFailure", f"Populate '{attr}' on the source object."),
+        )
+    if cat == "group-matching-empty":
+        attr = sc.group_matching_attribute
+        reason = (
+            f"The Group '{name}' was skipped because its matching attribute '{attr}' is empty; neither the "
+            "group nor its members will be provisioned."
+        )
+        match = _step(
+            "EntryImportSkipped",
+            "matching",
+            "skipped",
+            reason,
+            {"SkipReason": "ImportSkipped", "MatchingAttribute": attr, "ReportableIdentifier": name},
+        )
+        return "other", "skipped", [import_step, match], [], _error("ImportSkipped", reason)
+
+    # ---- in scope: scoping passes -------------------------------------------------------------------------
+    scoping = _step(
+        "EntrySynchronizationScoping",
+        "scoping",
+        "success",
+        f"Determine if {kind} in scope by evaluating against each scoping filter",
+        _scope_details(app, subject, sc.scope == "assigned", True, True),
+    )
+    if cycle.mode == "cred-fail":
+        match = _step(
+            "EntrySynchronizationUpdate",
+            "matching",
+            "success",
+            f"{kind} '{ident}' will be updated in {target}",
+        )
+        export = _step(
+            "EntryExportUpdate",
+            "export",
+            "failure",
+            f"Failed to update {kind} '{ident}' in {target}",
+            {"ReportableIdentifier": ident},
+        )
+        code, reason = _connector_code(sc, "Unauthorized")
+        reason = (
+            f"Message: {target} returned an error response with the HTTP status code 401 (Unauthorized). "
+            "The credentials used to connect to the application are not valid."
+        )
+        return (
+            "update",
+            "failure",
+            [import_step, scoping, match, export],
+            _props(user, rng, update=True),
+            _error(
+                code, reason, "nonServiceFailure", "Check the admin credentials in the Provisioning blade."
+            ),
+        )
+    if cycle.mode in ("broken-initial", "escrow-retry") and subject in app.broken_set:
+        code = "SchemaAttributeNotFound"
+        reason = (
+            f"Message: {target} returned an error: the attribute 'costCenter' is not defined in the target "
+            "schema. Remove the mapping or add the attribute to the application."
+        )
+        match = _step(
+            "EntrySynchronizationUpdate",
+            "matching",
+            "success",
+            f"{kind} '{ident}' will be updated in {target}",
+        )
+        flow = _step("EntryAttributeFlow", "processing", "success", "Evaluated attribute mappings")
+        export = _step(
+            "EntryExportUpdate",
+            "export",
+            "failure",
+            f"Failed to update {kind} '{ident}' in {target}",
+            {"ReportableIdentifier": ident},
+        )
+        return (
+            "update",
+            "failure",
+            [import_step, scoping, match, flow, export],
+            _props(user, rng, True),
+            _error(code, reason, "nonServiceFailure", "Fix the attribute mapping for costCenter."),
+        )
+    exists = cycle.mode != "initial-first"
+    if cat == "required-missing":
+        source, target_attr = sc.required_attributes[0]
+        reason = (
+            f"The {kind} '{ident}' could not be created in {target}: the required attribute "
+            f"'{target_attr}' has no value (source attribute '{source}' is empty)."
+        )
+        match = _step(
+            "EntrySynchronizationAdd",
+            "matching",
+            "success",
+            f"{kind} '{ident}' will be created in {target} ({kind} is active and assigned in "
+            f"{SOURCE_SYSTEM_NAME}, but no matching {kind} was found in {target})",
+        )
+        flow = _step(
+            "EntryAttributeFlow",
+            "processing",
+            "failure",
+            reason,
+            {"MissingAttribute": target_attr, "ReportableIdentifier": ident},
+        )
+        return (
+            "create",
+            "failure",
+            [import_step, scoping, match, flow],
+            [],
+            _error(
+                "MandatoryFieldsMissing",
+                reason,
+                "nonServiceFailure",
+                f"Populate '{source}' in Entra ID, or map a default value to '{target_attr}'.",
+            ),
+        )
+    if cat == "conflict":
+        code, _ = _connector_code(sc, "EntryConflict")
+        reason = (
+            f"Message: {target} returned an error response with the HTTP status code 409. This operation "
+            "failed because a user or a group already exists with the same name or email."
+        )
+        match = _step(
+            "EntrySynchronizationAdd", "matching", "success", f"{kind} '{ident}' will be created in {target}"
+        )
+        export = _step(
+            "EntryExportAdd",
+            "export",
+            "failure",
+            f"Failed to create {kind} '{ident}' in {target}",
+            {"ReportableIdentifier": ident},
+        )
+        return (
+            "create",
+            "failure",
+            [import_step, scoping, match, export],
+            _props(user, rng, False),
+            _error(
+                code, reason, "nonServiceFailure", "Fix the conflicting values, or the matching attributes."
+            ),
+        )
+    if cat == "duplicate":
+        reason = (
+            f"More than one {kind} in {target} matched '{ident}' on the matching attribute "
+            f"'{sc.matching_target}'."
+        )
+        match = _step(
+            "EntrySynchronizationError", "matching", "failure", reason, {"ReportableIdentifier": ident}
+        )
+        return (
+            "update" if exists else "create",
+            "failure",
+            [import_step, scoping, match],
+            [],
+            _error(
+                "DuplicateTargetEntries", reason, "nonServiceFailure", "Remove the duplicate in the target."
+            ),
+        )
+
+    # ---- success paths -------------------------------------------------------------------------------------
+    if not exists:
+        match = _step(
+            "EntrySynchronizationAdd",
+            "matching",
+            "success",
+            f"{kind} '{ident}' will be created in {target} ({kind} is active and assigned in "
+            f"{SOURCE_SYSTEM_NAME}, but no matching {kind} was found in {target})",
+        )
+        flow = _step("EntryAttributeFlow", "processing", "success", "Evaluated attribute mappings")
+        export = _step(
+            "EntryExportAdd",
+            "export",
+            "success",
+            f"{kind} '{ident}' was created in {target}",
+            {"ReportableIdentifier": ident},
+        )
+        steps = [import_step, scoping, match, flow]
+        if kind == "Group":
+            steps.append(
+                _step(
+                    "EntryReferenceResolution",
+                    "referenceResolution",
+                    "success",
+                    "Resolved references to group members",
+                )
+            )
+        steps.append(export)
+        props = _props(user, rng, update=False) if user else _group_props(app, subject)
+        return "create", "success", steps, props, None
+    if app.is_redundant(cycle, i):
+        match = _step(
+            "EntrySynchronizationNone",
+            "matching",
+            "success",
+            f"{kind} '{ident}' already matches the target; no change required",
+        )
+        skip = _step(
+            "EntrySynchronizationSkip",
+            "export",
+            "skipped",
+            "The state of the user in both the source and target systems already match.",
+            {"SkipReason": "RedundantExport", "ReportableIdentifier": ident},
+        )
+        return "other", "skipped", [import_step, scoping, match, skip], [], None
+    match = _step(
+        "EntrySynchronizationUpdate", "matching", "success", f"{kind} '{ident}' will be updated in {target}"
+    )
+    flow = _step("EntryAttributeFlow", "processing", "success", "Evaluated attribute mappings")
+    export = _step(
+        "EntryExportUpdate",
+        "export",
+        "success",
+        f"{kind} '{ident}' was updated in {target}",
+        {"ReportableIdentifier": ident},
+    )
+    return "update", "success", [import_step, scoping, match, flow, export], _props(user, rng, True), None
+
+
+def _connector_code(sc: Scenario, base: str) -> tuple[str, str]:
+    prefix = sc.connector or "SystemForCrossDomainIdentityManagement"
+    return f"{prefix}{base}", base
+
+
+UPDATABLE = ("jobTitle", "department", "city", "mobilePhone")
+
+
+def _props(user, rng: random.Random, update: bool) -> list[dict]:
+    if user is None:
+        return []
+    if update:
+        name = UPDATABLE[rng.randrange(len(UPDATABLE))]
+        old = user.attribute(name) or None
+        new = {
+            "jobTitle": "Senior " + (user.job_title or "Specialist"),
+            "department": user.department,
+            "city": user.city,
+            "mobilePhone": f"+1 425 555 {rng.randrange(10000):04d}",
+        }[name]
+        return [{"displayName": name, "oldValue": old, "newValue": new}]
+    values = [
+        ("objectId", user.id),
+        ("userPrincipalName", user.user_principal_name),
+        ("displayName", user.display_name),
+        ("mail", user.mail),
+        ("givenName", user.given_name),
+        ("surname", user.surname),
+        ("department", user.department),
+        ("jobTitle", user.job_title),
+        ("accountEnabled", "True"),
+    ]
+    return [{"displayName": n, "oldValue": None, "newValue": v} for n, v in values if v is not None]
+
+
+def _group_props(app: App, subject: Subject) -> list[dict]:
+    group = app.tenant.directory.groups[subject.index]
+    return [
+        {"displayName": "objectId", "oldValue": None, "newValue": group.id},
+        {"displayName": "displayName", "oldValue": None, "newValue": group.display_name},
+        {"displayName": "mailEnabled", "oldValue": None, "newValue": str(group.mail_enabled)},
+        {"displayName": "securityEnabled", "oldValue": None, "newValue": "True"},
+    ]
