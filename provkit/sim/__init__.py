@@ -1,0 +1,1 @@
+"""The simulated tenant and the local Graph-compatible server that serves it."""
