@@ -1,0 +1,90 @@
+# provkit developer commands. Needs only Python 3.11+ and make; everything else goes into .venv.
+#
+#   make demo    install into .venv, then run the workbook against the simulated tenant
+#   make test    install into .venv, then ruff check and the whole pytest suite
+#   make lint    ruff check and ruff format --check
+#   make bench   run every bench/bench_*.py in turn
+#   make clean   remove caches and build output (keeps .venv, reports/ and bench results)
+#
+# Set VENV_PYTHON=/path/to/python3.x to choose the interpreter that creates .venv.
+
+SHELL := /bin/sh
+.DEFAULT_GOAL := help
+
+VENV := .venv
+VPY := $(VENV)/bin/python
+# Written after a successful install; older than pyproject.toml means "install again".
+STAMP := $(VENV)/.provkit-installed
+PIP_FLAGS := --quiet --disable-pip-version-check --progress-bar off
+
+.PHONY: help install test demo lint bench clean
+
+help:
+	@echo "make demo    install into $(VENV) and run 'provkit demo'"
+	@echo "make test    install into $(VENV), run 'ruff check .' and the pytest suite"
+	@echo "make lint    ruff check and ruff format --check"
+	@echo "make bench   run every bench/bench_*.py"
+	@echo "make clean   remove caches and build output (keeps $(VENV))"
+
+# Create the virtualenv with python3.11, or python3 when it is 3.11 or newer. A candidate counts only if it
+# runs: a pyenv shim for an uninstalled version is on PATH but fails. A half-made venv (for example when the
+# venv/ensurepip module is missing) is removed so the next run starts over.
+$(VPY):
+	@py=""; \
+	if [ -n "$(VENV_PYTHON)" ]; then cands="$(VENV_PYTHON)"; else cands="python3.11 python3"; fi; \
+	for c in $$cands; do \
+	  if command -v "$$c" >/dev/null 2>&1 && \
+	     "$$c" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' >/dev/null 2>&1; then \
+	    py="$$c"; break; \
+	  fi; \
+	done; \
+	if [ -z "$$py" ]; then \
+	  echo "error: provkit needs Python 3.11 or newer to create $(VENV)." >&2; \
+	  for c in $$cands; do \
+	    if command -v "$$c" >/dev/null 2>&1; then \
+	      echo "  $$c is $$("$$c" --version 2>&1 || echo 'not runnable')" >&2; \
+	    else \
+	      echo "  $$c is not on PATH" >&2; \
+	    fi; \
+	  done; \
+	  echo "Install Python 3.11 (python3.11 on PATH), or run: make VENV_PYTHON=/path/to/python3.11 ..." >&2; \
+	  exit 1; \
+	fi; \
+	echo "Creating $(VENV) with $$py ($$("$$py" --version 2>&1))"; \
+	if ! "$$py" -m venv $(VENV); then \
+	  rm -rf $(VENV); \
+	  echo "error: '$$py -m venv' failed; on Debian/Ubuntu the venv module is the python3.11-venv package." >&2; \
+	  exit 1; \
+	fi
+
+$(STAMP): pyproject.toml | $(VPY)
+	@echo "Installing provkit and its test tools into $(VENV) (pip install -e '.[test]')"
+	$(VPY) -m pip install $(PIP_FLAGS) -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VPY) -m pytest
+
+demo: $(STAMP)
+	$(VENV)/bin/provkit demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: $(STAMP)
+	@found=0; \
+	for f in bench/bench_*.py; do \
+	  [ -e "$$f" ] || continue; \
+	  found=1; \
+	  echo "== $$f"; \
+	  $(VPY) "$$f" || exit 1; \
+	done; \
+	if [ "$$found" = 0 ]; then echo "no benchmarks yet (bench/bench_*.py)"; fi
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
