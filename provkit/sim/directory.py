@@ -7,7 +7,7 @@ present somewhere (nested-only members, disabled users, an empty matching attrib
 
 from __future__ import annotations
 
-import random
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -149,7 +149,11 @@ class Group:
 
 
 class Users:
-    """Users by index, generated on demand from the seed."""
+    """Users by index, generated on demand from the seed.
+
+    Every attribute of user ``i`` derives from one BLAKE2b digest of (seed, i), so any user can be made alone, and
+    the few facts that group membership and scoping need are kept for all users in compact arrays.
+    """
 
     def __init__(
         self, seed: int, count: int, domain: str, codec: ids.IdCodec, created_before: datetime
@@ -160,41 +164,74 @@ class Users:
         self.codec = codec
         self.created_before = created_before
         self._combos = len(GIVEN) * len(SURNAMES)
-        self.get = lru_cache(maxsize=65536)(self._make)
+        self._key = f"provkit-user:{seed}:".encode()
+        self.get = lru_cache(maxsize=16384)(self._make)
+        # Compact facts for all users: enabled, home department index, contractor, usage location index.
+        self.enabled = bytearray(count)
+        self.dept = bytearray(count)
+        self.contractor = bytearray(count)
+        self.location = bytearray(count)
+        for i in range(count):
+            d = self._digest(i)
+            self.enabled[i] = _u16(d, 5) >= _P03
+            self.dept[i] = _dept_index(d)
+            self.contractor[i] = _u16(d, 14) < _P12
+            self.location[i] = d[2] % len(LOCATIONS)
+
+    def _digest(self, index: int) -> bytes:
+        return hashlib.blake2b(self._key + index.to_bytes(4, "big"), digest_size=24).digest()
 
     def _make(self, index: int) -> User:
         if not 0 <= index < self.count:
             raise IndexError(index)
-        rng = random.Random(self.seed * 1_000_003 + index)
+        d = self._digest(index)
         combo = (index * 7919) % self._combos
         given, surname = GIVEN[combo % len(GIVEN)], SURNAMES[combo // len(GIVEN)]
         suffix = "" if index < self._combos else str(index // self._combos + 1)
         upn = f"{given}.{surname}{suffix}@{self.domain}".lower()
-        dept = rng.choices(DEPARTMENTS, DEPT_WEIGHTS)[0]
-        city, country, usage = LOCATIONS[rng.randrange(len(LOCATIONS))]
-        roll = rng.random()
-        enabled = rng.random() >= 0.03
+        dept = DEPARTMENTS[_dept_index(d)]
+        city, country, usage = LOCATIONS[d[2] % len(LOCATIONS)]
+        titles = TITLES[dept]
         return User(
             index=index,
             id=self.codec.encode(ids.USER, 0, 0, index),
             given_name=given,
-            surname=None if rng.random() < 0.01 else surname,
+            surname=None if _u16(d, 7) < _P01 else surname,
             display_name=f"{given} {surname}",
             user_principal_name=upn,
-            mail=None if roll < 0.04 else upn,
-            department=None if rng.random() < 0.05 else dept,
-            job_title=rng.choice(TITLES[dept]),
-            employee_id=None if rng.random() < 0.04 else f"E{100000 + index:06d}",
-            employee_type="Contractor" if rng.random() < 0.12 else "Employee",
-            account_enabled=enabled,
+            mail=None if _u16(d, 3) < _P04 else upn,
+            department=None if _u16(d, 9) < _P05 else dept,
+            job_title=titles[d[11] % len(titles)],
+            employee_id=None if _u16(d, 12) < _P04 else f"E{100000 + index:06d}",
+            employee_type="Contractor" if _u16(d, 14) < _P12 else "Employee",
+            account_enabled=_u16(d, 5) >= _P03,
             city=city,
             country=country,
             usage_location=usage,
             created=self.created_before
-            - timedelta(days=30 + rng.randrange(1500), seconds=rng.randrange(86400)),
+            - timedelta(days=30 + _u16(d, 16) % 1500, seconds=int.from_bytes(d[18:22], "big") % 86400),
         )
 
     def home_department(self, index: int) -> str:
         """The department a user's groups follow even when the department attribute is empty."""
-        rng = random.Random(self.seed * 1_000_003 + index)
-        return rng.choices(DEPARTMENTS, DEPT_WEIGHTS)[0]
+        return DEPARTMENTS[self.dept[index]]
+
+
+def _u16(d: bytes, at: int) -> int:
+    return (d[at] << 8) | d[at + 1]
+
+
+_P01, _P03, _P04, _P05, _P12 = (int(p * 65536) for p in (0.01, 0.03, 0.04, 0.05, 0.12))
+_CUMULATIVE = []
+_acc = 0
+for _w in DEPT_WEIGHTS:
+    _acc += _w
+    _CUMULATIVE.append(_acc * 65536 // sum(DEPT_WEIGHTS))
+
+
+def _dept_index(d: bytes) -> int:
+    roll = _u16(d, 0)
+    for k, edge in enumerate(_CUMULATIVE):
+        if roll < edge:
+            return k
+    return len(_CUMULATIVE) - 1

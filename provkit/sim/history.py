@@ -165,6 +165,10 @@ def build_timeline(
         return random.Random(seed * 7_919 + app_index * 104_729 + no * 15_485_863)
 
     while True:
+        # A restart or a resume acts promptly: the next cycle starts minutes after it, not at the next interval.
+        last_end = cycles[-1].end if cycles else origin
+        if ev < len(events) and last_end <= events[ev][0] < t and events[ev][1].kind in ("reset", "resume"):
+            t = events[ev][0]
         # Apply the control events that happened before this cycle starts.
         while ev < len(events) and events[ev][0] <= t:
             when, control = events[ev]

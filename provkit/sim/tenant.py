@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 
 from provkit.sim import ids
-from provkit.sim.directory import EMEA, Group, User, Users
+from provkit.sim.directory import DEPARTMENTS, EMEA, LOCATIONS, Group, User, Users
 from provkit.sim.history import (
     DAY,
     HOUR,
@@ -78,15 +78,15 @@ class Directory:
             self.groups.append(group)
             by_name[name] = group
         self.by_name = by_name
+        emea = {k for k, loc in enumerate(LOCATIONS) if loc[2] in EMEA}
         for i in range(users.count):
-            u = users.get(i)
-            if not u.account_enabled:
+            if not users.enabled[i]:
                 by_name["Leavers"].user_members.append(i)
                 continue
-            dept = users.home_department(i)
-            if u.employee_type == "Contractor":
+            dept = DEPARTMENTS[users.dept[i]]
+            if users.contractor[i]:
                 by_name["Contractors"].user_members.append(i)
-            if dept == "Sales" and u.usage_location in EMEA:
+            if dept == "Sales" and users.location[i] in emea:
                 by_name["Sales EMEA"].user_members.append(i)
             elif dept == "Support" and i % 4 == 0:
                 by_name["Support Tier 2"].user_members.append(i)
@@ -162,8 +162,9 @@ class App:
         subjects: list[Subject] = []
         categories: dict[int, str] = {}
         if sc.scope == "all":
+            enabled = users.enabled
             for i in range(users.count):
-                categories[i] = "ok" if users.get(i).account_enabled else "disabled-expected"
+                categories[i] = "ok" if enabled[i] else "disabled-expected"
         else:
             direct_members: set[int] = set()
             nested_only: set[int] = set()
@@ -174,14 +175,15 @@ class App:
             nested_only -= direct_members
             # Direct assignments: a few healthy users outside the groups, and the problem subjects.
             rng = random.Random(t.seed * 31 + self.index)
-            candidates = [i for i in range(users.count) if i not in direct_members and i not in nested_only]
+            pool = range(users.count) if users.count <= 5000 else rng.sample(range(users.count), 5000)
+            candidates = [i for i in pool if i not in direct_members and i not in nested_only]
             rng.shuffle(candidates)
-            enabled = [i for i in candidates if users.get(i).account_enabled]
+            enabled = [i for i in candidates if users.enabled[i]]
             take = iter(enabled)
             for _ in range(min(sc.direct_users, len(enabled))):
                 self.direct_users.append(next(take))
             if "disabled" in sc.problems:
-                self.direct_users.extend([i for i in candidates if not users.get(i).account_enabled][:3])
+                self.direct_users.extend([i for i in candidates if not users.enabled[i]][:3])
             if "broken" in sc.problems:
                 chosen = [i for i in take][:3]
                 self.broken.update(chosen)

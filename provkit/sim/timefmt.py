@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 TICKS = 10_000_000
 NEVER = "0001-01-01T00:00:00Z"
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def to_ticks(dt: datetime) -> int:
-    return int(round(dt.timestamp() * TICKS))
+    """Exact integer ticks (floats lose the last digits at this magnitude)."""
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return ((dt - _EPOCH) // timedelta(microseconds=1)) * 10
 
 
 def ticks_to_datetime(ticks: int) -> datetime:

@@ -1,0 +1,985 @@
+"""A local, TLS-speaking server that plays Microsoft Graph (v1.0 subset) and the identity platform.
+
+It serves a :class:`~provkit.sim.tenant.Tenant`: the provisioning logs, directory audits, service principals,
+app role assignments, users, groups and synchronization jobs that provkit reads, plus the POST actions
+(validateCredentials, provisionOnDemand, start, pause, restart). It answers with Graph's error bodies and
+headers, throttles ``/auditLogs`` at 5 requests per 10 s per calling app and tenant (429 with Retry-After), and
+injects faults on demand. Nothing here reaches out to the network.
+
+Non-Graph endpoints for tests live under ``/_sim/``: ``GET /_sim/health``, ``GET /_sim/requests`` (the request
+log), ``POST /_sim/advance?minutes=N`` (move the simulated clock).
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import json
+import math
+import os
+import socket
+import ssl
+import struct
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+from provkit.sim import ids
+from provkit.sim.authority import Authority, GraphAuthError, Principal, Registration
+from provkit.sim.certs import make_client_certificate, make_tls_material
+from provkit.sim.faults import FaultPlan
+from provkit.sim.logquery import DATETIMES, ENUMS, FILTERABLE, LogQuery
+from provkit.sim.odata import ODataError, compile_filter, parse_orderby
+from provkit.sim.tenant import App, Tenant
+
+READ_PERMISSIONS = {
+    "auditLogs": ("AuditLog.Read.All",),
+    "servicePrincipals": ("Application.Read.All", "Directory.Read.All"),
+    "synchronization": ("Synchronization.Read.All",),
+    "users": ("User.Read.All", "Directory.Read.All"),
+    "groups": ("GroupMember.Read.All", "Group.Read.All", "Directory.Read.All"),
+}
+WRITE_PERMISSION = ("Synchronization.ReadWrite.All",)
+THROTTLE_LIMIT = 5
+THROTTLE_WINDOW = 10.0
+MAX_TOP = 1000
+DEFAULT_TOP = 100
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+@dataclass
+class RequestRecord:
+    time: float
+    method: str
+    path: str
+    status: int
+    client_id: str | None
+    fault: str | None
+
+
+@dataclass
+class Throttle:
+    """Sliding-window limit per (client app, tenant); throttled calls still count against the quota."""
+
+    limit: int = THROTTLE_LIMIT
+    window: float = THROTTLE_WINDOW
+    enabled: bool = True
+    _calls: dict[str, collections.deque] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    throttled: int = 0
+
+    def check(self, key: str) -> float | None:
+        """Record a call; return the seconds to wait when it is over the limit, else None."""
+        if not self.enabled:
+            return None
+        now = time.monotonic()
+        with self._lock:
+            calls = self._calls.setdefault(key, collections.deque())
+            while calls and now - calls[0] >= self.window:
+                calls.popleft()
+            over = len(calls) >= self.limit
+            calls.append(now)
+            if over:
+                self.throttled += 1
+                # the call that must expire before another fits: the (limit)-th most recent before this one
+                oldest = calls[-self.limit - 1]
+                return max(0.0, self.window - (now - oldest))
+            return None
+
+
+class GraphApp:
+    """Request routing and Graph semantics, independent of the socket layer."""
+
+    def __init__(
+        self, tenant: Tenant, authority: Authority, faults: FaultPlan, throttle: Throttle, base_url: str
+    ) -> None:
+        self.tenant = tenant
+        self.authority = authority
+        self.faults = faults
+        self.throttle = throttle
+        self.base_url = base_url
+        self.requests: list[RequestRecord] = []
+        self._log_lock = threading.Lock()
+
+    # -- helpers --------------------------------------------------------------------------------------------
+    def record(self, rec: RequestRecord) -> None:
+        with self._log_lock:
+            self.requests.append(rec)
+
+    def require(self, principal: Principal, area: str, write: bool = False) -> None:
+        needed = WRITE_PERMISSION if write else READ_PERMISSIONS[area]
+        if principal.has_permission(*needed):
+            return
+        if area == "auditLogs":
+            message = f"Calling principal does not have required MSGraph permissions {needed[0]}"
+        else:
+            message = "Insufficient privileges to complete the operation."
+        raise HttpError(403, "Authorization_RequestDenied", message, {"x-provkit-sim-required": needed[0]})
+
+    def _top(self, query: dict[str, str], default: int = DEFAULT_TOP) -> int:
+        raw = query.get("$top")
+        if raw is None:
+            return default
+        try:
+            top = int(raw)
+        except ValueError:
+            raise HttpError(400, "BadRequest", f"Invalid value '{raw}' for $top query option.") from None
+        if top < 1:
+            raise HttpError(400, "BadRequest", f"Invalid value '{raw}' for $top query option.")
+        return min(top, MAX_TOP)
+
+    def _next_link(self, path: str, query: dict[str, str], token: dict) -> str:
+        params = {k: v for k, v in query.items() if k != "$skiptoken"}
+        raw = json.dumps(token, separators=(",", ":")).encode()
+        params["$skiptoken"] = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        qs = "&".join(f"{k}={quote(v, safe=chr(39) + '(),:/$')}" for k, v in params.items())
+        return f"{self.base_url}{path}?{qs}"
+
+    def _token(self, query: dict[str, str]) -> dict | None:
+        raw = query.get("$skiptoken")
+        if raw is None:
+            return None
+        try:
+            data = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+            token = json.loads(data)
+            if not isinstance(token, dict):
+                raise ValueError
+            return token
+        except (ValueError, json.JSONDecodeError):
+            raise HttpError(400, "BadRequest", "The $skiptoken is invalid or has expired.") from None
+
+    @staticmethod
+    def _fingerprint(query: dict[str, str]) -> str:
+        return str(hash((query.get("$filter", ""), query.get("$orderby", ""))) & 0xFFFFFFFF)
+
+    # -- routing --------------------------------------------------------------------------------------------
+    def handle_graph(
+        self, method: str, path: str, query: dict[str, str], principal: Principal, body: dict | None
+    ) -> tuple[int, dict | None]:
+        parts = [unquote(p) for p in path.split("/") if p]
+        if not parts or parts[0] not in ("v1.0", "beta"):
+            raise HttpError(400, "BadRequest", f"Invalid version: {parts[0] if parts else ''}")
+        version, rest = parts[0], parts[1:]
+        root = f"/{version}"
+        if "$count" in query:
+            raise HttpError(
+                400,
+                "BadRequest",
+                "$count is not supported on this API. Only URLs returned by the API can be used to page.",
+            )
+        if rest[:2] == ["auditLogs", "provisioning"] and len(rest) == 2 and method == "GET":
+            self.require(principal, "auditLogs")
+            return 200, self.provisioning(root + "/auditLogs/provisioning", query)
+        if rest[:2] == ["auditLogs", "directoryAudits"] and len(rest) == 2 and method == "GET":
+            self.require(principal, "auditLogs")
+            return 200, self.directory_audits(root + "/auditLogs/directoryAudits", query)
+        if rest and rest[0].startswith("servicePrincipals"):
+            return self.service_principal_routes(method, root, rest, query, principal, body)
+        if rest and rest[0] == "users" and method == "GET":
+            self.require(principal, "users")
+            return 200, self.users(rest, query)
+        if rest and rest[0] == "groups" and method == "GET":
+            self.require(principal, "groups")
+            return 200, self.groups(rest, query)
+        if method not in ("GET", "POST"):
+            raise HttpError(405, "Request_BadRequest", f"The HTTP method '{method}' is not supported here.")
+        raise HttpError(400, "BadRequest", f"Resource not found for the segment '{rest[0] if rest else ''}'.")
+
+    # -- /auditLogs/provisioning ----------------------------------------------------------------------------
+    def provisioning(self, path: str, query: dict[str, str]) -> dict:
+        top = self._top(query)
+        flt = None
+        text = query.get("$filter")
+        try:
+            if text:
+                flt = compile_filter(
+                    text, allowed_paths=FILTERABLE, enum_paths=ENUMS, datetime_paths=DATETIMES
+                )
+            order = parse_orderby(
+                query.get("$orderby", "activityDateTime desc"), allowed=("activityDateTime",)
+            )
+        except ODataError as exc:
+            raise HttpError(400, "BadRequest", str(exc)) from None
+        descending = order[0][1] if order else True
+        token = self._token(query)
+        after = None
+        if token is not None:
+            if token.get("f") != self._fingerprint(query) or not isinstance(token.get("k"), list):
+                raise HttpError(400, "BadRequest", "The $skiptoken does not belong to this query.")
+            after = tuple(int(x) for x in token["k"])
+        page = LogQuery(self.tenant, flt, descending).page(top, after)
+        result: dict = {
+            "@odata.context": f"{self.base_url}{path.split('/auditLogs')[0]}/$metadata#auditLogs/provisioning",
+            "value": page.items,
+        }
+        if page.last_key is not None:
+            result["@odata.nextLink"] = self._next_link(
+                path, query, {"k": list(page.last_key), "f": self._fingerprint(query)}
+            )
+        return result
+
+    # -- generic list paging --------------------------------------------------------------------------------
+    def list_page(
+        self,
+        path: str,
+        query: dict[str, str],
+        items: list[dict],
+        context: str,
+        default_top: int = DEFAULT_TOP,
+    ) -> dict:
+        top = self._top(query, default_top)
+        token = self._token(query)
+        offset = 0
+        if token is not None:
+            if token.get("f") != self._fingerprint(query):
+                raise HttpError(400, "BadRequest", "The $skiptoken does not belong to this query.")
+            offset = int(token.get("o", 0))
+        chunk = items[offset : offset + top]
+        result: dict = {"@odata.context": f"{self.base_url}/v1.0/$metadata#{context}", "value": chunk}
+        if offset + top < len(items):
+            result["@odata.nextLink"] = self._next_link(
+                path, query, {"o": offset + top, "f": self._fingerprint(query)}
+            )
+        return result
+
+    def _filtered(
+        self,
+        items: list[dict],
+        query: dict[str, str],
+        allowed: tuple[str, ...],
+        datetimes: tuple[str, ...] = (),
+    ) -> list[dict]:
+        text = query.get("$filter")
+        if not text:
+            return items
+        try:
+            flt = compile_filter(text, allowed_paths=allowed, datetime_paths=datetimes)
+        except ODataError as exc:
+            raise HttpError(400, "BadRequest", str(exc)) from None
+        return [i for i in items if flt.matches(i)]
+
+    def directory_audits(self, path: str, query: dict[str, str]) -> dict:
+        items = self._filtered(
+            self.tenant.directory_audits(),
+            query,
+            (
+                "activityDateTime",
+                "loggedByService",
+                "category",
+                "activityDisplayName",
+                "result",
+                "correlationId",
+                "id",
+                "operationType",
+                "initiatedBy/user/id",
+                "initiatedBy/user/userPrincipalName",
+                "initiatedBy/app/displayName",
+            ),
+            ("activityDateTime",),
+        )
+        return self.list_page(path, query, items, "auditLogs/directoryAudits")
+
+    # -- /servicePrincipals ---------------------------------------------------------------------------------
+    def resolve_sp(self, segment: str) -> tuple[dict, App | None]:
+        tenant = self.tenant
+        if segment.startswith("servicePrincipals(") and segment.endswith(")"):
+            inner = segment[len("servicePrincipals(") : -1]
+            key, _, value = inner.partition("=")
+            value = value.strip("'")
+            if key != "appId":
+                raise HttpError(400, "BadRequest", f"Invalid key '{key}' for servicePrincipals.")
+            sp = next((s for s in tenant.service_principals() if s["appId"] == value), None)
+        else:
+            raise HttpError(400, "BadRequest", "Invalid service principal segment.")
+        if sp is None:
+            raise HttpError(
+                404,
+                "Request_ResourceNotFound",
+                f"Resource '{value}' does not exist or one of its queried reference-property objects "
+                "are not present.",
+            )
+        return sp, tenant.app_by_sp(sp["id"])
+
+    def service_principal_routes(
+        self,
+        method: str,
+        root: str,
+        rest: list[str],
+        query: dict[str, str],
+        principal: Principal,
+        body: dict | None,
+    ) -> tuple[int, dict | None]:
+        tenant = self.tenant
+        if rest[0] == "servicePrincipals" and len(rest) == 1:
+            if method != "GET":
+                raise HttpError(405, "Request_BadRequest", "Only GET is supported on this collection here.")
+            self.require(principal, "servicePrincipals")
+            items = self._filtered(
+                tenant.service_principals(),
+                query,
+                ("displayName", "appId", "id", "servicePrincipalType", "accountEnabled"),
+            )
+            return 200, self.list_page(root + "/servicePrincipals", query, items, "servicePrincipals")
+        if rest[0] == "servicePrincipals":
+            sp_id = rest[1]
+            sp = tenant.service_principal(sp_id)
+            if sp is None:
+                raise HttpError(
+                    404,
+                    "Request_ResourceNotFound",
+                    f"Resource '{sp_id}' does not exist or one of its queried reference-property "
+                    "objects are not present.",
+                )
+            app = tenant.app_by_sp(sp_id)
+            tail = rest[2:]
+        else:
+            sp, app = self.resolve_sp(rest[0])
+            tail = rest[1:]
+        if not tail:
+            self.require(principal, "servicePrincipals")
+            return 200, sp
+        if tail == ["appRoleAssignedTo"]:
+            self.require(principal, "servicePrincipals")
+            items = tenant.app_role_assigned_to(app) if app else []
+            return 200, self.list_page(
+                root + "/" + "/".join(rest),
+                query,
+                items,
+                f"servicePrincipals('{sp['id']}')/appRoleAssignedTo",
+            )
+        if tail[0] != "synchronization":
+            raise HttpError(400, "BadRequest", f"Resource not found for the segment '{tail[0]}'.")
+        return self.synchronization(method, root, rest, tail[1:], sp, app, query, principal, body)
+
+    def synchronization(
+        self,
+        method: str,
+        root: str,
+        rest: list[str],
+        tail: list[str],
+        sp: dict,
+        app: App | None,
+        query: dict[str, str],
+        principal: Principal,
+        body: dict | None,
+    ) -> tuple[int, dict | None]:
+        tenant = self.tenant
+        if not tail or tail[0] not in ("jobs", "templates", "secrets"):
+            raise HttpError(400, "BadRequest", "Resource not found for the segment 'synchronization'.")
+        if tail[0] == "templates":
+            self.require(principal, "synchronization")
+            return 200, {"value": []}
+        if tail[0] == "secrets":
+            # Secrets are write-only through Graph; reading them is not offered.
+            raise HttpError(405, "Request_BadRequest", "Reading synchronization secrets is not supported.")
+        jobs = tenant.jobs(app) if app else []
+        if len(tail) == 1:
+            if method != "GET":
+                raise HttpError(
+                    403,
+                    "Authorization_RequestDenied",
+                    "Creating jobs is not allowed in the simulated tenant.",
+                )
+            self.require(principal, "synchronization")
+            return 200, {
+                "@odata.context": f"{self.base_url}/v1.0/$metadata#servicePrincipals('{sp['id']}')"
+                "/synchronization/jobs",
+                "value": jobs,
+            }
+        job_id = tail[1]
+        job = next((j for j in jobs if j["id"] == job_id), None)
+        if job is None or app is None:
+            raise HttpError(
+                404,
+                "NotFound",
+                f"The synchronization job '{job_id}' was not found for service principal '{sp['id']}'.",
+            )
+        action = tail[2] if len(tail) > 2 else None
+        if action is None and method == "GET":
+            self.require(principal, "synchronization")
+            return 200, job
+        if action == "schema" and method == "GET" and len(tail) == 3:
+            self.require(principal, "synchronization")
+            return 200, tenant.schema(app)
+        if method == "POST" and action in ("start", "pause", "restart"):
+            self.require(principal, "synchronization", write=True)
+            tenant.control(app, action, body)
+            return 204, None
+        if method == "POST" and action == "validateCredentials":
+            self.require(principal, "synchronization", write=True)
+            return self.validate_credentials(app, body or {})
+        if method == "POST" and action == "provisionOnDemand":
+            self.require(principal, "synchronization", write=True)
+            return 200, self.provision_on_demand(app, body or {})
+        raise HttpError(400, "BadRequest", f"Unsupported request on synchronization job: {method} {action}")
+
+    def validate_credentials(self, app: App, body: dict) -> tuple[int, dict | None]:
+        """Checks the saved (or given) credentials against the simulated target; changes nothing."""
+        if not isinstance(body.get("useSavedCredentials", False), bool):
+            raise HttpError(400, "BadRequest", "useSavedCredentials must be a boolean.")
+        if app.validate_ok:
+            return 204, None
+        from provkit.sim.tenant import credential_error
+
+        code, message = credential_error(app.scenario)
+        raise HttpError(400, code, message)
+
+    def provision_on_demand(self, app: App, body: dict) -> dict:
+        params = body.get("parameters") or []
+        subjects = [s for p in params for s in (p.get("subjects") or [])]
+        if len(subjects) != 1:
+            raise HttpError(400, "BadRequest", "provisionOnDemand takes exactly one subject per request.")
+        obj = self.tenant.directory.user_by_id(subjects[0].get("objectId", ""))
+        if obj is None:
+            raise HttpError(404, "NotFound", "The subject was not found in the source directory.")
+        category = app.categories.get(obj.index, "not-assigned")
+        if category in ("ok",):
+            key = {
+                "result": "Skipped",
+                "details": {
+                    "errorCode": "RedundantExport",
+                    "errorMessage": "The state of the user in both the source and target systems already match.",
+                },
+            }
+        elif category in App.FAILING:
+            key = {
+                "result": "Failure",
+                "details": {
+                    "errorCode": "EntryConflict" if category == "conflict" else "MandatoryFieldsMissing",
+                    "errorMessage": "The export to the target failed.",
+                },
+            }
+        else:
+            key = {
+                "result": "Skipped",
+                "details": {
+                    "errorCode": "NotEffectivelyEntitled",
+                    "errorMessage": "The object is not effectively entitled for provisioning.",
+                },
+            }
+        value = {
+            "action": "Other",
+            "changeId": str(uuid.uuid4()),
+            "reportableIdentifier": obj.user_principal_name,
+            "sourceIdentity": {"id": obj.id, "displayName": obj.display_name, "identityType": "User"},
+            "statusInfo": {"status": key["result"]},
+            "provisioningSteps": [],
+            "modifiedProperties": [],
+        }
+        return {
+            "@odata.type": "#microsoft.graph.stringKeyStringValuePair",
+            "key": json.dumps(key),
+            "value": json.dumps(value),
+        }
+
+    # -- /users, /groups ------------------------------------------------------------------------------------
+    def users(self, rest: list[str], query: dict[str, str]) -> dict:
+        directory = self.tenant.directory
+        if len(rest) < 2:
+            raise HttpError(
+                400,
+                "BadRequest",
+                "Listing all users is not offered by the simulated tenant; "
+                "get a user by id or userPrincipalName.",
+            )
+        key = rest[1]
+        user = directory.user_by_id(key)
+        if user is None and "@" in key:
+            user = self._user_by_upn(key)
+        if user is None:
+            raise HttpError(
+                404,
+                "Request_ResourceNotFound",
+                f"Resource '{key}' does not exist or one of its queried reference-property objects "
+                "are not present.",
+            )
+        if len(rest) == 2:
+            return self._select({"@odata.type": "#microsoft.graph.user", **user.graph()}, query)
+        if rest[2] in ("memberOf", "transitiveMemberOf"):
+            groups = []
+            for g in directory.groups:
+                members = directory.transitive_users(g) if rest[2] == "transitiveMemberOf" else g.user_members
+                if user.index in members:
+                    groups.append({"@odata.type": "#microsoft.graph.group", **g.graph()})
+            return self.list_page("/v1.0/" + "/".join(rest), query, groups, "directoryObjects")
+        raise HttpError(400, "BadRequest", f"Resource not found for the segment '{rest[2]}'.")
+
+    def _user_by_upn(self, upn: str):
+        users = self.tenant.users
+        wanted = upn.lower()
+        for i in range(users.count):
+            u = users.get(i)
+            if u.user_principal_name == wanted:
+                return u
+        return None
+
+    @staticmethod
+    def _select(obj: dict, query: dict[str, str]) -> dict:
+        select = query.get("$select")
+        if not select:
+            return obj
+        keep = {s.strip() for s in select.split(",")} | {"id", "@odata.type"}
+        return {k: v for k, v in obj.items() if k in keep}
+
+    def groups(self, rest: list[str], query: dict[str, str]) -> dict:
+        directory = self.tenant.directory
+        if len(rest) < 2:
+            raise HttpError(400, "BadRequest", "Listing all groups is not offered by the simulated tenant.")
+        group = directory.group_by_id(rest[1])
+        if group is None:
+            raise HttpError(
+                404,
+                "Request_ResourceNotFound",
+                f"Resource '{rest[1]}' does not exist or one of its queried reference-property "
+                "objects are not present.",
+            )
+        if len(rest) == 2:
+            return {"@odata.type": "#microsoft.graph.group", **group.graph()}
+        if rest[2] not in ("members", "transitiveMembers"):
+            raise HttpError(400, "BadRequest", f"Resource not found for the segment '{rest[2]}'.")
+        users = self.tenant.users
+        if rest[2] == "members":
+            members = [
+                {"@odata.type": "#microsoft.graph.group", **directory.groups[g].graph()}
+                for g in group.group_members
+            ]
+            user_ids = group.user_members
+        else:
+            members = []
+            stack, seen = list(group.group_members), set()
+            while stack:
+                g = stack.pop()
+                if g in seen:
+                    continue
+                seen.add(g)
+                members.append({"@odata.type": "#microsoft.graph.group", **directory.groups[g].graph()})
+                stack.extend(directory.groups[g].group_members)
+            user_ids = directory.transitive_users(group)
+        members.extend({"@odata.type": "#microsoft.graph.user", **users.get(u).graph()} for u in user_ids)
+        return self.list_page("/v1.0/" + "/".join(rest), query, members, "directoryObjects")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "Microsoft-IIS/10.0"
+    sys_version = ""
+    protocol_version = "HTTP/1.1"
+    app: GraphApp  # set on the subclass
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the stdlib's name
+        return  # the request log replaces stderr chatter
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self._dispatch("PUT")
+
+    def do_PATCH(self) -> None:  # noqa: N802
+        self._dispatch("PATCH")
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._dispatch("DELETE")
+
+    # ---------------------------------------------------------------------------------------------------------
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _dispatch(self, method: str) -> None:
+        app = self.app
+        split = urlsplit(self.path)
+        path = split.path
+        query = dict(parse_qsl(split.query, keep_blank_values=True))
+        raw_body = self._read_body()
+        request_id = str(uuid.uuid4())
+        client_request_id = self.headers.get("client-request-id") or request_id
+        headers = {
+            "request-id": request_id,
+            "client-request-id": client_request_id,
+            "x-ms-ags-diagnostic": json.dumps({"ServerInfo": {"DataCenter": "Local Simulator"}}),
+        }
+        client_id = None
+        fault = None
+        status = 500
+        try:
+            parts = [p for p in path.split("/") if p]
+            if parts and parts[0] == "_sim":
+                status, body = self._sim_endpoint(method, parts, query)
+                self._send_json(status, body, headers)
+                return
+            if parts and parts[0] not in ("v1.0", "beta"):
+                status, body, extra = self._authority(method, parts, raw_body)
+                headers.update(extra)
+                self._send_json(status, body, headers)
+                return
+            fault = app.faults.next()
+            if fault in ("reset",):
+                status = 0
+                self._reset()
+                return
+            if fault == "429":
+                status = 429
+                raise HttpError(429, "TooManyRequests", "Too many requests.", {"Retry-After": "1"})
+            if fault == "503":
+                status = 503
+                raise HttpError(
+                    503, "ServiceUnavailable", "The service is temporarily unavailable.", {"Retry-After": "1"}
+                )
+            if fault == "504":
+                status = 504
+                raise HttpError(504, "GatewayTimeout", "The gateway did not receive a response in time.")
+            if fault == "slow":
+                time.sleep(app.faults.slow_seconds)
+            try:
+                principal = app.authority.verify_bearer(self.headers.get("Authorization"))
+            except GraphAuthError as exc:
+                raise HttpError(exc.status, exc.code, exc.message, dict(exc.headers)) from None
+            client_id = principal.client_id
+            if len(parts) > 1 and parts[1] == "auditLogs":
+                wait = app.throttle.check(f"{principal.client_id}:{principal.tenant_id}")
+                if wait is not None:
+                    raise HttpError(
+                        429,
+                        "TooManyRequests",
+                        "Too many requests. The application has exceeded the limit of 5 requests per "
+                        "10 seconds for the Entra reporting APIs.",
+                        {"Retry-After": str(max(1, math.ceil(wait)))},
+                    )
+            body_json = None
+            if raw_body:
+                try:
+                    body_json = json.loads(raw_body)
+                except json.JSONDecodeError:
+                    raise HttpError(400, "BadRequest", "The request body is not valid JSON.") from None
+            status, body = app.handle_graph(method, path, query, principal, body_json)
+            if fault == "truncate":
+                self._send_truncated(status, body, headers)
+                return
+            if status == 204:
+                self._send_empty(headers)
+            else:
+                self._send_json(status, body, headers)
+        except HttpError as exc:
+            status = exc.status
+            headers.update(exc.headers)
+            error = {
+                "error": {
+                    "code": exc.code,
+                    "message": exc.message,
+                    "innerError": {
+                        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+                        "request-id": request_id,
+                        "client-request-id": client_request_id,
+                    },
+                }
+            }
+            try:
+                self._send_json(exc.status, error, headers)
+            except OSError:
+                pass
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+            status = 0
+        except Exception as exc:  # the simulator must answer like Graph, even on its own bugs
+            status = 500
+            error = {
+                "error": {
+                    "code": "InternalServerError",
+                    "message": f"{type(exc).__name__}: {exc}",
+                    "innerError": {"request-id": request_id, "client-request-id": client_request_id},
+                }
+            }
+            try:
+                self._send_json(500, error, headers)
+            except OSError:
+                pass
+        finally:
+            if not path.startswith("/_sim"):
+                app.record(RequestRecord(time.time(), method, self.path, status, client_id, fault))
+
+    def _authority(self, method: str, parts: list[str], raw_body: bytes) -> tuple[int, dict, dict]:
+        authority = self.app.authority
+        tenant = parts[0]
+        rest = "/".join(parts[1:])
+        form = (
+            dict(parse_qsl(raw_body.decode("utf-8", "replace"), keep_blank_values=True)) if raw_body else {}
+        )
+        if rest == "v2.0/.well-known/openid-configuration" and method == "GET":
+            return authority.openid_configuration(tenant)
+        if rest in ("discovery/v2.0/keys", "discovery/keys") and method == "GET":
+            return authority.jwks()
+        if rest == "oauth2/v2.0/token" and method == "POST":
+            return authority.token(tenant, form)
+        if rest == "oauth2/v2.0/devicecode" and method == "POST":
+            return authority.device_code(tenant, form)
+        return 404, {"error": "not_found", "error_description": f"Unknown endpoint /{'/'.join(parts)}"}, {}
+
+    def _sim_endpoint(self, method: str, parts: list[str], query: dict[str, str]) -> tuple[int, dict]:
+        app = self.app
+        if parts[1:] == ["health"]:
+            return 200, {"status": "ok", "now": app.tenant.now_text}
+        if parts[1:] == ["requests"]:
+            return 200, {"value": [r.__dict__ for r in app.requests]}
+        if parts[1:] == ["advance"] and method == "POST":
+            app.tenant.advance(float(query.get("minutes", "40")))
+            return 200, {"now": app.tenant.now_text}
+        return 404, {"error": {"code": "NotFound", "message": "unknown simulator endpoint"}}
+
+    def _send_json(self, status: int, body: dict | None, headers: dict[str, str]) -> None:
+        data = json.dumps(body, separators=(",", ":")).encode()
+        self.send_response(status)
+        self.send_header(
+            "Content-Type",
+            "application/json; odata.metadata=minimal; odata.streaming=true; "
+            "IEEE754Compatible=false; charset=utf-8",
+        )
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _send_empty(self, headers: dict[str, str]) -> None:
+        self.send_response(204)
+        self.send_header("Content-Length", "0")
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+
+    def _send_truncated(self, status: int, body: dict | None, headers: dict[str, str]) -> None:
+        data = json.dumps(body, separators=(",", ":")).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; odata.metadata=minimal; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data[: max(1, len(data) // 3)])
+        self.wfile.flush()
+        self.close_connection = True
+        self._reset()
+
+    def _reset(self) -> None:
+        """Drop the connection without an answer (RST), as a load balancer dropping a request would."""
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        self.close_connection = True
+        try:
+            self.connection.close()
+        except OSError:
+            pass
+
+
+class _Server(ThreadingHTTPServer):
+    """Threaded HTTPS server doing the TLS handshake in the request's thread, so one silent client cannot stall
+    the accept loop for everyone."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 64
+    tls_context: ssl.SSLContext | None = None
+
+    def finish_request(self, request, client_address) -> None:  # noqa: ANN001
+        if self.tls_context is not None:
+            request.settimeout(30)
+            try:
+                request = self.tls_context.wrap_socket(request, server_side=True)
+            except (OSError, ssl.SSLError):
+                request.close()
+                return
+            request.settimeout(None)
+        try:
+            super().finish_request(request, client_address)
+        finally:
+            try:
+                request.close()
+            except OSError:
+                pass
+
+    def shutdown_request(self, request) -> None:  # noqa: ANN001
+        try:
+            super().shutdown_request(request)
+        except (OSError, ssl.SSLError):
+            pass
+
+    def handle_error(self, request, client_address) -> None:  # noqa: ANN001
+        return  # resets and truncations are on purpose; nothing to print
+
+
+@dataclass
+class RunningServer:
+    """A started simulator: where it listens and how to talk to it."""
+
+    base_url: str
+    port: int
+    tenant: Tenant
+    graph: GraphApp
+    authority: Authority
+    ca_path: Path
+    client_id: str
+    client_secret: str = field(repr=False)
+    cert_path: Path
+    cert_thumbprint: str
+    restricted_client_id: str
+    device_client_id: str
+    state_dir: Path
+    _httpd: _Server = field(repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
+
+    def env(self) -> dict[str, str]:
+        """The PROVKIT_* settings that point provkit at this server (the secret included: it is a local one)."""
+        return {
+            "PROVKIT_TENANT_ID": self.tenant.tenant_id,
+            "PROVKIT_CLIENT_ID": self.client_id,
+            "PROVKIT_CLIENT_SECRET": self.client_secret,
+            "PROVKIT_CLOUD": "global",
+            "PROVKIT_AUTHORITY_URL": self.base_url,
+            "PROVKIT_GRAPH_URL": self.base_url,
+            "PROVKIT_CA_BUNDLE": str(self.ca_path),
+        }
+
+    def write_env_file(self, path: Path) -> None:
+        lines = [f"{k}={v}" for k, v in self.env().items()]
+        lines.append(f"# certificate sign-in instead of the secret: PROVKIT_CERT_PATH={self.cert_path}")
+        tmp = Path(str(path) + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write("\n".join(lines) + "\n")
+        os.replace(tmp, path)
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> RunningServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_server(
+    tenant: Tenant,
+    *,
+    port: int = 0,
+    faults: FaultPlan | None = None,
+    throttle: bool = True,
+    state_dir: Path | None = None,
+    client_secret: str | None = None,
+    token_lifetime: int = 3600,
+    background: bool = True,
+) -> RunningServer:
+    """Start the simulator on 127.0.0.1 (``port=0`` picks a free port); in a thread unless ``background=False``."""
+    state = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="provkit-sim-"))
+    state.mkdir(parents=True, exist_ok=True)
+    tls = make_tls_material(state)
+    cert_path, thumbprint = make_client_certificate(state, "provkit-reader")
+    secret = client_secret or base64.urlsafe_b64encode(os.urandom(30)).decode()
+    codec = tenant.codec
+    reader_id = codec.encode(ids.APPLICATION, 900)
+    restricted_id = codec.encode(ids.APPLICATION, 901)
+    device_id = codec.encode(ids.APPLICATION, 902)
+    all_read = frozenset(
+        {"AuditLog.Read.All", "Directory.Read.All", "Synchronization.Read.All", "Application.Read.All"}
+    )
+    registrations = [
+        Registration(
+            client_id=reader_id,
+            display_name="provkit reader",
+            secret=secret,
+            secret_expires=None,
+            certificate_pem=cert_path.read_bytes(),
+            app_roles=all_read,
+            public_client=False,
+            delegated_scopes=frozenset(),
+        ),
+        Registration(
+            client_id=restricted_id,
+            display_name="provkit without audit log access",
+            secret=secret,
+            secret_expires=None,
+            certificate_pem=None,
+            app_roles=frozenset({"Directory.Read.All", "Synchronization.Read.All", "Application.Read.All"}),
+            public_client=False,
+            delegated_scopes=frozenset(),
+        ),
+        Registration(
+            client_id=device_id,
+            display_name="provkit device sign-in",
+            secret=None,
+            secret_expires=None,
+            certificate_pem=None,
+            app_roles=frozenset(),
+            public_client=True,
+            delegated_scopes=all_read,
+        ),
+    ]
+    httpd = _Server(("127.0.0.1", port), _Handler)
+    actual_port = httpd.server_address[1]
+    base_url = f"https://127.0.0.1:{actual_port}"
+    authority = _make_authority(base_url, tenant.tenant_id, registrations, token_lifetime)
+    graph = GraphApp(tenant, authority, faults or FaultPlan(), Throttle(enabled=throttle), base_url)
+    handler = type("Handler", (_Handler,), {"app": graph})
+    httpd.RequestHandlerClass = handler
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tls.cert_path, tls.key_path)
+    httpd.tls_context = context
+    server = RunningServer(
+        base_url=base_url,
+        port=actual_port,
+        tenant=tenant,
+        graph=graph,
+        authority=authority,
+        ca_path=Path(tls.ca_path),
+        client_id=reader_id,
+        client_secret=secret,
+        cert_path=cert_path,
+        cert_thumbprint=thumbprint,
+        restricted_client_id=restricted_id,
+        device_client_id=device_id,
+        state_dir=state,
+        _httpd=httpd,
+    )
+    if background:
+        thread = threading.Thread(target=httpd.serve_forever, name="provkit-sim", daemon=True)
+        thread.start()
+        server._thread = thread
+    return server
+
+
+def _make_authority(
+    base_url: str, tenant_id: str, registrations: list[Registration], lifetime: int
+) -> Authority:
+    return Authority(
+        issuer_base=base_url,
+        tenant_id=tenant_id,
+        registrations=registrations,
+        graph_root=base_url,
+        access_token_lifetime=lifetime,
+        auto_approve_device_after_polls=1,
+        tenant_domains=["contoso.onmicrosoft.com", "contoso.com"],
+    )
+
+
+def serve_forever(server: RunningServer) -> None:
+    server._httpd.serve_forever()
