@@ -840,6 +840,7 @@ class RunningServer:
     cert_thumbprint: str
     restricted_client_id: str
     device_client_id: str
+    admin_client_id: str
     state_dir: Path
     _httpd: _Server = field(repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
@@ -899,6 +900,7 @@ def start_server(
     reader_id = codec.encode(ids.APPLICATION, 900)
     restricted_id = codec.encode(ids.APPLICATION, 901)
     device_id = codec.encode(ids.APPLICATION, 902)
+    admin_id = codec.encode(ids.APPLICATION, 903)
     all_read = frozenset(
         {"AuditLog.Read.All", "Directory.Read.All", "Synchronization.Read.All", "Application.Read.All"}
     )
