@@ -926,6 +926,16 @@ def start_server(
             delegated_scopes=frozenset(),
         ),
         Registration(
+            client_id=admin_id,
+            display_name="provkit operator (read-write)",
+            secret=secret,
+            secret_expires=None,
+            certificate_pem=None,
+            app_roles=all_read | {"Synchronization.ReadWrite.All"},
+            public_client=False,
+            delegated_scopes=frozenset(),
+        ),
+        Registration(
             client_id=device_id,
             display_name="provkit device sign-in",
             secret=None,
@@ -959,6 +969,7 @@ def start_server(
         cert_thumbprint=thumbprint,
         restricted_client_id=restricted_id,
         device_client_id=device_id,
+        admin_client_id=admin_id,
         state_dir=state,
         _httpd=httpd,
     )
