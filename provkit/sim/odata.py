@@ -117,7 +117,7 @@ def _instant(m: re.Match[str]) -> _Instant:
     """The instant a matched ISO-8601 text names; raises ValueError or OverflowError when there is none."""
     year, month, day, hour, minute, second, fraction, offset = m.groups()
     tz = UTC
-    if offset and offset not in "Zz":
+    if offset and offset not in ("Z", "z"):
         sign = -1 if offset[0] == "-" else 1
         hours, minutes = int(offset[1:3]), int(offset[4:6])
         if hours > 23 or minutes > 59:
@@ -150,13 +150,13 @@ def _slow_key(text: str) -> str | None:
 
 def _instant_key(value: object) -> str | None:
     """The comparison key of a record's date and time value, or None when it holds no instant."""
-    if value.__class__ is str:
-        n = len(value)  # type: ignore[arg-type]
-        if n == 28 and value[27] == "Z" and value[19] == "." and value[10] == "T":  # type: ignore[index]
-            return value[:27]  # type: ignore[index]
-        if n == 20 and value[19] == "Z" and value[10] == "T":  # type: ignore[index]
-            return value[:19] + ".0000000"  # type: ignore[index,operator]
-        return _slow_key(value)  # type: ignore[arg-type]
+    if isinstance(value, str):
+        n = len(value)
+        if n == 28 and value[27] == "Z" and value[19] == "." and value[10] == "T":
+            return value[:27]
+        if n == 20 and value[19] == "Z" and value[10] == "T":
+            return value[:19] + ".0000000"
+        return _slow_key(value)
     if isinstance(value, datetime):
         return _slow_key(value.isoformat()) if value.tzinfo else _slow_key(value.isoformat() + "Z")
     return None
