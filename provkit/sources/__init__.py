@@ -1,0 +1,1 @@
+"""Sources of provisioning data: each turns what it reads into Graph-shaped provisioningObjectSummary records."""
