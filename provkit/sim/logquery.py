@@ -33,7 +33,6 @@ FILTERABLE = (
     "provisioningStatusInfo/errorInformation/errorCode",
     "servicePrincipal/id",
     "servicePrincipal/displayName",
-    "servicePrincipal/name",
     "sourceSystem/displayName",
     "targetSystem/displayName",
     "sourceIdentity/id",
