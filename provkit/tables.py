@@ -1,0 +1,1265 @@
+"""Graph JSON to the four tidy tables: events, steps, properties and jobs.
+
+Every source (live Graph, the simulated tenant, admin-centre downloads, Log Analytics exports) hands over
+Graph-shaped ``provisioningObjectSummary`` dicts and ``synchronizationJob`` dicts; this module turns them
+into typed DataFrames. The column names and dtypes below are a contract: downstream code (store, cycles,
+checks, charts) relies on them and never looks at the raw JSON. The dtypes are in :data:`EVENT_COLUMNS`,
+:data:`STEP_COLUMNS`, :data:`PROPERTY_COLUMNS` and :data:`JOB_COLUMNS` (name -> pandas dtype).
+
+Conventions that hold for every table:
+
+- ``str`` columns use pandas' default string dtype; a missing value is NA (``pd.isna`` is true).
+- Times are ``datetime64[ns, UTC]``. Graph's seven fractional digits are kept (100 ns ticks). ``Z``,
+  ``+hh:mm`` offsets, no fraction and date-only values are accepted; values without an offset are UTC.
+  ``0001-01-01T00:00:00Z`` means "never" and becomes NaT, as does any time outside the range of
+  nanosecond timestamps (1677-09-21 to 2262-04-11).
+- Enum columns are ``category``. Their categories are the known values in a fixed order followed by any
+  unknown values seen (sorted), so unknown values from a newer Graph are kept, never dropped. Values are
+  matched case-insensitively; event and step enums are stored lower-cased, job enums in Graph's canonical
+  casing (an unknown job value is kept as sent).
+- Booleans are the nullable ``boolean`` dtype: NA when the field is absent. Strings such as ``"True"`` or
+  ``"false"`` in any case are read as booleans.
+
+events: one row per provisioning log entry
+
+    id                        activity id (Graph ``id``); unique per entry
+    activity_time             ``activityDateTime``
+    tenant_id                 Entra tenant id
+    job_id                    provisioning job id (same string as the job's ``id``)
+    cycle_id                  id of the cycle (one job iteration)
+    change_id                 id of the change within the cycle; the support reference, joins to steps
+    action                    create, update, delete, disable, stageddelete, other (from
+                              ``provisioningAction`` or the download's PascalCase ``action``)
+    status                    success, failure, skipped, warning (``provisioningStatusInfo.status``)
+    duration_ms               ``durationInMilliseconds`` (Int64)
+    initiator_type            ``initiatedBy.initiatorType`` (user, application, system)
+    initiator_name            ``initiatedBy.displayName``
+    service_principal_id      object id of the app's service principal
+    service_principal_name    its display name (``displayName`` or the older ``name``)
+    source_system             ``sourceSystem.displayName``, e.g. "Azure Active Directory"
+    target_system             ``targetSystem.displayName``
+    source_id                 ``sourceIdentity.id``
+    source_name               ``sourceIdentity.displayName``
+    source_type               ``sourceIdentity.identityType`` (User, Group, a SCIM URN, ...)
+    target_id                 ``targetIdentity.id`` (empty until the object exists in the target)
+    target_name               ``targetIdentity.displayName``
+    target_type               ``targetIdentity.identityType``
+    error_code                ``errorInformation.errorCode`` (or the older ``errorInfo``)
+    error_category            ``errorCategory`` as sent (failure, nonServiceFailure, ...)
+    error_reason              ``reason``: what happened
+    error_additional_details  ``additionalDetails``
+    error_recommended_action  ``recommendedAction``
+    skip_reason               first ``SkipReason`` found in the steps' details (NotEffectivelyEntitled,
+                              RedundantExport, ScopingFilterEvaluatedFalse, any other value kept)
+    reportable_identifier     first ``ReportableIdentifier`` in the steps (what the portal shows)
+    scoping_result            ``IsInProvisioningScope`` from the first step carrying it (boolean)
+    assigned                  "Assigned to the application" (or "Assigned") from the steps (boolean)
+    is_active                 ``IsActive`` from the steps (boolean)
+    effectively_entitled      ``IsEffectivelyEntitledForProvisioning`` from the steps (boolean)
+    failed_scope_clause       the first scoping clause that failed, e.g. ``department EQUALS 'Sales'``;
+                              NA when no scoping filter was evaluated or a filter group passed
+    failed_scope_value        the source value that failed it ("(empty)" when the value was null)
+    step_count                number of steps (Int16)
+    extra                     JSON object of top-level fields this module does not map (new Graph fields,
+                              or ``provisioningSteps`` / ``modifiedProperties`` that are not lists, kept as
+                              sent); "" when there are none
+
+steps: one row per provisioningStep, in the order Graph sent them
+
+    event_id, change_id       the entry's ``id`` and ``changeId``
+    step_order                0-based position in ``provisioningSteps`` (Int16)
+    name                      e.g. EntryImport, EntrySynchronizationScoping, EntryExportUpdate
+    step_type                 import, scoping, matching, processing, referenceresolution, export
+    status                    success, failure, skipped, warning
+    description               the human-readable sentence the portal shows
+    details                   JSON object of the step's ``details`` ("{}" when empty). A step that is not
+                              an object is kept as a row of NAs with ``{"value": <what was sent>}`` here
+    skip_reason, reportable_identifier, scoping_result, assigned, is_active, effectively_entitled,
+    failed_scope_clause, failed_scope_value
+                              as for events, from this step's details only (NA where it lacks them)
+
+properties: one row per modifiedProperty
+
+    event_id, change_id       the entry's ``id`` and ``changeId``
+    name                      attribute name (``displayName``)
+    old_value, new_value      as sent (strings; null is NA; non-strings become JSON text, booleans
+                              "True"/"False" as Graph writes them). A property that is not an object
+                              is kept with what was sent as ``new_value``
+
+jobs: one row per synchronization job per status snapshot
+
+    snapshot_time             when the status was read (given by the caller)
+    service_principal_id      the service principal the job belongs to (given by the caller)
+    service_principal_name    its display name (given by the caller; NA if not given)
+    job_id                    job ``id``, e.g. ``scim.4a1b...``
+    template_id               ``templateId``
+    status_code               NotConfigured, NotRun, Active, Paused, Quarantine
+    schedule_state            Active, Disabled, Paused
+    schedule_interval         ``schedule.interval`` (timedelta64[ns]). ISO-8601 durations; years and
+                              months count as 365 and 30 days. Intervals too long for timedelta64[ns]
+                              (about 292 years) become NaT: Graph sends .NET TimeSpan.MaxValue
+                              (``P10675199DT2H48M5.4775807S``) for new or disabled jobs, which have no schedule.
+    schedule_expiration       ``schedule.expiration``
+    count_successive_complete_failures   (Int64)
+    escrows_pruned            (boolean)
+    steady_state_first, steady_state_last   steady-state achieved times; NaT until it was reached
+    last_execution_id         ``lastExecution.activityIdentifier`` (the portal's Activity ID)
+    last_execution_state      Succeeded, Failed, EntryLevelErrors
+    last_execution_began, last_execution_ended
+    last_execution_error_code, last_execution_error_message
+    last_execution_count_escrowed, _count_escrowed_raw, _count_exported, _count_exports, _count_imported,
+    _count_imported_deltas, _count_imported_reference_deltas, _count_entitled,
+    _count_entitled_for_provisioning   the run's counters (Int64; NA when there was no run)
+    last_successful_id, _state, _began, _ended                 from ``lastSuccessfulExecution``
+    last_successful_with_exports_id, _state, _began, _ended    from ``lastSuccessfulExecutionWithExports``
+    quarantine_reason         EncounteredBaseEscrowThreshold, ..., TooManyDeletes, IngestionInterrupted
+    quarantine_current_began, quarantine_next_attempt, quarantine_series_began
+    quarantine_series_count   (Int64)
+    quarantine_error_code, quarantine_error_message
+    quarantine_tenant_actionable   (boolean)
+    progress_completed, progress_total, progress_time, progress_units
+                              the latest ``progress`` observation (by observation time)
+    synchronized_entries      sum of ``synchronizedEntryCountByType`` (Int64; 0 when empty)
+    settings                  JSON array of ``synchronizationJobSettings``
+    troubleshooting_url       ``troubleshootingUrl``
+    extra                     JSON object of job and status fields not mapped above ("status.<name>" for
+                              the latter); "" when there are none
+
+Malformed entries (not an object, no id, a missing or unparsable time) never abort a batch: the good rows
+are kept and the bad ones are listed in :attr:`Tables.rejects`. :func:`jobs_from_records` lists rejected
+jobs in ``DataFrame.attrs["rejects"]``.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = [
+    "EVENT_COLUMNS",
+    "JOB_COLUMNS",
+    "PROPERTY_COLUMNS",
+    "STEP_COLUMNS",
+    "Tables",
+    "concat_tables",
+    "empty_tables",
+    "events_from_records",
+    "jobs_from_records",
+    "parse_graph_duration",
+    "parse_graph_time",
+    "parse_graph_times",
+]
+
+# pandas 3 made "str" the default string dtype (missing = NaN); under pandas 2 "str" would turn None into
+# the text "None", so fall back to the nullable "string" dtype there.
+STR = "str" if int(pd.__version__.split(".")[0]) >= 3 else "string"
+TIME = "datetime64[ns, UTC]"
+DURATION = "timedelta64[ns]"
+CATEGORY = "category"
+BOOL = "boolean"
+
+# Known enum values, in display order. Event and step values are lower-case; job values canonical casing.
+ACTIONS = ("create", "update", "delete", "disable", "stageddelete", "other")
+STATUSES = ("success", "failure", "skipped", "warning")
+STEP_TYPES = ("import", "scoping", "matching", "processing", "referenceresolution", "export")
+JOB_STATUS_CODES = ("NotConfigured", "NotRun", "Active", "Paused", "Quarantine")
+SCHEDULE_STATES = ("Active", "Disabled", "Paused")
+EXECUTION_STATES = ("Succeeded", "Failed", "EntryLevelErrors")
+QUARANTINE_REASONS = (
+    "EncounteredBaseEscrowThreshold",
+    "EncounteredTotalEscrowThreshold",
+    "EncounteredEscrowProportionThreshold",
+    "EncounteredQuarantineException",
+    "Unknown",
+    "QuarantinedOnDemand",
+    "TooManyDeletes",
+    "IngestionInterrupted",
+)
+
+_SCOPING_COLUMNS = {
+    "skip_reason": STR,
+    "reportable_identifier": STR,
+    "scoping_result": BOOL,
+    "assigned": BOOL,
+    "is_active": BOOL,
+    "effectively_entitled": BOOL,
+    "failed_scope_clause": STR,
+    "failed_scope_value": STR,
+}
+
+EVENT_COLUMNS: dict[str, str] = {
+    "id": STR,
+    "activity_time": TIME,
+    "tenant_id": STR,
+    "job_id": STR,
+    "cycle_id": STR,
+    "change_id": STR,
+    "action": CATEGORY,
+    "status": CATEGORY,
+    "duration_ms": "Int64",
+    "initiator_type": STR,
+    "initiator_name": STR,
+    "service_principal_id": STR,
+    "service_principal_name": STR,
+    "source_system": STR,
+    "target_system": STR,
+    "source_id": STR,
+    "source_name": STR,
+    "source_type": STR,
+    "target_id": STR,
+    "target_name": STR,
+    "target_type": STR,
+    "error_code": STR,
+    "error_category": STR,
+    "error_reason": STR,
+    "error_additional_details": STR,
+    "error_recommended_action": STR,
+    **_SCOPING_COLUMNS,
+    "step_count": "Int16",
+    "extra": STR,
+}
+
+STEP_COLUMNS: dict[str, str] = {
+    "event_id": STR,
+    "change_id": STR,
+    "step_order": "Int16",
+    "name": STR,
+    "step_type": CATEGORY,
+    "status": CATEGORY,
+    "description": STR,
+    "details": STR,
+    **_SCOPING_COLUMNS,
+}
+
+PROPERTY_COLUMNS: dict[str, str] = {
+    "event_id": STR,
+    "change_id": STR,
+    "name": STR,
+    "old_value": STR,
+    "new_value": STR,
+}
+
+
+def _execution_columns(prefix: str, *, full: bool) -> dict[str, str]:
+    columns = {
+        f"{prefix}_id": STR,
+        f"{prefix}_state": CATEGORY,
+        f"{prefix}_began": TIME,
+        f"{prefix}_ended": TIME,
+    }
+    if full:
+        columns |= {f"{prefix}_error_code": STR, f"{prefix}_error_message": STR}
+        columns |= {f"{prefix}_{name}": "Int64" for name in _COUNTERS.values()}
+    return columns
+
+
+# Graph counter field -> column suffix, for lastExecution.
+_COUNTERS = {
+    "countEscrowed": "count_escrowed",
+    "countEscrowedRaw": "count_escrowed_raw",
+    "countExported": "count_exported",
+    "countExports": "count_exports",
+    "countImported": "count_imported",
+    "countImportedDeltas": "count_imported_deltas",
+    "countImportedReferenceDeltas": "count_imported_reference_deltas",
+    "countEntitled": "count_entitled",
+    "countEntitledForProvisioning": "count_entitled_for_provisioning",
+}
+
+JOB_COLUMNS: dict[str, str] = {
+    "snapshot_time": TIME,
+    "service_principal_id": STR,
+    "service_principal_name": STR,
+    "job_id": STR,
+    "template_id": STR,
+    "status_code": CATEGORY,
+    "schedule_state": CATEGORY,
+    "schedule_interval": DURATION,
+    "schedule_expiration": TIME,
+    "count_successive_complete_failures": "Int64",
+    "escrows_pruned": BOOL,
+    "steady_state_first": TIME,
+    "steady_state_last": TIME,
+    **_execution_columns("last_execution", full=True),
+    **_execution_columns("last_successful", full=False),
+    **_execution_columns("last_successful_with_exports", full=False),
+    "quarantine_reason": CATEGORY,
+    "quarantine_current_began": TIME,
+    "quarantine_next_attempt": TIME,
+    "quarantine_series_began": TIME,
+    "quarantine_series_count": "Int64",
+    "quarantine_error_code": STR,
+    "quarantine_error_message": STR,
+    "quarantine_tenant_actionable": BOOL,
+    "progress_completed": "Int64",
+    "progress_total": "Int64",
+    "progress_time": TIME,
+    "progress_units": STR,
+    "synchronized_entries": "Int64",
+    "settings": STR,
+    "troubleshooting_url": STR,
+    "extra": STR,
+}
+
+
+def _lower(value: object) -> str | None:
+    text = str(value).strip().lower()
+    return text or None
+
+
+def _canonical(known: Sequence[str]) -> Callable[[object], str | None]:
+    by_lower = {k.lower(): k for k in known}
+
+    def canon(value: object) -> str | None:
+        text = str(value).strip()
+        return by_lower.get(text.lower(), text) or None
+
+    return canon
+
+
+# Category column -> (known values in order, canonicaliser), per table.
+_EVENT_ENUMS = {"action": (ACTIONS, _lower), "status": (STATUSES, _lower)}
+_STEP_ENUMS = {"step_type": (STEP_TYPES, _lower), "status": (STATUSES, _lower)}
+_JOB_ENUMS = {
+    "status_code": (JOB_STATUS_CODES, _canonical(JOB_STATUS_CODES)),
+    "schedule_state": (SCHEDULE_STATES, _canonical(SCHEDULE_STATES)),
+    "last_execution_state": (EXECUTION_STATES, _canonical(EXECUTION_STATES)),
+    "last_successful_state": (EXECUTION_STATES, _canonical(EXECUTION_STATES)),
+    "last_successful_with_exports_state": (EXECUTION_STATES, _canonical(EXECUTION_STATES)),
+    "quarantine_reason": (QUARANTINE_REASONS, _canonical(QUARANTINE_REASONS)),
+}
+_Enums = dict[str, tuple[Sequence[str], Callable[[object], str | None]]]
+
+
+@dataclass
+class Tables:
+    """The three log tables from one batch of provisioning log entries.
+
+    ``rejects`` lists the entries that could not be used, as (position in the input, reason); every other
+    entry has exactly one row in ``events``.
+    """
+
+    events: pd.DataFrame
+    steps: pd.DataFrame
+    properties: pd.DataFrame
+    rejects: list[tuple[int, str]] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return (
+            f"Tables(events={len(self.events)} rows, steps={len(self.steps)} rows, "
+            f"properties={len(self.properties)} rows, rejects={len(self.rejects)})"
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Times and durations
+
+_NS_MIN = pd.Timestamp.min.tz_localize("UTC")
+_NS_MAX = pd.Timestamp.max.tz_localize("UTC")
+_TIME_RE = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})"
+    r"(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?)?"
+    r"\s*(Z|z|UTC|[+-]\d{2}(?::?\d{2})?)?"
+)
+
+
+def parse_graph_time(value: object) -> pd.Timestamp | Any:
+    """Parse one Graph time to a UTC :class:`pandas.Timestamp` (nanosecond unit), or ``pd.NaT``.
+
+    Accepts strings with up to nine fractional digits (Graph sends seven), ``Z`` or ``+hh:mm`` offsets,
+    no fraction, or a date only; values without an offset are taken as UTC. ``datetime`` objects are
+    accepted too. ``0001-01-01T00:00:00Z`` ("never"), empty values, unparsable text and times outside the
+    nanosecond range give NaT; this function does not raise.
+    """
+    if value is None or value is pd.NaT:
+        return pd.NaT
+    if isinstance(value, datetime | np.datetime64):
+        ts = pd.Timestamp(value)
+    elif isinstance(value, str):
+        match = _TIME_RE.fullmatch(value.strip())
+        if match is None:
+            return pd.NaT
+        year, month, day, hour, minute, second, fraction, offset = match.groups()
+        if year == "0001":
+            return pd.NaT
+        fraction = (fraction or "")[:9].ljust(9, "0")
+        if offset in (None, "Z", "z", "UTC"):
+            offset = "+00:00"
+        elif len(offset) == 3:
+            offset += ":00"
+        elif ":" not in offset:
+            offset = f"{offset[:3]}:{offset[3:]}"
+        text = f"{year}-{month}-{day}T{hour or '00'}:{minute or '00'}:{second or '00'}.{fraction}{offset}"
+        try:
+            ts = pd.Timestamp(text)
+        except (ValueError, OverflowError):
+            return pd.NaT
+    else:
+        return pd.NaT
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    if ts < _NS_MIN or ts > _NS_MAX:
+        return pd.NaT
+    return ts.as_unit("ns")
+
+
+def parse_graph_times(values: Iterable[object] | pd.Series) -> pd.Series:
+    """Vectorised :func:`parse_graph_time`: a ``datetime64[ns, UTC]`` Series (index kept for a Series input).
+
+    Well-formed Graph strings take a fast Arrow path; anything else falls back to pandas' ISO-8601 parser
+    and then, for the values it rejects, to :func:`parse_graph_time`. Never raises for bad values (NaT).
+    """
+    index = values.index if isinstance(values, pd.Series) else None
+    data = _object_array(values.tolist() if isinstance(values, pd.Series) else values)
+    try:
+        text = pa.array(data, type=pa.large_string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # datetime objects and the like
+        return _utc_series(_parse_times_carefully(data), index)
+    return _utc_series(_times_from_text(text), index)
+
+
+def _utc_series(naive_utc: np.ndarray, index: pd.Index | None = None) -> pd.Series:
+    return pd.Series(naive_utc, index=index, copy=False).dt.tz_localize("UTC")
+
+
+def _times_from_text(text: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Naive-UTC datetime64[ns] values for Arrow strings, NaT where missing or unparsable."""
+    try:
+        # Arrow parses ISO-8601 with up to 9 digits and offsets, and refuses (raises) on anything odd,
+        # including year 1 ("never"), naive times and date-only values: then the careful path runs.
+        return text.cast(pa.timestamp("ns", "UTC")).to_numpy()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return _parse_times_carefully(_object_array(text.to_pylist()))
+
+
+def _parse_times_carefully(data: np.ndarray) -> np.ndarray:
+    """Naive-UTC datetime64[ns] values for an object array of times, NaT where unparsable."""
+    out = np.full(len(data), np.datetime64("NaT"), dtype="M8[ns]")
+    is_text = np.fromiter((v.__class__ is str for v in data), dtype=bool, count=len(data))
+    if is_text.any():
+        parsed = pd.to_datetime(
+            pd.Series(data[is_text], dtype=object), format="ISO8601", utc=True, errors="coerce"
+        )
+        if parsed.dt.unit != "ns":
+            parsed = parsed.where((parsed >= _NS_MIN) & (parsed <= _NS_MAX)).dt.as_unit("ns")
+        out[is_text] = parsed.dt.tz_localize(None).to_numpy(dtype="M8[ns]")
+    # Retry one by one what the vectorised parser refused (odd offsets, lower-case z, datetime objects).
+    retry = np.flatnonzero(np.isnat(out) & pd.notna(data))
+    for position in retry:
+        ts = parse_graph_time(data[position])
+        if ts is not pd.NaT:
+            out[position] = ts.tz_localize(None).to_datetime64()
+    return out
+
+
+_NUMBER = r"(\d+(?:\.\d+)?)"
+_DURATION_RE = re.compile(
+    rf"(-)?P(?:{_NUMBER}Y)?(?:{_NUMBER}M)?(?:{_NUMBER}W)?(?:{_NUMBER}D)?"
+    rf"(?:T(?:{_NUMBER}H)?(?:{_NUMBER}M)?(?:{_NUMBER}S)?)?"
+)
+_DAY_NS = 86400 * 10**9
+_NS_PER = (365 * _DAY_NS, 30 * _DAY_NS, 7 * _DAY_NS, _DAY_NS, 3600 * 10**9, 60 * 10**9, 10**9)
+# The largest timedelta64[ns]; int64 min is NaT.
+_TIMEDELTA_MAX_NS = np.iinfo(np.int64).max
+
+
+def _duration_ns(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, pd.Timedelta | timedelta):
+        return None if value is pd.NaT else int(pd.Timedelta(value).value)
+    if not isinstance(value, str):
+        return None
+    text = value.strip().upper().replace(",", ".")
+    match = _DURATION_RE.fullmatch(text)
+    if match is None or text.endswith(("P", "T")):
+        return None
+    sign, *parts = match.groups()
+    total = sum(int(Decimal(part) * unit) for part, unit in zip(parts, _NS_PER, strict=True) if part)
+    if total > _TIMEDELTA_MAX_NS:
+        return None  # .NET TimeSpan.MaxValue and the like: no schedule, not a 292-year interval.
+    return -total if sign else total
+
+
+def parse_graph_duration(value: object) -> pd.Timedelta | Any:
+    """Parse an ISO-8601 duration such as ``PT40M`` to a :class:`pandas.Timedelta`, or ``pd.NaT``.
+
+    Years and months count as 365 and 30 days (Graph sends days and smaller units). Durations too long
+    for a nanosecond timedelta, notably ``P10675199DT2H48M5.4775807S`` (.NET TimeSpan.MaxValue, sent for
+    jobs without a schedule), give NaT, as do empty and unparsable values.
+    """
+    ns = _duration_ns(value)
+    return pd.NaT if ns is None else pd.Timedelta(ns, unit="ns")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Column conversion. Raw values become Arrow arrays as soon as they are collected (while still in the CPU
+# cache); typing (times, enums, booleans) then runs vectorised over whole columns.
+
+_EMPTY: dict[str, Any] = {}
+_Column = Any  # raw values (list), Arrow array, numpy array or pandas extension array
+
+
+def _object_array(values: Iterable[object]) -> np.ndarray:
+    if isinstance(values, np.ndarray) and values.dtype == object:
+        return values
+    items = values if isinstance(values, list) else list(values)
+    array = np.empty(len(items), dtype=object)
+    array[:] = items
+    return array
+
+
+def _text(value: object) -> str | None:
+    """Text for a value that should be a string but is not: booleans as Graph writes them, others as JSON."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, float) and value != value:
+        return None  # NaN: a missing value from a pandas-based source
+    if isinstance(value, datetime):
+        return value.isoformat()
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _strings(values: Iterable[object]) -> pa.Array:
+    """An Arrow string array (None and NaN are null); values that are not strings become text."""
+    try:
+        return pa.array(values, type=pa.large_string(), from_pandas=True)
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        return pa.array([_text(v) for v in values], type=pa.large_string())
+
+
+def _integers(values: Iterable[object]) -> pa.Array:
+    """An Arrow int64 array; numeric text and integral floats are accepted, anything else is null."""
+    try:
+        return pa.array(values, type=pa.int64(), from_pandas=True)
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        numbers = pd.to_numeric(pd.Series(_object_array(values), dtype=object), errors="coerce").astype(float)
+        numbers = numbers.where(np.isfinite(numbers) & (numbers.abs() < 2.0**62)).round()
+        return pa.array(numbers, from_pandas=True).cast(pa.int64())
+
+
+def _dictionary(values: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, list[Any]]:
+    """(codes with -1 for null, distinct values) of an Arrow array."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    encoded = pc.dictionary_encode(values)
+    return encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), encoded.dictionary.to_pylist()
+
+
+def _categorical(
+    codes: np.ndarray, uniques: list[Any], known: Sequence[str], canon: Callable[[object], str | None]
+) -> pd.Categorical:
+    canonical = [canon(u) for u in uniques]
+    known_set = set(known)
+    categories = list(known) + sorted({c for c in canonical if c is not None and c not in known_set})
+    position = {c: i for i, c in enumerate(categories)}
+    # The extra trailing -1 maps code -1 (missing) to -1.
+    mapping = np.array([-1 if c is None else position[c] for c in canonical] + [-1], dtype=np.int32)
+    return pd.Categorical.from_codes(mapping[codes], categories=pd.Index(categories, dtype=STR))
+
+
+_BOOL_TEXT = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
+
+
+def _bool(value: object) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return _BOOL_TEXT.get(value.strip().lower())
+    if isinstance(value, int | float) and value == value:
+        return bool(value)
+    return None
+
+
+def _booleans(codes: np.ndarray, uniques: list[Any]) -> pd.arrays.BooleanArray:
+    parsed = [_bool(u) for u in uniques]
+    truth = np.array([p is True for p in parsed] + [False], dtype=bool)
+    missing = np.array([p is None for p in parsed] + [True], dtype=bool)
+    return pd.arrays.BooleanArray(truth[codes], missing[codes])
+
+
+def _durations(values: Iterable[object]) -> np.ndarray:
+    nat = np.iinfo(np.int64).min
+    ns = [_duration_ns(v) for v in values]
+    return np.array([nat if v is None else v for v in ns], dtype=np.int64).view("m8[ns]")
+
+
+def _spread(part: pa.Array, rows: np.ndarray, n: int, picks: np.ndarray | None = None) -> pa.Array:
+    """A length-``n`` Arrow array holding ``part[picks]`` at ``rows`` and nulls elsewhere."""
+    if len(rows) == 0:
+        return pa.nulls(n, part.type)
+    indices = np.zeros(n, dtype=np.int64)
+    indices[rows] = np.arange(len(rows)) if picks is None else picks
+    missing = np.ones(n, dtype=bool)
+    missing[rows] = False
+    return part.take(pa.array(indices, mask=missing))
+
+
+def _first_per_group(groups: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(group, position) of the first valid position in each group; ``groups`` must be non-decreasing."""
+    positions = np.flatnonzero(valid)
+    found = groups[positions]
+    first = np.ones(len(found), dtype=bool)
+    first[1:] = found[1:] != found[:-1]
+    return found[first], positions[first]
+
+
+def _column(
+    values: _Column, dtype: str, enum: tuple[Sequence[str], Callable[[object], str | None]] | None
+) -> Any:
+    """The typed array for one column from raw values (a list) or from Arrow / numpy chunks combined."""
+    if isinstance(values, list):
+        if dtype == TIME:
+            return parse_graph_times(values).array
+        if dtype == DURATION:
+            return _durations(values)
+        values = _strings(values) if dtype in (STR, CATEGORY, BOOL) else _integers(values)
+    if isinstance(values, np.ndarray):
+        return pd.array(values, dtype=dtype)
+    if dtype == STR:
+        return pd.array(values, dtype=STR)
+    if dtype == TIME:
+        return _utc_series(_times_from_text(values)).array
+    if dtype == CATEGORY:
+        assert enum is not None, "category column without known values"
+        return _categorical(*_dictionary(values), *enum)
+    if dtype == BOOL:
+        return _booleans(*_dictionary(values))
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    missing = values.is_null().to_numpy(zero_copy_only=False)
+    numbers = values.fill_null(0).to_numpy(zero_copy_only=False)
+    return pd.arrays.IntegerArray(numbers.astype(pd.api.types.pandas_dtype(dtype).numpy_dtype), missing)
+
+
+def _frame(data: dict[str, _Column], spec: dict[str, str], enums: _Enums) -> pd.DataFrame:
+    """One typed DataFrame from raw value lists or ready arrays (all of equal length), in ``spec`` order."""
+    columns = {name: _column(data[name], dtype, enums.get(name)) for name, dtype in spec.items()}
+    return pd.DataFrame(columns, copy=False)
+
+
+def _combine(chunks: list[Any]) -> _Column:
+    """One column from its per-chunk Arrow or numpy arrays."""
+    if not chunks:
+        return []
+    if isinstance(chunks[0], np.ndarray):
+        return np.concatenate(chunks)
+    return pa.chunked_array(chunks, type=chunks[0].type)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Nested values that are not the expected shape (kept off the common path)
+
+
+def _as_dict(value: object) -> dict[str, Any]:
+    """A nested object that is not a dict: JSON text is parsed (Log Analytics style), anything else is empty."""
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return _EMPTY
+        return parsed if isinstance(parsed, dict) else _EMPTY
+    return _EMPTY
+
+
+def _as_list(value: object) -> list[Any] | None:
+    """A nested list that is not a list: JSON text is parsed; None means absent; anything else is None."""
+    if value is None:
+        return []
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return None
+        return parsed if isinstance(parsed, list) else None
+    return None
+
+
+def _details_dict(value: object) -> dict[str, Any]:
+    """Step details that are not a dict: JSON text is parsed, anything else is kept under "value"."""
+    parsed = _as_dict(value)
+    return {"value": value} if parsed is _EMPTY else parsed
+
+
+def _ci_get(mapping: dict[str, Any], key: str) -> Any:
+    if key in mapping:
+        return mapping[key]
+    lowered = key.lower()
+    for k, v in mapping.items():
+        if isinstance(k, str) and k.lower() == lowered:
+            return v
+    return None
+
+
+_NO_FAILURE: tuple[str | None, str | None] = (None, None)
+
+
+def _scope_failure(evaluation: object) -> tuple[str | None, str | None]:
+    """(failed clause, its source value) from a ScopeEvaluationResult, or (None, None).
+
+    Filter groups are OR-ed and clauses within a group AND-ed, so when a group passed the object is in
+    scope and no clause is reported. Otherwise the first clause with result false is formatted as
+    ``attribute OPERATOR 'value'`` (several target values joined with ", ").
+    """
+    if isinstance(evaluation, str):
+        return _scope_failure_text(evaluation)
+    groups = _ci_get(evaluation, "scopingFilterGroups") if isinstance(evaluation, dict) else evaluation
+    if not isinstance(groups, list):
+        return _NO_FAILURE
+    first: dict[str, Any] | None = None
+    for group in groups:
+        if not isinstance(group, dict):
+            continue
+        clauses = [c for c in (_ci_get(group, "clauses") or []) if isinstance(c, dict)]
+        results = [_bool(_ci_get(c, "result")) for c in clauses]
+        passed = _bool(_ci_get(group, "result"))
+        if passed is None:
+            passed = all(r is True for r in results)
+        if passed:
+            return _NO_FAILURE
+        if first is None:
+            first = next((c for c, r in zip(clauses, results, strict=True) if r is False), None)
+    if first is None:
+        return _NO_FAILURE
+    attribute = _ci_get(first, "sourceOperandName")
+    operator = _ci_get(first, "operatorName")
+    target = _ci_get(first, "targetOperand")
+    if isinstance(target, list):
+        target = ", ".join(str(t) for t in target)
+    clause = f"{attribute} {operator}" if target in (None, "") else f"{attribute} {operator} '{target}'"
+    value = _ci_get(first, "sourceValue")
+    if isinstance(value, list):
+        value = ", ".join(str(v) for v in value) if value else None
+    return clause, "(empty)" if value is None else str(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _scope_failure_text(text: str) -> tuple[str | None, str | None]:
+    # The same filter evaluated against the same value repeats across thousands of entries: cache it.
+    try:
+        return _scope_failure(json.loads(text))
+    except ValueError:
+        return _NO_FAILURE
+
+
+_encode = json.JSONEncoder(check_circular=False, ensure_ascii=False, default=str).encode
+_encode_string = json.encoder.encode_basestring  # the C version; same output as _encode for a str
+
+
+def _encode_details(details: list[dict[str, Any]]) -> list[str]:
+    """JSON text of each details dict, as ``json.dumps`` would write it.
+
+    Details are small flat dicts of strings, and the multi-key ones (scoping results) repeat a lot, so
+    those are cached by content; anything unusual goes through the full encoder.
+    """
+    out: list[str] = []
+    append = out.append
+    cache: dict[tuple[Any, ...], str] = {}
+    quote = _encode_string
+    encode = _encode
+    for d in details:
+        try:
+            if len(d) == 1:
+                ((k, v),) = d.items()
+                append("{" + quote(k) + ": " + quote(v) + "}")
+                continue
+            key = tuple(d.items())
+            text = cache.get(key)
+            if text is None:
+                text = "{" + ", ".join([quote(k) + ": " + quote(v) for k, v in key]) + "}"
+                if len(cache) < 50_000:
+                    cache[key] = text
+            append(text)
+        except TypeError:  # a key or value that is not a string, or an unhashable value
+            append(encode(d))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Provisioning log entries
+
+_KNOWN_EVENT_FIELDS = frozenset(
+    {
+        "id",
+        "activityDateTime",
+        "tenantId",
+        "jobId",
+        "cycleId",
+        "changeId",
+        "provisioningAction",
+        "action",
+        "provisioningStatusInfo",
+        "statusInfo",
+        "durationInMilliseconds",
+        "initiatedBy",
+        "servicePrincipal",
+        "sourceSystem",
+        "targetSystem",
+        "sourceIdentity",
+        "targetIdentity",
+        "provisioningSteps",
+        "modifiedProperties",
+    }
+)
+# Event columns filled directly by the row loop; the others come from the steps.
+_EVENT_LOOP_COLUMNS = tuple(
+    name for name in EVENT_COLUMNS if name not in _SCOPING_COLUMNS and name != "step_count"
+)
+_EVENT_INT_COLUMNS = frozenset({"duration_ms"})
+# Entries normalised at a time: small enough for a chunk of parsed JSON to stay in the CPU cache while its
+# values are copied into Arrow arrays, large enough to amortise the per-chunk calls.
+_CHUNK = 1000
+
+
+def events_from_records(records: Iterable[object]) -> Tables:
+    """Normalise provisioningObjectSummary dicts into the events, steps and properties tables.
+
+    ``records`` may be any iterable (a page, or pages chained together); it is read once. Entries that are
+    not objects, have no ``id``, or have a missing or unparsable ``activityDateTime`` are left out and
+    listed in ``rejects`` with their position; every other entry gives one events row.
+    """
+    rejects: list[tuple[int, str]] = []
+    positions: list[int] = []
+    chunks: tuple[dict[str, list[Any]], dict[str, list[Any]], dict[str, list[Any]]] = ({}, {}, {})
+    items = iter(enumerate(records))
+    while chunk := list(itertools.islice(items, _CHUNK)):
+        for table, columns in zip(chunks, _normalise_chunk(chunk, positions, rejects), strict=True):
+            for name, array in columns.items():
+                table.setdefault(name, []).append(array)
+    events_data, steps_data, props_data = (
+        {name: _combine(table.get(name, [])) for name in spec}
+        for table, spec in zip(chunks, (EVENT_COLUMNS, STEP_COLUMNS, PROPERTY_COLUMNS), strict=True)
+    )
+    raw_times = events_data["activity_time"]
+    events = _frame(events_data, EVENT_COLUMNS, _EVENT_ENUMS)
+    steps = _frame(steps_data, STEP_COLUMNS, _STEP_ENUMS)
+    properties = _frame(props_data, PROPERTY_COLUMNS, {})
+
+    bad_time = events["activity_time"].isna().to_numpy()
+    if bad_time.any():
+        for row in np.flatnonzero(bad_time):
+            raw = raw_times[int(row)].as_py()
+            reason = (
+                "missing activityDateTime" if raw is None else f"unparsable activityDateTime {raw[:40]!r}"
+            )
+            rejects.append((positions[row], reason))
+        keep = ~bad_time
+        step_keep = np.repeat(keep, events["step_count"].to_numpy(dtype=np.int64))
+        prop_keep = np.repeat(keep, _combine(chunks[0]["property_count"]))
+        events = events[keep].reset_index(drop=True)
+        steps = steps[step_keep].reset_index(drop=True)
+        properties = properties[prop_keep].reset_index(drop=True)
+        rejects.sort()
+    return Tables(events, steps, properties, rejects)
+
+
+def _normalise_chunk(
+    chunk: list[tuple[int, object]], positions: list[int], rejects: list[tuple[int, str]]
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Events, steps and properties columns (Arrow or numpy arrays) for one chunk of (position, entry)."""
+    ev: dict[str, list[Any]] = {name: [] for name in _EVENT_LOOP_COLUMNS}
+    all_steps: list[Any] = []
+    all_props: list[Any] = []
+    step_counts: list[int] = []
+    prop_counts: list[int] = []
+    # Appends bound to locals: this loop runs once per entry.
+    (
+        e_id, e_time, e_tenant, e_job, e_cycle, e_change, e_action, e_status, e_duration, e_init_type,
+        e_init_name, e_sp_id, e_sp_name, e_src_sys, e_tgt_sys, e_src_id, e_src_name, e_src_type, e_tgt_id,
+        e_tgt_name, e_tgt_type, e_err_code, e_err_cat, e_err_reason, e_err_details, e_err_action, e_extra,
+    ) = (ev[name].append for name in _EVENT_LOOP_COLUMNS)  # fmt: skip
+    position_append = positions.append
+    steps_extend = all_steps.extend
+    props_extend = all_props.extend
+    step_count_append = step_counts.append
+    prop_count_append = prop_counts.append
+    known_fields = _KNOWN_EVENT_FIELDS.issuperset
+    encode = _encode
+    as_dict = _as_dict
+    empty: dict[str, Any] = _EMPTY
+
+    for index, rec in chunk:
+        if rec.__class__ is not dict and not isinstance(rec, dict):
+            rejects.append((index, f"not a JSON object (got {type(rec).__name__})"))
+            continue
+        get = rec.get
+        rid = get("id")
+        if rid is None or rid == "":
+            rejects.append((index, "missing id"))
+            continue
+        position_append(index)
+        e_id(rid)
+        e_time(get("activityDateTime"))
+        e_tenant(get("tenantId"))
+        e_job(get("jobId"))
+        e_cycle(get("cycleId"))
+        e_change(get("changeId"))
+        action = get("provisioningAction")
+        e_action(get("action") if action is None else action)
+        e_duration(get("durationInMilliseconds"))
+
+        info = get("provisioningStatusInfo")
+        if info is None:
+            info = get("statusInfo")
+        if info.__class__ is not dict:
+            info = as_dict(info)
+        e_status(info.get("status"))
+        error = info.get("errorInformation")
+        if error is None:
+            error = info.get("errorInfo")
+            if error is None:
+                error = empty
+        if error.__class__ is not dict:
+            error = as_dict(error)
+        e_err_code(error.get("errorCode"))
+        e_err_cat(error.get("errorCategory"))
+        e_err_reason(error.get("reason"))
+        e_err_details(error.get("additionalDetails"))
+        e_err_action(error.get("recommendedAction"))
+
+        obj = get("initiatedBy")
+        if obj.__class__ is not dict:
+            obj = as_dict(obj)
+        kind = obj.get("initiatorType")
+        e_init_type(obj.get("initiatingType") if kind is None else kind)
+        e_init_name(obj.get("displayName"))
+        obj = get("servicePrincipal")
+        if obj.__class__ is not dict:
+            obj = as_dict(obj)
+        e_sp_id(obj.get("id"))
+        name = obj.get("displayName")
+        e_sp_name(obj.get("name") if name is None else name)
+        obj = get("sourceSystem")
+        if obj.__class__ is not dict:
+            obj = as_dict(obj)
+        e_src_sys(obj.get("displayName"))
+        obj = get("targetSystem")
+        if obj.__class__ is not dict:
+            obj = as_dict(obj)
+        e_tgt_sys(obj.get("displayName"))
+        obj = get("sourceIdentity")
+        if obj.__class__ is not dict:
+            obj = as_dict(obj)
+        e_src_id(obj.get("id"))
+        e_src_name(obj.get("displayName"))
+        e_src_type(obj.get("identityType"))
+        obj = get("targetIdentity")
+        if obj.__class__ is not dict:
+            obj = as_dict(obj)
+        e_tgt_id(obj.get("id"))
+        e_tgt_name(obj.get("displayName"))
+        e_tgt_type(obj.get("identityType"))
+
+        extra = None if known_fields(rec) else {k: rec[k] for k in rec.keys() - _KNOWN_EVENT_FIELDS}
+        steps = get("provisioningSteps")
+        if steps.__class__ is not list:
+            parsed = _as_list(steps)
+            if parsed is None:
+                extra = (extra or {}) | {"provisioningSteps": steps}
+                parsed = []
+            steps = parsed
+        steps_extend(steps)
+        step_count_append(len(steps))
+        props = get("modifiedProperties")
+        if props.__class__ is not list:
+            parsed = _as_list(props)
+            if parsed is None:
+                extra = (extra or {}) | {"modifiedProperties": props}
+                parsed = []
+            props = parsed
+        props_extend(props)
+        prop_count_append(len(props))
+        e_extra(encode(extra) if extra else "")
+
+    n_events = len(ev["id"])
+    step_count = np.asarray(step_counts, dtype=np.int64)
+    step_event = np.repeat(np.arange(n_events), step_count)
+    prop_count = np.asarray(prop_counts, dtype=np.int64)
+    prop_event = np.repeat(np.arange(n_events), prop_count)
+
+    events: dict[str, Any] = {
+        name: _integers(values) if name in _EVENT_INT_COLUMNS else _strings(values)
+        for name, values in ev.items()
+    }
+    events["step_count"] = step_count
+    events["property_count"] = prop_count  # not a column: lets rejected entries' properties be dropped
+    steps, detail_rows, scoping = _step_columns(all_steps, step_count)
+    events |= _first_scoping_values(scoping, step_event[detail_rows], n_events)
+    props = _property_columns(all_props)
+    for table, rows in ((steps, step_event), (props, prop_event)):
+        table["event_id"] = events["id"].take(rows)
+        table["change_id"] = events["change_id"].take(rows)
+    return events, steps, props
+
+
+def _step_columns(
+    steps: list[Any], counts: np.ndarray
+) -> tuple[dict[str, Any], np.ndarray, dict[str, pa.Array]]:
+    """Step columns (all but event_id and change_id), the rows that have details, and the scoping
+    columns for just those rows (to lift the first value of each onto the event)."""
+    try:
+        names = [s.get("name") for s in steps]
+    except AttributeError:  # a step that is not an object: keep it as a row with what was sent as details
+        steps = [s if isinstance(s, dict) else {"details": {"value": s}} for s in steps]
+        names = [s.get("name") for s in steps]
+    n = len(steps)
+    starts = np.cumsum(counts) - counts
+    columns: dict[str, Any] = {
+        "step_order": np.arange(n, dtype=np.int64) - np.repeat(starts, counts),
+        "name": _strings(names),
+        "step_type": _strings([s.get("provisioningStepType") for s in steps]),
+        "status": _strings([s.get("status") for s in steps]),
+        "description": _strings([s.get("description") for s in steps]),
+    }
+    raw = [s.get("details") for s in steps]
+    with_details = [i for i, d in enumerate(raw) if d]
+    details = [raw[i] for i in with_details]
+    try:
+        skip = [d.get("SkipReason") for d in details]
+    except AttributeError:
+        details = [d if isinstance(d, dict) else _details_dict(d) for d in details]
+        skip = [d.get("SkipReason") for d in details]
+    rows = np.asarray(with_details, dtype=np.int64)
+    failures = [
+        _NO_FAILURE if e is None else _scope_failure(e)
+        for e in [d.get("ScopeEvaluationResult") for d in details]
+    ]
+    # Booleans stay text here ("True"/"False" as sent) and are typed once per column in _frame.
+    scoping = {
+        "skip_reason": _strings(skip),
+        "reportable_identifier": _strings([d.get("ReportableIdentifier") for d in details]),
+        "scoping_result": _strings([d.get("IsInProvisioningScope") for d in details]),
+        "assigned": _strings([d.get("Assigned to the application", d.get("Assigned")) for d in details]),
+        "is_active": _strings([d.get("IsActive") for d in details]),
+        "effectively_entitled": _strings([d.get("IsEffectivelyEntitledForProvisioning") for d in details]),
+        "failed_scope_clause": _strings([f[0] for f in failures]),
+        "failed_scope_value": _strings([f[1] for f in failures]),
+    }
+    columns["details"] = pc.fill_null(_spread(_strings(_encode_details(details)), rows, n), "{}")
+    for name, part in scoping.items():
+        columns[name] = _spread(part, rows, n)
+    return columns, rows, scoping
+
+
+def _first_scoping_values(
+    scoping: dict[str, pa.Array], events_of_rows: np.ndarray, n_events: int
+) -> dict[str, Any]:
+    """Event columns from the step scoping columns: the first step that carries each value wins."""
+    columns: dict[str, Any] = {}
+    for name, part in scoping.items():
+        if name == "failed_scope_value":
+            continue  # goes with its clause
+        targets, picks = _first_per_group(events_of_rows, part.is_valid().to_numpy(zero_copy_only=False))
+        columns[name] = _spread(part, targets, n_events, picks)
+        if name == "failed_scope_clause":
+            columns["failed_scope_value"] = _spread(scoping["failed_scope_value"], targets, n_events, picks)
+    return columns
+
+
+def _property_columns(props: list[Any]) -> dict[str, Any]:
+    """Property columns (all but event_id and change_id)."""
+    try:
+        names = [p.get("displayName") for p in props]
+    except AttributeError:  # a property that is not an object: keep what was sent as the new value
+        props = [p if isinstance(p, dict) else {"newValue": p} for p in props]
+        names = [p.get("displayName") for p in props]
+    if None in names:
+        names = [p.get("name") if n is None else n for n, p in zip(names, props, strict=True)]
+    return {
+        "name": _strings(names),
+        "old_value": _strings([p.get("oldValue") for p in props]),
+        "new_value": _strings([p.get("newValue") for p in props]),
+    }
+
+
+def empty_tables() -> Tables:
+    """Tables with every column and dtype and no rows."""
+    return Tables(
+        _frame(dict.fromkeys(EVENT_COLUMNS, []), EVENT_COLUMNS, _EVENT_ENUMS),
+        _frame(dict.fromkeys(STEP_COLUMNS, []), STEP_COLUMNS, _STEP_ENUMS),
+        _frame(dict.fromkeys(PROPERTY_COLUMNS, []), PROPERTY_COLUMNS, {}),
+    )
+
+
+def _recategorise(frame: pd.DataFrame, enums: _Enums) -> pd.DataFrame:
+    for name, enum in enums.items():
+        if name in frame.columns and not isinstance(frame[name].dtype, pd.CategoricalDtype):
+            frame[name] = _column(frame[name].to_numpy(dtype=object, na_value=None).tolist(), CATEGORY, enum)
+    return frame
+
+
+def concat_tables(parts: Sequence[Tables]) -> Tables:
+    """Stack several :class:`Tables` (e.g. one per page or per file) into one, keeping dtypes.
+
+    Category columns are rebuilt when the parts saw different unknown values. ``rejects`` are
+    concatenated as they are, so their positions refer to each part's own input.
+    """
+    if not parts:
+        return empty_tables()
+    if len(parts) == 1:
+        return parts[0]
+
+    def stack(frames: list[pd.DataFrame], enums: _Enums) -> pd.DataFrame:
+        return _recategorise(pd.concat(frames, ignore_index=True), enums)
+
+    return Tables(
+        stack([p.events for p in parts], _EVENT_ENUMS),
+        stack([p.steps for p in parts], _STEP_ENUMS),
+        stack([p.properties for p in parts], {}),
+        [reject for p in parts for reject in p.rejects],
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Synchronization jobs
+
+_KNOWN_JOB_FIELDS = frozenset({"id", "templateId", "schedule", "status", "synchronizationJobSettings"})
+_KNOWN_STATUS_FIELDS = frozenset(
+    {
+        "code",
+        "countSuccessiveCompleteFailures",
+        "escrowsPruned",
+        "steadyStateFirstAchievedTime",
+        "steadyStateLastAchievedTime",
+        "troubleshootingUrl",
+        "synchronizedEntryCountByType",
+        "progress",
+        "lastExecution",
+        "lastSuccessfulExecution",
+        "lastSuccessfulExecutionWithExports",
+        "quarantine",
+    }
+)
+
+
+def _execution(row: dict[str, Any], prefix: str, execution: object, *, full: bool) -> None:
+    run = _as_dict(execution)
+    row[f"{prefix}_id"] = run.get("activityIdentifier")
+    row[f"{prefix}_state"] = run.get("state")
+    row[f"{prefix}_began"] = run.get("timeBegan")
+    row[f"{prefix}_ended"] = run.get("timeEnded")
+    if full:
+        error = _as_dict(run.get("error"))
+        row[f"{prefix}_error_code"] = error.get("code")
+        row[f"{prefix}_error_message"] = error.get("message")
+        for key, suffix in _COUNTERS.items():
+            row[f"{prefix}_{suffix}"] = run.get(key)
+
+
+def _latest_progress(progress: object) -> dict[str, Any]:
+    observations = [p for p in (progress if isinstance(progress, list) else []) if isinstance(p, dict)]
+    if not observations:
+        return _EMPTY
+
+    def observed(p: dict[str, Any]) -> pd.Timestamp:
+        ts = parse_graph_time(p.get("progressObservationDateTime"))
+        return _NS_MIN if ts is pd.NaT else ts
+
+    return max(observations, key=observed)
+
+
+def _entry_total(counts: object) -> int:
+    total = 0
+    for item in counts if isinstance(counts, list) else []:
+        value = item.get("value") if isinstance(item, dict) else None
+        try:
+            total += int(value) if value is not None else 0
+        except (TypeError, ValueError):
+            continue
+    return total
+
+
+def _job_row(job: dict[str, Any]) -> dict[str, Any]:
+    schedule = _as_dict(job.get("schedule"))
+    status = _as_dict(job.get("status"))
+    quarantine = _as_dict(status.get("quarantine"))
+    quarantine_error = _as_dict(quarantine.get("error"))
+    progress = _latest_progress(status.get("progress"))
+    settings = job.get("synchronizationJobSettings")
+    extra = {k: job[k] for k in job.keys() - _KNOWN_JOB_FIELDS}
+    extra |= {f"status.{k}": status[k] for k in status.keys() - _KNOWN_STATUS_FIELDS}
+    row: dict[str, Any] = {
+        "job_id": job.get("id"),
+        "template_id": job.get("templateId"),
+        "status_code": status.get("code"),
+        "schedule_state": schedule.get("state"),
+        "schedule_interval": schedule.get("interval"),
+        "schedule_expiration": schedule.get("expiration"),
+        "count_successive_complete_failures": status.get("countSuccessiveCompleteFailures"),
+        "escrows_pruned": status.get("escrowsPruned"),
+        "steady_state_first": status.get("steadyStateFirstAchievedTime"),
+        "steady_state_last": status.get("steadyStateLastAchievedTime"),
+        "quarantine_reason": quarantine.get("reason"),
+        "quarantine_current_began": quarantine.get("currentBegan"),
+        "quarantine_next_attempt": quarantine.get("nextAttempt"),
+        "quarantine_series_began": quarantine.get("seriesBegan"),
+        "quarantine_series_count": quarantine.get("seriesCount"),
+        "quarantine_error_code": quarantine_error.get("code"),
+        "quarantine_error_message": quarantine_error.get("message"),
+        "quarantine_tenant_actionable": quarantine_error.get("tenantActionable"),
+        "progress_completed": progress.get("completedUnits"),
+        "progress_total": progress.get("totalUnits"),
+        "progress_time": progress.get("progressObservationDateTime"),
+        "progress_units": progress.get("units"),
+        "synchronized_entries": _entry_total(status.get("synchronizedEntryCountByType")),
+        "settings": None if settings is None else _encode(settings),
+        "troubleshooting_url": status.get("troubleshootingUrl"),
+        "extra": _encode(extra) if extra else "",
+    }
+    _execution(row, "last_execution", status.get("lastExecution"), full=True)
+    _execution(row, "last_successful", status.get("lastSuccessfulExecution"), full=False)
+    _execution(
+        row, "last_successful_with_exports", status.get("lastSuccessfulExecutionWithExports"), full=False
+    )
+    return row
+
+
+def jobs_from_records(
+    jobs: Iterable[object],
+    *,
+    snapshot_time: datetime,
+    service_principal_id: str,
+    service_principal_name: str | None = None,
+) -> pd.DataFrame:
+    """One row per synchronizationJob dict, stamped with the snapshot time and its service principal.
+
+    ``snapshot_time`` should be timezone-aware (a naive value is taken as UTC). Jobs that are not objects
+    or have no ``id`` are left out and listed in ``frame.attrs["rejects"]`` as (position, reason).
+    """
+    snapshot = parse_graph_time(snapshot_time)
+    data: dict[str, list[Any]] = {name: [] for name in JOB_COLUMNS}
+    rejects: list[tuple[int, str]] = []
+    for index, job in enumerate(jobs):
+        if not isinstance(job, dict):
+            rejects.append((index, f"not a JSON object (got {type(job).__name__})"))
+            continue
+        if not job.get("id"):
+            rejects.append((index, "missing id"))
+            continue
+        row = _job_row(job)
+        row["snapshot_time"] = snapshot
+        row["service_principal_id"] = service_principal_id
+        row["service_principal_name"] = service_principal_name
+        for name, values in data.items():
+            values.append(row[name])
+    frame = _frame(data, JOB_COLUMNS, _JOB_ENUMS)
+    frame.attrs["rejects"] = rejects
+    return frame
