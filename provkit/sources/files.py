@@ -953,7 +953,8 @@ def _duration(value: Any, ctx: _Ctx) -> int | None:
 def normalise_event(raw: Any, ctx: _Ctx, *, time_label: str = "'activityDateTime'") -> dict:
     """One provisioningObjectSummary with v1.0 names from an event in v1.0, older or PascalCase shape.
 
-    Raises _Bad when it is not an object or has no readable ``activityDateTime`` (the one non-nullable field).
+    Raises _Bad when it is not an object, has no readable ``activityDateTime`` (the one non-nullable field), or
+    has neither ``id`` nor ``changeId``; a missing ``id`` is filled from ``changeId``, with a warning.
     """
     if not isinstance(raw, dict):
         kinds = {list: "a list", str: "a string", type(None): "null", bool: "true or false", int: "a number"}
@@ -973,6 +974,12 @@ def normalise_event(raw: Any, ctx: _Ctx, *, time_label: str = "'activityDateTime
         if key in event:
             text = _as_text(event[key])
             event[key] = text.strip() if isinstance(text, str) else text
+    if not event.get("id"):
+        # The tables need a key; a download without activity ids still has the change id, unique per entry.
+        if not event.get("changeId"):
+            raise _Bad("no 'id' and no 'changeId': the entry cannot be identified")
+        event["id"] = event["changeId"]
+        ctx.warn("entries without an activity id: their change id stands in as 'id'")
     if "durationInMilliseconds" in event:
         event["durationInMilliseconds"] = _duration(event["durationInMilliseconds"], ctx)
     event["provisioningStatusInfo"] = _status_info(event.get("provisioningStatusInfo"), ctx)
