@@ -1,0 +1,797 @@
+"""GraphClient: the one way provkit talks to Microsoft Graph (a live tenant or the local simulated one).
+
+It pages by following ``@odata.nextLink`` verbatim, paces ``/auditLogs`` calls under Graph's reporting limit
+(5 requests per 10 s per app and tenant), retries 429 (honouring Retry-After), 502/503/504, dropped connections
+and truncated bodies with capped exponential backoff and full jitter, renews the token once after a 401, and turns
+error answers into typed errors that say what to do (:mod:`provkit.errors`). It is read-only unless built with
+``allow_writes=True``.
+
+On top sit the reads the workbook needs: resolving an app by name, appId or object id, synchronization jobs and
+their schema, app role assignments, users and groups, directory audits, and provisioning logs by time slice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import logging
+import random
+import re
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import requests
+
+from provkit.auth import Settings, TokenProvider, make_session, redact
+from provkit.errors import (
+    AmbiguousAppError,
+    CloudNotSupportedError,
+    ConfigError,
+    GraphError,
+    GraphUnavailableError,
+    NotFoundError,
+    PermissionDeniedError,
+    ReadOnlyError,
+    ThrottledError,
+)
+
+__all__ = [
+    "AuditPacer",
+    "GraphClient",
+    "GraphStats",
+    "ResolvedApp",
+    "permission_for",
+    "time_slices",
+]
+
+log = logging.getLogger("provkit.graph")
+
+EventHook = Callable[..., None]
+
+RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+BACKOFF_BASE = 1.0
+BACKOFF_CAP = 60.0
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_MAX_CANDIDATES = 10
+
+LINK_THROTTLING = "https://learn.microsoft.com/en-us/graph/throttling-limits"
+LINK_ERRORS = "https://learn.microsoft.com/en-us/graph/errors"
+LINK_PERMISSIONS = "https://learn.microsoft.com/en-us/graph/permissions-reference"
+LINK_PROVISIONING_LOGS = "https://learn.microsoft.com/en-us/graph/api/provisioningobjectsummary-list"
+LINK_SYNC_PERMISSIONS = "https://learn.microsoft.com/en-us/graph/api/synchronization-synchronizationjob-get"
+LINK_APP_OBJECTS = (
+    "https://learn.microsoft.com/en-us/entra/identity-platform/app-objects-and-service-principals"
+)
+LINK_CLOUDS = "https://learn.microsoft.com/en-us/graph/deployments"
+
+ID_HINT = (
+    "An enterprise app has three ids: its service principal object id (Enterprise applications > Object ID), "
+    "its appId (Application (client) ID) and its app registration's object id. Synchronization and log calls "
+    "want the service principal object id; give provkit the app's name or either of the first two ids and it "
+    "resolves the right one (GraphClient.resolve_app, or --app)."
+)
+
+
+# -------------------------------------------------------------------------------------------- pacing
+
+
+class AuditPacer:
+    """Let at most ``limit`` calls run in any ``per``-second window (sliding), waiting before a call as needed.
+
+    Graph counts reporting calls (``/auditLogs``) per app and tenant: 5 per 10 s, throttled ones included. A call
+    occupies its slot from when it starts until ``per`` seconds after its answer arrived, so the server, which
+    counts arrivals, never sees more than ``limit`` in a window. Thread-safe; waits use ``sleep`` and ``clock``.
+    """
+
+    def __init__(
+        self,
+        limit: int = 5,
+        per: float = 10.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if limit < 1 or per <= 0:
+            raise ConfigError(f"AuditPacer needs limit >= 1 and per > 0, got limit={limit}, per={per}.")
+        self.limit = limit
+        self.per = per
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._finished: deque[float] = deque()  # answer times of calls still inside the window, oldest first
+        self._running = 0
+
+    def _wait_needed(self) -> float | None:
+        """Under the lock: None when a call may start now (and take its slot), else seconds to wait."""
+        now = self._clock()
+        while self._finished and now - self._finished[0] >= self.per:
+            self._finished.popleft()
+        if self._running + len(self._finished) < self.limit:
+            self._running += 1
+            return None
+        if self._finished:
+            return max(self.per - (now - self._finished[0]), 0.001)
+        return 0.05  # every slot is held by a running call: poll until one answers
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[float]:
+        """Wait for a free slot, yield the seconds waited, and free the slot's window when the call ends."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                wait = self._wait_needed()
+            if wait is None:
+                break
+            self._sleep(wait)
+            waited += wait
+        try:
+            yield waited
+        finally:
+            with self._lock:
+                self._running -= 1
+                self._finished.append(self._clock())
+
+
+# --------------------------------------------------------------------------------------------- results
+
+
+@dataclass
+class GraphStats:
+    """What a GraphClient did: requests sent, pages read, retries, 429s received, seconds spent waiting."""
+
+    requests: int = 0
+    pages: int = 0
+    retries: int = 0
+    throttled: int = 0
+    waited_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class ResolvedApp:
+    """An app the user named, resolved to its service principal; ``matched_by`` says how it was found."""
+
+    service_principal_id: str
+    app_id: str
+    display_name: str
+    matched_by: str  # "object id", "appId", "display name" or "display name prefix"
+    query: str = ""
+
+    def describe(self) -> str:
+        """One line, e.g. "Resolved 'Zendesk' by display name to service principal <id> (appId <id>)"."""
+        text = (
+            f"Resolved '{self.query or self.display_name}' by {self.matched_by} to service principal "
+            f"{self.service_principal_id} (appId {self.app_id})"
+        )
+        if self.query and self.query != self.display_name:
+            text += f", named '{self.display_name}'"
+        return text
+
+
+def permission_for(path: str, method: str = "GET") -> str:
+    """The Graph application permission a call to ``path`` (relative to /v1.0) needs, as a user-facing name."""
+    lowered = path.lower()
+    if "/synchronization" in lowered:
+        return "Synchronization.Read.All" if method.upper() == "GET" else "Synchronization.ReadWrite.All"
+    if lowered.startswith("/auditlogs"):
+        return "AuditLog.Read.All (together with Directory.Read.All)"
+    if lowered.startswith("/serviceprincipals"):
+        return "Application.Read.All"
+    if lowered.startswith(("/users", "/groups")):
+        return "Directory.Read.All"
+    return "the permission this call needs"
+
+
+def time_slices(
+    start: datetime, end: datetime, slice: timedelta = timedelta(hours=6)
+) -> list[tuple[datetime, datetime]]:
+    """Cut [start, end) into consecutive half-open slices of at most ``slice``, in time order.
+
+    Inner boundaries fall on whole multiples of ``slice`` since 1970-01-01 UTC, so runs over overlapping windows
+    share boundaries (a resumed fetch finds the same slices); the first and last slices may be shorter.
+    Times must be timezone-aware; they are returned in UTC. An empty window gives an empty list.
+    """
+    if slice <= timedelta(0):
+        raise ConfigError(f"time_slices needs a positive slice, got {slice}.")
+    start, end = _utc(start, "start"), _utc(end, "end")
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    slices: list[tuple[datetime, datetime]] = []
+    cursor = start
+    while cursor < end:
+        boundary = epoch + ((cursor - epoch) // slice + 1) * slice
+        upper = min(boundary, end)
+        slices.append((cursor, upper))
+        cursor = upper
+    return slices
+
+
+def _utc(value: datetime, name: str) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ConfigError(
+            f"{name} ({value.isoformat()}) has no time zone; provkit will not guess one.",
+            remedy="Pass a timezone-aware datetime, e.g. datetime(2025, 3, 1, tzinfo=UTC).",
+        )
+    return value.astimezone(UTC)
+
+
+def _odata_datetime(value: datetime) -> str:
+    """An OData datetime literal in UTC (unquoted), with microseconds only when there are some."""
+    value = _utc(value, "time")
+    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    if value.microsecond:
+        text += f".{value.microsecond:06d}"
+    return text + "Z"
+
+
+def _odata_string(text: str) -> str:
+    """A quoted OData string literal: single quotes doubled."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _segment(value: str) -> str:
+    """One URL path segment (ids, user principal names with #EXT#) percent-encoded."""
+    return quote(value, safe="@")
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta seconds or an HTTP date), or None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value.strip()))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+class _Retry(Exception):
+    """Internal: an attempt failed in a way worth retrying."""
+
+    def __init__(self, reason: str, *, status: int | None = None, delay: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.delay = delay
+
+
+# ------------------------------------------------------------------------------------------------ client
+
+
+class GraphClient:
+    """Microsoft Graph v1.0 for one tenant, through ``tokens``; read-only unless ``allow_writes``.
+
+    ``timeout`` is (connect, read) seconds per request. A call is retried at most ``max_retries`` times and
+    gives up once waiting again would pass ``retry_budget_seconds`` since it began. ``pacer`` paces
+    ``/auditLogs`` calls (default: 5 per 10 s, on ``clock`` and ``sleep``). ``on_event(kind, **data)`` hears
+    "request", "page", "retry", "throttle_wait" and "paced"; ``stats`` counts the same.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        tokens: TokenProvider,
+        *,
+        session: requests.Session | None = None,
+        timeout: tuple[float, float] = (10, 120),
+        max_retries: int = 8,
+        retry_budget_seconds: float = 300,
+        pacer: AuditPacer | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        on_event: EventHook | None = None,
+        allow_writes: bool = False,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.tokens = tokens
+        self.session = session if session is not None else make_session(settings)
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.retry_budget_seconds = retry_budget_seconds
+        self.pacer = pacer if pacer is not None else AuditPacer(5, 10.0, clock=clock, sleep=sleep)
+        self.allow_writes = allow_writes
+        self.stats = GraphStats()
+        self._sleep = sleep
+        self._clock = clock
+        self._on_event = on_event
+        self._rng = rng or random.Random()
+        self._stats_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        mode = "read-write" if self.allow_writes else "read-only"
+        return f"GraphClient({self.settings.graph_api!r}, {self.tokens.method}, {mode})"
+
+    # ------------------------------------------------------------------------------------- plumbing
+
+    def url_for(self, path_or_url: str) -> str:
+        """The full URL for a path relative to /v1.0 (``/auditLogs/provisioning``) or a Graph URL (a nextLink).
+
+        Refuses URLs on any other host, so the token is only ever sent to Graph.
+        """
+        root = self.settings.graph_root
+        if "://" in path_or_url:
+            if not (path_or_url == root or path_or_url.startswith(root + "/")):
+                raise ConfigError(
+                    f"Refusing to send the Graph token to {urlsplit(path_or_url).netloc or path_or_url!r}: "
+                    f"it is not {root}.",
+                    remedy="Pass a path such as /auditLogs/provisioning, or a link Graph returned.",
+                )
+            return path_or_url
+        path = path_or_url if path_or_url.startswith("/") else "/" + path_or_url
+        if path.startswith(("/v1.0/", "/beta/")):
+            return root + path
+        return self.settings.graph_api + path
+
+    def _emit(self, kind: str, **data: Any) -> None:
+        if self._on_event is not None:
+            self._on_event(kind, **data)
+
+    def _count(self, **increments: float) -> None:
+        with self._stats_lock:
+            for name, amount in increments.items():
+                setattr(self.stats, name, getattr(self.stats, name) + amount)
+
+    def _relative(self, url: str) -> str:
+        path = urlsplit(url).path
+        for prefix in ("/v1.0", "/beta"):
+            if path.startswith(prefix + "/"):
+                return path[len(prefix) :]
+        return path
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        *,
+        idempotent: bool = True,
+    ) -> dict[str, Any] | None:
+        """Send one call with retries; return the parsed JSON object (None for an empty answer)."""
+        relative = self._relative(url)
+        paced = relative.lower().startswith("/auditlogs")
+        client_request_id = str(uuid.uuid4())
+        started = self._clock()
+        attempt = 0
+        renewed = False
+        while True:
+            try:
+                return self._attempt(
+                    method, url, params, body, relative, paced, client_request_id, idempotent
+                )
+            except _Retry as failure:
+                if failure.status == 401:
+                    if renewed:
+                        raise self._unauthorized(method, url) from None
+                    renewed = True
+                    self.tokens.invalidate()
+                    self._count(retries=1)
+                    self._emit("retry", reason="token refused (401)", attempt=attempt, delay=0.0, url=url)
+                    continue
+                attempt += 1
+                delay = failure.delay
+                if delay is None:
+                    delay = self._rng.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)))
+                elapsed = self._clock() - started
+                if attempt > self.max_retries or elapsed + delay > self.retry_budget_seconds:
+                    raise self._gave_up(method, url, failure, attempt, elapsed) from None
+                self._count(retries=1, waited_seconds=delay)
+                self._emit("retry", reason=failure.reason, attempt=attempt, delay=delay, url=url)
+                if failure.status == 429:
+                    self._emit("throttle_wait", seconds=delay)
+                log.debug(
+                    "retrying %s %s in %.2f s (%s, attempt %d)", method, url, delay, failure.reason, attempt
+                )
+                self._sleep(delay)
+
+    def _attempt(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, str] | None,
+        body: Any,
+        relative: str,
+        paced: bool,
+        client_request_id: str,
+        idempotent: bool,
+    ) -> dict[str, Any] | None:
+        headers = {
+            "Authorization": f"Bearer {self.tokens.token()}",
+            "Accept": "application/json",
+            "client-request-id": client_request_id,
+        }
+        slot = self.pacer.slot() if paced else contextlib.nullcontext(0.0)
+        with slot as waited:
+            if waited:
+                self._count(waited_seconds=waited)
+                self._emit("paced", seconds=waited)
+            self._count(requests=1)
+            try:
+                response = self.session.request(
+                    method, url, params=params, json=body, headers=headers, timeout=self.timeout
+                )
+            except (
+                requests.ConnectionError,
+                requests.exceptions.ChunkedEncodingError,
+                requests.Timeout,
+            ) as exc:
+                log.debug("%s %s -> no answer (%s)", method, url, type(exc).__name__)
+                if not idempotent:
+                    raise GraphUnavailableError(
+                        f"The connection dropped during {method} {relative} ({type(exc).__name__}); the change may "
+                        "or may not have been made.",
+                        method=method,
+                        url=relative,
+                        client_request_id=client_request_id,
+                        remedy="Check the job's status before trying again; provkit does not repeat changes "
+                        "on its own.",
+                        link=LINK_ERRORS,
+                    ) from None
+                raise _Retry(f"connection dropped ({type(exc).__name__})") from None
+        status = response.status_code
+        request_id = response.headers.get("request-id")
+        log.debug("%s %s -> %s (request-id %s)", method, response.url, status, request_id)
+        self._emit("request", method=method, url=response.url, status=status, request_id=request_id)
+        if 200 <= status < 300:
+            if status == 204 or not response.content:
+                return None
+            try:
+                data = response.json()
+            except ValueError:
+                raise _Retry("truncated or unreadable JSON body", status=status) from None
+            if not isinstance(data, dict):
+                raise GraphError(
+                    f"Graph answered {method} {relative} with JSON that is not an object.",
+                    status=status,
+                    request_id=request_id,
+                    method=method,
+                    url=relative,
+                )
+            return data
+        if status == 401:
+            raise _Retry("token refused", status=401)
+        if status in RETRYABLE_STATUS:
+            if status == 429:
+                self._count(throttled=1)
+            raise _Retry(
+                f"HTTP {status}", status=status, delay=_retry_after(response.headers.get("Retry-After"))
+            )
+        raise self._error(response, method, relative)
+
+    # --------------------------------------------------------------------------------------- errors
+
+    def _error(self, response: requests.Response, method: str, relative: str) -> GraphError:
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = {}
+        error = payload.get("error") if isinstance(payload, dict) else None
+        error = error if isinstance(error, dict) else {}
+        inner = error.get("innerError") or error.get("innererror") or {}
+        inner = inner if isinstance(inner, dict) else {}
+        status = response.status_code
+        code = str(error.get("code") or response.reason or "")
+        said = redact(str(error.get("message") or response.reason or "no message").splitlines()[0])[:500]
+        fields: dict[str, Any] = {
+            "status": status,
+            "code": code,
+            "request_id": response.headers.get("request-id") or inner.get("request-id"),
+            "client_request_id": response.headers.get("client-request-id") or inner.get("client-request-id"),
+            "method": method,
+            "url": relative,
+        }
+        if status == 403:
+            permission = permission_for(relative, method)
+            link = LINK_PERMISSIONS
+            if relative.lower().startswith("/auditlogs"):
+                link = LINK_PROVISIONING_LOGS
+            elif "/synchronization" in relative.lower():
+                link = LINK_SYNC_PERMISSIONS
+            return PermissionDeniedError(
+                f"Permission denied: this call needs {permission}. Graph said: {said}",
+                permission=permission,
+                remedy=f"Grant {permission} to the app as an application permission (Microsoft Graph) and give "
+                "admin consent (App registrations > API permissions > Grant admin consent). With device code "
+                "sign-in the user also needs a role that may read it (e.g. Reports Reader for logs).",
+                link=link,
+                **fields,
+            )
+        if status == 404:
+            hint = ID_HINT if "/serviceprincipals" in relative.lower() else "Check the id in the request."
+            return NotFoundError(
+                f"Not found. Graph said: {said}", remedy=hint, link=LINK_APP_OBJECTS, **fields
+            )
+        if status == 400:
+            return GraphError(
+                f"Graph refused the request as malformed: {said}",
+                remedy="This is likely a provkit bug or an unsupported filter; report it with the request-id.",
+                link=LINK_ERRORS,
+                **fields,
+            )
+        return GraphError(f"Graph answered {status}: {said}", link=LINK_ERRORS, **fields)
+
+    def _unauthorized(self, method: str, url: str) -> GraphError:
+        return GraphError(
+            "Graph refused the access token twice, even a freshly issued one.",
+            status=401,
+            code="InvalidAuthenticationToken",
+            method=method,
+            url=self._relative(url),
+            remedy="Check that PROVKIT_CLOUD (or PROVKIT_GRAPH_URL) matches the cloud the tenant is in: tokens "
+            "are not interchangeable between clouds.",
+            link=LINK_CLOUDS,
+        )
+
+    def _gave_up(self, method: str, url: str, failure: _Retry, attempts: int, elapsed: float) -> GraphError:
+        relative = self._relative(url)
+        tries = f"{attempts} tries over {elapsed:.0f} s"
+        if failure.status == 429:
+            return ThrottledError(
+                f"Graph kept throttling {method} {relative} (429 Too Many Requests) after {tries}.",
+                status=429,
+                code="TooManyRequests",
+                method=method,
+                url=relative,
+                retry_after=failure.delay,
+                remedy="Graph's reporting APIs allow 5 requests per 10 seconds per app and tenant. Wait a minute and "
+                "run again (fetches resume where they stopped), fetch a shorter time window, and avoid other "
+                "tools reading audit logs with the same app at the same time.",
+                link=LINK_THROTTLING,
+            )
+        return GraphUnavailableError(
+            f"Graph did not answer {method} {relative} usefully ({failure.reason}) after {tries}.",
+            status=failure.status,
+            method=method,
+            url=relative,
+            remedy="Graph or the network is having trouble. Run again later (fetches resume where they stopped); "
+            "if it persists, check Microsoft 365 service health and the proxy.",
+            link=LINK_ERRORS,
+        )
+
+    # -------------------------------------------------------------------------------------- generic
+
+    def get(self, path_or_url: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """GET one Graph resource or page; return its JSON object ({} for an empty answer)."""
+        return self._request("GET", self.url_for(path_or_url), params) or {}
+
+    def pages(self, path: str, params: Mapping[str, str] | None = None) -> Iterator[dict[str, Any]]:
+        """Yield each page of a collection, following ``@odata.nextLink`` verbatim until Graph gives none.
+
+        No page size is assumed: a short or empty page with a nextLink is followed like any other.
+        """
+        url = self.url_for(path)
+        query: Mapping[str, str] | None = params
+        while True:
+            page = self._request("GET", url, query) or {}
+            count = len(page.get("value") or [])
+            self._count(pages=1)
+            self._emit("page", url=url, items=count)
+            yield page
+            link = page.get("@odata.nextLink")
+            if not link:
+                return
+            if link == url and query is None:
+                raise GraphError(
+                    f"Graph returned the page's own address as its next page ({self._relative(url)}).",
+                    url=self._relative(url),
+                    remedy="This would loop forever; report it with the request-id of the last call.",
+                )
+            url, query = self.url_for(str(link)), None
+
+    def items(self, path: str, params: Mapping[str, str] | None = None) -> Iterator[dict[str, Any]]:
+        """Yield the entries of every page of a collection, in Graph's order."""
+        for page in self.pages(path, params):
+            yield from page.get("value") or []
+
+    def post(self, path: str, json: Any = None, *, changes_tenant: bool) -> dict[str, Any] | None:
+        """POST to Graph; return the JSON answer or None (204). Calls that change the tenant need allow_writes.
+
+        ``changes_tenant`` is the caller's statement of what the call does (restart, provisionOnDemand: True;
+        validateCredentials with saved credentials: False). A dropped connection is not retried for those.
+        """
+        url = self.url_for(path)
+        if changes_tenant and not self.allow_writes:
+            raise ReadOnlyError(
+                f"POST {self._relative(url)} would change the tenant, and this GraphClient is read-only.",
+                remedy="Build the client with GraphClient(..., allow_writes=True) only when you mean to make this "
+                "change; provkit never does it on its own.",
+            )
+        return self._request("POST", url, body=json, idempotent=not changes_tenant)
+
+    # -------------------------------------------------------------------------------- app resolution
+
+    def resolve_app(self, app: str) -> ResolvedApp:
+        """Find the service principal ``app`` names: an object id, an appId, an exact name or a name prefix.
+
+        A GUID is tried as the service principal object id, then as the appId. A name is matched exactly
+        (``displayName eq``), then by prefix ignoring case. Raises NotFoundError, or AmbiguousAppError
+        listing the candidates when several match.
+        """
+        text = app.strip()
+        if not text:
+            raise ConfigError("No app given.", remedy="Pass the app's display name, appId or object id.")
+        if _GUID.match(text):
+            with contextlib.suppress(NotFoundError):
+                return self._resolved(self.get(f"/servicePrincipals/{_segment(text)}"), "object id", text)
+            try:
+                found = self.get(f"/servicePrincipals(appId={_odata_string(text)})")
+            except NotFoundError:
+                raise NotFoundError(
+                    f"No service principal has the object id or appId {text}.",
+                    status=404,
+                    code="Request_ResourceNotFound",
+                    remedy=ID_HINT + " An app registration's object id does not work: use the Enterprise "
+                    "applications entry.",
+                    link=LINK_APP_OBJECTS,
+                ) from None
+            return self._resolved(found, "appId", text)
+        select = {"$select": "id,appId,displayName"}
+        exact = list(
+            self.items("/servicePrincipals", {"$filter": f"displayName eq {_odata_string(text)}", **select})
+        )
+        if len(exact) == 1:
+            return self._resolved(exact[0], "display name", text)
+        if len(exact) > 1:
+            raise self._ambiguous(text, exact)
+        wanted = text.casefold()
+        prefixed = [
+            sp
+            for sp in self.items(
+                "/servicePrincipals", {"$filter": f"startswith(displayName,{_odata_string(text)})", **select}
+            )
+            if str(sp.get("displayName", "")).casefold().startswith(wanted)
+        ]
+        same = [sp for sp in prefixed if str(sp.get("displayName", "")).casefold() == wanted]
+        if len(same) == 1:
+            return self._resolved(same[0], "display name", text)
+        if len(prefixed) == 1:
+            return self._resolved(prefixed[0], "display name prefix", text)
+        if len(prefixed) > 1:
+            raise self._ambiguous(text, same or prefixed)
+        raise NotFoundError(
+            f"No service principal is named {text!r} or has a name starting with it.",
+            status=404,
+            remedy="Check the name under Enterprise applications (names are matched exactly, then by prefix); "
+            + ID_HINT,
+            link=LINK_APP_OBJECTS,
+        )
+
+    @staticmethod
+    def _resolved(sp: Mapping[str, Any], matched_by: str, query: str) -> ResolvedApp:
+        resolved = ResolvedApp(
+            service_principal_id=str(sp.get("id", "")),
+            app_id=str(sp.get("appId", "")),
+            display_name=str(sp.get("displayName", "")),
+            matched_by=matched_by,
+            query=query,
+        )
+        log.info("%s", resolved.describe())
+        return resolved
+
+    def _ambiguous(self, text: str, matches: list[dict[str, Any]]) -> AmbiguousAppError:
+        candidates: list[dict[str, object]] = []
+        for sp in matches[:_MAX_CANDIDATES]:
+            try:
+                has_job: bool | None = bool(self.list_jobs(str(sp.get("id", ""))))
+            except GraphError:
+                has_job = None  # not allowed to read synchronization, or the app has none
+            candidates.append(
+                {
+                    "display_name": sp.get("displayName"),
+                    "service_principal_id": sp.get("id"),
+                    "app_id": sp.get("appId"),
+                    "has_provisioning_job": has_job,
+                }
+            )
+        job_text = {
+            True: "has a provisioning job",
+            False: "no provisioning job",
+            None: "provisioning unknown",
+        }
+        lines = [
+            f"  {c['display_name']}: object id {c['service_principal_id']}, appId {c['app_id']}, "
+            f"{job_text[c['has_provisioning_job']]}"  # type: ignore[index]
+            for c in candidates
+        ]
+        more = f"\n  ... and {len(matches) - _MAX_CANDIDATES} more" if len(matches) > _MAX_CANDIDATES else ""
+        return AmbiguousAppError(
+            f"{len(matches)} service principals match {text!r}:\n" + "\n".join(lines) + more,
+            candidates=candidates,
+            remedy="Pass the object id or appId of the one you mean instead of the name.",
+            link=LINK_APP_OBJECTS,
+        )
+
+    # ------------------------------------------------------------------------------------ the reads
+
+    def list_jobs(self, sp_id: str) -> list[dict[str, Any]]:
+        """The synchronization (provisioning) jobs of a service principal; empty when it has none."""
+        return list(self.items(f"/servicePrincipals/{_segment(sp_id)}/synchronization/jobs"))
+
+    def get_job(self, sp_id: str, job_id: str) -> dict[str, Any]:
+        """One synchronization job with its status (code, lastExecution, quarantine, progress...)."""
+        return self.get(f"/servicePrincipals/{_segment(sp_id)}/synchronization/jobs/{_segment(job_id)}")
+
+    def get_schema(self, sp_id: str, job_id: str) -> dict[str, Any]:
+        """A job's synchronization schema: directories, object mappings, scoping filters, matching attributes."""
+        return self.get(
+            f"/servicePrincipals/{_segment(sp_id)}/synchronization/jobs/{_segment(job_id)}/schema"
+        )
+
+    def app_role_assignments(self, sp_id: str) -> list[dict[str, Any]]:
+        """The users and groups assigned to the app (``appRoleAssignedTo``), direct assignments only."""
+        return list(self.items(f"/servicePrincipals/{_segment(sp_id)}/appRoleAssignedTo"))
+
+    def get_user(self, id_or_upn: str) -> dict[str, Any]:
+        """A user by object id or user principal name (guests' ``#EXT#`` names are encoded)."""
+        return self.get(f"/users/{_segment(id_or_upn)}")
+
+    def group_members(self, group_id: str, transitive: bool = False) -> list[dict[str, Any]]:
+        """A group's members (users and groups); ``transitive`` includes members of nested groups."""
+        relation = "transitiveMembers" if transitive else "members"
+        return list(self.items(f"/groups/{_segment(group_id)}/{relation}"))
+
+    def user_member_of(self, user_id: str, transitive: bool = False) -> list[dict[str, Any]]:
+        """The groups a user is in; ``transitive`` includes groups reached through nesting."""
+        relation = "transitiveMemberOf" if transitive else "memberOf"
+        return list(self.items(f"/users/{_segment(user_id)}/{relation}"))
+
+    def directory_audits(
+        self, start: datetime, end: datetime, sp_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Provisioning service audit records in [start, end); with ``sp_id``, only those about that app.
+
+        Graph filters on time and ``loggedByService``; the target service principal is matched here, because
+        ``targetResources`` cannot be filtered server-side.
+        """
+        flt = (
+            f"activityDateTime ge {_odata_datetime(start)} and activityDateTime lt {_odata_datetime(end)} "
+            "and loggedByService eq 'Account Provisioning'"
+        )
+        audits = self.items("/auditLogs/directoryAudits", {"$filter": flt})
+        if sp_id is None:
+            return list(audits)
+        return [a for a in audits if any(t.get("id") == sp_id for t in a.get("targetResources") or [])]
+
+    def provisioning_pages(
+        self, sp_id: str, start: datetime, end: datetime, *, page_size: int = 500
+    ) -> Iterator[dict[str, Any]]:
+        """Yield the pages of provisioning log entries of one app in [start, end), oldest first.
+
+        Oldest first (``$orderby=activityDateTime asc``): an interrupted fetch then holds a clean prefix of the
+        window, so it can resume from the last entry's time instead of starting over. Call it per slice of
+        :func:`time_slices` for large windows. Raises CloudNotSupportedError, before any request, in clouds
+        without the provisioning logs API (China).
+        """
+        if not self.settings.cloud.provisioning_logs:
+            raise CloudNotSupportedError(
+                f"The provisioning logs API is not available in the {self.settings.cloud.name} cloud.",
+                remedy="Use the admin center's Download (provkit import) or a Log Analytics export of "
+                "AADProvisioningLogs where available; job status still works through Graph.",
+                link=LINK_PROVISIONING_LOGS,
+            )
+        if not _GUID.match(sp_id):
+            raise ConfigError(
+                f"{sp_id!r} is not a service principal object id.",
+                remedy="Resolve the app first (GraphClient.resolve_app) and pass its service_principal_id.",
+                link=LINK_APP_OBJECTS,
+            )
+        if not 1 <= page_size <= 1000:
+            raise ConfigError(f"page_size must be between 1 and 1000, got {page_size}.")
+        flt = (
+            f"servicePrincipal/id eq {_odata_string(sp_id)} and activityDateTime ge {_odata_datetime(start)} "
+            f"and activityDateTime lt {_odata_datetime(end)}"
+        )
+        params = {"$filter": flt, "$top": str(page_size), "$orderby": "activityDateTime asc"}
+        return self.pages("/auditLogs/provisioning", params)
