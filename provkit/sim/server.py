@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import base64
 import collections
+import hashlib
+import hmac
 import json
 import math
 import os
@@ -95,8 +97,9 @@ class Throttle:
             calls.append(now)
             if over:
                 self.throttled += 1
-                # the call that must expire before another fits: the (limit)-th most recent before this one
-                oldest = calls[-self.limit - 1]
+                # the call that must expire before another fits: the (limit)-th most recent, this throttled
+                # one included (it counts against the quota too)
+                oldest = calls[-self.limit]
                 return max(0.0, self.window - (now - oldest))
             return None
 
@@ -114,6 +117,7 @@ class GraphApp:
         self.base_url = base_url
         self.requests: list[RequestRecord] = []
         self._log_lock = threading.Lock()
+        self._token_key = os.urandom(32)  # signs $skiptoken values, so only this server's own tokens page
 
     # -- helpers --------------------------------------------------------------------------------------------
     def record(self, rec: RequestRecord) -> None:
@@ -145,16 +149,25 @@ class GraphApp:
     def _next_link(self, path: str, query: dict[str, str], token: dict) -> str:
         params = {k: v for k, v in query.items() if k != "$skiptoken"}
         raw = json.dumps(token, separators=(",", ":")).encode()
-        params["$skiptoken"] = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        payload = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        params["$skiptoken"] = f"{payload}.{self._mac(path, payload)}"
         qs = "&".join(f"{k}={quote(v, safe=chr(39) + '(),:/$')}" for k, v in params.items())
         return f"{self.base_url}{path}?{qs}"
 
-    def _token(self, query: dict[str, str]) -> dict | None:
+    def _mac(self, path: str, payload: str) -> str:
+        digest = hmac.new(self._token_key, f"{path}\n{payload}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest[:18]).decode()
+
+    def _token(self, path: str, query: dict[str, str]) -> dict | None:
+        """The resume point a ``$skiptoken`` carries; 400 unless this server issued it for ``path``."""
         raw = query.get("$skiptoken")
         if raw is None:
             return None
+        payload, _, mac = raw.partition(".")
         try:
-            data = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+            if not hmac.compare_digest(mac.encode(), self._mac(path, payload).encode()):
+                raise ValueError("foreign or tampered $skiptoken")
+            data = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
             token = json.loads(data)
             if not isinstance(token, dict):
                 raise ValueError
@@ -215,12 +228,15 @@ class GraphApp:
         except ODataError as exc:
             raise HttpError(400, "BadRequest", str(exc)) from None
         descending = order[0][1] if order else True
-        token = self._token(query)
+        token = self._token(path, query)
         after = None
         if token is not None:
-            if token.get("f") != self._fingerprint(query) or not isinstance(token.get("k"), list):
+            key = token.get("k")
+            if token.get("f") != self._fingerprint(query) or not isinstance(key, list):
                 raise HttpError(400, "BadRequest", "The $skiptoken does not belong to this query.")
-            after = tuple(int(x) for x in token["k"])
+            if len(key) != 4 or not all(type(x) is int for x in key):
+                raise HttpError(400, "BadRequest", "The $skiptoken is invalid or has expired.")
+            after = (key[0], key[1], key[2], key[3])
         page = LogQuery(self.tenant, flt, descending).page(top, after)
         result: dict = {
             "@odata.context": f"{self.base_url}{path.split('/auditLogs')[0]}/$metadata#auditLogs/provisioning",
@@ -242,12 +258,14 @@ class GraphApp:
         default_top: int = DEFAULT_TOP,
     ) -> dict:
         top = self._top(query, default_top)
-        token = self._token(query)
+        token = self._token(path, query)
         offset = 0
         if token is not None:
             if token.get("f") != self._fingerprint(query):
                 raise HttpError(400, "BadRequest", "The $skiptoken does not belong to this query.")
-            offset = int(token.get("o", 0))
+            offset = token.get("o")
+            if type(offset) is not int or offset < 0:
+                raise HttpError(400, "BadRequest", "The $skiptoken is invalid or has expired.")
         chunk = items[offset : offset + top]
         result: dict = {"@odata.context": f"{self.base_url}/v1.0/$metadata#{context}", "value": chunk}
         if offset + top < len(items):
@@ -763,17 +781,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def _send_truncated(self, status: int, body: dict | None, headers: dict[str, str]) -> None:
+        """The first third of the answer, delimited by closing the connection (no Content-Length), so the client
+        receives a body cut short that fails JSON parsing; an abort (RST) here would discard the body unread."""
         data = json.dumps(body, separators=(",", ":")).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; odata.metadata=minimal; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Connection", "close")
         for k, v in headers.items():
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(data[: max(1, len(data) // 3)])
         self.wfile.flush()
         self.close_connection = True
-        self._reset()
 
     def _reset(self) -> None:
         """Drop the connection without an answer (RST), as a load balancer dropping a request would."""
