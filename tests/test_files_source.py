@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+import random
 import sys
 from pathlib import Path
 
@@ -452,6 +453,59 @@ def test_a_file_given_twice_is_read_once() -> None:
     load = read_files([VALID / "admin-center.json", VALID / "admin-center.json"])
     assert load.kept == 12
     assert any("given twice" in w for w in load.warnings)
+
+
+@pytest.mark.reliability
+def test_mutated_fixtures_never_raise_anything_but_input_error(tmp_path: Path) -> None:
+    """Cut, flipped, inserted and deleted bytes in every fixture: each read ends in a load or an InputError."""
+    rng = random.Random(20240310)
+    sources = sorted(
+        p
+        for p in FIXTURES.rglob("*")
+        if p.is_file() and p.suffix not in (".py",) and p.name != "manifest.json"
+    )
+    junk = [
+        b",",
+        b'"',
+        b"{",
+        b"}",
+        b"[",
+        b"]",
+        b"\n",
+        b"\r",
+        b"\x00",
+        b";",
+        b"\xff",
+        b"null",
+        b'"activityDateTime":',
+    ]
+    outcomes = {"load": 0, "input-error": 0}
+    for n in range(300):
+        source = sources[n % len(sources)]
+        data = bytearray(source.read_bytes())
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(len(data) or 1)
+            match rng.randrange(4):
+                case 0:
+                    del data[at:]
+                case 1:
+                    data[at : at + 1] = bytes([rng.randrange(256)])
+                case 2:
+                    data[at:at] = rng.choice(junk)
+                case _:
+                    del data[at : at + rng.randint(1, 40)]
+        target = tmp_path / f"m{n}{''.join(source.suffixes)}"
+        target.write_bytes(bytes(data))
+        try:
+            load = read_files([target])
+        except InputError as exc:
+            assert exc.file == str(target)
+            outcomes["input-error"] += 1
+            continue
+        assert load.read == load.kept + len(load.rejects)
+        assert all(r.file == str(target) and r.line for r in load.rejects)
+        outcomes["load"] += 1
+    assert outcomes["load"] > 100 and outcomes["input-error"] > 10
 
 
 def test_reject_names_file_line_and_record() -> None:

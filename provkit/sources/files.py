@@ -605,8 +605,12 @@ def _sniff(t: _Text) -> _Sniffed:
     return _sniff_csv(t, i)
 
 
-def _split_header(line: str, delimiter: str) -> list[str]:
-    return next(csv.reader([line], delimiter=delimiter))
+def _split_header(text: str, start: int, delimiter: str, name: str) -> list[str]:
+    """The header row starting at ``start``, parsed the way the body will be."""
+    try:
+        return next(csv.reader(io.StringIO(text[start : start + 1_000_000], newline=""), delimiter=delimiter))
+    except (csv.Error, StopIteration) as exc:
+        raise _unreadable(name, f"a CSV file whose header row cannot be read ({exc})") from None
 
 
 def _sniff_csv(t: _Text, start: int) -> _Sniffed:
@@ -629,7 +633,7 @@ def _sniff_csv(t: _Text, start: int) -> _Sniffed:
             raise _unreadable(
                 t.name, "this is neither JSON nor a CSV table (its first line has no delimiters)"
             )
-    header = [h.strip().lstrip("\ufeff") for h in _split_header(first, delimiter)]
+    header = [h.strip().lstrip("\ufeff") for h in _split_header(text, start, delimiter, t.name)]
     keys = {_norm(h) for h in header}
     inner = t.inner_name.lower()
     sniffed = _Sniffed("", "csv", delimiter, _unique_headers(header), header, header_line, start)
@@ -640,14 +644,19 @@ def _sniff_csv(t: _Text, start: int) -> _Sniffed:
     ):
         sniffed.format = "log-analytics-csv"
         return sniffed
-    steps = len(keys & _STEP_ONLY) + (2 if "provisioningsteps" in inner else 0)
-    props = len(keys & _PROPERTY_ONLY) + (2 if "modifiedproperties" in inner else 0)
-    main = len({_MAIN_INDEX[k] for k in keys if k in _MAIN_INDEX})
-    if steps and steps >= props and (steps >= 2 or keys & _STEP_ONLY):
+    step_columns, property_columns = keys & _STEP_ONLY, keys & _PROPERTY_ONLY
+    main = {_MAIN_INDEX[k] for k in keys if k in _MAIN_INDEX}
+    # The companions' generic headers (Name, Type, Status) need the file name's hint; a dated file is a main file.
+    undated = "activityDateTime" not in main
+    if step_columns and len(step_columns) >= len(property_columns):
         sniffed.format = "admin-center-csv-steps"
-    elif props and (props >= 2 or keys & _PROPERTY_ONLY):
+    elif property_columns:
         sniffed.format = "admin-center-csv-properties"
-    elif main >= 2:
+    elif "provisioningsteps" in inner and undated:
+        sniffed.format = "admin-center-csv-steps"
+    elif "modifiedproperties" in inner and undated:
+        sniffed.format = "admin-center-csv-properties"
+    elif len(main) >= 2:
         sniffed.format = "admin-center-csv"
     else:
         shown = ", ".join(header[:8]) + (", ..." if len(header) > 8 else "")
@@ -1106,11 +1115,11 @@ class _FileReader:
     t: _Text
     load: FileLoad
     notes: _Notes
-    lines: _Lines = field(init=False)
     count: int = 0
 
-    def __post_init__(self) -> None:
-        self.lines = _Lines(self.t.text)
+    @functools.cached_property
+    def lines(self) -> _Lines:
+        return _Lines(self.t.text)
 
     def take(self, line: int | None, build: Callable[[_Ctx], dict]) -> dict | None:
         self.count += 1
