@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from provkit.errors import InputError, ProvkitError
-from provkit.sources.files import FileLoad, Reject, detect_format, read_files
+from provkit.sources.files import FileLoad, Reject, detect_format, parse_timestamp, read_files
 
 FIXTURES = Path(__file__).parent / "fixtures" / "files"
 CASES = json.loads((FIXTURES / "manifest.json").read_text(encoding="utf-8"))
@@ -357,6 +357,33 @@ def test_timestamps_in_other_forms_become_iso_utc() -> None:
     assert "'yesterday at noon' is not a date and time" in load.rejects[0].reason
     semicolons = read("semicolon-excel.csv", base=MALFORMED)  # Excel's sep=; line, day-first dotted dates
     assert [r["activityDateTime"][:10] for r in semicolons.records] == [f"2024-03-{10 + n}" for n in range(6)]
+
+
+@pytest.mark.parametrize(
+    ("value", "iso"),
+    [
+        ("2024-03-10T16:15:21.1234567Z", "2024-03-10T16:15:21.1234567Z"),  # Graph's own form, untouched
+        ("2024-03-10T16:15:21-05:00", "2024-03-10T21:15:21Z"),
+        ("2024-03-10", "2024-03-10T00:00:00Z"),
+        ("3/10/2024, 4:15:21.123 PM", "2024-03-10T16:15:21.123Z"),
+        ("3/10/2024 12:05:00 AM", "2024-03-10T00:05:00Z"),
+        ("25/3/2024 08:00", "2024-03-25T08:00:00Z"),
+        (1710087321, "2024-03-10T16:15:21Z"),
+        ("1710087321000", "2024-03-10T16:15:21Z"),
+        ("/Date(1710087321000)/", "2024-03-10T16:15:21Z"),
+    ],
+)
+def test_parse_timestamp_forms(value: object, iso: str) -> None:
+    assert parse_timestamp(value) == iso
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["2024-02-30T00:00:00Z", "2024-03-10T24:00:00Z", "13/13/2024", "20240310", "", None, True, "soon"],
+)
+def test_parse_timestamp_refuses_what_is_not_a_time(value: object) -> None:
+    with pytest.raises(ValueError):
+        parse_timestamp(value)
 
 
 def test_step_details_in_every_written_form() -> None:

@@ -55,6 +55,7 @@ __all__ = [
     "FileLoad",
     "Reject",
     "detect_format",
+    "parse_timestamp",
     "read_files",
 ]
 
@@ -553,6 +554,7 @@ def _loads(line: str) -> Any:
 
 
 _MISSING: Any = object()
+_STREAMED: Any = object()  # stands for a member whose value was streamed, not kept
 
 
 def _sniff(t: _Text) -> _Sniffed:
@@ -959,7 +961,7 @@ def _duration(value: Any, ctx: _Ctx) -> int | None:
         return None
 
 
-def normalise_event(raw: Any, ctx: _Ctx, *, time_label: str = "'activityDateTime'") -> dict:
+def _normalise_event(raw: Any, ctx: _Ctx, *, time_label: str = "'activityDateTime'") -> dict:
     """One provisioningObjectSummary with v1.0 names from an event in v1.0, older or PascalCase shape.
 
     Raises _Bad when it is not an object, has no readable ``activityDateTime`` (the one non-nullable field), or
@@ -1044,7 +1046,7 @@ def _json_column(header: str, value: Any, *, plain_ok: bool = False) -> Any:
         raise _Bad(f"{header} is not valid JSON: {message}") from None
 
 
-def from_log_analytics(row: dict, ctx: _Ctx) -> dict:
+def _from_log_analytics(row: dict, ctx: _Ctx) -> dict:
     """A v1.0 record from one AADProvisioningLogs row (CSV cells or JSON values); raises _Bad when unreadable."""
     record: dict = {}
     status: dict[str, Any] = {}
@@ -1066,7 +1068,7 @@ def from_log_analytics(row: dict, ctx: _Ctx) -> dict:
     for key, value in list(record.items()):
         if isinstance(value, str) and value == "" and key not in ("activityDateTime",):
             record[key] = None
-    event = normalise_event(record, ctx, time_label=time_label)
+    event = _normalise_event(record, ctx, time_label=time_label)
     info = event.get("provisioningStatusInfo") or {"status": None, "errorInformation": None}
     if info.get("status") in (None, "") and status.get("status") not in (None, ""):
         info["status"] = str(status["status"])
@@ -1161,8 +1163,8 @@ class _FileReader:
     @staticmethod
     def _entry(value: Any, ctx: _Ctx) -> dict:
         if isinstance(value, dict) and _is_la_row(value):
-            return from_log_analytics(value, ctx)
-        return normalise_event(value, ctx)
+            return _from_log_analytics(value, ctx)
+        return _normalise_event(value, ctx)
 
     def walk_array(self, i: int, on_item: Callable[[int, Any], None], *, peers: bool = True) -> int:
         """Streams the array at ``i`` (``text[i] == '['``); returns the offset after it.
@@ -1269,6 +1271,7 @@ class _FileReader:
                 i = _skip(text, i + 1)
                 if key in handlers and text.startswith(("[", "{"), i):
                     i = handlers[key](i, members)
+                    members[key] = _STREAMED
                 else:
                     members[key], i = _DECODER.raw_decode(text, i)
             except json.JSONDecodeError as exc:
@@ -1328,7 +1331,7 @@ class _FileReader:
                     size = len(row) if isinstance(row, list) else "not a list"
                     self.reject(line, f"row has {size} values but the table has {len(columns)} columns")
                     return
-                self.take(line, lambda ctx: from_log_analytics(dict(zip(columns, row, strict=True)), ctx))
+                self.take(line, lambda ctx: _from_log_analytics(dict(zip(columns, row, strict=True)), ctx))
 
             return self.walk_array(pos, on_row, peers=False)
 
@@ -1516,7 +1519,7 @@ def _read_admin_main(reader: _FileReader, sniffed: _Sniffed) -> list[dict]:
                     _set_path(record, path, value.strip() if path != "activityDateTime" else value)
             if "activityDateTime" not in record:
                 raise _Bad(f"'activityDateTime' missing (column '{date_header}' is empty)")
-            return normalise_event(record, ctx, time_label=f"'activityDateTime' (column '{date_header}')")
+            return _normalise_event(record, ctx, time_label=f"'activityDateTime' (column '{date_header}')")
 
         event = reader.take(line, build)
         if event is not None:
@@ -1696,4 +1699,4 @@ def _read_la_csv(reader: _FileReader, sniffed: _Sniffed) -> None:
         if isinstance(cells, str):
             reader.reject(line, cells)
             continue
-        reader.take(line, lambda ctx, cells=cells: from_log_analytics(cells, ctx))
+        reader.take(line, lambda ctx, cells=cells: _from_log_analytics(cells, ctx))
