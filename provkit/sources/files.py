@@ -1550,6 +1550,7 @@ def _read_admin_details(reader: _FileReader, sniffed: _Sniffed, kind: str) -> li
         cells = row if isinstance(row, str) else reader.cells(sniffed, row)
         if isinstance(cells, str):
             reader.load.detail_rejects.append(Reject(reader.t.name, line, None, cells))
+            reader.notes.add(reader.t.name, f"{kind} rows that cannot be read were not loaded", line)
             continue
         item: dict = {}
         change_id = ""
@@ -1569,6 +1570,7 @@ def _read_admin_details(reader: _FileReader, sniffed: _Sniffed, kind: str) -> li
                 item[header] = value  # unknown column: kept; columns repeating the event's fields are not
         if not change_id:
             reader.load.detail_rejects.append(Reject(reader.t.name, line, None, "row has no change id"))
+            reader.notes.add(reader.t.name, f"{kind} rows without a change id were not loaded", line)
             continue
         ctx = _Ctx(reader.t.name, line, reader.notes)
         if kind == "steps":
