@@ -13,10 +13,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from provkit.graph import time_slices
 from provkit.store import AppStore, Store
 from provkit.tables import events_from_records, jobs_from_records
 
-DEFAULT_SLICE = timedelta(hours=6)
+DEFAULT_SLICE = timedelta(days=1)  # each slice costs at least one throttled request
 DEFAULT_OVERLAP = timedelta(hours=1)
 
 
@@ -46,7 +47,8 @@ class FetchSummary:
             f"{self.app}: {self.new} new entries, {self.duplicates} duplicates dropped"
             + (f", {self.rejected} rejected" if self.rejected else "")
             + f", {self.pages} pages in {self.slices} slices, {self.jobs} job snapshot(s), "
-            f"{self.throttle_waits} throttle waits ({self.waited_seconds:.1f} s), {self.seconds:.1f} s"
+            f"{self.throttle_waits} throttled (429), {self.waited_seconds:.1f} s waiting (pacing and retries), "
+            f"{self.seconds:.1f} s in all"
         )
 
     def as_dict(self) -> dict:
@@ -103,11 +105,17 @@ def fetch_app(
         "service_principal", {"id": sp_id, "appId": resolved.app_id, "displayName": resolved.display_name}
     )
     app_store.write_meta("jobs", jobs)
-    app_store.write_meta("assignments", client.app_role_assignments(sp_id))
+    assignments = client.app_role_assignments(sp_id)
+    app_store.write_meta("assignments", assignments)
+    from provkit.sources.graph import directory_facts
+
+    groups, users = directory_facts(client, assignments)
+    app_store.write_meta("groups", groups)
+    app_store.write_meta("users", users)
     summary.audits_new = app_store.write_audits(client.directory_audits(start, end, sp_id=sp_id))
 
     for gap_start, gap_end in app_store.gaps(start, end, overlap=overlap):
-        for slice_start, slice_end in client.time_slices(gap_start, gap_end, slice_length):
+        for slice_start, slice_end in time_slices(gap_start, gap_end, slice_length):
             records: list[dict] = []
             for page in client.provisioning_pages(sp_id, slice_start, slice_end, page_size=page_size):
                 values = page.get("value", [])

@@ -1,0 +1,94 @@
+"""The graph source: a live tenant (or the simulated one) through sign-in and the Graph client."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from provkit.auth import Settings, sign_in
+from provkit.errors import GraphError
+from provkit.graph import AuditPacer, GraphClient
+
+MAX_GROUP_MEMBERS = 50_000
+MAX_USERS = 500
+
+
+def connect(
+    settings: Settings | None = None,
+    *,
+    secret: str | Callable[[], str] | None = None,
+    method: str = "auto",
+    allow_writes: bool = False,
+    on_event: Callable[..., None] | None = None,
+    cache_path: Any = None,
+    device_code_prompt: Callable[[str], None] | None = None,
+    pacer: AuditPacer | None = None,
+) -> GraphClient:
+    """Sign in with the PROVKIT_* settings and return a read-only Graph client (unless ``allow_writes``)."""
+    settings = settings or Settings.from_env()
+    tokens = sign_in(
+        settings, method=method, secret=secret, cache_path=cache_path, device_code_prompt=device_code_prompt
+    )
+    return GraphClient(settings, tokens, on_event=on_event, allow_writes=allow_writes, pacer=pacer)
+
+
+def provisioning_apps(client: GraphClient) -> list[dict]:
+    """Service principals that have a synchronization job, with each job's id and status code."""
+    apps = []
+    for sp in client.items("/servicePrincipals", {"$top": "999"}):
+        try:
+            jobs = client.list_jobs(sp["id"])
+        except GraphError as exc:
+            if getattr(exc, "status", None) in (400, 404):
+                continue
+            raise
+        for job in jobs:
+            status = job.get("status") or {}
+            apps.append(
+                {
+                    "display_name": sp.get("displayName"),
+                    "service_principal_id": sp["id"],
+                    "app_id": sp.get("appId"),
+                    "job_id": job.get("id"),
+                    "template_id": job.get("templateId"),
+                    "status_code": status.get("code"),
+                    "schedule_state": (job.get("schedule") or {}).get("state"),
+                    "quarantine_reason": (status.get("quarantine") or {}).get("reason"),
+                    "last_execution_state": (status.get("lastExecution") or {}).get("state"),
+                }
+            )
+    apps.sort(key=lambda a: ((a["display_name"] or "").lower(), a["service_principal_id"]))
+    return apps
+
+
+def directory_facts(client: GraphClient, assignments: list[dict]) -> tuple[dict[str, dict], dict[str, dict]]:
+    """For the app's assigned groups: direct and transitive members and nested groups; for directly assigned
+    users: their user objects. Bounded, so a huge group costs a capped number of pages."""
+    groups: dict[str, dict] = {}
+    users: dict[str, dict] = {}
+    for a in assignments:
+        if a.get("principalType") == "Group":
+            gid = a["principalId"]
+            direct, nested = [], []
+            for m in client.group_members(gid, transitive=False):
+                kind = m.get("@odata.type", "")
+                (nested if kind.endswith("group") else direct).append(m["id"])
+            transitive = [
+                m["id"]
+                for m in client.group_members(gid, transitive=True)
+                if not m.get("@odata.type", "").endswith("group")
+            ][:MAX_GROUP_MEMBERS]
+            group = client.get(f"/groups/{gid}")
+            groups[gid] = {
+                "display_name": group.get("displayName"),
+                "mail": group.get("mail"),
+                "direct": direct[:MAX_GROUP_MEMBERS],
+                "transitive": transitive,
+                "nested": nested,
+            }
+        elif a.get("principalType") == "User" and len(users) < MAX_USERS:
+            try:
+                users[a["principalId"]] = client.get_user(a["principalId"])
+            except GraphError:
+                continue
+    return groups, users

@@ -1,0 +1,143 @@
+"""The one call that notebooks and commands make to get an app's evidence: ``load_evidence``.
+
+``source`` chooses where data comes from:
+- ``"graph"``: the live tenant named by the PROVKIT_* settings; fetched into the store, then read from it;
+- ``"demo"``: the simulated tenant, started in-process; fetched into a demo store through the same code;
+- ``"store"``: the store alone, offline (after ``provkit fetch`` or ``provkit import``).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from provkit.errors import ConfigError
+from provkit.evidence import Evidence, from_store
+from provkit.fetch import FetchSummary, fetch_app
+from provkit.store import Store
+from provkit.window import resolve_window
+
+SOURCES = ("graph", "demo", "store")
+_DEMO: dict[tuple, object] = {}
+
+
+@dataclass
+class Loaded:
+    evidence: Evidence
+    fetch: FetchSummary | None
+    resolved: str  # "Resolved 'Zendesk' by display name to ..." or the store path
+
+
+def demo_tenant(**kwargs):
+    """A process-wide simulated tenant (started once per process and set of arguments)."""
+    from provkit.sources.demo import DemoTenant
+
+    key = tuple(sorted(kwargs.items()))
+    if key not in _DEMO:
+        _DEMO[key] = DemoTenant(**kwargs)
+    return _DEMO[key]
+
+
+def demo_store_root() -> Path:
+    root = Path(tempfile.gettempdir()) / "provkit-demo-store"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def check_source(source: str) -> str:
+    value = (source or "").strip().lower()
+    if value in ("offline",):
+        value = "store"
+    if value not in SOURCES:
+        raise ConfigError(f"Unknown source {source!r}.", remedy=f"Use one of: {', '.join(SOURCES)}.")
+    return value
+
+
+def load_evidence(
+    app: str,
+    *,
+    source: str = "demo",
+    since: str | None = "7d",
+    start: str | None = None,
+    end: str | None = None,
+    store: str | Path | None = None,
+    tenant_id: str | None = None,
+    progress: bool | Callable[[int, int], None] = True,
+    client=None,
+    demo_options: dict | None = None,
+) -> Loaded:
+    """Fetch (unless offline) and read one app's evidence. ``app`` is a display name, appId or object id."""
+    source = check_source(source)
+    if not app or not str(app).strip():
+        raise ConfigError(
+            "No app given.", remedy="Name the app by display name, appId or service principal id."
+        )
+    if source == "store":
+        st = Store(store)
+        app_store = st.find(app, tenant_id)
+        return Loaded(from_store(app_store), None, f"Read {app!r} from the store at {app_store.path}")
+    if source == "demo":
+        demo = demo_tenant(**(demo_options or {}))
+        client = client or demo.client
+        tenant_id = demo.tenant_id
+        st = Store(store or demo_store_root())
+        now = datetime.fromtimestamp(demo.tenant.now_ticks / 10**7).astimezone()
+    else:
+        from provkit.auth import Settings
+        from provkit.sources.graph import connect
+
+        settings = Settings.from_env()
+        client = client or connect(settings)
+        tenant_id = settings.tenant_id
+        st = Store(store)
+        now = None
+    window = resolve_window(since=since if not (start or end) else None, start=start, end=end, now=now)
+    on_page = progress if callable(progress) else (_progress_bar(app) if progress else None)
+    try:
+        summary, app_store = fetch_app(
+            client,
+            st,
+            app,
+            start=window[0],
+            end=window[1],
+            tenant_id=tenant_id,
+            on_page=on_page,
+            page_size=1000 if source == "demo" else 500,
+        )
+    finally:
+        if on_page is not None and hasattr(on_page, "close"):
+            on_page.close()
+    evidence = from_store(app_store, now=window[1])
+    evidence.window = window
+    evidence.source = source
+    resolved = client.resolve_app(app).describe() if hasattr(client, "resolve_app") else app
+    return Loaded(evidence, summary, resolved)
+
+
+class _progress_bar:  # noqa: N801 - used like a function
+    """A tqdm bar over pages and entries; quiet when stderr is not a terminal or notebook."""
+
+    def __init__(self, app: str) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(
+            desc=f"fetching {app}",
+            unit=" entries",
+            file=sys.stderr,
+            leave=False,
+            disable=None,
+            mininterval=0.5,
+        )
+        self.pages = 0
+
+    def __call__(self, entries: int, slice_index: int) -> None:
+        self.pages += 1
+        self.bar.update(entries)
+        self.bar.set_postfix(pages=self.pages, slice=slice_index + 1, refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
