@@ -529,7 +529,7 @@ def _explained(settings: Settings, method: str, known_secrets: tuple[str, ...]) 
         ) from None
     except ValueError as exc:
         text = redact(str(exc).splitlines()[0] if str(exc) else "", known_secrets)
-        if "tenant" in text.lower() or "authority" in text.lower():
+        if method != "managed-identity" and "tenant" in text.lower():
             meaning, remedy = _AADSTS["90002"]
             raise SignInError(
                 f"Sign-in ({method}) failed: the tenant {settings.tenant_id!r} was not found at "
@@ -563,7 +563,7 @@ class TokenProvider:
         *,
         summary: str,
         cache: _CacheFile | None,
-        memory_cache: msal.TokenCache,
+        msal_cache: msal.TokenCache,
         known_secrets: tuple[str, ...] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -571,7 +571,7 @@ class TokenProvider:
         self._acquire = acquire
         self._summary = summary
         self._cache_file = cache
-        self._msal_cache = memory_cache
+        self._msal_cache = msal_cache
         self._known_secrets = known_secrets
         self._clock = clock
         self._lock = threading.Lock()
@@ -733,7 +733,7 @@ def sign_in(
                     return confidential.acquire_token_for_client(scopes=scopes)
 
     provider = TokenProvider(
-        method, acquire, summary=summary, cache=cache_file, memory_cache=msal_cache, known_secrets=known
+        method, acquire, summary=summary, cache=cache_file, msal_cache=msal_cache, known_secrets=known
     )
     provider.token()  # fail now, with an explanation, rather than on the first Graph call
     return provider

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -101,8 +102,24 @@ def fetch_ids(client: GraphClient, sp_id: str, page_size: int) -> list[str]:
     ]
 
 
-def audit_calls(server: RunningServer, since: int = 0) -> list[Any]:
-    return [r for r in server.graph.requests[since:] if "/auditLogs/" in r.path]
+def settled(server: RunningServer) -> list[Any]:
+    """The server's request log once no entry arrived for 50 ms (it logs a call after sending the answer)."""
+    seen = -1
+    while len(server.graph.requests) != seen:
+        seen = len(server.graph.requests)
+        time.sleep(0.05)
+    return list(server.graph.requests)
+
+
+def audit_calls(server: RunningServer, since: int = 0, expected: int = 0) -> list[Any]:
+    """The server's log of /auditLogs calls after ``since``; waits briefly for ``expected`` of them, because the
+    server appends a call to its log only after it has sent the answer."""
+    deadline = time.monotonic() + 2.0
+    while True:
+        calls = [r for r in server.graph.requests[since:] if "/auditLogs/" in r.path]
+        if len(calls) >= expected or time.monotonic() > deadline:
+            return calls
+        time.sleep(0.01)
 
 
 # ------------------------------------------------------------------------------------------------ paging
@@ -189,7 +206,7 @@ def test_pacer_keeps_audit_calls_under_the_limit_so_the_throttle_is_not_hit(toke
         paced = GraphClient(settings, provider, pacer=AuditPacer(5, 2.0), on_event=recorder.event)
         first = len(throttled.graph.requests)
         pages = list(paced.provisioning_pages(sp, START, END, page_size=12))
-        calls = audit_calls(throttled, first)
+        calls = audit_calls(throttled, first, expected=len(pages))
         assert len(pages) == len(calls) > 10
         assert all(r.status == 200 for r in calls) and paced.stats.throttled == 0
         times = [r.time for r in calls]
@@ -203,6 +220,33 @@ def test_pacer_keeps_audit_calls_under_the_limit_so_the_throttle_is_not_hit(toke
         assert caught.value.status == 429 and caught.value.retry_after and caught.value.retry_after >= 1
     finally:
         throttled.stop()
+
+
+class FakeTime:
+    """A clock that only moves when slept on, and by exactly as much."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_pacer_is_a_sliding_window_counted_from_each_answer() -> None:
+    fake = FakeTime()
+    pacer = AuditPacer(5, 10.0, clock=fake.clock, sleep=fake.sleep)
+    starts: list[float] = []
+    for _ in range(12):
+        with pacer.slot():
+            starts.append(fake.now)
+            fake.now += 0.5  # the call takes half a second; its slot is held until 10 s after the answer
+    assert starts[:5] == [0.0, 0.5, 1.0, 1.5, 2.0]
+    assert starts[5] == pytest.approx(0.5 + 10.0)  # the first answer (at 0.5 s) left the window
+    assert all(later - earlier >= 10.0 for earlier, later in zip(starts, starts[5:], strict=False))
+    assert len(starts) / (starts[-1] + 0.5) == pytest.approx(0.5, abs=0.1)  # about half a call per second
 
 
 # -------------------------------------------------------------------------------------------- typed errors
@@ -226,11 +270,26 @@ def test_tenant_changing_post_needs_allow_writes_and_sends_nothing(
 ) -> None:
     job = client.list_jobs(zendesk)[0]["id"]
     restart = f"/servicePrincipals/{zendesk}/synchronization/jobs/{job}/restart"
-    before = len(server.graph.requests)
+    before = len(settled(server))
     with pytest.raises(ReadOnlyError, match="allow_writes=True") as caught:
         client.post(restart, {"criteria": {"resetScope": "Watermark"}}, changes_tenant=True)
     assert isinstance(caught.value, ConfigError)
-    assert len(server.graph.requests) == before
+    assert len(settled(server)) == before
+
+    # With the flag, and an app that holds Synchronization.ReadWrite.All, the change goes through (on a server of
+    # its own, so the shared tenant is not changed under the other tests).
+    writable = start_server(make_tenant(), throttle=False, client_secret=SECRET)
+    try:
+        env = {**writable.env(), "PROVKIT_CLIENT_ID": writable.admin_client_id}
+        operator = Settings.from_env(env)
+        provider = sign_in(operator, method="secret", secret=SECRET, cache_path=False)
+        writer = GraphClient(operator, provider, allow_writes=True)
+        assert writer.post(restart, {"criteria": {"resetScope": "Watermark"}}, changes_tenant=True) is None
+        assert [(r.method, r.status) for r in settled(writable) if r.path.endswith("/restart")] == [
+            ("POST", 204)
+        ]
+    finally:
+        writable.stop()
 
     # A call that changes nothing is not gated here; the reader app lacks the write permission it needs, though.
     with pytest.raises(PermissionDeniedError, match="Synchronization.ReadWrite.All"):
@@ -256,10 +315,10 @@ def test_china_is_refused_before_any_request(
 ) -> None:
     china = Settings.from_env({**server.env(), "PROVKIT_CLOUD": "china"})
     assert china.cloud is CLOUDS["china"]
-    before = len(server.graph.requests)
+    before = len(settled(server))
     with pytest.raises(CloudNotSupportedError, match="china"):
         GraphClient(china, tokens).provisioning_pages(zendesk, START, END)
-    assert len(server.graph.requests) == before
+    assert len(settled(server)) == before
 
 
 # -------------------------------------------------------------------------------------------- resolution
