@@ -600,7 +600,7 @@ class TokenProvider:
             lifetime = max(0.0, float(result.get("expires_in") or 0))
             self._token = str(token)
             self.expires_at = now + lifetime
-            # Renew a little before the end (a tenth of the lifetime, at most 5 minutes, as msal does).
+            # Renew a little before the end: a tenth of the lifetime, at most the 5 minutes msal allows.
             self._refresh_at = now + lifetime - min(300.0, lifetime / 10)
             self.acquisitions += 1
             log.debug("got a %s token, valid for %d s", self.method, int(lifetime))
@@ -669,9 +669,8 @@ def sign_in(
     else:
         cache_file = _CacheFile(Path(cache_path).expanduser() if cache_path else default_cache_path())
         msal_cache = cache_file.cache
-    discovery = (
-        settings.authority_url is None
-    )  # msal would ask login.microsoftonline.com about a local authority
+    # With an authority override (the local server), msal must not ask login.microsoftonline.com to validate it.
+    discovery = settings.authority_url is None
 
     known: tuple[str, ...] = ()
     if method == "managed-identity":
