@@ -280,12 +280,14 @@ class GraphApp:
         query: dict[str, str],
         allowed: tuple[str, ...],
         datetimes: tuple[str, ...] = (),
+        enums: tuple[str, ...] = (),
     ) -> list[dict]:
+        """Items matching $filter; ``enums`` compare without regard to case (as Graph's directory objects do)."""
         text = query.get("$filter")
         if not text:
             return items
         try:
-            flt = compile_filter(text, allowed_paths=allowed, datetime_paths=datetimes)
+            flt = compile_filter(text, allowed_paths=allowed, datetime_paths=datetimes, enum_paths=enums)
         except ODataError as exc:
             raise HttpError(400, "BadRequest", str(exc)) from None
         return [i for i in items if flt.matches(i)]
@@ -350,6 +352,7 @@ class GraphApp:
                 tenant.service_principals(),
                 query,
                 ("displayName", "appId", "id", "servicePrincipalType", "accountEnabled"),
+                enums=("displayName", "servicePrincipalType"),
             )
             return 200, self.list_page(root + "/servicePrincipals", query, items, "servicePrincipals")
         if rest[0] == "servicePrincipals":
@@ -595,7 +598,11 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "Microsoft-IIS/10.0"
     sys_version = ""
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in separate writes; with Nagle's algorithm on, the body waits for the client's
+    # delayed ACK (about 40 ms a response on a kept-alive connection).
+    disable_nagle_algorithm = True
     app: GraphApp  # set on the subclass
+    _rec: RequestRecord
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - the stdlib's name
         return  # the request log replaces stderr chatter
@@ -633,9 +640,12 @@ class _Handler(BaseHTTPRequestHandler):
             "client-request-id": client_request_id,
             "x-ms-ags-diagnostic": json.dumps({"ServerInfo": {"DataCenter": "Local Simulator"}}),
         }
-        client_id = None
         fault = None
         status = 500
+        # Logged on arrival (the time the throttle counts), before any answer is written.
+        self._rec = RequestRecord(time.time(), method, self.path, 0, None, None)
+        if not path.startswith("/_sim"):
+            app.record(self._rec)
         try:
             parts = [p for p in path.split("/") if p]
             if parts and parts[0] == "_sim":
@@ -647,7 +657,7 @@ class _Handler(BaseHTTPRequestHandler):
                 headers.update(extra)
                 self._send_json(status, body, headers)
                 return
-            fault = app.faults.next()
+            fault = self._rec.fault = app.faults.next()
             if fault in ("reset",):
                 status = 0
                 self._reset()
@@ -669,7 +679,7 @@ class _Handler(BaseHTTPRequestHandler):
                 principal = app.authority.verify_bearer(self.headers.get("Authorization"))
             except GraphAuthError as exc:
                 raise HttpError(exc.status, exc.code, exc.message, dict(exc.headers)) from None
-            client_id = principal.client_id
+            self._rec.client_id = principal.client_id
             if len(parts) > 1 and parts[1] == "auditLogs":
                 wait = app.throttle.check(f"{principal.client_id}:{principal.tenant_id}")
                 if wait is not None:
@@ -728,8 +738,7 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
         finally:
-            if not path.startswith("/_sim"):
-                app.record(RequestRecord(time.time(), method, self.path, status, client_id, fault))
+            self._rec.status = status
 
     def _authority(self, method: str, parts: list[str], raw_body: bytes) -> tuple[int, dict, dict]:
         authority = self.app.authority
@@ -760,6 +769,7 @@ class _Handler(BaseHTTPRequestHandler):
         return 404, {"error": {"code": "NotFound", "message": "unknown simulator endpoint"}}
 
     def _send_json(self, status: int, body: dict | None, headers: dict[str, str]) -> None:
+        self._rec.status = status
         data = json.dumps(body, separators=(",", ":")).encode()
         self.send_response(status)
         self.send_header(
@@ -774,6 +784,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _send_empty(self, headers: dict[str, str]) -> None:
+        self._rec.status = 204
         self.send_response(204)
         self.send_header("Content-Length", "0")
         for k, v in headers.items():
@@ -781,6 +792,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def _send_truncated(self, status: int, body: dict | None, headers: dict[str, str]) -> None:
+        self._rec.status = status
         """The first third of the answer, delimited by closing the connection (no Content-Length), so the client
         receives a body cut short that fails JSON parsing; an abort (RST) here would discard the body unread."""
         data = json.dumps(body, separators=(",", ":")).encode()
