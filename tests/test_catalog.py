@@ -1,0 +1,179 @@
+"""The error-code catalog: every documented code resolves, connector prefixes are stripped, unknown codes are
+reported as unknown with the service's reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from provkit.checks.catalog import CATALOG, http_status, lookup
+from provkit.tables import QUARANTINE_REASONS
+
+# The analyze-logs error table (reference 4.2), the extra codes below it, cross-tenant and SCIM codes.
+DOCUMENTED = [
+    "Conflict",
+    "EntryConflict",
+    "TooManyRequests",
+    "InternalServerError",
+    "InsufficientRights",
+    "MethodNotAllowed",
+    "NotPermitted",
+    "Unauthorized",
+    "UnprocessableEntity",
+    "WebExceptionProtocolError",
+    "InvalidAnchor",
+    "NotImplemented",
+    "MandatoryFieldsMissing",
+    "MissingValues",
+    "SchemaAttributeNotFound",
+    "InternalError",
+    "InvalidDomain",
+    "Timeout",
+    "LicenseLimitExceeded",
+    "DuplicateTargetEntries",
+    "DuplicateSourceEntries",
+    "ImportSkipped",
+    "EntrySynchronizationSkipped",
+    "SystemForCrossDomainIdentityManagementMultipleEntriesInResponse",
+    "SystemForCrossDomainIdentityManagementServiceIncompatible",
+    "SchemaPropertyCanOnlyAcceptValue",
+    "SystemForCrossDomainIdentityManagementBadResponse",
+    "SystemForCrossDomainIdentityManagementCredentialValidationUnavailable",
+    "HybridSynchronizationActiveDirectoryInvalidParameter",
+    "AzureActiveDirectoryCannotUpdateObjectsOriginatedInExternalService",
+    "AzureDirectoryB2BManagementPolicyCheckFailure",
+    "AzureActiveDirectoryQuotaLimitExceeded",
+    "InvitationCreationFailure",
+    "AzureActiveDirectoryInsufficientRights",
+    "AzureActiveDirectoryForbidden",
+    "InvitationCreationFailureInvalidPropertyValue",
+    "InvitationCreationFailureAmbiguousUser",
+    "AzureActiveDirectoryCannotUpdateObjectsMasteredOnPremises",
+    "InvalidLookupReference",
+    "UnableToResolveReferenceAttributeValue",
+    # skip reasons
+    "NotEffectivelyEntitled",
+    "RedundantExport",
+    "EntryJoiningPropertyValueIsMissing",
+]
+
+
+@pytest.mark.parametrize("code", DOCUMENTED)
+def test_every_documented_code_is_known_with_meaning_fix_and_link(code):
+    entry = lookup(code)
+    assert entry.known and entry.base == code
+    assert entry.meaning and entry.fix
+    assert entry.link.startswith("https://learn.microsoft.com/")
+
+
+@pytest.mark.parametrize("reason", [r for r in QUARANTINE_REASONS if r != "Unknown"])
+def test_every_quarantine_reason_is_known(reason):
+    entry = lookup(reason)
+    assert entry.known and entry.kind == "quarantine"
+    assert entry.link.startswith("https://learn.microsoft.com/")
+
+
+def test_quarantine_on_demand_spelling_of_the_doc_is_known_too():
+    assert lookup("QuarantineOnDemand").known
+
+
+@pytest.mark.parametrize(
+    ("code", "base"),
+    [
+        ("ContosoEntryConflict", "EntryConflict"),
+        ("ZendeskEntryConflict", "EntryConflict"),
+        ("SalesforceInvalidCredentials", "InvalidCredentials"),
+        ("AtlassianInvalidCredentials", "InvalidCredentials"),
+        ("SystemForCrossDomainIdentityManagementUnauthorized", "Unauthorized"),
+        ("SystemForCrossDomainIdentityManagementEntryConflict", "EntryConflict"),
+        ("ServiceNowInvalidLookupReference", "InvalidLookupReference"),
+        # a connector the catalog has never heard of: the longest code it ends with, at a word boundary
+        ("FabrikamHrTooManyRequests", "TooManyRequests"),
+        ("FabrikamInternalServerError", "InternalServerError"),
+        # exact codes win over a shorter suffix
+        ("AzureActiveDirectoryInsufficientRights", "AzureActiveDirectoryInsufficientRights"),
+        ("InvitationCreationFailureAmbiguousUser", "InvitationCreationFailureAmbiguousUser"),
+    ],
+)
+def test_connector_prefixed_codes_resolve_to_their_base(code, base):
+    entry = lookup(code)
+    assert entry.known
+    assert entry.base == base
+    assert entry.code == code
+    assert code in entry.label and (base in entry.label)
+
+
+def test_lookup_ignores_case():
+    assert lookup("entryconflict").base == "EntryConflict"
+    assert lookup("zendeskENTRYCONFLICT").base == "EntryConflict"
+
+
+def test_a_suffix_inside_a_word_is_not_a_match():
+    # "...Nonconflict" ends with "conflict" but not at a PascalCase word boundary
+    assert not lookup("FabrikamNonconflict").known
+
+
+def test_unknown_code_is_reported_as_unknown_quoting_the_reason():
+    entry = lookup("FabrikamQuotaGremlin", "The gremlin ate the request (HTTP 418).")
+    assert not entry.known and entry.base is None
+    assert "FabrikamQuotaGremlin" in entry.meaning
+    assert "The gremlin ate the request (HTTP 418)." in entry.meaning
+    assert entry.reason == "The gremlin ate the request (HTTP 418)."
+
+
+def test_unknown_code_with_a_401_is_treated_as_a_credentials_problem():
+    assert lookup("FabrikamOops", "returned HTTP status code 401").kind == "credentials"
+    assert lookup("FabrikamOops", "returned HTTP status code 500").kind == "unknown"
+
+
+def test_no_code_is_unknown():
+    entry = lookup(None)
+    assert not entry.known
+    assert "No error code" in entry.meaning
+
+
+@pytest.mark.parametrize(
+    ("code", "retried"),
+    [
+        ("TooManyRequests", True),
+        ("InternalServerError", True),
+        ("WebExceptionProtocolError", True),
+        ("InternalError", True),
+        ("Timeout", True),
+        ("EntryConflict", False),
+        ("MandatoryFieldsMissing", False),
+        ("SchemaAttributeNotFound", False),
+        ("Unauthorized", False),
+    ],
+)
+def test_retried_follows_the_guide(code, retried):
+    assert lookup(code).retried is retried
+
+
+def test_credential_and_scim_codes_are_classified():
+    assert lookup("SystemForCrossDomainIdentityManagementCredentialValidationUnavailable").kind == "credentials"
+    assert lookup("SalesforceInvalidCredentials").kind == "credentials"
+    assert lookup("SystemForCrossDomainIdentityManagementServiceIncompatible").kind == "scim"
+    assert lookup("InvalidAnchor").kind == "data"
+
+
+def test_reason_is_carried_on_known_codes():
+    assert lookup("ZendeskEntryConflict", "HTTP 409").reason == "HTTP 409"
+
+
+def test_catalog_keys_are_lower_case_codes():
+    assert all(k == k.lower() for k in CATALOG)
+
+
+@pytest.mark.parametrize(
+    ("text", "status"),
+    [
+        ("Zendesk returned an error response with the HTTP status code 409.", 409),
+        ("the SCIM endpoint returned HTTP 401 (Unauthorized).", 401),
+        ("the API answered 401 Unauthorized.", 401),
+        ("returned 404 Not Found for the filter query", 404),
+        ("no status here", None),
+        (None, None),
+    ],
+)
+def test_http_status_is_read_from_reason_text(text, status):
+    assert http_status(text) == status
