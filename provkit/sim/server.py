@@ -71,6 +71,7 @@ class RequestRecord:
     status: int
     client_id: str | None
     fault: str | None
+    answered: float | None = None  # when the answer was written (time is when the request arrived)
 
 
 @dataclass
@@ -738,7 +739,7 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
         finally:
-            self._rec.status = status
+            self._rec.status, self._rec.answered = status, time.time()
 
     def _authority(self, method: str, parts: list[str], raw_body: bytes) -> tuple[int, dict, dict]:
         authority = self.app.authority
@@ -769,7 +770,7 @@ class _Handler(BaseHTTPRequestHandler):
         return 404, {"error": {"code": "NotFound", "message": "unknown simulator endpoint"}}
 
     def _send_json(self, status: int, body: dict | None, headers: dict[str, str]) -> None:
-        self._rec.status = status
+        self._rec.status, self._rec.answered = status, time.time()
         data = json.dumps(body, separators=(",", ":")).encode()
         self.send_response(status)
         self.send_header(
@@ -784,7 +785,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _send_empty(self, headers: dict[str, str]) -> None:
-        self._rec.status = 204
+        self._rec.status, self._rec.answered = 204, time.time()
         self.send_response(204)
         self.send_header("Content-Length", "0")
         for k, v in headers.items():
@@ -792,7 +793,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def _send_truncated(self, status: int, body: dict | None, headers: dict[str, str]) -> None:
-        self._rec.status = status
+        self._rec.status, self._rec.answered = status, time.time()
         """The first third of the answer, delimited by closing the connection (no Content-Length), so the client
         receives a body cut short that fails JSON parsing; an abort (RST) here would discard the body unread."""
         data = json.dumps(body, separators=(",", ":")).encode()
