@@ -23,6 +23,7 @@ from provkit.window import resolve_window
 
 SOURCES = ("graph", "demo", "store")
 _DEMO: dict[tuple, object] = {}
+_DEMO_STORE: dict[str, Path] = {}
 
 
 @dataclass
@@ -43,9 +44,14 @@ def demo_tenant(**kwargs):
 
 
 def demo_store_root() -> Path:
-    root = Path(tempfile.gettempdir()) / "provkit-demo-store"
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+    """A store folder for this process's simulated tenant.
+
+    Fresh per process: the simulated history ends at the moment the demo starts, so two runs minutes apart hold
+    the same entry ids at slightly different times, and one store must not mix them. Pass a store to keep one.
+    """
+    if "store" not in _DEMO_STORE:
+        _DEMO_STORE["store"] = Path(tempfile.mkdtemp(prefix="provkit-demo-store-"))
+    return _DEMO_STORE["store"]
 
 
 def check_source(source: str) -> str:

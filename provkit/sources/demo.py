@@ -25,6 +25,7 @@ class DemoTenant:
     faults: str | None = None
     throttle: bool | None = None
     allow_writes: bool = False
+    admin: bool = False  # sign in as the registration that holds Synchronization.ReadWrite.All
     server: object = field(init=False, default=None)
     client: object = field(init=False, default=None)
     settings: Settings | None = field(init=False, default=None)
@@ -50,6 +51,8 @@ class DemoTenant:
         plan = FaultPlan.parse(self.faults, seed=self.seed) if self.faults else None
         self.server = start_server(tenant, port=0, faults=plan, throttle=self.throttle)
         env = self.server.env()
+        if self.admin:
+            env["PROVKIT_CLIENT_ID"] = self.server.admin_client_id
         self.settings = Settings.from_env(env)
         self.client = connect(
             self.settings,

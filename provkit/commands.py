@@ -1,0 +1,88 @@
+"""The analysis commands: ``provkit cycles``, ``diagnose`` and ``explain`` (they share loading and output)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from provkit.workbook import Loaded, load_evidence
+
+
+def _load(args: argparse.Namespace, **demo_options) -> Loaded:
+    source = (
+        "store" if getattr(args, "offline", False) else ("demo" if getattr(args, "demo", False) else "graph")
+    )
+    loaded = load_evidence(
+        args.app,
+        source=source,
+        since=args.since or ("7d" if not (args.start or args.end) else None),
+        start=args.start,
+        end=args.end,
+        store=args.store,
+        demo_options=demo_options or None,
+    )
+    print(loaded.resolved, file=sys.stderr)
+    if loaded.fetch is not None:
+        print(loaded.fetch.line(), file=sys.stderr)
+    return loaded
+
+
+def cmd_cycles(args: argparse.Namespace) -> int:
+    from provkit import cycles
+
+    evidence = _load(args).evidence
+    table = cycles.cycles_table(evidence)
+    result = cycles.summary(evidence, table)
+    if args.json:
+        print(json.dumps({"summary": result.as_dict(), "cycles": cycles.cycles_as_records(table)}, indent=2))
+    else:
+        print(cycles.format_cycles(table, result))
+    return 0
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    from provkit.checks import findings_json, format_findings, run_checks
+
+    validate = None
+    if args.validate_credentials:
+        loaded = _load(args, admin=True) if args.demo else _load(args)
+        client = _client_of(args)
+        evidence = loaded.evidence
+        job = evidence.job or {}
+        if job.get("id") and client is not None:
+            path = (
+                f"/servicePrincipals/{evidence.service_principal_id}/synchronization/jobs/{job['id']}"
+                "/validateCredentials"
+            )
+
+            def validate() -> object:
+                # A POST that changes nothing: it tests the saved credentials against the target.
+                return client.post(path, json={"useSavedCredentials": True}, changes_tenant=False)
+
+    else:
+        evidence = _load(args).evidence
+    findings = run_checks(evidence, validate_credentials=validate)
+    print(findings_json(findings) if args.json else format_findings(findings))
+    return 0
+
+
+def _client_of(args: argparse.Namespace):
+    if getattr(args, "offline", False):
+        return None
+    if args.demo:
+        from provkit.workbook import demo_tenant
+
+        return demo_tenant(admin=True).client
+    from provkit.sources.graph import connect
+
+    return connect()
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from provkit.checks.explain import explain, format_explanation
+
+    evidence = _load(args).evidence
+    result = explain(evidence, args.object)
+    print(json.dumps(result.as_dict(), indent=2, default=str) if args.json else format_explanation(result))
+    return 0
