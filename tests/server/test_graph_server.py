@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import operator
 import os
 import re
 import signal
@@ -231,7 +232,7 @@ def crawl(live: Live, params: dict[str, str], *, limit: int = 2000) -> list[list
     response = live.get("/auditLogs/provisioning", params)
     pages = []
     for _ in range(limit):
-        assert response.status_code == 200, response.text
+        assert response.status_code == 200, response.text[:500]
         body = response.json()
         pages.append(body["value"])
         link = body.get("@odata.nextLink")
@@ -276,8 +277,6 @@ def test_following_next_links_returns_every_matching_entry_once_in_order(
         times = [ticks_of(e["activityDateTime"]) for e in got]
         ascending = order == "activityDateTime asc"
         assert times == sorted(times, reverse=not ascending), f"{name}: not in {order or 'the default'} order"
-        if len(expected) > top:
-            assert len(pages) >= -(-len(expected) // top)
 
 
 def test_window_edges_are_kept_by_ge_le_eq_and_dropped_by_gt_lt(
@@ -290,18 +289,20 @@ def test_window_edges_are_kept_by_ge_le_eq_and_dropped_by_gt_lt(
         e["activityDateTime"] for page in crawl(live, {"$top": "1000", "$filter": case.filter}) for e in page
     }
     assert lower in got and upper not in got
+    comparisons = {
+        "ge": operator.ge,
+        "gt": operator.gt,
+        "le": operator.le,
+        "lt": operator.lt,
+        "eq": operator.eq,
+    }
     for edge in (lower, upper):
-        at = ticks_of(edge)
-        for op, keep in (
-            ("ge", at.__le__),
-            ("gt", at.__lt__),
-            ("le", at.__ge__),
-            ("lt", at.__gt__),
-            ("eq", at.__eq__),
-        ):
+        for op, holds in comparisons.items():
             text = f"activityDateTime {op} {edge}"
             pages = crawl(live, {"$top": "1000", "$filter": text})
-            expected = {e["id"] for e in all_entries if keep(ticks_of(e["activityDateTime"]))}
+            expected = {
+                e["id"] for e in all_entries if holds(ticks_of(e["activityDateTime"]), ticks_of(edge))
+            }
             assert {e["id"] for page in pages for e in page} == expected, text
 
 
@@ -534,7 +535,7 @@ def test_injected_faults_look_like_graphs_failures_and_follow_the_seed() -> None
     slow = [r for r in log if r["fault"] == "slow"]
     assert slow and all(r["status"] == 200 for r in slow)
     for record in slow:  # the answer left the server at least slow_seconds after the request was sent
-        assert record["time"] - sent_at[record["path"]] >= 0.2
+        assert record["answered"] - sent_at[record["path"]] >= 0.2
     seen["slow"] = len(slow)
     assert set(seen) == set(KINDS), f"not every kind of fault was seen: {dict(seen)}"
     assert dict(seen) == plan.injected
