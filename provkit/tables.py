@@ -133,6 +133,7 @@ jobs in ``DataFrame.attrs["rejects"]``.
 from __future__ import annotations
 
 import functools
+import gc
 import itertools
 import json
 import re
@@ -539,7 +540,7 @@ def _text(value: object) -> str | None:
 def _strings(values: Iterable[object]) -> pa.Array:
     """An Arrow string array (None and NaN are null); values that are not strings become text."""
     try:
-        return pa.array(values, type=pa.large_string(), from_pandas=True)
+        return pa.array(values, type=pa.large_string())
     except (pa.ArrowTypeError, pa.ArrowInvalid):
         return pa.array([_text(v) for v in values], type=pa.large_string())
 
@@ -601,14 +602,30 @@ def _durations(values: Iterable[object]) -> np.ndarray:
 
 
 def _spread(part: pa.Array, rows: np.ndarray, n: int, picks: np.ndarray | None = None) -> pa.Array:
-    """A length-``n`` Arrow array holding ``part[picks]`` at ``rows`` and nulls elsewhere."""
+    """A length-``n`` string array holding ``part[picks]`` (or all of ``part``) at ``rows``, null elsewhere.
+
+    ``rows`` (and ``picks``) must be strictly increasing. The result reuses ``part``'s character buffer
+    and builds only new offsets and a validity bitmap, which is much cheaper than a take().
+    """
+    if picks is not None:
+        part = part.take(pa.array(picks, type=pa.int64()))
+    if isinstance(part, pa.ChunkedArray):
+        part = part.combine_chunks()
     if len(rows) == 0:
-        return pa.nulls(n, part.type)
-    indices = np.zeros(n, dtype=np.int64)
-    indices[rows] = np.arange(len(rows)) if picks is None else picks
-    missing = np.ones(n, dtype=bool)
-    missing[rows] = False
-    return part.take(pa.array(indices, mask=missing))
+        return pa.nulls(n, pa.large_string())
+    part = part.cast(pa.large_string())
+    _, offsets_buffer, data_buffer = part.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int64, count=len(part) + 1, offset=part.offset * 8)
+    lengths = np.zeros(n, dtype=np.int64)
+    lengths[rows] = np.diff(offsets)
+    new_offsets = np.empty(n + 1, dtype=np.int64)
+    new_offsets[0] = offsets[0]
+    np.cumsum(lengths, out=new_offsets[1:])
+    new_offsets[1:] += offsets[0]
+    valid = np.zeros(n, dtype=bool)
+    valid[rows] = part.is_valid().to_numpy(zero_copy_only=False)
+    validity = pa.array(valid).buffers()[1]
+    return pa.Array.from_buffers(pa.large_string(), n, [validity, pa.py_buffer(new_offsets), data_buffer])
 
 
 def _first_per_group(groups: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -648,9 +665,10 @@ def _column(
     return pd.arrays.IntegerArray(numbers.astype(pd.api.types.pandas_dtype(dtype).numpy_dtype), missing)
 
 
-def _frame(data: dict[str, _Column], spec: dict[str, str], enums: _Enums) -> pd.DataFrame:
-    """One typed DataFrame from raw value lists or ready arrays (all of equal length), in ``spec`` order."""
-    columns = {name: _column(data[name], dtype, enums.get(name)) for name, dtype in spec.items()}
+def _frame(data: dict[str, _Column], spec: dict[str, str], enums: _Enums, prefix: str = "") -> pd.DataFrame:
+    """One typed DataFrame, in ``spec`` order, from raw value lists or ready arrays of equal length
+    found in ``data`` under ``prefix + column name``."""
+    columns = {name: _column(data[prefix + name], dtype, enums.get(name)) for name, dtype in spec.items()}
     return pd.DataFrame(columns, copy=False)
 
 
@@ -764,33 +782,33 @@ _encode = json.JSONEncoder(check_circular=False, ensure_ascii=False, default=str
 _encode_string = json.encoder.encode_basestring  # the C version; same output as _encode for a str
 
 
-def _encode_details(details: list[dict[str, Any]]) -> list[str]:
-    """JSON text of each details dict, as ``json.dumps`` would write it.
+def _details_encoder() -> Callable[[dict[str, Any]], str]:
+    """A function giving the JSON text of a details dict, exactly as ``json.dumps`` writes it.
 
-    Details are small flat dicts of strings, and the multi-key ones (scoping results) repeat a lot, so
-    those are cached by content; anything unusual goes through the full encoder.
+    Details are small flat dicts of strings. One-key dicts are written directly; the multi-key ones
+    (scoping results) repeat a lot, so their text is cached by content. Anything unusual goes through the
+    full encoder.
     """
-    out: list[str] = []
-    append = out.append
     cache: dict[tuple[Any, ...], str] = {}
     quote = _encode_string
     encode = _encode
-    for d in details:
+
+    def encode_details(details: dict[str, Any]) -> str:
         try:
-            if len(d) == 1:
-                ((k, v),) = d.items()
-                append("{" + quote(k) + ": " + quote(v) + "}")
-                continue
-            key = tuple(d.items())
-            text = cache.get(key)
+            if len(details) == 1:
+                ((key, value),) = details.items()
+                return "{" + quote(key) + ": " + quote(value) + "}"
+            items = tuple(details.items())
+            text = cache.get(items)
             if text is None:
-                text = "{" + ", ".join([quote(k) + ": " + quote(v) for k, v in key]) + "}"
-                if len(cache) < 50_000:
-                    cache[key] = text
-            append(text)
+                text = "{" + ", ".join([quote(k) + ": " + quote(v) for k, v in items]) + "}"
+                if len(cache) < 10_000:
+                    cache[items] = text
+            return text
         except TypeError:  # a key or value that is not a string, or an unhashable value
-            append(encode(d))
-    return out
+            return encode(details)
+
+    return encode_details
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -826,35 +844,77 @@ _EVENT_LOOP_COLUMNS = tuple(
 _EVENT_INT_COLUMNS = frozenset({"duration_ms"})
 # Entries normalised at a time: small enough for a chunk of parsed JSON to stay in the CPU cache while its
 # values are copied into Arrow arrays, large enough to amortise the per-chunk calls.
-_CHUNK = 1000
+_CHUNK = 256
 
 
 def events_from_records(records: Iterable[object]) -> Tables:
     """Normalise provisioningObjectSummary dicts into the events, steps and properties tables.
 
-    ``records`` may be any iterable (a page, or pages chained together); it is read once. Entries that are
-    not objects, have no ``id``, or have a missing or unparsable ``activityDateTime`` are left out and
-    listed in ``rejects`` with their position; every other entry gives one events row.
+    ``records`` may be any iterable (a page, or pages chained together); it is read once. Prefer one call
+    over a stream of pages to one call per page: the tables are then built once. Entries that are not
+    objects, have no ``id``, or have a missing or unparsable ``activityDateTime`` are left out and listed
+    in ``rejects`` with their position; every other entry gives one events row.
     """
     rejects: list[tuple[int, str]] = []
     positions: list[int] = []
-    chunks: tuple[dict[str, list[Any]], dict[str, list[Any]], dict[str, list[Any]]] = ({}, {}, {})
+    chunks: dict[str, list[Any]] = {}
+    sparse_chunks: dict[str, tuple[list[np.ndarray], list[pa.Array]]] = {}
+    n_steps = 0
+    encode_details = _details_encoder()
     items = iter(enumerate(records))
-    while chunk := list(itertools.islice(items, _CHUNK)):
-        for table, columns in zip(chunks, _normalise_chunk(chunk, positions, rejects), strict=True):
+    # Parsed JSON is millions of dicts; the cyclic collector would rescan them again and again while this
+    # runs (and while a streaming source parses its pages), and none of it forms cycles. Pause it.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        while chunk := list(itertools.islice(items, _CHUNK)):
+            columns, sparse, chunk_steps = _normalise_chunk(
+                chunk, positions, rejects, n_steps, encode_details
+            )
             for name, array in columns.items():
-                table.setdefault(name, []).append(array)
-    events_data, steps_data, props_data = (
-        {name: _combine(table.get(name, [])) for name in spec}
-        for table, spec in zip(chunks, (EVENT_COLUMNS, STEP_COLUMNS, PROPERTY_COLUMNS), strict=True)
-    )
-    raw_times = events_data["activity_time"]
-    events = _frame(events_data, EVENT_COLUMNS, _EVENT_ENUMS)
-    steps = _frame(steps_data, STEP_COLUMNS, _STEP_ENUMS)
-    properties = _frame(props_data, PROPERTY_COLUMNS, {})
+                chunks.setdefault(name, []).append(array)
+            for name, (rows, values) in sparse.items():
+                row_chunks, value_chunks = sparse_chunks.setdefault(name, ([], []))
+                row_chunks.append(rows)
+                value_chunks.append(values)
+            n_steps += chunk_steps
+    finally:
+        if collecting:
+            gc.enable()
 
+    data = {name: _combine(arrays) for name, arrays in chunks.items()}
+    if not data:  # no input at all
+        return empty_tables()
+    step_count = data["step_count"]
+    step_event = np.repeat(np.arange(len(step_count)), step_count)
+    prop_event = np.repeat(np.arange(len(step_count)), data["property_count"])
+    starts = np.cumsum(step_count) - step_count
+    data["step_step_order"] = np.arange(n_steps, dtype=np.int64) - np.repeat(starts, step_count)
+    for name, source in (("event_id", data["id"]), ("change_id", data["change_id"])):
+        source = source.combine_chunks()  # take() on many chunks is much slower than one copy
+        data[f"step_{name}"] = source.take(step_event)
+        data[f"property_{name}"] = source.take(prop_event)
+    for name in ("details", *_DETAIL_COLUMNS):
+        row_chunks, value_chunks = sparse_chunks.get(name, ([], []))
+        rows = np.concatenate(row_chunks) if row_chunks else np.zeros(0, dtype=np.int64)
+        values = pa.chunked_array(value_chunks, type=pa.large_string()).combine_chunks()
+        data[f"step_{name}"] = _spread(values, rows, n_steps)
+        if name == "failed_scope_value":
+            continue  # lifted together with its clause, below
+        targets, picks = _first_per_group(step_event[rows], values.is_valid().to_numpy(zero_copy_only=False))
+        data[name] = _spread(values, targets, len(step_count), picks)
+        if name == "failed_scope_clause":
+            value_rows, scope_values = sparse_chunks.get("failed_scope_value", ([], []))
+            scope_value = pa.chunked_array(scope_values, type=pa.large_string()).combine_chunks()
+            data["failed_scope_value"] = _spread(scope_value, targets, len(step_count), picks)
+    data["step_details"] = pc.fill_null(data["step_details"], "{}")
+
+    events = _frame(data, EVENT_COLUMNS, _EVENT_ENUMS)
+    steps = _frame(data, STEP_COLUMNS, _STEP_ENUMS, prefix="step_")
+    properties = _frame(data, PROPERTY_COLUMNS, {}, prefix="property_")
     bad_time = events["activity_time"].isna().to_numpy()
     if bad_time.any():
+        raw_times = data["activity_time"]
         for row in np.flatnonzero(bad_time):
             raw = raw_times[int(row)].as_py()
             reason = (
@@ -862,39 +922,76 @@ def events_from_records(records: Iterable[object]) -> Tables:
             )
             rejects.append((positions[row], reason))
         keep = ~bad_time
-        step_keep = np.repeat(keep, events["step_count"].to_numpy(dtype=np.int64))
-        prop_keep = np.repeat(keep, _combine(chunks[0]["property_count"]))
         events = events[keep].reset_index(drop=True)
-        steps = steps[step_keep].reset_index(drop=True)
-        properties = properties[prop_keep].reset_index(drop=True)
+        steps = steps[np.repeat(keep, step_count)].reset_index(drop=True)
+        properties = properties[np.repeat(keep, data["property_count"])].reset_index(drop=True)
         rejects.sort()
     return Tables(events, steps, properties, rejects)
 
 
+# Step details keys lifted into columns. "Assigned" is the older spelling of "Assigned to the application";
+# ScopeEvaluationResult gives failed_scope_clause and failed_scope_value.
+_DETAIL_KEYS = {
+    "SkipReason": "skip_reason",
+    "ReportableIdentifier": "reportable_identifier",
+    "IsInProvisioningScope": "scoping_result",
+    "Assigned to the application": "assigned",
+    "IsActive": "is_active",
+    "IsEffectivelyEntitledForProvisioning": "effectively_entitled",
+}
+_DETAIL_COLUMNS = (*_DETAIL_KEYS.values(), "failed_scope_clause", "failed_scope_value")
+
+
 def _normalise_chunk(
-    chunk: list[tuple[int, object]], positions: list[int], rejects: list[tuple[int, str]]
-) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """Events, steps and properties columns (Arrow or numpy arrays) for one chunk of (position, entry)."""
+    chunk: list[tuple[int, object]],
+    positions: list[int],
+    rejects: list[tuple[int, str]],
+    first_step: int,
+    encode_details: Callable[[dict[str, Any]], str],
+) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, pa.Array]], int]:
+    """Columns for one chunk of (position, entry): Arrow arrays keyed by column name (step and property
+    columns prefixed ``step_`` and ``property_``), sparse step columns as (step rows, values) counting
+    from ``first_step``, and the number of steps.
+
+    One loop touches each entry, its steps, their details and its properties once, while they are still
+    in the CPU cache, appending plain values to lists; the lists become Arrow arrays at the end of the
+    chunk. Typing (times, enums, booleans) happens later, once per column. Unusual shapes (JSON text for
+    nested objects, steps that are not objects, ...) take side branches so the common path stays short.
+    """
     ev: dict[str, list[Any]] = {name: [] for name in _EVENT_LOOP_COLUMNS}
-    all_steps: list[Any] = []
-    all_props: list[Any] = []
+    st: dict[str, list[Any]] = {
+        name: [] for name in ("step_name", "step_step_type", "step_status", "step_description")
+    }
+    pr: dict[str, list[Any]] = {
+        name: [] for name in ("property_name", "property_old_value", "property_new_value")
+    }
+    sparse: dict[str, tuple[list[int], list[Any]]] = {
+        name: ([], []) for name in ("details", *_DETAIL_COLUMNS)
+    }
     step_counts: list[int] = []
     prop_counts: list[int] = []
-    # Appends bound to locals: this loop runs once per entry.
+    # Appends bound to locals: this loop runs once per entry, and its inner loops once per step.
     (
         e_id, e_time, e_tenant, e_job, e_cycle, e_change, e_action, e_status, e_duration, e_init_type,
         e_init_name, e_sp_id, e_sp_name, e_src_sys, e_tgt_sys, e_src_id, e_src_name, e_src_type, e_tgt_id,
         e_tgt_name, e_tgt_type, e_err_code, e_err_cat, e_err_reason, e_err_details, e_err_action, e_extra,
     ) = (ev[name].append for name in _EVENT_LOOP_COLUMNS)  # fmt: skip
+    s_name, s_type, s_status, s_desc = (values.append for values in st.values())
+    p_name, p_old, p_new = (values.append for values in pr.values())
+    detail_append = {
+        key: (sparse[col][0].append, sparse[col][1].append) for key, col in _DETAIL_KEYS.items()
+    }.get
+    details_row, details_text = (values.append for values in sparse["details"])
+    clause_rows, clause_text = sparse["failed_scope_clause"]
+    value_rows, value_text = sparse["failed_scope_value"]
     position_append = positions.append
-    steps_extend = all_steps.extend
-    props_extend = all_props.extend
     step_count_append = step_counts.append
     prop_count_append = prop_counts.append
     known_fields = _KNOWN_EVENT_FIELDS.issuperset
     encode = _encode
     as_dict = _as_dict
     empty: dict[str, Any] = _EMPTY
+    step_row = first_step
 
     for index, rec in chunk:
         if rec.__class__ is not dict and not isinstance(rec, dict):
@@ -976,8 +1073,40 @@ def _normalise_chunk(
                 extra = (extra or {}) | {"provisioningSteps": steps}
                 parsed = []
             steps = parsed
-        steps_extend(steps)
         step_count_append(len(steps))
+        for step in steps:
+            if step.__class__ is not dict:
+                step = _malformed_step(step)
+            sget = step.get
+            s_name(sget("name"))
+            s_type(sget("provisioningStepType"))
+            s_status(sget("status"))
+            s_desc(sget("description"))
+            details = sget("details")
+            if details:
+                if details.__class__ is not dict:
+                    details = _details_dict(details)
+                details_row(step_row)
+                details_text(encode_details(details))
+                # Only the keys present are recorded (most details hold one key): sparse columns.
+                for key, value in details.items():
+                    target = detail_append(key)
+                    if target is not None:
+                        target[0](step_row)
+                        target[1](value)
+                    elif key == "ScopeEvaluationResult":
+                        clause, source_value = _scope_failure(value)
+                        if clause is not None:
+                            clause_rows.append(step_row)
+                            clause_text.append(clause)
+                            value_rows.append(step_row)
+                            value_text.append(source_value)
+                    elif key == "Assigned" and "Assigned to the application" not in details:
+                        target = detail_append("Assigned to the application")
+                        target[0](step_row)  # type: ignore[index]
+                        target[1](value)  # type: ignore[index]
+            step_row += 1
+
         props = get("modifiedProperties")
         if props.__class__ is not list:
             parsed = _as_list(props)
@@ -985,118 +1114,47 @@ def _normalise_chunk(
                 extra = (extra or {}) | {"modifiedProperties": props}
                 parsed = []
             props = parsed
-        props_extend(props)
         prop_count_append(len(props))
+        for prop in props:
+            if prop.__class__ is not dict:
+                prop = {"newValue": prop}  # kept: what was sent becomes the new value
+            pget = prop.get
+            name = pget("displayName")
+            p_name(pget("name") if name is None else name)
+            p_old(pget("oldValue"))
+            p_new(pget("newValue"))
         e_extra(encode(extra) if extra else "")
 
-    n_events = len(ev["id"])
-    step_count = np.asarray(step_counts, dtype=np.int64)
-    step_event = np.repeat(np.arange(n_events), step_count)
-    prop_count = np.asarray(prop_counts, dtype=np.int64)
-    prop_event = np.repeat(np.arange(n_events), prop_count)
-
-    events: dict[str, Any] = {
+    columns: dict[str, Any] = {
         name: _integers(values) if name in _EVENT_INT_COLUMNS else _strings(values)
         for name, values in ev.items()
     }
-    events["step_count"] = step_count
-    events["property_count"] = prop_count  # not a column: lets rejected entries' properties be dropped
-    steps, detail_rows, scoping = _step_columns(all_steps, step_count)
-    events |= _first_scoping_values(scoping, step_event[detail_rows], n_events)
-    props = _property_columns(all_props)
-    for table, rows in ((steps, step_event), (props, prop_event)):
-        table["event_id"] = events["id"].take(rows)
-        table["change_id"] = events["change_id"].take(rows)
-    return events, steps, props
-
-
-def _step_columns(
-    steps: list[Any], counts: np.ndarray
-) -> tuple[dict[str, Any], np.ndarray, dict[str, pa.Array]]:
-    """Step columns (all but event_id and change_id), the rows that have details, and the scoping
-    columns for just those rows (to lift the first value of each onto the event)."""
-    try:
-        names = [s.get("name") for s in steps]
-    except AttributeError:  # a step that is not an object: keep it as a row with what was sent as details
-        steps = [s if isinstance(s, dict) else {"details": {"value": s}} for s in steps]
-        names = [s.get("name") for s in steps]
-    n = len(steps)
-    starts = np.cumsum(counts) - counts
-    columns: dict[str, Any] = {
-        "step_order": np.arange(n, dtype=np.int64) - np.repeat(starts, counts),
-        "name": _strings(names),
-        "step_type": _strings([s.get("provisioningStepType") for s in steps]),
-        "status": _strings([s.get("status") for s in steps]),
-        "description": _strings([s.get("description") for s in steps]),
+    columns |= {name: _strings(values) for name, values in st.items()}
+    columns |= {name: _strings(values) for name, values in pr.items()}
+    columns["step_count"] = np.asarray(step_counts, dtype=np.int64)
+    columns["property_count"] = np.asarray(prop_counts, dtype=np.int64)
+    sparse_arrays = {
+        name: (np.asarray(rows, dtype=np.int64), _strings(values)) for name, (rows, values) in sparse.items()
     }
-    raw = [s.get("details") for s in steps]
-    with_details = [i for i, d in enumerate(raw) if d]
-    details = [raw[i] for i in with_details]
-    try:
-        skip = [d.get("SkipReason") for d in details]
-    except AttributeError:
-        details = [d if isinstance(d, dict) else _details_dict(d) for d in details]
-        skip = [d.get("SkipReason") for d in details]
-    rows = np.asarray(with_details, dtype=np.int64)
-    failures = [
-        _NO_FAILURE if e is None else _scope_failure(e)
-        for e in [d.get("ScopeEvaluationResult") for d in details]
-    ]
-    # Booleans stay text here ("True"/"False" as sent) and are typed once per column in _frame.
-    scoping = {
-        "skip_reason": _strings(skip),
-        "reportable_identifier": _strings([d.get("ReportableIdentifier") for d in details]),
-        "scoping_result": _strings([d.get("IsInProvisioningScope") for d in details]),
-        "assigned": _strings([d.get("Assigned to the application", d.get("Assigned")) for d in details]),
-        "is_active": _strings([d.get("IsActive") for d in details]),
-        "effectively_entitled": _strings([d.get("IsEffectivelyEntitledForProvisioning") for d in details]),
-        "failed_scope_clause": _strings([f[0] for f in failures]),
-        "failed_scope_value": _strings([f[1] for f in failures]),
-    }
-    columns["details"] = pc.fill_null(_spread(_strings(_encode_details(details)), rows, n), "{}")
-    for name, part in scoping.items():
-        columns[name] = _spread(part, rows, n)
-    return columns, rows, scoping
+    return columns, sparse_arrays, step_row - first_step
 
 
-def _first_scoping_values(
-    scoping: dict[str, pa.Array], events_of_rows: np.ndarray, n_events: int
-) -> dict[str, Any]:
-    """Event columns from the step scoping columns: the first step that carries each value wins."""
-    columns: dict[str, Any] = {}
-    for name, part in scoping.items():
-        if name == "failed_scope_value":
-            continue  # goes with its clause
-        targets, picks = _first_per_group(events_of_rows, part.is_valid().to_numpy(zero_copy_only=False))
-        columns[name] = _spread(part, targets, n_events, picks)
-        if name == "failed_scope_clause":
-            columns["failed_scope_value"] = _spread(scoping["failed_scope_value"], targets, n_events, picks)
-    return columns
+def _malformed_step(step: object) -> dict[str, Any]:
+    """A step that is not an object: kept as a row whose details hold what was sent."""
+    return {"details": {"value": step}}
 
 
-def _property_columns(props: list[Any]) -> dict[str, Any]:
-    """Property columns (all but event_id and change_id)."""
-    try:
-        names = [p.get("displayName") for p in props]
-    except AttributeError:  # a property that is not an object: keep what was sent as the new value
-        props = [p if isinstance(p, dict) else {"newValue": p} for p in props]
-        names = [p.get("displayName") for p in props]
-    if None in names:
-        names = [p.get("name") if n is None else n for n, p in zip(names, props, strict=True)]
-    return {
-        "name": _strings(names),
-        "old_value": _strings([p.get("oldValue") for p in props]),
-        "new_value": _strings([p.get("newValue") for p in props]),
-    }
-
-
-def empty_tables() -> Tables:
-    """Tables with every column and dtype and no rows."""
-    return Tables(
+def _empty_frames() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    return (
         _frame(dict.fromkeys(EVENT_COLUMNS, []), EVENT_COLUMNS, _EVENT_ENUMS),
         _frame(dict.fromkeys(STEP_COLUMNS, []), STEP_COLUMNS, _STEP_ENUMS),
         _frame(dict.fromkeys(PROPERTY_COLUMNS, []), PROPERTY_COLUMNS, {}),
     )
+
+
+def empty_tables() -> Tables:
+    """Tables with every column and dtype and no rows."""
+    return Tables(*_empty_frames())
 
 
 def _recategorise(frame: pd.DataFrame, enums: _Enums) -> pd.DataFrame:

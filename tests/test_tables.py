@@ -340,6 +340,15 @@ def test_skip_reason_and_scoping_details_are_lifted_onto_the_event() -> None:
     assert pd.isna(steps.loc["EntryImport", "assigned"])
 
 
+def test_a_null_detail_does_not_hide_a_later_value() -> None:
+    record = skipped_entry()
+    record["provisioningSteps"][0]["details"] = {"SkipReason": None, "ReportableIdentifier": "first"}
+    t = events_from_records([record])
+    assert t.events["skip_reason"][0] == "NotEffectivelyEntitled"
+    assert t.events["reportable_identifier"][0] == "first"
+    assert list(t.steps["skip_reason"].isna()) == [True, True, False]
+
+
 def test_other_skip_reasons_are_kept_as_sent() -> None:
     record = skipped_entry()
     record["provisioningSteps"][2]["details"]["SkipReason"] = "SomeFutureReason"
