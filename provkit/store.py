@@ -24,10 +24,11 @@ import shutil
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import pandas as pd
 import pyarrow as pa
@@ -39,6 +40,17 @@ from provkit.tables import EVENT_COLUMNS, JOB_COLUMNS, PROPERTY_COLUMNS, STEP_CO
 MANIFEST = "manifest.json"
 KINDS = ("events", "steps", "properties", "jobs", "audits")
 _GUIDISH = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_LOCKS: dict[Path, threading.Lock] = {}
+_LOCKS_LOCK = threading.Lock()
+_READ_ATTEMPTS = 5
+T = TypeVar("T")
+
+
+def _folder_lock(path: Path) -> threading.Lock:
+    """One lock per app folder and process, shared by every AppStore open on it."""
+    key = path.resolve()
+    with _LOCKS_LOCK:
+        return _LOCKS.setdefault(key, threading.Lock())
 
 
 class StoreError(ProvkitError):
@@ -84,6 +96,29 @@ def _parse(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+def _manifest_problem(data: object) -> str | None:
+    """What is wrong with a parsed manifest's shape, or None when it can be used."""
+    if not isinstance(data, dict):
+        return f"it holds a JSON {type(data).__name__}, not an object"
+    parts = data.get("parts", {})
+    if not isinstance(parts, dict):
+        return "'parts' is not an object"
+    for kind, names in parts.items():
+        if not isinstance(names, list) or not all(isinstance(n, str) and _GUIDISH.match(n) for n in names):
+            return f"'parts.{kind}' is not a list of part file names"
+    covered = data.get("covered", [])
+    if not isinstance(covered, list):
+        return "'covered' is not a list"
+    for pair in covered:
+        try:
+            _parse(pair[0]), _parse(pair[1])
+        except (TypeError, ValueError, IndexError, KeyError, AttributeError):
+            return f"'covered' holds {pair!r}, which is not a pair of ISO-8601 instants"
+    if not isinstance(data.get("fetches", []), list) or not isinstance(data.get("app", {}), dict):
+        return "'fetches' or 'app' has the wrong type"
+    return None
+
+
 def merge_ranges(ranges: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
     """Union of half-open [start, end) ranges, sorted."""
     out: list[tuple[datetime, datetime]] = []
@@ -125,14 +160,19 @@ class WriteResult:
 
 
 class AppStore:
-    """One app's data in the store. Thread-safe for one writer per process."""
+    """One app's data in the store.
+
+    Writes in one process are serialised (every AppStore on the same folder shares a lock); only one process
+    may write an app's folder at a time. Readers, in any process, see the state of one committed manifest.
+    """
 
     def __init__(self, path: Path, tenant_id: str, service_principal_id: str) -> None:
         self.path = path
         self.tenant_id = tenant_id
         self.service_principal_id = service_principal_id
-        self._lock = threading.Lock()
+        self._lock = _folder_lock(path)
         self._ids: set[str] | None = None
+        self._ids_parts: list[str] = []  # the events parts ``_ids`` was read from
 
     # ---- manifest ------------------------------------------------------------------------------------------
     def manifest(self) -> dict:
@@ -147,13 +187,14 @@ class AppStore:
                 "covered": [],
                 "fetches": [],
             }
+        remedy = "Move the folder aside and fetch again; the raw parts beside it are still Parquet files."
         try:
             data = json.loads(file.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise StoreError(
-                f"The store's manifest {file} cannot be read ({exc}).",
-                remedy="Move the folder aside and fetch again; the raw parts beside it are still Parquet files.",
-            ) from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise StoreError(f"The store's manifest {file} cannot be read ({exc}).", remedy=remedy) from None
+        problem = _manifest_problem(data)
+        if problem:
+            raise StoreError(f"The store's manifest {file} is damaged: {problem}.", remedy=remedy)
         for kind in KINDS:
             data.setdefault("parts", {}).setdefault(kind, [])
         data.setdefault("covered", [])
@@ -175,12 +216,18 @@ class AppStore:
         return name
 
     def stored_ids(self) -> set[str]:
-        """Ids of every stored log entry (read from the id column only)."""
-        if self._ids is None:
-            ids: set[str] = set()
-            for file in self._part_files("events"):
-                ids.update(pq.read_table(file, columns=["id"]).column("id").to_pylist())
-            self._ids = ids
+        """Ids of every stored log entry (read from the id column only).
+
+        Kept between calls and brought up to date from the manifest, so another AppStore's writes count too.
+        """
+        parts = list(self.manifest()["parts"]["events"])
+        known = self._ids_parts
+        if self._ids is None or parts[: len(known)] != known:
+            self._ids, known = set(), []
+        for name in parts[len(known) :]:
+            table = pq.read_table(self.path / "events" / name, columns=["id"])
+            self._ids.update(table.column("id").to_pylist())
+        self._ids_parts = parts
         return self._ids
 
     def write_events(
@@ -188,6 +235,7 @@ class AppStore:
     ) -> WriteResult:
         """Add log tables, dropping entries whose id is already stored; optionally record a covered range."""
         with self._lock:
+            self._remove_orphans()
             ids = self.stored_ids()
             events = tables.events
             if len(events):
@@ -217,13 +265,16 @@ class AppStore:
                 data["covered"] = [[_iso(a), _iso(b)] for a, b in merge_ranges(ranges)]
             if len(new_events) or covered is not None:
                 self._save_manifest(data)
-            ids.update(new_events["id"].tolist() if len(new_events) else [])
+            if len(new_events):
+                ids.update(new_events["id"].tolist())
+                self._ids_parts = list(data["parts"]["events"])
             return WriteResult(new=len(new_events), duplicates=duplicates)
 
     def write_jobs(self, jobs: pd.DataFrame) -> None:
         if not len(jobs):
             return
         with self._lock:
+            self._remove_orphans()
             data = self.manifest()
             data["parts"]["jobs"].append(self._write_part("jobs", jobs))
             self._save_manifest(data)
@@ -231,6 +282,7 @@ class AppStore:
     def write_audits(self, audits: list[dict]) -> int:
         """Store directory audits not seen before; returns how many were new."""
         with self._lock:
+            self._remove_orphans()
             known = set(self.audits()["id"]) if self.manifest()["parts"]["audits"] else set()
             fresh = [a for a in audits if a.get("id") and a["id"] not in known]
             if not fresh:
@@ -292,18 +344,28 @@ class AppStore:
         return subtract_ranges(_utc(start), _utc(end), covered)
 
     # ---- reading -------------------------------------------------------------------------------------------
-    def _part_files(self, kind: str) -> Iterator[Path]:
-        for name in self.manifest()["parts"][kind]:
-            file = self.path / kind / name
-            if file.exists():
-                yield file
+    def _snapshot(self, read: Callable[[dict], T]) -> T:
+        """``read(manifest)`` against one committed manifest. A compaction may delete the parts a manifest lists
+        right after it was read; then the new manifest is read and ``read`` runs again."""
+        for _ in range(_READ_ATTEMPTS):
+            data = self.manifest()
+            try:
+                return read(data)
+            except FileNotFoundError as exc:
+                missing = exc.filename
+                if self.manifest() == data:  # not a concurrent compaction: the part is really gone
+                    break
+        raise StoreError(
+            f"The store at {self.path} lists a part that is missing on disk ({missing}).",
+            remedy="Something removed files from the store folder. Move the folder aside and fetch again.",
+        )
 
-    def _read(self, kind: str, columns: dict[str, str] | None) -> pd.DataFrame:
-        files = list(self._part_files(kind))
-        if not files:
-            if columns is None:
-                return pd.DataFrame()
-            return pd.DataFrame({c: pd.Series(dtype=t) for c, t in columns.items()})
+    def _part_files(self, kind: str, data: dict | None = None) -> list[Path]:
+        data = self.manifest() if data is None else data
+        return [self.path / kind / name for name in data["parts"][kind]]
+
+    def _read(self, kind: str, columns: dict[str, str] | None, data: dict | None = None) -> pd.DataFrame:
+        files = self._part_files(kind, data)
         frames = [pq.read_table(f).to_pandas() for f in files]
         frames = [f for f in frames if len(f)]
         if not frames:
@@ -324,13 +386,16 @@ class AppStore:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in columns.items()})
 
     def tables(self) -> Tables:
-        """Every stored log entry, each id once, in time order."""
-        if not self.manifest()["parts"]["events"]:
+        """Every stored log entry, each id once, in time order; events, steps and properties from one manifest."""
+        return self._snapshot(self._tables)
+
+    def _tables(self, data: dict) -> Tables:
+        if not data["parts"]["events"]:
             return empty_tables()
-        events = self._read("events", EVENT_COLUMNS)
+        events = self._read("events", EVENT_COLUMNS, data)
         events = events.drop_duplicates("id").sort_values("activity_time", kind="stable", ignore_index=True)
-        steps = self._read("steps", STEP_COLUMNS)
-        props = self._read("properties", PROPERTY_COLUMNS)
+        steps = self._read("steps", STEP_COLUMNS, data)
+        props = self._read("properties", PROPERTY_COLUMNS, data)
         if len(steps):
             steps = steps.drop_duplicates(["event_id", "step_order"], ignore_index=True)
         if len(props):
@@ -342,13 +407,13 @@ class AppStore:
 
     def jobs(self) -> pd.DataFrame:
         """Every job-status snapshot, oldest first."""
-        df = self._read("jobs", JOB_COLUMNS)
+        df = self._snapshot(lambda data: self._read("jobs", JOB_COLUMNS, data))
         if len(df):
             df = df.sort_values("snapshot_time", kind="stable", ignore_index=True)
         return df
 
     def audits(self) -> pd.DataFrame:
-        df = self._read("audits", None)
+        df = self._snapshot(lambda data: self._read("audits", None, data))
         if len(df):
             df = df.drop_duplicates("id").sort_values("activity_time", ignore_index=True)
         return df
@@ -366,6 +431,10 @@ class AppStore:
     # ---- housekeeping --------------------------------------------------------------------------------------
     def remove_orphans(self) -> int:
         """Delete part files a crash left out of the manifest; returns how many."""
+        with self._lock:
+            return self._remove_orphans()
+
+    def _remove_orphans(self) -> int:
         data = self.manifest()
         removed = 0
         for kind in KINDS:
@@ -382,13 +451,21 @@ class AppStore:
     def compact(self) -> None:
         """Rewrite each kind's parts as one part (atomic: the manifest switches to the new part in one rename)."""
         with self._lock:
+            self._remove_orphans()
             data = self.manifest()
+            read: dict[str, Tables] = {}
+
+            def logs() -> Tables:  # read once, and only when a log kind has parts to merge
+                if "logs" not in read:
+                    read["logs"] = self._tables(data)
+                return read["logs"]
+
             readers = {
-                "events": lambda: self.tables().events,
-                "steps": lambda: self.tables().steps,
-                "properties": lambda: self.tables().properties,
-                "jobs": self.jobs,
-                "audits": self.audits,
+                "events": lambda: logs().events,
+                "steps": lambda: logs().steps,
+                "properties": lambda: logs().properties,
+                "jobs": lambda: self._read("jobs", JOB_COLUMNS, data),
+                "audits": lambda: self._read("audits", None, data).drop_duplicates("id", ignore_index=True),
             }
             old: dict[str, list[str]] = {}
             for kind in KINDS:
