@@ -1,0 +1,37 @@
+"""The package's public surface: everything exported is listed in __all__, and every error descends from one root."""
+
+from __future__ import annotations
+
+import inspect
+
+import provkit
+from provkit import errors
+
+
+def test_all_lists_exactly_the_public_names():
+    public = {
+        name
+        for name in vars(provkit)
+        if not name.startswith("_") and not inspect.ismodule(getattr(provkit, name))
+    }
+    assert public == set(provkit.__all__) - {"__version__"}
+    for name in provkit.__all__:
+        assert hasattr(provkit, name), name
+
+
+def test_every_error_has_one_root_and_is_exported():
+    classes = [c for _, c in inspect.getmembers(errors, inspect.isclass) if c.__module__ == errors.__name__]
+    for cls in classes:
+        assert issubclass(cls, errors.ProvkitError), cls
+        assert cls.__name__ in provkit.__all__, f"{cls.__name__} is not exported"
+    assert issubclass(errors.NotFoundError, LookupError)
+    assert issubclass(errors.ConfigError, ValueError)
+    assert issubclass(errors.PermissionDeniedError, PermissionError)
+
+
+def test_errors_print_their_remedy_and_link():
+    exc = errors.ConfigError(
+        "The window is empty.", remedy="Use --since 7d.", link="https://example.invalid/x"
+    )
+    text = str(exc)
+    assert "The window is empty." in text and "What to do: Use --since 7d." in text and "See: " in text
