@@ -150,7 +150,9 @@ def test_retried_follows_the_guide(code, retried):
 
 
 def test_credential_and_scim_codes_are_classified():
-    assert lookup("SystemForCrossDomainIdentityManagementCredentialValidationUnavailable").kind == "credentials"
+    assert (
+        lookup("SystemForCrossDomainIdentityManagementCredentialValidationUnavailable").kind == "credentials"
+    )
     assert lookup("SalesforceInvalidCredentials").kind == "credentials"
     assert lookup("SystemForCrossDomainIdentityManagementServiceIncompatible").kind == "scim"
     assert lookup("InvalidAnchor").kind == "data"

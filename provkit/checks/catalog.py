@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from provkit.checks.finding import LINKS
 
@@ -530,6 +531,7 @@ _HTTP_NAMED = re.compile(
 )
 
 
+@lru_cache(maxsize=4096)
 def _resolve(code: str) -> CatalogEntry | None:
     lowered = code.lower()
     if lowered in CATALOG:
@@ -560,9 +562,15 @@ def lookup(code: str | None, reason: str | None = None) -> CatalogEntry:
     meaning = f"The code {text!r} is not in the documented catalog." if text else "No error code was given."
     status = http_status(reason)
     if status in (401, 403):
-        fix, kind = "The target refused the credentials or the operation: check the admin credentials.", "credentials"
+        fix, kind = (
+            "The target refused the credentials or the operation: check the admin credentials.",
+            "credentials",
+        )
     else:
-        fix, kind = "Read the reason text and the steps of the entry; search the app's provisioning tutorial.", "unknown"
+        fix, kind = (
+            "Read the reason text and the steps of the entry; search the app's provisioning tutorial.",
+            "unknown",
+        )
     return CatalogEntry(
         code=text,
         base=None,

@@ -142,9 +142,9 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def evidence_rows(rows: pd.DataFrame | Sequence[Mapping[str, Any]], limit: int = EVIDENCE_ROWS) -> tuple[
-    list[dict[str, Any]], int
-]:
+def evidence_rows(
+    rows: pd.DataFrame | Sequence[Mapping[str, Any]], limit: int = EVIDENCE_ROWS
+) -> tuple[list[dict[str, Any]], int]:
     """(at most ``limit`` rows as JSON-ready dicts, how many were left out)."""
     if isinstance(rows, pd.DataFrame):
         total = len(rows)
