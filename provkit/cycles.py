@@ -46,6 +46,7 @@ __all__ = [
     "cycles_table",
     "format_cycles",
     "initial_cycle_eta",
+    "progress_observations",
     "quarantine_timeline",
     "summary",
 ]
@@ -985,6 +986,12 @@ def _progress_observations(evidence: Evidence, snapshots: pd.DataFrame) -> pd.Da
     return frame
 
 
+def progress_observations(evidence: Evidence) -> pd.DataFrame:
+    """The job's progress observations (time, completed, total, units), oldest first, without duplicates:
+    the latest job JSON's whole list plus the latest observation kept in each job-status snapshot."""
+    return _progress_observations(evidence, _snapshots(evidence))
+
+
 def _sync_all(schema: dict | None) -> bool | None:
     """The schema rules' SyncAll metadata: True (all users and groups), False (assigned only), None (unknown)."""
     for rule in (schema or {}).get("synchronizationRules") or []:
@@ -1011,7 +1018,7 @@ def _assigned_count(evidence: Evidence) -> int | None:
 
 
 def _running_initial(cycles: pd.DataFrame) -> pd.Series | None:
-    running = cycles[cycles["running"] & (cycles["kind"] != "incremental")]
+    running = cycles[cycles["running"] & (cycles["kind"] == "initial")]
     return None if running.empty else running.iloc[-1]
 
 
