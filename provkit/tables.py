@@ -548,7 +548,7 @@ def _strings(values: Iterable[object]) -> pa.Array:
 def _integers(values: Iterable[object]) -> pa.Array:
     """An Arrow int64 array; numeric text and integral floats are accepted, anything else is null."""
     try:
-        return pa.array(values, type=pa.int64(), from_pandas=True)
+        return pa.array(values, type=pa.int64())
     except (pa.ArrowTypeError, pa.ArrowInvalid):
         numbers = pd.to_numeric(pd.Series(_object_array(values), dtype=object), errors="coerce").astype(float)
         numbers = numbers.where(np.isfinite(numbers) & (numbers.abs() < 2.0**62)).round()
