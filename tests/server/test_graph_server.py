@@ -113,8 +113,9 @@ class Live:
         self.server.stop()
 
 
-def serve(tenant: Tenant, **options: Any) -> Live:
-    server = start_server(tenant, port=0, **options)
+def serve(tenant: Tenant, state_dir: Path, **options: Any) -> Live:
+    """Start a simulator whose TLS and client certificates live in ``state_dir``, signed in as the reader."""
+    server = start_server(tenant, port=0, state_dir=state_dir, **options)
     session = pinned_session(server.ca_path)
     return Live(server, session, sign_in(server, session, server.client_id, server.client_secret))
 
@@ -133,8 +134,8 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="module")
-def live() -> Iterator[Live]:
-    running = serve(small_tenant(), throttle=False)
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    running = serve(small_tenant(), tmp_path_factory.mktemp("live"), throttle=False)
     yield running
     running.stop()
 
@@ -364,11 +365,13 @@ def skiptoken_of(link: str) -> str:
     return parse_qs(urlsplit(link).query)["$skiptoken"][0]
 
 
-def test_foreign_and_tampered_skiptokens_are_refused_with_graphs_error_body(live: Live) -> None:
+def test_foreign_and_tampered_skiptokens_are_refused_with_graphs_error_body(
+    live: Live, tmp_path: Path
+) -> None:
     first = live.get("/auditLogs/provisioning", {"$top": "7"}).json()["@odata.nextLink"]
     token = skiptoken_of(first)
     audits = live.get("/auditLogs/directoryAudits", {"$top": "1"}).json()["@odata.nextLink"]
-    other = serve(small_tenant(), throttle=False)  # the same tenant behind another server
+    other = serve(small_tenant(), tmp_path, throttle=False)  # the same tenant behind another server
     try:
         elsewhere = skiptoken_of(
             other.get("/auditLogs/provisioning", {"$top": "7"}).json()["@odata.nextLink"]
@@ -428,7 +431,9 @@ def test_top_is_capped_at_1000(tmp_path: Path) -> None:
     """Graph documents no maximum page size for provisioning logs (reference 1.5); public scripts use up to 1000,
     and the simulator serves at most MAX_TOP = 1000 entries a page, with a nextLink for the rest."""
     assert MAX_TOP == 1000
-    wide = serve(Tenant(seed=5, users_count=6000, days=1, now=NOW, scenarios=("healthy",)), throttle=False)
+    wide = serve(
+        Tenant(seed=5, users_count=6000, days=1, now=NOW, scenarios=("healthy",)), tmp_path, throttle=False
+    )
     try:
         pages = crawl(wide, {"$top": "5000"})
     finally:
@@ -441,8 +446,10 @@ def test_top_is_capped_at_1000(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_reporting_calls_are_throttled_at_five_per_ten_seconds_and_throttled_calls_count() -> None:
-    throttled = serve(small_tenant(), throttle=True)
+def test_reporting_calls_are_throttled_at_five_per_ten_seconds_and_throttled_calls_count(
+    tmp_path: Path,
+) -> None:
+    throttled = serve(small_tenant(), tmp_path, throttle=True)
     try:
         admin = sign_in(
             throttled.server,
@@ -492,11 +499,11 @@ def test_retry_after_is_long_enough_when_calls_are_spread_over_the_window() -> N
 
 
 @pytest.mark.reliability
-def test_injected_faults_look_like_graphs_failures_and_follow_the_seed() -> None:
+def test_injected_faults_look_like_graphs_failures_and_follow_the_seed(tmp_path: Path) -> None:
     plan = FaultPlan.parse(FAULT_SPEC, seed=3, slow_seconds=0.2)
     tenant = small_tenant()
     total = len(visible_entries(tenant))
-    faulty = serve(tenant, throttle=False, faults=plan)
+    faulty = serve(tenant, tmp_path, throttle=False, faults=plan)
     seen: Counter[str] = Counter()
     sent_at: dict[str, float] = {}
     try:
@@ -558,9 +565,9 @@ def test_certificate_sign_in_gives_a_token_graph_accepts(live: Live) -> None:
     assert live.get("/servicePrincipals", token=token).status_code == 200
 
 
-def test_missing_garbage_foreign_and_expired_tokens_get_401() -> None:
-    first = serve(small_tenant(), throttle=False, token_lifetime=1)
-    second = serve(small_tenant(), throttle=False)
+def test_missing_garbage_foreign_and_expired_tokens_get_401(tmp_path: Path) -> None:
+    first = serve(small_tenant(), tmp_path / "first", throttle=False, token_lifetime=1)
+    second = serve(small_tenant(), tmp_path / "second", throttle=False)
     try:
         url = first.url("/auditLogs/provisioning")
         bare = first.session.get(url)
@@ -699,8 +706,8 @@ def test_directory_audits_page_and_filter_by_time(live: Live) -> None:
 # ------------------------------------------------------------------------------------------- 7. POST actions
 
 
-def test_job_actions_change_the_state_as_the_service_would() -> None:
-    acting = serve(small_tenant(), throttle=False)
+def test_job_actions_change_the_state_as_the_service_would(tmp_path: Path) -> None:
+    acting = serve(small_tenant(), tmp_path, throttle=False)
     try:
         server, tenant = acting.server, acting.tenant
         operator = sign_in(server, acting.session, server.admin_client_id, server.client_secret)
