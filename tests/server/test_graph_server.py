@@ -541,8 +541,8 @@ def test_injected_faults_look_like_graphs_failures_and_follow_the_seed(tmp_path:
     assert set(faults) == set(sent_at)
     slow = [r for r in log if r["fault"] == "slow"]
     assert slow and all(r["status"] == 200 for r in slow)
-    for record in slow:  # the answer left the server at least slow_seconds after the request was sent
-        assert record["answered"] - sent_at[record["path"]] >= 0.2
+    for record in slow:  # by the server's own log, answered at least slow_seconds after it arrived
+        assert record["answered"] - record["time"] >= 0.2
     seen["slow"] = len(slow)
     assert set(seen) == set(KINDS), f"not every kind of fault was seen: {dict(seen)}"
     assert dict(seen) == plan.injected
