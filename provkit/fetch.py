@@ -112,9 +112,12 @@ def fetch_app(
     groups, users = directory_facts(client, assignments)
     app_store.write_meta("groups", groups)
     app_store.write_meta("users", users)
-    summary.audits_new = app_store.write_audits(client.directory_audits(start, end, sp_id=sp_id))
+    gaps = app_store.gaps(start, end, overlap=overlap)
+    if gaps:  # audits of covered ranges were stored by the fetch that covered them
+        audits = client.directory_audits(gaps[0][0], gaps[-1][1], sp_id=sp_id)
+        summary.audits_new = app_store.write_audits(audits)
 
-    for gap_start, gap_end in app_store.gaps(start, end, overlap=overlap):
+    for gap_start, gap_end in gaps:
         for slice_start, slice_end in time_slices(gap_start, gap_end, slice_length):
             records: list[dict] = []
             for page in client.provisioning_pages(sp_id, slice_start, slice_end, page_size=page_size):
