@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote
 
 from provkit.auth import Settings, sign_in
 from provkit.errors import GraphError
@@ -61,6 +62,11 @@ def provisioning_apps(client: GraphClient) -> list[dict]:
     return apps
 
 
+def _members(client: GraphClient, group_id: str, relation: str) -> Iterator[dict]:
+    """A group's members, read lazily in pages of 999 (Graph's largest for members), ids and types only."""
+    return client.items(f"/groups/{quote(group_id, safe='')}/{relation}", {"$top": "999", "$select": "id"})
+
+
 def directory_facts(client: GraphClient, assignments: list[dict]) -> tuple[dict[str, dict], dict[str, dict]]:
     """For the app's assigned groups: direct and transitive members and nested groups; for directly assigned
     users: their user objects. Bounded, so a huge group costs a capped number of pages."""
@@ -70,14 +76,17 @@ def directory_facts(client: GraphClient, assignments: list[dict]) -> tuple[dict[
         if a.get("principalType") == "Group":
             gid = a["principalId"]
             direct, nested = [], []
-            for m in client.group_members(gid, transitive=False):
+            for m in _members(client, gid, "members"):
                 kind = m.get("@odata.type", "")
                 (nested if kind.endswith("group") else direct).append(m["id"])
-            transitive = [
-                m["id"]
-                for m in client.group_members(gid, transitive=True)
-                if not m.get("@odata.type", "").endswith("group")
-            ][:MAX_GROUP_MEMBERS]
+                if len(direct) >= MAX_GROUP_MEMBERS:
+                    break
+            transitive = []
+            for m in _members(client, gid, "transitiveMembers"):
+                if not m.get("@odata.type", "").endswith("group"):
+                    transitive.append(m["id"])
+                    if len(transitive) >= MAX_GROUP_MEMBERS:
+                        break
             group = client.get(f"/groups/{gid}")
             groups[gid] = {
                 "display_name": group.get("displayName"),
