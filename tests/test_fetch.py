@@ -1,0 +1,302 @@
+"""fetch_app against the simulated Graph server: exact first fetch, incremental refresh by watermark, idempotent
+repeats, resume after an interrupted fetch, faults, and one job-status snapshot per fetch.
+
+Each tenant is the same small simulated one (400 users, 3 days, two apps, a fixed clock). The tenant that moves
+its clock forward is its own, so no test depends on another's order.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pandas as pd
+import pytest
+import requests
+
+from provkit.fetch import DEFAULT_OVERLAP, FetchSummary, fetch_app
+from provkit.graph import GraphClient, time_slices
+from provkit.sim.faults import FaultPlan
+from provkit.sim.timefmt import ticks_to_datetime
+from provkit.sources.demo import DemoTenant
+from provkit.store import AppStore, Store
+
+NOW = datetime(2025, 3, 1, 12, tzinfo=UTC)
+DAYS = 3
+SCENARIOS = ("healthy", "skipped-users")
+APP = "Zendesk"
+FAULTS = "429=0.1,503=0.05,504=0.05,reset=0.02,truncate=0.02"
+_WINDOW = re.compile(r"activityDateTime ge (\S+) and activityDateTime lt (\S+)")
+
+
+def make_demo(**options: object) -> DemoTenant:
+    return DemoTenant(users=400, days=DAYS, now=NOW, scenarios=SCENARIOS, throttle=False, **options)
+
+
+@pytest.fixture(scope="module")
+def clean() -> Iterator[DemoTenant]:
+    demo = make_demo()
+    yield demo
+    demo.stop()
+
+
+@pytest.fixture(scope="module")
+def sp_id(clean: DemoTenant) -> str:
+    return clean.client.resolve_app(APP).service_principal_id
+
+
+@pytest.fixture(scope="module")
+def reference(clean: DemoTenant, tmp_path_factory: pytest.TempPathFactory) -> AppStore:
+    """An uninterrupted, fault-free fetch of the whole window, for comparisons."""
+    summary, app_store = fetch(clean, Store(tmp_path_factory.mktemp("reference")))
+    assert summary.new > 100
+    return app_store
+
+
+def now_of(demo: DemoTenant) -> datetime:
+    return ticks_to_datetime(demo.tenant.now_ticks)
+
+
+def fetch(demo: DemoTenant, store: Store, client: GraphClient | None = None, **options) -> tuple:
+    options.setdefault("start", NOW - timedelta(days=DAYS))
+    options.setdefault("end", now_of(demo))
+    return fetch_app(client or demo.client, store, APP, tenant_id=demo.tenant_id, **options)
+
+
+def server_ids(demo: DemoTenant, sp_id: str, start: datetime, end: datetime) -> list[str]:
+    """The app's entries in [start, end) listed straight from the server with requests: one query, newest
+    first, following nextLink (nothing of provkit's pager or slicing)."""
+    session = requests.Session()
+    session.verify = str(demo.server.ca_path)
+    session.trust_env = False  # a REQUESTS_CA_BUNDLE in the environment would replace the server's CA
+    headers = {"Authorization": f"Bearer {demo.client.tokens.token()}"}
+    url: str | None = f"{demo.server.base_url}/v1.0/auditLogs/provisioning"
+    stamp = "%Y-%m-%dT%H:%M:%SZ"
+    params: dict | None = {
+        "$filter": f"servicePrincipal/id eq '{sp_id}' and activityDateTime ge {start.strftime(stamp)} "
+        f"and activityDateTime lt {end.strftime(stamp)}",
+        "$top": "1000",
+    }
+    ids: list[str] = []
+    while url:
+        response = session.get(url, params=params, headers=headers, timeout=30)
+        response.raise_for_status()
+        body = response.json()
+        ids.extend(e["id"] for e in body["value"])
+        url, params = body.get("@odata.nextLink"), None
+    return ids
+
+
+def stored_ids(app_store: AppStore) -> list[str]:
+    return sorted(app_store.tables().events["id"])
+
+
+def log_windows(demo: DemoTenant, since: int) -> list[tuple[datetime, datetime]]:
+    """The time windows of the provisioning-log queries the server received after request number ``since``
+    (first pages only: a nextLink repeats its query's filter)."""
+    windows = []
+    for record in demo.server.graph.requests[since:]:
+        split = urlsplit(record.path)
+        if not split.path.endswith("/auditLogs/provisioning"):
+            continue
+        query = parse_qs(split.query)
+        if "$skiptoken" in query:
+            continue
+        match = _WINDOW.search(query["$filter"][0])
+        assert match, query
+        windows.append(tuple(datetime.fromisoformat(t.replace("Z", "+00:00")) for t in match.groups()))
+    return windows
+
+
+def settled(demo: DemoTenant) -> int:
+    """The length of the server's request log once it stops growing (it logs a call after answering it)."""
+    import time
+
+    seen = -1
+    while len(demo.server.graph.requests) != seen:
+        seen = len(demo.server.graph.requests)
+        time.sleep(0.05)
+    return seen
+
+
+def assert_same_content(a: AppStore, b: AppStore) -> None:
+    ta, tb = a.tables(), b.tables()
+    assert sorted(ta.events["id"]) == sorted(tb.events["id"])
+    for name in ("events", "steps", "properties"):
+        left, right = getattr(ta, name), getattr(tb, name)
+        assert len(left) == len(right), name
+        keys = list(left.columns)
+        pd.testing.assert_frame_equal(
+            left.sort_values(keys[:2], ignore_index=True),
+            right[keys].sort_values(keys[:2], ignore_index=True),
+            check_categorical=False,
+        )
+
+
+# ---- the first fetch -------------------------------------------------------------------------------------------
+def test_first_fetch_stores_exactly_the_servers_entries_for_the_window(
+    clean: DemoTenant, sp_id: str, reference: AppStore
+) -> None:
+    start, end = NOW - timedelta(days=DAYS), now_of(clean)
+    expected = server_ids(clean, sp_id, start, end)
+    assert len(expected) == len(set(expected)) > 100
+    assert stored_ids(reference) == sorted(expected)
+
+    events = reference.tables().events
+    assert set(events["service_principal_id"]) == {sp_id}
+    assert events["activity_time"].min() >= start and events["activity_time"].max() < end
+    assert reference.covered() == [(start, end)]
+    assert reference.manifest()["app"]["display_name"] == APP
+    assert len(reference.jobs()) == 1
+    assert reference.meta("schema")["synchronizationRules"]
+    assert reference.meta("service_principal")["id"] == sp_id
+
+
+def test_summary_counts_what_happened(clean: DemoTenant, tmp_path: Path) -> None:
+    pages_seen: list[tuple[int, int]] = []
+    summary, app_store = fetch(
+        clean, Store(tmp_path), page_size=40, on_page=lambda n, s: pages_seen.append((n, s))
+    )
+    assert isinstance(summary, FetchSummary)
+    assert summary.slices == len(time_slices(summary.start, summary.end, timedelta(days=1)))
+    assert summary.pages == len(pages_seen) > summary.slices  # page size 40 needs several pages a slice
+    assert summary.entries == sum(n for n, _ in pages_seen) == summary.new == len(app_store.tables().events)
+    assert (summary.duplicates, summary.rejected, summary.jobs) == (0, 0, 1)
+    assert {s for _, s in pages_seen} == set(range(summary.slices))
+    line = summary.line()
+    assert line.startswith(f"{APP}: {summary.new} new entries, 0 duplicates dropped")
+    assert f"{summary.pages} pages" in line and "s in all" in line
+    assert app_store.manifest()["fetches"][-1]["new"] == summary.new
+
+
+# ---- incremental refresh ---------------------------------------------------------------------------------------
+def test_second_fetch_asks_only_for_what_is_new_and_a_repeat_adds_nothing(tmp_path: Path) -> None:
+    with make_demo() as demo:
+        sp = demo.client.resolve_app(APP).service_principal_id
+        store = Store(tmp_path)
+        start, first_end = NOW - timedelta(days=DAYS), now_of(demo)
+        first, app_store = fetch(demo, store, start=start, end=first_end)
+        assert first.new == len(server_ids(demo, sp, start, first_end))
+        before = set(stored_ids(app_store))
+
+        demo.tenant.advance(40)
+        later = now_of(demo)
+        assert later == first_end + timedelta(minutes=40)
+        mark = settled(demo)
+        second, app_store = fetch(demo, store, start=start, end=later)
+        windows = log_windows(demo, mark)
+        # Only the new 40 minutes, plus the overlap before the watermark for late arrivals.
+        assert windows and min(a for a, _ in windows) == first_end - DEFAULT_OVERLAP
+        assert max(b for _, b in windows) == later
+        assert sum(((b - a) for a, b in windows), timedelta(0)) == DEFAULT_OVERLAP + timedelta(minutes=40)
+        new_on_server = set(server_ids(demo, sp, first_end, later))
+        assert new_on_server, "the simulated tenant logged nothing in 40 minutes; the test proves nothing"
+        assert set(stored_ids(app_store)) - before == new_on_server
+        assert second.new == len(new_on_server)
+        assert second.duplicates == len(server_ids(demo, sp, first_end - DEFAULT_OVERLAP, first_end))
+        assert second.pages < first.pages
+        audit_windows = [
+            r.path for r in demo.server.graph.requests[mark:] if "/auditLogs/directoryAudits" in r.path
+        ]
+        assert (
+            len(audit_windows) == 1
+            and (first_end - DEFAULT_OVERLAP).strftime("%Y-%m-%dT%H")
+            in (parse_qs(urlsplit(audit_windows[0]).query)["$filter"][0])
+        )
+
+        mark = settled(demo)
+        third, app_store = fetch(demo, store, start=start, end=later)
+        assert log_windows(demo, mark) == [(later - DEFAULT_OVERLAP, later)]
+        assert third.new == 0 and third.duplicates == len(
+            server_ids(demo, sp, later - DEFAULT_OVERLAP, later)
+        )
+        assert stored_ids(app_store) == sorted(server_ids(demo, sp, start, later))
+        assert app_store.covered() == [(start, later)]
+
+        jobs = app_store.jobs()
+        assert len(jobs) == 3  # one job-status snapshot per fetch
+        assert jobs["snapshot_time"].is_monotonic_increasing and jobs["snapshot_time"].is_unique
+        assert [f["new"] for f in app_store.manifest()["fetches"]] == [first.new, second.new, 0]
+
+
+# ---- an interrupted fetch --------------------------------------------------------------------------------------
+class Killed(BaseException):
+    """Stands in for the process being killed (not an Exception, so nothing may swallow it)."""
+
+
+def test_a_fetch_killed_midway_then_run_again_equals_an_uninterrupted_one(
+    clean: DemoTenant, reference: AppStore, tmp_path: Path
+) -> None:
+    store = Store(tmp_path)
+    pages_in_slice: dict[int, int] = {}
+
+    def kill_in_third_slice(entries: int, slice_index: int) -> None:
+        pages_in_slice[slice_index] = pages_in_slice.get(slice_index, 0) + 1
+        if slice_index == 2 and pages_in_slice[2] == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        fetch(clean, store, page_size=10, on_page=kill_in_third_slice)
+    partial = store.app(clean.tenant_id, reference.service_principal_id)
+    slices = time_slices(NOW - timedelta(days=DAYS), now_of(clean), timedelta(days=1))
+    assert partial.covered() == [(slices[0][0], slices[1][1])]  # two whole slices, not the one it died in
+    some = stored_ids(partial)
+    assert 0 < len(some) < len(stored_ids(reference))
+    assert set(some) <= set(stored_ids(reference))
+    assert all(t < slices[1][1] for t in partial.tables().events["activity_time"])
+
+    summary, resumed = fetch(clean, store, page_size=10)
+    assert summary.new == len(stored_ids(reference)) - len(some)
+    assert summary.slices == 3  # the overlap hour at the end of slice two, then slices three and four
+    assert_same_content(resumed, reference)
+    assert len(resumed.jobs()) == 2
+
+
+# ---- faults ----------------------------------------------------------------------------------------------------
+def test_through_429_503_504_resets_and_truncated_bodies_the_entries_are_the_same(
+    reference: AppStore, tmp_path: Path
+) -> None:
+    with make_demo(faults=FAULTS) as faulty:
+        # Same shares; seed 33 puts every kind of fault in the first 30 calls, never two in a row.
+        faulty.server.graph.faults = FaultPlan.parse(FAULTS, seed=33)
+        waits: list[float] = []
+        client = GraphClient(
+            faulty.settings,
+            faulty.client.tokens,
+            pacer=faulty.client.pacer,
+            sleep=waits.append,  # the waits are asked for, not slept, so the test stays fast
+        )
+        summary, app_store = fetch(faulty, Store(tmp_path), client=client, page_size=25)
+        plan = faulty.server.graph.faults
+        assert set(plan.injected) == {"429", "503", "504", "reset", "truncate"}, plan.injected
+        assert_same_content(app_store, reference)
+        assert summary.throttle_waits == plan.injected["429"]
+        assert client.stats.retries == sum(plan.injected.values()) == len(waits)
+        assert summary.waited_seconds == pytest.approx(sum(waits))
+        assert len(app_store.jobs()) == 1
+
+
+# ---- directory facts -------------------------------------------------------------------------------------------
+def test_group_facts_match_the_server_and_a_huge_group_costs_a_capped_number_of_pages(
+    clean: DemoTenant, sp_id: str, reference: AppStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from provkit.sources import graph as graph_source
+
+    groups = reference.meta("groups")
+    assert groups, "the app has assigned groups"
+    for gid, facts in groups.items():
+        members = clean.client.get(f"/groups/{gid}/transitiveMembers", {"$top": "999"})["value"]
+        users = sorted(m["id"] for m in members if m["@odata.type"].endswith("user"))
+        assert sorted(facts["transitive"]) == users and facts["display_name"]
+
+    monkeypatch.setattr(graph_source, "MAX_GROUP_MEMBERS", 5)
+    mark = settled(clean)
+    capped, _ = graph_source.directory_facts(clean.client, clean.client.app_role_assignments(sp_id))
+    member_calls = [r for r in clean.server.graph.requests[mark:] if "embers" in urlsplit(r.path).path]
+    assert all(len(g["direct"]) <= 5 and len(g["transitive"]) == 5 for g in capped.values())
+    assert len(member_calls) == 2 * len(capped)  # one page per relation, not every member
+    # Graph's largest member pages: a 15,000-member group costs 16 calls, not 150 at the default size.
+    assert all(parse_qs(urlsplit(r.path).query).get("$top") == ["999"] for r in member_calls)
