@@ -48,8 +48,8 @@ class IdCodec:
     def encode(self, kind: int, a: int = 0, b: int = 0, c: int = 0) -> str:
         raw = (self._check << 100) | (kind << 96) | (a << 64) | (b << 36) | c
         x = (raw * _MULT) & _MASK
-        x = _xorshift(x) ^ self._key
-        return str(uuid.UUID(int=x))
+        h = f"{_xorshift(x) ^ self._key:032x}"
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
     def decode(self, text: str) -> tuple[int, int, int, int] | None:
         """Return (kind, a, b, c), or None when text is not an id this tenant issued."""

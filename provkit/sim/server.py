@@ -19,6 +19,7 @@ import hmac
 import json
 import math
 import os
+import shutil
 import socket
 import ssl
 import struct
@@ -793,9 +794,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def _send_truncated(self, status: int, body: dict | None, headers: dict[str, str]) -> None:
-        self._rec.status, self._rec.answered = status, time.time()
         """The first third of the answer, delimited by closing the connection (no Content-Length), so the client
         receives a body cut short that fails JSON parsing; an abort (RST) here would discard the body unread."""
+        self._rec.status, self._rec.answered = status, time.time()
         data = json.dumps(body, separators=(",", ":")).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; odata.metadata=minimal; charset=utf-8")
@@ -876,6 +877,7 @@ class RunningServer:
     state_dir: Path
     _httpd: _Server = field(repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
+    _owns_state_dir: bool = field(default=False, repr=False)
 
     def env(self) -> dict[str, str]:
         """The PROVKIT_* settings that point provkit at this server (the secret included: it is a local one)."""
@@ -899,10 +901,13 @@ class RunningServer:
         os.replace(tmp, path)
 
     def stop(self) -> None:
+        """Stop serving; remove the TLS and certificate files when the folder was a temporary one."""
         self._httpd.shutdown()
         self._httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self._owns_state_dir:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def __enter__(self) -> RunningServer:
         return self
@@ -1004,6 +1009,7 @@ def start_server(
         admin_client_id=admin_id,
         state_dir=state,
         _httpd=httpd,
+        _owns_state_dir=state_dir is None,
     )
     if background:
         thread = threading.Thread(target=httpd.serve_forever, name="provkit-sim", daemon=True)
