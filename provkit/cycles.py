@@ -98,8 +98,9 @@ CYCLE_COLUMNS: dict[str, str] = {
 """Columns of :func:`cycles_table`, in order (name -> dtype).
 
 - ``start``/``end``/``duration``: from the job status when an execution matched (``timing_source`` "job-status"),
-  else the first and last log entry ("log-span", ``duration_is_lower_bound`` True). Inferred cycles have a start
-  from the interval ("interval") or the quarantine retry schedule ("retry-schedule") and no end.
+  else the first and last log entry ("log-span", ``duration_is_lower_bound`` True; no duration for a single
+  entry). Inferred cycles have a start from the interval ("interval") or the quarantine retry schedule
+  ("retry-schedule") and no end.
 - ``kind``: initial, incremental or unknown; ``kind_reason`` names the rule that decided.
 - ``entries`` and the ``n_*`` counts: log entries by action and by status; values outside the documented
   enums are counted in ``n_unknown_action`` / ``n_unknown_status`` so the counts always add up to ``entries``.
@@ -894,7 +895,10 @@ def cycles_table(evidence: Evidence) -> pd.DataFrame:
     _mark_running(frame, ctx)
     _classify(frame, ctx)
     frame["duration"] = frame["end"] - frame["start"]
-    frame["duration_is_lower_bound"] = (frame["timing_source"] == "log-span").to_numpy()
+    log_span = (frame["timing_source"] == "log-span").to_numpy()
+    frame["duration_is_lower_bound"] = log_span
+    # A single entry spans nothing: its cycle's duration is unknown, not zero.
+    frame.loc[log_span & (frame["entries"].to_numpy() < 2), "duration"] = pd.NaT
     out = pd.DataFrame({name: frame[name] for name in CYCLE_COLUMNS})
     for name, dtype in CYCLE_COLUMNS.items():
         if dtype == "str":
