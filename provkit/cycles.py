@@ -1268,11 +1268,10 @@ def change_eta(evidence: Evidence, cycles: pd.DataFrame | None = None) -> Change
         return ChangeEta(state, None, None, None, True, False, detail, what)
     if state == "Quarantine":
         next_attempt = latest.get("quarantine_next_attempt") if latest is not None else pd.NaT
-        if pd.isna(next_attempt):
-            episodes = ctx.episodes
-            if len(episodes):
-                upcoming = [t for t in _attempt_times(episodes["series_began"].iloc[-1]) if t > now]
-                next_attempt = upcoming[0] if upcoming else pd.NaT
+        if (pd.isna(next_attempt) or next_attempt < now) and len(ctx.episodes):
+            # Not given, or already past at ``now`` (an older snapshot): the documented schedule's next slot.
+            upcoming = [t for t in _attempt_times(ctx.episodes["series_began"].iloc[-1]) if t > now]
+            next_attempt = upcoming[0] if upcoming else next_attempt
         if pd.isna(next_attempt):
             return ChangeEta(
                 state,
@@ -1286,6 +1285,11 @@ def change_eta(evidence: Evidence, cycles: pd.DataFrame | None = None) -> Change
                 "after the cause is fixed and the job is restarted.",
             )
         start = max(_ts(next_attempt), now)
+        attempts = cycles.loc[cycles["quarantine_attempt"] & ~cycles["running"], "duration"].dropna()
+        if len(attempts):
+            # A retry re-runs the failed changes: earlier retries say how long that takes.
+            p50, p90 = attempts.quantile(0.5), attempts.quantile(0.9)
+            basis = f"p50/p90 of {len(attempts)} earlier quarantine retries"
         return ChangeEta(
             state,
             start,
@@ -1293,7 +1297,7 @@ def change_eta(evidence: Evidence, cycles: pd.DataFrame | None = None) -> Change
             start + p90,
             False,
             True,
-            f"next quarantine attempt (status.quarantine.nextAttempt) + {basis}",
+            f"next quarantine attempt + {basis}",
             f"The job is quarantined ({detail}). The next attempt is at {_fmt_time(start)}; the change reaches "
             "the app then only if the cause is fixed. Otherwise retries continue daily and the job is disabled "
             "28 days after the series began. Fixing the cause and restarting runs an initial cycle now.",

@@ -418,6 +418,14 @@ def test_quarantine_timeline_of_a_disabled_job_gives_the_disable_date(scenarios)
     assert timeline.next_attempt is None
 
 
+def test_change_eta_after_escrow_quarantine_expects_a_retry_as_long_as_the_last_ones(escrow):
+    eta = cyc.change_eta(escrow.evidence, escrow.table)
+    assert eta.only_if_fixed and eta.earliest == ts(escrow.timeline.quarantine.next_attempt)
+    retries = [ts(c.end) - ts(c.start) for c in escrow.timeline.cycles if c.mode == "escrow-retry"]
+    assert min(retries) * 0.9 <= eta.likely - eta.earliest <= max(retries)
+    assert "earlier quarantine retries" in eta.basis
+
+
 def test_quarantine_timeline_of_escrow_retries_sees_the_retries(escrow):
     timeline = cyc.quarantine_timeline(escrow.evidence, escrow.table)
     assert timeline.reason == "EncounteredEscrowProportionThreshold"
