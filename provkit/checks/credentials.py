@@ -58,19 +58,20 @@ def _rejects(entry: CatalogEntry, text: str | None) -> bool:
 def _status_rejection(facts: Facts) -> list[dict[str, Any]]:
     """Rows for credential or SCIM errors in the job status (last execution, current quarantine)."""
     job = facts.job
-    rows = []
+    rows: dict[str, dict[str, Any]] = {}
     for prefix, where in (("last_execution_error", "last execution"), ("quarantine_error", "quarantine")):
         code, message = _value(job, f"{prefix}_code"), _value(job, f"{prefix}_message")
         if code and _rejects(lookup(code, message), message):
-            rows.append(
-                {
-                    "where": f"job status ({where})",
-                    "error_code": code,
-                    "http_status": http_status(message),
-                    "message": (message or "")[:300],
-                }
-            )
-    return rows
+            if code in rows:  # the same error on the last execution and on the quarantine: one row
+                rows[code]["where"] = rows[code]["where"][:-1] + f", {where})"
+                continue
+            rows[code] = {
+                "where": f"job status ({where})",
+                "error_code": code,
+                "http_status": http_status(message),
+                "message": (message or "")[:300],
+            }
+    return list(rows.values())
 
 
 def rejected_entries(facts: Facts) -> pd.DataFrame:
@@ -82,16 +83,15 @@ def rejected_entries(facts: Facts) -> pd.DataFrame:
     failed = events[events["status"] == "failure"]
     if failed.empty:
         return failed
-    verdict: dict[tuple[str, str], bool] = {}
-    keep = []
-    for code, reason in zip(failed["error_code"], failed["error_reason"], strict=True):
-        code = "" if pd.isna(code) else str(code)
-        reason = "" if pd.isna(reason) else str(reason)
-        key = (code, reason if not code else "")
-        if key not in verdict:
-            verdict[key] = _rejects(lookup(code or None, reason or None), reason)
-        keep.append(verdict[key])
-    rejected = failed[keep]
+    codes = failed["error_code"].fillna("").astype(object)
+    by_code = {c: lookup(c or None) for c in codes.unique()}
+    keep = codes.map({c: e.kind in _REJECTING_KINDS for c, e in by_code.items()}).astype(bool)
+    unknown = codes.map({c: not e.known for c, e in by_code.items()}).astype(bool)
+    if unknown.any():  # an unknown code rejects when its reason names 401, 403 or 404
+        reasons = failed.loc[unknown, "error_reason"].fillna("").astype(object)
+        said = reasons.map({r: http_status(r) in _REJECTING_STATUS for r in reasons.unique()}).astype(bool)
+        keep[unknown] = said
+    rejected = failed[keep.to_numpy()]
     successes = events.loc[events["status"] == "success", "activity_time"]
     if not successes.empty:
         rejected = rejected[rejected["activity_time"] > successes.max()]

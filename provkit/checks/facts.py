@@ -263,9 +263,11 @@ class Facts:
         events = self.events
         if events.empty:
             return events
-        known = events[events["source_id"].notna() & (events["source_id"] != "")]
-        ordered = known.sort_values("activity_time", kind="stable")
-        return ordered.drop_duplicates("source_id", keep="last").reset_index(drop=True)
+        # Decide on two columns, then take the chosen rows once (the table is wide).
+        keys = pd.DataFrame({"source_id": events["source_id"], "time": events["activity_time"]})
+        keys = keys[keys["source_id"].notna() & (keys["source_id"] != "")]
+        chosen = keys.sort_values("time", kind="stable").drop_duplicates("source_id", keep="last").index
+        return events.loc[chosen].reset_index(drop=True)
 
     def user_record(self, user_id: Any) -> dict | None:
         if not isinstance(user_id, str):

@@ -21,11 +21,13 @@ and reported as info.
 from __future__ import annotations
 
 import re
+from collections import namedtuple
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
+from provkit.checks.catalog import lookup
 from provkit.checks.facts import Assignment, Facts, as_time, is_false, is_true, nested_words, step_details
 from provkit.checks.finding import LINKS, SECTIONS, Finding, evidence_rows
 
@@ -117,13 +119,8 @@ class Cause:
 
 
 def _text(value: Any) -> str | None:
-    if value is None or value is pd.NA:
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
         return None
-    try:
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError):
-        pass
     text = str(value)
     return text or None
 
@@ -181,11 +178,7 @@ def classify(row: Any, facts: Facts, details: dict[str, Any] | None = None) -> C
     object_id = _text(getattr(row, "source_id", None)) or ""
     skip = (_text(getattr(row, "skip_reason", None)) or "").lower()
     code = _text(getattr(row, "error_code", None))
-    base = ""
-    if code:
-        from provkit.checks.catalog import lookup
-
-        base = (lookup(code).base or code).lower()
+    base = (lookup(code).base or code).lower() if code else ""
     if status == "failure":
         if base in _REQUIRED_CODES:
             target, source = _required_attribute(facts, details, _text(getattr(row, "error_reason", None)))
@@ -279,14 +272,40 @@ def _details_by_event(facts: Facts, event_ids: pd.Series) -> dict[str, dict[str,
     steps = facts.steps
     if steps.empty or event_ids.empty:
         return {}
-    wanted = steps[steps["event_id"].isin(set(event_ids))]
-    wanted = wanted[
-        wanted["details"].str.contains("MissingAttribute|MatchingAttribute", regex=True, na=False)
-    ]
+    wanted = steps[steps["details"].str.contains("MissingAttribute|MatchingAttribute", regex=True, na=False)]
+    wanted = wanted[wanted["event_id"].isin(set(event_ids))]
     merged: dict[str, dict[str, Any]] = {}
     for event_id, text in zip(wanted["event_id"], wanted["details"], strict=True):
         merged.setdefault(event_id, {}).update(step_details(text))
     return merged
+
+
+_ROW_FIELDS = (
+    "id",
+    "status",
+    "action",
+    "source_type",
+    "source_id",
+    "source_name",
+    "reportable_identifier",
+    "skip_reason",
+    "error_code",
+    "error_reason",
+    "activity_time",
+    "change_id",
+    "assigned",
+    "is_active",
+    "scoping_result",
+    "failed_scope_clause",
+    "failed_scope_value",
+)
+_Row = namedtuple("_Row", _ROW_FIELDS)
+
+
+def _records(frame: pd.DataFrame) -> list[Any]:
+    """Rows as light namedtuples (each column converted to Python objects once)."""
+    columns = [frame[name].astype(object).tolist() for name in _ROW_FIELDS]
+    return [_Row(*values) for values in zip(*columns, strict=True)]
 
 
 def skip_table(facts: Facts) -> pd.DataFrame:
@@ -312,11 +331,16 @@ def skip_table(facts: Facts) -> pd.DataFrame:
     latest = facts.latest
     if latest.empty:
         return pd.DataFrame(columns=columns)
-    candidates = latest[(latest["status"] == "skipped") | (latest["status"] == "failure")]
-    candidates = candidates[(candidates["status"] == "skipped") | candidates["error_code"].notna()]
+    # Only skips (other than RedundantExport) and required-attribute failures can have a cause here.
+    codes = latest["error_code"]
+    required = {c for c in codes.dropna().unique() if (lookup(c).base or "").lower() in _REQUIRED_CODES}
+    skipped = (latest["status"] == "skipped") & (
+        latest["skip_reason"].fillna("").str.lower() != "redundantexport"
+    )
+    candidates = latest[skipped | ((latest["status"] == "failure") & codes.isin(required))]
     details = _details_by_event(facts, candidates["id"])
     rows = []
-    for row in candidates.itertuples(index=False):
+    for row in _records(candidates):
         cause = classify(row, facts, details.get(row.id))
         if cause is None:
             continue

@@ -276,7 +276,7 @@ def _audit(facts: Facts, *words: str) -> dict | None:
 
 def _finding(
     check: str, severity: str, title: str, rows: list[dict], why: str, remedy: str, links: list[str]
-):
+) -> Finding:
     listed, omitted = evidence_rows(rows)
     return Finding(check, SECTION, severity, title, listed, why, remedy, links, omitted=omitted)
 

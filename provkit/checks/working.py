@@ -17,7 +17,7 @@ import pandas as pd
 
 from provkit.checks.catalog import lookup
 from provkit.checks.facts import Facts, ago
-from provkit.checks.finding import LINKS, SECTIONS, Finding, evidence_rows
+from provkit.checks.finding import EVIDENCE_ROWS, LINKS, SECTIONS, Finding, evidence_rows
 
 __all__ = ["CHECKS", "failures_by_code", "summary"]
 
@@ -84,8 +84,9 @@ def summary(facts: Facts) -> list[Finding]:
         parts.append("no log entries in the evidence")
     else:
         first, last = events["activity_time"].min(), events["activity_time"].max()
-        days = (last - first).total_seconds() / 86400
-        parts.append(f"{len(events):,} log entries over {days:.1f} days")
+        hours = (last - first).total_seconds() / 3600
+        span = f"{hours / 24:.1f} days" if hours >= 48 else f"{hours:.1f} h"
+        parts.append(f"{len(events):,} log entries over {span}")
         by_status = events["status"].value_counts()
         for status, n in by_status.items():
             if n:
@@ -174,7 +175,9 @@ def failures_by_code(facts: Facts) -> list[Finding]:
             f"{label}: {objects:,} object{'s' if objects != 1 else ''} failing now ({share:.1%} of "
             f"{attempted:,} attempted), {failed_entries:,} failed entries in the logs"
         )
-        listed, omitted = evidence_rows(_object_rows(group))
+        newest = group.loc[group["activity_time"].nlargest(EVIDENCE_ROWS, keep="first").index]
+        listed, _ = evidence_rows(_object_rows(newest))
+        omitted = len(group) - len(listed)
         why = entry.meaning
         if entry.retried:
             why += " The service retries it by itself."
