@@ -186,8 +186,8 @@ def _target_rejected(facts: Facts) -> Finding | None:
     listed, omitted = evidence_rows(rows)
     scim = any(lookup(r["error_code"]).kind == "scim" for r in rows if r.get("error_code"))
     remedy = (
-        "Check the Tenant URL and the Secret Token (a valid, unexpired bearer token; some apps need the "
-        "'Bearer' prefix left out), the admin account's rights in the app, and that the endpoint is reachable. "
+        "Check the Tenant URL and the Secret Token (valid and unexpired; the app's tutorial says whether it "
+        "expects a 'Bearer' prefix), the admin account's rights in the app, and that the endpoint is reachable. "
         "Re-enter them, Test Connection and save. A 404 on a list or filter query means the Tenant URL is wrong "
         "or the endpoint is not SCIM-compliant."
     )

@@ -168,7 +168,8 @@ def _row_text(row: Mapping[str, Any]) -> str:
     for key, value in jsonable(row).items():
         if value is None or value == "":
             continue
-        parts.append(f"{key}={value}")
+        text = str(value)
+        parts.append(f"{key}={text if len(text) <= 100 else text[:97] + '...'}")
     return ", ".join(parts)
 
 
