@@ -24,7 +24,8 @@ class Evidence:
     - ``schema``: the job's synchronization schema JSON, or None.
     - ``assignments``: the app's appRoleAssignedTo entries (principalType User or Group, principalId).
     - ``groups``: for each assigned group id, ``{"display_name", "mail", "direct": [user ids],
-      "transitive": [user ids], "nested": [group ids]}``.
+      "transitive": [user ids], "nested": [group ids], "nested_groups": [{"id", "display_name",
+      "direct": [user ids]}]}``.
     - ``audits``: directory audits about this app (restarts, mapping and scoping changes, quarantine).
     - ``users``: known user objects by id (the ones the checks needed to look at), Graph JSON.
     - ``now``: the moment the evidence describes (the fetch time, or the simulated now).
@@ -143,4 +144,12 @@ def group_facts(tenant, group) -> dict:
         "direct": [users.get(u).id for u in group.user_members],
         "transitive": [users.get(u).id for u in directory.transitive_users(group)],
         "nested": [directory.groups[n].id for n in group.group_members],
+        "nested_groups": [
+            {
+                "id": directory.groups[n].id,
+                "display_name": directory.groups[n].display_name,
+                "direct": [users.get(u).id for u in directory.groups[n].user_members],
+            }
+            for n in group.group_members
+        ],
     }

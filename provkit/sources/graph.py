@@ -88,12 +88,28 @@ def directory_facts(client: GraphClient, assignments: list[dict]) -> tuple[dict[
                     if len(transitive) >= MAX_GROUP_MEMBERS:
                         break
             group = client.get(f"/groups/{gid}")
+            nested_groups = []
+            for nid in nested[:50]:
+                inner = client.get(f"/groups/{nid}")
+                members = [
+                    m["id"]
+                    for m in client.group_members(nid, transitive=False)
+                    if not m.get("@odata.type", "").endswith("group")
+                ]
+                nested_groups.append(
+                    {
+                        "id": nid,
+                        "display_name": inner.get("displayName"),
+                        "direct": members[:MAX_GROUP_MEMBERS],
+                    }
+                )
             groups[gid] = {
                 "display_name": group.get("displayName"),
                 "mail": group.get("mail"),
                 "direct": direct[:MAX_GROUP_MEMBERS],
                 "transitive": transitive,
                 "nested": nested,
+                "nested_groups": nested_groups,
             }
         elif a.get("principalType") == "User" and len(users) < MAX_USERS:
             try:
