@@ -206,7 +206,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     window = resolve_window(since=args.since, start=args.start, end=args.end, now=now)
     resolved = client.resolve_app(args.app)
     print(resolved.describe(), file=sys.stderr)
-    bar = _progress_bar(resolved.display_name)
+    bar = _progress_bar(resolved.display_name, stats=getattr(client, "stats", None))
     try:
         summary, app_store = fetch_app(
             client,
