@@ -309,7 +309,8 @@ class AppStore:
     def write_meta(self, name: str, obj: object) -> None:
         if not _GUIDISH.match(name):
             raise ValueError(f"bad meta name {name!r}")
-        _atomic_write_bytes(self.path / "meta" / f"{name}.json", json.dumps(obj, indent=1).encode())
+        with self._lock:  # under the lock, so removing a crash's temporary files never races a live write
+            _atomic_write_bytes(self.path / "meta" / f"{name}.json", json.dumps(obj, indent=1).encode())
 
     def set_app(self, info: dict) -> None:
         with self._lock:
@@ -430,13 +431,19 @@ class AppStore:
 
     # ---- housekeeping --------------------------------------------------------------------------------------
     def remove_orphans(self) -> int:
-        """Delete part files a crash left out of the manifest; returns how many."""
+        """Delete part files a crash left out of the manifest, and temporary files of interrupted writes; returns
+        how many."""
         with self._lock:
             return self._remove_orphans()
 
     def _remove_orphans(self) -> int:
         data = self.manifest()
         removed = 0
+        # A process killed inside an atomic write leaves its temporary file beside the manifest or a meta file.
+        for folder in (self.path, self.path / "meta"):
+            for file in folder.glob(".*.tmp") if folder.exists() else ():
+                file.unlink(missing_ok=True)
+                removed += 1
         for kind in KINDS:
             listed = set(data["parts"][kind])
             folder = self.path / kind
