@@ -49,24 +49,26 @@ def resolve_window(
     """
     now = now or datetime.now(UTC)
     if since and (start or end):
-        raise ConfigError("Give either --since or --start/--end, not both.")
+        raise ConfigError(
+            "Give either --since or --start/--end, not both.",
+            remedy="Use --since 7d for the last seven days, or --start and --end for a fixed window.",
+        )
     if since:
         w_end = now
         w_start = now - parse_span(since)
     else:
         w_end = parse_instant(end, name="end") if end else now
         w_start = parse_instant(start, name="start") if start else w_end - timedelta(days=7)
+    if w_start > now + timedelta(minutes=5):
+        raise ConfigError(
+            f"The window starts in the future ({w_start:%Y-%m-%d %H:%M} UTC; now is {now:%Y-%m-%d %H:%M} UTC).",
+            remedy="Provisioning logs exist only for the past; check the dates.",
+        )
+    w_end = min(w_end, now)  # nothing is logged after now
     if w_start >= w_end:
         raise ConfigError(
             f"The window is empty or reversed: start {w_start:%Y-%m-%d %H:%M} UTC is not before end "
             f"{w_end:%Y-%m-%d %H:%M} UTC.",
             remedy="Swap --start and --end, or use --since 7d.",
         )
-    if w_start > now + timedelta(minutes=5):
-        raise ConfigError(
-            f"The window starts in the future ({w_start:%Y-%m-%d %H:%M} UTC; now is {now:%Y-%m-%d %H:%M} UTC).",
-            remedy="Provisioning logs exist only for the past; check the dates.",
-        )
-    if w_end > now:
-        w_end = now
     return w_start, w_end
