@@ -4,13 +4,17 @@
 - ``"graph"``: the live tenant named by the PROVKIT_* settings; fetched into the store, then read from it;
 - ``"demo"``: the simulated tenant, started in-process; fetched into a demo store through the same code;
 - ``"store"``: the store alone, offline (after ``provkit fetch`` or ``provkit import``).
+
+The demo tenant's size can be set with ``PROVKIT_DEMO_USERS`` and ``PROVKIT_DEMO_DAYS`` (default 6000 users,
+7 days); ``PROVKIT_DEMO_THROTTLE=1`` turns Graph's reporting throttle on (see provkit.sources.demo).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -33,10 +37,36 @@ class Loaded:
     resolved: str  # "Resolved 'Zendesk' by display name to ..." or the store path
 
 
+DEMO_SIZE_SETTINGS = {"users": "PROVKIT_DEMO_USERS", "days": "PROVKIT_DEMO_DAYS"}
+
+
+def demo_size_from_env(environ: Mapping[str, str] | None = None) -> dict[str, int]:
+    """The demo tenant's size from ``PROVKIT_DEMO_USERS`` (at least 50) and ``PROVKIT_DEMO_DAYS`` (at least 1),
+    where set; tests and quick looks use a small tenant, the default is 6000 users and 7 days."""
+    env = os.environ if environ is None else environ
+    size: dict[str, int] = {}
+    for option, name in DEMO_SIZE_SETTINGS.items():
+        text = (env.get(name) or "").strip()
+        if not text:
+            continue
+        least = 50 if option == "users" else 1
+        if not text.isdigit() or int(text) < least:
+            raise ConfigError(
+                f"{name}={text!r} is not a whole number of at least {least}.",
+                remedy=f"Unset {name} for the default size, or give a number such as {least * 8}.",
+            )
+        size[option] = int(text)
+    return size
+
+
 def demo_tenant(**kwargs):
-    """A process-wide simulated tenant (started once per process and set of arguments)."""
+    """A process-wide simulated tenant (started once per process and set of arguments).
+
+    ``users`` and ``days`` not given come from PROVKIT_DEMO_USERS and PROVKIT_DEMO_DAYS when set.
+    """
     from provkit.sources.demo import DemoTenant
 
+    kwargs = {**demo_size_from_env(), **kwargs}
     key = tuple(sorted(kwargs.items()))
     if key not in _DEMO:
         _DEMO[key] = DemoTenant(**kwargs)
@@ -102,7 +132,11 @@ def load_evidence(
         st = Store(store)
         now = None
     window = resolve_window(since=since if not (start or end) else None, start=start, end=end, now=now)
-    on_page = progress if callable(progress) else (_progress_bar(app) if progress else None)
+    on_page = (
+        progress
+        if callable(progress)
+        else (_progress_bar(app, stats=getattr(client, "stats", None)) if progress else None)
+    )
     try:
         summary, app_store = fetch_app(
             client,
@@ -125,9 +159,11 @@ def load_evidence(
 
 
 class _progress_bar:  # noqa: N801 - used like a function
-    """A tqdm bar over pages and entries; quiet when stderr is not a terminal or notebook."""
+    """A tqdm bar over entries, with pages, the slice, and (given the client's ``stats``, a
+    :class:`provkit.graph.GraphStats`) the 429s received and the seconds spent waiting; quiet when stderr is
+    not a terminal or notebook."""
 
-    def __init__(self, app: str) -> None:
+    def __init__(self, app: str, stats: object | None = None) -> None:
         from tqdm.auto import tqdm
 
         self.bar = tqdm(
@@ -139,11 +175,17 @@ class _progress_bar:  # noqa: N801 - used like a function
             mininterval=0.5,
         )
         self.pages = 0
+        self.stats = stats
+        self._start = (getattr(stats, "throttled", 0), getattr(stats, "waited_seconds", 0.0))
 
     def __call__(self, entries: int, slice_index: int) -> None:
         self.pages += 1
         self.bar.update(entries)
-        self.bar.set_postfix(pages=self.pages, slice=slice_index + 1, refresh=False)
+        postfix: dict[str, object] = {"pages": self.pages, "slice": slice_index + 1}
+        if self.stats is not None:
+            postfix["throttled"] = getattr(self.stats, "throttled", 0) - self._start[0]
+            postfix["waited"] = f"{getattr(self.stats, 'waited_seconds', 0.0) - self._start[1]:.0f}s"
+        self.bar.set_postfix(postfix, refresh=False)
 
     def close(self) -> None:
         self.bar.close()
