@@ -406,6 +406,20 @@ class AppStore:
     def events(self) -> pd.DataFrame:
         return self.tables().events
 
+    def _entry_span(self, data: dict) -> tuple[int, str | None, str | None]:
+        """(entries, first activity time, last activity time) from the events parts' footers."""
+        count, first, last = 0, None, None
+        for file in self._part_files("events", data):
+            meta = pq.ParquetFile(file).metadata
+            count += meta.num_rows
+            column = meta.schema.to_arrow_schema().get_field_index("activity_time")
+            for group in range(meta.num_row_groups) if column >= 0 else ():
+                stats = meta.row_group(group).column(column).statistics
+                if stats is not None and stats.has_min_max:
+                    first = stats.min if first is None else min(first, stats.min)
+                    last = stats.max if last is None else max(last, stats.max)
+        return count, _iso(first) if first else None, _iso(last) if last else None
+
     def jobs(self) -> pd.DataFrame:
         """Every job-status snapshot, oldest first."""
         df = self._snapshot(lambda data: self._read("jobs", JOB_COLUMNS, data))
@@ -510,8 +524,10 @@ class Store:
         store.remove_orphans()
         return store
 
-    def apps(self) -> list[dict]:
-        """Every app in the store with what is known of it: tenant, ids, name, entries, covered range."""
+    def apps(self, *, counts: bool = True) -> list[dict]:
+        """Every app in the store with what is known of it: tenant, ids, name, covered range (fetched windows;
+        none for imports) and, with ``counts``, the number of entries and the times of the first and last
+        (from the Parquet footers, not the data)."""
         out = []
         if not self.root.exists():
             return out
@@ -533,13 +549,18 @@ class Store:
                         "path": str(app_dir),
                     }
                 )
+                if counts:
+                    entries, first, last = store._snapshot(store._entry_span)
+                    out[-1].update(entries=entries, first_entry=first, last_entry=last)
         return out
 
     def find(self, app: str, tenant_id: str | None = None) -> AppStore:
         """Resolve APP (display name, appId or service principal id) among the stored apps, offline."""
         from provkit.errors import ConfigError as _ConfigError
 
-        candidates = [a for a in self.apps() if tenant_id is None or a["tenant_id"] == tenant_id.lower()]
+        candidates = [
+            a for a in self.apps(counts=False) if tenant_id is None or a["tenant_id"] == tenant_id.lower()
+        ]
         wanted = app.strip().lower()
         exact = [a for a in candidates if wanted in (a["service_principal_id"], (a["app_id"] or "").lower())]
         if not exact:
