@@ -1,0 +1,746 @@
+"""Small helpers the workbook's notebooks call, so that their cells stay short.
+
+- :func:`setup`: errors from provkit shown as a short message instead of a traceback; plotly figures that render
+  in JupyterLab and in exported HTML pages;
+- :func:`load`: one app's evidence from the parameters cell's values (``source`` demo, graph or store);
+- :func:`pick_app` and :func:`pick_object`: ipywidgets pickers shown when no parameter named the app or object;
+  picking a value rebinds the notebook variable, so the cells below use it when run again;
+- :func:`show_status`, :func:`show_findings`, :func:`verdict`: findings with a link to the notebook that goes
+  deeper, and a short, stable verdict line per notebook (the line the notebook tests check);
+- :func:`validator`, :func:`restart_job`, :func:`provision_on_demand`: the calls that touch the tenant, each
+  doing nothing unless the notebook's flag (``validate_credentials``, ``allow_changes``) is set.
+
+Nothing here holds a secret: sign-in settings other than the tenant id, client id and cloud come from the
+``PROVKIT_*`` environment variables.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from provkit.errors import ConfigError, ProvkitError
+from provkit.evidence import Evidence
+from provkit.workbook import Loaded, check_source, load_evidence
+
+__all__ = [
+    "NOTEBOOKS",
+    "SECTION_NOTEBOOKS",
+    "change_eta_text",
+    "credential_failures",
+    "cycles_verdict",
+    "demo_options_from_env",
+    "eta_text",
+    "explain_verdict",
+    "findings_html",
+    "first_skipped_user",
+    "latest_failures",
+    "load",
+    "notebook_for",
+    "notebooks_dir",
+    "pick_app",
+    "pick_object",
+    "provision_on_demand",
+    "restart_job",
+    "setup",
+    "short_error",
+    "show_findings",
+    "show_status",
+    "skip_reasons",
+    "status_row",
+    "validator",
+    "verdict",
+    "watermark_resets",
+]
+
+NOTEBOOKS = (
+    "00-triage",
+    "01-is-provisioning-working",
+    "02-service-does-not-start",
+    "03-credentials",
+    "04-skipped-users",
+    "05-cycles-and-watermarks",
+    "06-explain-an-object",
+    "07-postmortem",
+)
+
+# The notebook that goes deeper into each check section (the part of a check id before the dot).
+SECTION_NOTEBOOKS = {
+    "working": "01-is-provisioning-working",
+    "failures": "01-is-provisioning-working",
+    "start": "02-service-does-not-start",
+    "credentials": "03-credentials",
+    "skipped": "04-skipped-users",
+    "quarantine": "05-cycles-and-watermarks",
+}
+
+_SEVERITY_COLOURS = {"error": "#b42318", "warning": "#b54708", "info": "#475467"}
+_RESTART_SCOPE = "Watermark, Escrows, QuarantineState"
+
+
+# ---- setup and errors -----------------------------------------------------------------------------------
+def short_error(exc: BaseException) -> str:
+    """A provkit error as the few lines a reader needs: what failed, what to do, where to read more."""
+    kind = type(exc).__name__
+    return f"{kind}: {exc}"
+
+
+def setup() -> None:
+    """Prepare the running notebook: short messages for provkit errors, plotly output that also exports.
+
+    Outside IPython (a plain script) this does nothing. The error still fails the cell (papermill and the
+    report see it); only its display is shortened.
+    """
+    try:
+        import plotly.io as pio
+
+        # JupyterLab renders the mimetype; exported HTML pages use the HTML part (plotly.js from its CDN).
+        pio.renderers.default = "plotly_mimetype+notebook_connected"
+    except ImportError:  # pragma: no cover - plotly is a dependency
+        pass
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with Jupyter
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+
+    def handler(shell, etype, value, tb, tb_offset=None):  # noqa: ANN001 - IPython's signature
+        lines = ["provkit could not do this:", short_error(value)]
+        shell._showtraceback(etype, value, lines)
+        return lines
+
+    shell.set_custom_exc((ProvkitError,), handler)
+
+
+# ---- loading ----------------------------------------------------------------------------------------------
+def demo_options_from_env(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Size and clock of the simulated tenant from ``PROVKIT_DEMO_USERS``, ``_DAYS``, ``_SEED`` and ``_NOW``.
+
+    Unset variables are left to the simulator's defaults. ``PROVKIT_DEMO_NOW`` is an ISO-8601 instant (UTC
+    unless an offset is given); a fixed one makes the demo's findings the same on every run.
+    """
+    env = os.environ if environ is None else environ
+    options: dict[str, Any] = {}
+    for name, key in (
+        ("PROVKIT_DEMO_USERS", "users"),
+        ("PROVKIT_DEMO_DAYS", "days"),
+        ("PROVKIT_DEMO_SEED", "seed"),
+    ):
+        text = (env.get(name) or "").strip()
+        if not text:
+            continue
+        try:
+            options[key] = int(text)
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number, not {text!r}.") from None
+    text = (env.get("PROVKIT_DEMO_NOW") or "").strip()
+    if text:
+        from provkit.window import parse_instant
+
+        options["now"] = parse_instant(text, name="PROVKIT_DEMO_NOW")
+    return options
+
+
+def _graph_client(
+    cloud: str | None, tenant_id: str | None, client_id: str | None, *, allow_writes: bool = False
+):
+    """A Graph client from ``PROVKIT_*``, with the notebook's non-secret settings taking precedence."""
+    from provkit.auth import Settings
+    from provkit.sources.graph import connect
+
+    env = dict(os.environ)
+    for name, value in (
+        ("PROVKIT_CLOUD", cloud),
+        ("PROVKIT_TENANT_ID", tenant_id),
+        ("PROVKIT_CLIENT_ID", client_id),
+    ):
+        if value:
+            env[name] = value
+    return connect(Settings.from_env(env), allow_writes=allow_writes)
+
+
+def _demo(allow_writes: bool = False):
+    from provkit.workbook import demo_tenant
+
+    options = demo_options_from_env()
+    if allow_writes:
+        options.update(admin=True, allow_writes=True)
+    return demo_tenant(**options)
+
+
+def load(
+    app: str,
+    *,
+    source: str = "demo",
+    since: str | None = "7d",
+    start: str | None = None,
+    end: str | None = None,
+    store: str | None = None,
+    cloud: str | None = None,
+    tenant_id: str | None = None,
+    client_id: str | None = None,
+) -> Loaded:
+    """One app's evidence for the window, from the parameters cell's values.
+
+    With ``source="store"`` nothing is fetched: the app is read from the store and cut to the window
+    (``start``/``end``, or ``since`` before the end of what the store covers).
+    """
+    source = check_source(source)
+    since = since or None
+    start, end = start or None, end or None
+    if start or end:
+        since = None
+    if source == "store":
+        loaded = load_evidence(app, source="store", store=store, tenant_id=tenant_id or None)
+        _cut_to_window(loaded.evidence, store=store, tenant_id=tenant_id, since=since, start=start, end=end)
+        return loaded
+    client = None
+    demo_options = None
+    if source == "demo":
+        demo_options = demo_options_from_env()
+    elif cloud or tenant_id or client_id:
+        client = _graph_client(cloud, tenant_id, client_id)
+    return load_evidence(
+        app,
+        source=source,
+        since=since,
+        start=start,
+        end=end,
+        store=store or None,
+        tenant_id=tenant_id or None,
+        client=client,
+        progress=source == "graph",
+        demo_options=demo_options,
+    )
+
+
+def _cut_to_window(
+    evidence: Evidence,
+    *,
+    store: str | None,
+    tenant_id: str | None,
+    since: str | None,
+    start: str | None,
+    end: str | None,
+) -> None:
+    """Limit stored evidence to [start, end): the events in it, and the job snapshots taken before its end.
+
+    The end defaults to the end of the time the store covers (for the demo, the simulated now), not the
+    clock, so a store read later tells the same story as when it was fetched.
+    """
+    from provkit.store import Store
+    from provkit.window import resolve_window
+
+    covered = Store(store).find(evidence.service_principal_id, tenant_id or None).covered()
+    default_end = covered[-1][1] if covered else evidence.now
+    if not (since or start or end):
+        first = covered[0][0] if covered else None
+        if first is not None:
+            evidence.window = (first, default_end)
+            evidence.now = default_end
+        return
+    if since:
+        w_start, w_end = resolve_window(since=since, now=default_end)
+    else:
+        w_start, w_end = resolve_window(start=start, end=end, now=default_end)
+    evidence.window = (w_start, w_end)
+    evidence.now = w_end
+    tables = evidence.tables
+    times = tables.events["activity_time"]
+    keep = (times >= pd.Timestamp(w_start)) & (times < pd.Timestamp(w_end))
+    if not bool(keep.all()):
+        events = tables.events[keep]
+        ids = set(events["id"])
+        tables.events = events.reset_index(drop=True)
+        tables.steps = tables.steps[tables.steps["event_id"].isin(ids)].reset_index(drop=True)
+        tables.properties = tables.properties[tables.properties["event_id"].isin(ids)].reset_index(drop=True)
+    jobs = evidence.jobs
+    # Snapshots are stamped with the clock of the fetch; keep them all when the window reaches the store's end.
+    if jobs is not None and len(jobs) and "snapshot_time" in jobs and w_end < default_end:
+        taken = jobs["snapshot_time"]
+        evidence.jobs = jobs[taken.isna() | (taken <= pd.Timestamp(w_end))].reset_index(drop=True)
+
+
+# ---- pickers --------------------------------------------------------------------------------------------
+def _bind(name: str, value: Any) -> None:
+    """Rebind ``name`` in the notebook's namespace (what the cells below read)."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is not None:
+        shell.user_ns[name] = value
+
+
+def _app_choices(source: str, store: str | None, tenant_id: str | None, cloud, client_id) -> list[dict]:
+    if source == "store":
+        from provkit.store import Store
+
+        rows = Store(store).apps()
+        if tenant_id:
+            rows = [r for r in rows if r["tenant_id"] == tenant_id.lower()]
+        return [{**r, "status_code": "stored"} for r in rows]
+    from provkit.sources.graph import provisioning_apps
+
+    client = _demo().client if source == "demo" else _graph_client(cloud, tenant_id, client_id)
+    return provisioning_apps(client)
+
+
+def pick_app(
+    app: str | None,
+    *,
+    source: str = "demo",
+    since: str | None = "7d",
+    store: str | None = None,
+    cloud: str | None = None,
+    tenant_id: str | None = None,
+    client_id: str | None = None,
+    demo_scenario: str | None = None,
+) -> str:
+    """The app to investigate: ``app`` when a parameter named one, else a picker's choice.
+
+    Without ``app`` this lists the apps with provisioning jobs and shows two dropdowns (app and window); the
+    returned value is the preselected app (for the demo, the app of ``demo_scenario``, the scenario this
+    notebook is about). Changing a dropdown rebinds ``app`` and ``since`` in the notebook, so run the cells
+    below again to look at the new choice.
+    """
+    if app and str(app).strip():
+        return str(app).strip()
+    source = check_source(source)
+    choices = _app_choices(source, store, tenant_id, cloud, client_id)
+    if not choices:
+        raise ConfigError(
+            "No app with a provisioning job was found.",
+            remedy="Check the tenant (or the store), or name the app in the parameters cell.",
+        )
+    default = choices[0]
+    if source == "demo" and demo_scenario:
+        from provkit.sim.scenarios import SCENARIOS
+
+        wanted = SCENARIOS[demo_scenario].app if demo_scenario in SCENARIOS else None
+        default = next((c for c in choices if c["display_name"] == wanted), default)
+    options = [
+        (f"{c['display_name']} ({c.get('status_code') or '?'})", c["service_principal_id"]) for c in choices
+    ]
+    _show_pickers(
+        [
+            ("app", "App", options, default["service_principal_id"]),
+            ("since", "Window", [(f"last {s}", s) for s in ("1d", "3d", "7d", "14d", "30d")], since or "7d"),
+        ]
+    )
+    return default["service_principal_id"]
+
+
+def pick_object(obj: str | None, evidence: Evidence, *, limit: int = 200) -> str | None:
+    """The user or group to explain: ``obj`` when given, else a picker over the objects in the logs.
+
+    Objects whose latest entry failed or was skipped come first (most recent first), then the others. Returns
+    the preselected object's id, or None when the logs hold no object.
+    """
+    if obj and str(obj).strip():
+        return str(obj).strip()
+    events = evidence.events
+    if events.empty:
+        return None
+    frame = events[["source_id", "source_name", "source_type", "status", "activity_time"]].dropna(
+        subset=["source_id"]
+    )
+    latest = frame.sort_values("activity_time").groupby("source_id", sort=False).tail(1)
+    latest = latest.assign(problem=~latest["status"].astype(str).isin(["success"]))
+    latest = latest.sort_values(["problem", "activity_time"], ascending=[False, False]).head(limit)
+    options = [
+        (f"{r.source_name or r.source_id} ({r.source_type or '?'}, last {r.status})", r.source_id)
+        for r in latest.itertuples()
+    ]
+    if not options:
+        return None
+    _show_pickers([("object_id", "Object", options, options[0][1])])
+    return options[0][1]
+
+
+def _show_pickers(specs: Sequence[tuple[str, str, list[tuple[str, str]], str]]) -> None:
+    try:
+        import ipywidgets as widgets
+        from IPython.display import display
+    except ImportError:  # pragma: no cover - both are dependencies
+        return
+    boxes = []
+    for name, label, options, value in specs:
+        dropdown = widgets.Dropdown(options=options, value=value, description=label)
+
+        def changed(change: dict, name: str = name) -> None:
+            _bind(name, change["new"])
+
+        dropdown.observe(changed, names="value")
+        boxes.append(dropdown)
+    hint = widgets.HTML("Pick, then run the cells below again (Run &#9656; Run Selected Cell and All Below).")
+    display(widgets.VBox([*boxes, hint]))
+
+
+# ---- status, findings and verdicts ------------------------------------------------------------------------
+def status_row(evidence: Evidence) -> dict[str, Any]:
+    """The job's state in one row: status code, schedule, last execution, quarantine, entries in the window."""
+    job = evidence.job or {}
+    status = job.get("status") or {}
+    last = status.get("lastExecution") or {}
+    quarantine = status.get("quarantine") or {}
+    window = evidence.window
+    return {
+        "app": evidence.display_name,
+        "status": status.get("code"),
+        "schedule": (job.get("schedule") or {}).get("state"),
+        "last_execution": last.get("state"),
+        "last_ended": last.get("timeEnded"),
+        "quarantine": quarantine.get("reason"),
+        "entries": len(evidence.events),
+        "window": f"{window[0]:%Y-%m-%d %H:%M} .. {window[1]:%Y-%m-%d %H:%M} UTC" if window else None,
+    }
+
+
+def show_status(evidence: Evidence) -> None:
+    """Display :func:`status_row` as a one-row table."""
+    from IPython.display import display
+
+    display(pd.DataFrame([status_row(evidence)]).set_index("app"))
+
+
+def notebook_for(check: str) -> str | None:
+    """The notebook (name without .ipynb) that goes deeper into a check id such as ``skipped.scoping-filter``."""
+    return SECTION_NOTEBOOKS.get(check.split(".", 1)[0])
+
+
+def _sections(findings: Iterable, sections: Iterable[str] | None) -> list:
+    wanted = tuple(sections) if sections else None
+    return [f for f in findings if wanted is None or f.check.split(".", 1)[0] in wanted]
+
+
+def findings_html(findings: Iterable, *, deeper: bool = True, rows: int = 5) -> str:
+    """Findings as an HTML table (severity, check, title, link to the deeper notebook) with details below."""
+    items = list(findings)
+    if not items:
+        return "<p>No findings.</p>"
+    head = (
+        "<tr><th>severity</th><th>check</th><th>finding</th>"
+        + ("<th>go deeper</th>" if deeper else "")
+        + "</tr>"
+    )
+    body = []
+    for f in items:
+        colour = _SEVERITY_COLOURS.get(f.severity, "#475467")
+        target = notebook_for(f.check) if deeper else None
+        link = (
+            f'<td><a href="{target}.ipynb">{target}</a></td>' if target else ("<td></td>" if deeper else "")
+        )
+        details = _finding_details(f, rows)
+        body.append(
+            f'<tr><td style="color:{colour};font-weight:bold">{f.severity}</td><td><code>{html.escape(f.check)}'
+            f"</code></td><td>{html.escape(f.title)}{details}</td>{link}</tr>"
+        )
+    return f'<table style="text-align:left">{head}{"".join(body)}</table>'
+
+
+def _finding_details(f, rows: int) -> str:
+    parts = []
+    if f.why:
+        parts.append(f"<p><b>Why it matters:</b> {html.escape(f.why)}</p>")
+    if f.remedy:
+        parts.append(f"<p><b>What to do:</b> {html.escape(f.remedy)}</p>")
+    if f.evidence:
+        frame = pd.DataFrame(f.evidence[:rows])
+        more = len(f.evidence) - rows + f.omitted if len(f.evidence) > rows else f.omitted
+        parts.append(frame.to_html(index=False, na_rep="", border=0))
+        if more > 0:
+            parts.append(f"<p>... and {more} more</p>")
+    for link in f.links:
+        parts.append(f'<p><a href="{html.escape(link)}">{html.escape(link)}</a></p>')
+    if not parts:
+        return ""
+    return f"<details><summary>details</summary>{''.join(parts)}</details>"
+
+
+class _Rich:
+    """An object that shows as HTML in Jupyter and as text elsewhere."""
+
+    def __init__(self, text: str, html_text: str) -> None:
+        self.text, self.html_text = text, html_text
+
+    def _repr_html_(self) -> str:
+        return self.html_text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def show_findings(findings: Iterable, *, sections: Iterable[str] | None = None, deeper: bool = True) -> None:
+    """Display findings (optionally only some sections) with links to the notebook that goes deeper."""
+    from IPython.display import display
+
+    from provkit.checks import format_findings
+
+    chosen = _sections(findings, sections)
+    display(_Rich(format_findings(chosen), findings_html(chosen, deeper=deeper)))
+
+
+def verdict(evidence: Evidence, findings: Iterable, *, sections: Iterable[str] | None = None) -> str:
+    """A short, stable verdict: the app, the worst severity, and each finding's check id and count.
+
+    Titles (which carry times and wording) are left out on purpose: this is what a test or an alert compares.
+    """
+    chosen = _sections(findings, sections)
+    worst = max((f.rank for f in chosen), default=-1)
+    label = {-1: "nothing to report", 0: "ok (information only)", 1: "WARNING", 2: "ERROR"}[worst]
+    lines = [f"{evidence.display_name}: {label}"]
+    for f in chosen:
+        lines.append(f"  {f.severity:<7} {f.check}" + (f" ({f.count})" if f.count else ""))
+    return "\n".join(lines)
+
+
+def _time(value: Any) -> str:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return "unknown"
+    return f"{pd.Timestamp(value).tz_convert('UTC'):%Y-%m-%d %H:%M} UTC"
+
+
+def eta_text(eta) -> str:
+    """The initial cycle's ETA (a :class:`provkit.cycles.Eta` or None) in a few lines."""
+    if eta is None:
+        return "No initial cycle is running: nothing to estimate."
+    lines = [
+        f"Initial cycle started {_time(eta.cycle_start)}.",
+        f"  earliest {_time(eta.earliest)}  ({eta.earliest_method})",
+        f"  likely   {_time(eta.likely)}  ({eta.likely_method})",
+        f"  latest   {_time(eta.latest)}  ({eta.latest_method})",
+        f"  objects in scope: {eta.objects_in_scope_source}",
+    ]
+    lines += [f"  note: {note}" for note in eta.notes]
+    return "\n".join(lines)
+
+
+def change_eta_text(eta) -> str:
+    """When a change made now reaches the app (a :class:`provkit.cycles.ChangeEta`), in a few lines."""
+    if eta.never:
+        when = "not until someone acts"
+    else:
+        when = f"likely {_time(eta.likely)} (between {_time(eta.earliest)} and {_time(eta.latest)})"
+        if eta.only_if_fixed:
+            when += ", and only if the cause is fixed"
+    return f"{eta.state}: {when}.\n{eta.explanation}\nBasis: {eta.basis}"
+
+
+def cycles_verdict(result) -> str:
+    """The cycle summary (a :class:`provkit.cycles.CycleSummary`) as a short, stable verdict."""
+    lines = [
+        f"{result.app}: {result.state}",
+        f"  cycles {result.cycles}: {result.initial_cycles} initial, {result.incremental_cycles} incremental, "
+        f"{result.unknown_cycles} unknown; {result.inferred_cycles} inferred without entries",
+    ]
+    if result.initial_reason:
+        lines.append(f"  latest initial cycle: {result.initial_reason}")
+    if result.quarantine_reason:
+        lines.append(f"  quarantine: {result.quarantine_reason}")
+    return "\n".join(lines)
+
+
+def explain_verdict(explanation) -> str:
+    """One object's explanation as a short, stable verdict: who, the check that covers it, the assignment."""
+    who = explanation.display_name or explanation.query
+    check = explanation.check or "nothing wrong"
+    return f"{who} ({explanation.kind or 'object'}): {check}; assignment: {explanation.assignment}"
+
+
+_FAILURE_COLUMNS = [
+    "activity_time",
+    "source_name",
+    "action",
+    "error_code",
+    "error_reason",
+    "change_id",
+]
+
+
+def latest_failures(evidence: Evidence, n: int = 10) -> pd.DataFrame:
+    """The ``n`` most recent failed entries: time, object, action, error code and reason, change id."""
+    events = evidence.events
+    failed = events[events["status"].astype(str) == "failure"]
+    return (
+        failed.sort_values("activity_time", ascending=False).head(n)[_FAILURE_COLUMNS].reset_index(drop=True)
+    )
+
+
+def credential_failures(evidence: Evidence, n: int = 20) -> pd.DataFrame:
+    """Failed entries whose error says the app refused the credentials, latest first (at most ``n``)."""
+    from provkit.checks.credentials import rejected_entries
+    from provkit.checks.facts import gather
+
+    rejected = rejected_entries(gather(evidence))
+    if rejected.empty:
+        return pd.DataFrame(columns=_FAILURE_COLUMNS)
+    return (
+        rejected.sort_values("activity_time", ascending=False)
+        .head(n)[_FAILURE_COLUMNS]
+        .reset_index(drop=True)
+    )
+
+
+def skip_reasons(evidence: Evidence) -> pd.DataFrame:
+    """Skipped entries and distinct objects per logged skip reason, most objects first."""
+    events = evidence.events
+    skipped = events[events["status"].astype(str) == "skipped"]
+    if skipped.empty:
+        return pd.DataFrame(columns=["skip_reason", "entries", "objects"])
+    reason = skipped["skip_reason"].astype(object).where(skipped["skip_reason"].notna(), "(none logged)")
+    table = skipped.assign(skip_reason=reason).groupby("skip_reason", dropna=False)
+    out = pd.DataFrame({"entries": table.size(), "objects": table["source_id"].nunique()})
+    return out.sort_values(["objects", "entries"], ascending=False).reset_index()
+
+
+def first_skipped_user(evidence: Evidence) -> str | None:
+    """The object id of the user most recently skipped, or None."""
+    events = evidence.events
+    skipped = events[(events["status"].astype(str) == "skipped") & events["source_id"].notna()]
+    users = skipped[skipped["source_type"].astype(str).str.lower().str.contains("user")]
+    if users.empty:
+        return None
+    return str(users.sort_values("activity_time").iloc[-1]["source_id"])
+
+
+def watermark_resets(cycle_table: pd.DataFrame) -> pd.DataFrame:
+    """The cycles that followed a watermark reset: start, kind, reason, duration and entries."""
+    columns = ["start", "kind", "reset_reason", "duration", "entries", "kind_reason"]
+    resets = cycle_table[cycle_table["reset_before"]]
+    return resets[columns].reset_index(drop=True)
+
+
+# ---- calls that touch the tenant --------------------------------------------------------------------------
+def _write_client(source: str, cloud=None, tenant_id=None, client_id=None, *, allow_writes: bool):
+    source = check_source(source)
+    if source == "store":
+        raise ConfigError(
+            "This notebook reads the store offline: there is no tenant to call.",
+            remedy="Set source = 'graph' (or 'demo') in the parameters cell to call the tenant.",
+        )
+    if source == "demo":
+        return _demo(allow_writes=True).client
+    return _graph_client(cloud, tenant_id, client_id, allow_writes=allow_writes)
+
+
+def _job_path(evidence: Evidence) -> str:
+    job = evidence.job or {}
+    if not job.get("id"):
+        raise ConfigError(f"No provisioning job is known for {evidence.display_name}.")
+    return f"/servicePrincipals/{evidence.service_principal_id}/synchronization/jobs/{job['id']}"
+
+
+def validator(
+    evidence: Evidence,
+    validate_credentials: bool,
+    *,
+    source: str = "demo",
+    store: str | None = None,
+    cloud: str | None = None,
+    tenant_id: str | None = None,
+    client_id: str | None = None,
+) -> Callable[[], Any] | None:
+    """The validateCredentials call for ``run_checks``, or None when ``validate_credentials`` is False.
+
+    The POST tests the saved credentials against the app (it changes nothing, but it does reach the target), so
+    it runs only when the notebook's ``validate_credentials`` parameter is True.
+    """
+    if not validate_credentials:
+        return None
+    client = _write_client(source, cloud, tenant_id, client_id, allow_writes=False)
+    path = _job_path(evidence) + "/validateCredentials"
+
+    def validate() -> Any:
+        return client.post(path, json={"useSavedCredentials": True}, changes_tenant=False)
+
+    return validate
+
+
+def _not_run(what: str) -> str:
+    return f"Not run: this cell would {what}. Set allow_changes = True in the parameters cell to do it."
+
+
+def restart_job(
+    evidence: Evidence,
+    allow_changes: bool,
+    *,
+    source: str = "demo",
+    store: str | None = None,
+    cloud: str | None = None,
+    tenant_id: str | None = None,
+    client_id: str | None = None,
+) -> str:
+    """Restart the job (clearing watermark, escrows and quarantine) when ``allow_changes``; say what happened.
+
+    A restart makes the next cycle an initial cycle, which evaluates every object in scope again.
+    """
+    if not allow_changes:
+        return _not_run(f"restart {evidence.display_name}'s job (the next cycle would be an initial cycle)")
+    client = _write_client(source, cloud, tenant_id, client_id, allow_writes=True)
+    client.post(
+        _job_path(evidence) + "/restart",
+        json={"criteria": {"resetScope": _RESTART_SCOPE}},
+        changes_tenant=True,
+    )
+    return f"Restarted {evidence.display_name}'s job at {datetime.now(UTC):%Y-%m-%d %H:%M} UTC ({_RESTART_SCOPE})."
+
+
+def provision_on_demand(
+    evidence: Evidence,
+    object_id: str | None,
+    allow_changes: bool,
+    *,
+    source: str = "demo",
+    store: str | None = None,
+    cloud: str | None = None,
+    tenant_id: str | None = None,
+    client_id: str | None = None,
+) -> str:
+    """Provision one user on demand when ``allow_changes``; the service's answer, in a line or two."""
+    if not object_id:
+        return "No object chosen."
+    if not allow_changes:
+        return _not_run(
+            f"provision {object_id} to {evidence.display_name} on demand (it may create or change it)"
+        )
+    import json
+
+    client = _write_client(source, cloud, tenant_id, client_id, allow_writes=True)
+    rule_id = _rule_id(evidence)
+    body = {
+        "parameters": [
+            {"ruleId": rule_id, "subjects": [{"objectId": object_id, "objectTypeName": "User"}]},
+        ]
+    }
+    answer = client.post(_job_path(evidence) + "/provisionOnDemand", json=body, changes_tenant=True) or {}
+    try:
+        key = json.loads(answer.get("key") or "{}")
+    except ValueError:
+        key = {}
+    details = key.get("details") or {}
+    return f"provisionOnDemand: {key.get('result', 'unknown result')}" + (
+        f" ({details.get('errorCode')}: {details.get('errorMessage')})" if details.get("errorCode") else ""
+    )
+
+
+def _rule_id(evidence: Evidence) -> str:
+    rules = (evidence.schema or {}).get("synchronizationRules") or []
+    if not rules or not rules[0].get("id"):
+        raise ConfigError(
+            f"The synchronization rule of {evidence.display_name}'s job is unknown (no schema in the evidence).",
+            remedy="Fetch the app again from the tenant: the schema names the rule provisionOnDemand needs.",
+        )
+    return str(rules[0]["id"])
+
+
+def notebooks_dir() -> Path:
+    """The folder holding the workbook's notebooks (beside the provkit package in a checkout)."""
+    return Path(__file__).resolve().parents[1] / "notebooks"
