@@ -549,11 +549,12 @@ def _first_lines(text: str, count: int) -> Iterator[tuple[int, str]]:
 def _loads(line: str) -> Any:
     try:
         return json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return _MISSING
 
 
 _MISSING: Any = object()
+TOO_DEEP = "nested too deeply to read (arrays or objects hundreds of levels inside each other)"
 _STREAMED: Any = object()  # stands for a member whose value was streamed, not kept
 
 
@@ -565,7 +566,7 @@ def _sniff(t: _Text) -> _Sniffed:
         try:
             first, _ = _DECODER.raw_decode(text, _skip(text, i + 1))
             kind = _json_kind(first)
-        except ValueError:
+        except (ValueError, RecursionError):
             kind = (
                 "log-analytics-json" if re.search(r'"TimeGenerated"\s*:', head, re.I) else "admin-center-json"
             )
@@ -1187,6 +1188,9 @@ class _FileReader:
             except json.JSONDecodeError as exc:
                 i = self._broken_element(start, exc, reference if peers else None)
                 continue
+            except RecursionError:
+                i = self._too_deep(start, reference if peers else None)
+                continue
             if first and peers and isinstance(value, dict):
                 reference = {str(k).lower() for k in value}
             first = False
@@ -1235,6 +1239,17 @@ class _FileReader:
             )
         raise _Stop
 
+    def _too_deep(self, start: int, reference: AbstractSet[str] | None) -> int:
+        """Rejects an element nested too deeply for the JSON parser; returns where reading resumes."""
+        resume = self._resync(start, reference) if reference is not None else None
+        if resume is not None:
+            self.reject(
+                self.lines(start), f"{TOO_DEEP}; skipped to the next record on line {self.lines(resume)}"
+            )
+            return resume
+        self.reject(self.lines(start), f"{TOO_DEEP}; the rest of the file is not read")
+        raise _Stop
+
     def _resync(self, start: int, reference: AbstractSet[str]) -> int | None:
         """Offset of the next array element after ``start`` whose keys mostly match ``reference``."""
         text = self.t.text
@@ -1245,7 +1260,7 @@ class _FileReader:
             pos = start + 1 + m.end() - 1
             try:
                 value, end = _DECODER.raw_decode(text, pos)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 continue
             if not isinstance(value, dict) or len(reference & {str(k).lower() for k in value}) < need:
                 continue
@@ -1278,6 +1293,9 @@ class _FileReader:
                 cut = exc.pos >= len(text.rstrip()) - 1 or not text.rstrip().endswith("}")
                 what = "the JSON ends early (cut download?)" if cut else f"the JSON is broken ({exc.msg})"
                 self.notes.add(self.t.name, f"{what}; the records before it were read", exc.lineno)
+                raise _Stop from None
+            except RecursionError:
+                self.notes.add(self.t.name, f"{TOO_DEEP}; the records before it were read", self.lines(i))
                 raise _Stop from None
             i = _skip(text, i)
             if text.startswith(",", i):
@@ -1388,6 +1406,8 @@ class _FileReader:
                     cut = end >= len(text.rstrip()) and (self.t.truncated or not line.endswith("}"))
                     why = "cut off where the file ends" if cut else "not valid JSON"
                     self.reject(number, f"{why} ({exc.msg}: column {exc.colno})")
+                except RecursionError:
+                    self.reject(number, TOO_DEEP)
                 else:
                     self.json_item(pos, value)
             pos = end + 1
