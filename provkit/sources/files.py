@@ -427,7 +427,14 @@ def _looks_utf16(raw: bytes) -> str | None:
 
 
 def _decode(raw: bytes, name: str, notes: _Notes) -> str:
-    """Text of ``raw``: UTF-8 (BOM or not), UTF-16 (BOM or a run of NULs), else cp1252 with a warning."""
+    """Text of ``raw``: UTF-8 (BOM or not), UTF-16 (BOM or a run of NULs), UTF-32 (BOM), else cp1252 with a
+    warning."""
+    if raw.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):  # before UTF-16: FF FE starts both
+        try:
+            return raw.decode("utf-32")
+        except UnicodeDecodeError:
+            notes.add(name, "UTF-32 text with broken characters; they were replaced with U+FFFD")
+            return raw.decode("utf-32", errors="replace")
     if raw.startswith(codecs.BOM_UTF8):
         raw = raw[3:]
     elif raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
