@@ -465,6 +465,7 @@ def _parse_times_carefully(data: np.ndarray) -> np.ndarray:
 
 
 _NUMBER = r"(\d+(?:\.\d+)?)"
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _DURATION_RE = re.compile(
     rf"(-)?P(?:{_NUMBER}Y)?(?:{_NUMBER}M)?(?:{_NUMBER}W)?(?:{_NUMBER}D)?"
     rf"(?:T(?:{_NUMBER}H)?(?:{_NUMBER}M)?(?:{_NUMBER}S)?)?"
@@ -538,18 +539,27 @@ def _text(value: object) -> str | None:
 
 
 def _strings(values: Iterable[object]) -> pa.Array:
-    """An Arrow string array (None and NaN are null); values that are not strings become text."""
+    """An Arrow string array (None and NaN are null); values that are not strings become text. A lone surrogate
+    (JSON may spell one, "\\ud800"; UTF-8 cannot hold it) becomes U+FFFD, so one odd character costs no record."""
     try:
         return pa.array(values, type=pa.large_string())
-    except (pa.ArrowTypeError, pa.ArrowInvalid):
-        return pa.array([_text(v) for v in values], type=pa.large_string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid, UnicodeEncodeError):
+        texts = [_text(v) for v in values]
+    try:
+        return pa.array(texts, type=pa.large_string())
+    except UnicodeEncodeError:
+        return pa.array(
+            [None if t is None else _LONE_SURROGATE.sub("\ufffd", t) for t in texts], type=pa.large_string()
+        )
 
 
 def _integers(values: Iterable[object]) -> pa.Array:
     """An Arrow int64 array; numeric text and integral floats are accepted, anything else is null."""
     try:
         return pa.array(values, type=pa.int64())
-    except (pa.ArrowTypeError, pa.ArrowInvalid):
+    except (pa.ArrowTypeError, pa.ArrowInvalid, OverflowError):
+        # Python ints beyond float's range would stop pandas' conversion; beyond int64 they are null anyway.
+        values = [None if type(v) is int and abs(v) >= 2**62 else v for v in values]
         numbers = pd.to_numeric(pd.Series(_object_array(values), dtype=object), errors="coerce").astype(float)
         numbers = numbers.where(np.isfinite(numbers) & (numbers.abs() < 2.0**62)).round()
         return pa.array(numbers, from_pandas=True).cast(pa.int64())
