@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from provkit.sources.files import read_files
+from provkit.sources.files import Reject, read_files
 from provkit.store import Store
 from provkit.tables import events_from_records
 
@@ -71,9 +71,10 @@ def import_files(paths: list[Path], *, store: Path | None = None, app: str | Non
     )
     report.rejects = [str(r) for r in load.rejects] + [str(r) for r in load.detail_rejects]
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    origins: dict[tuple[str, str], list[Reject]] = defaultdict(list)
     names: dict[tuple[str, str], str] = {}
-    orphans = 0
-    for record in load.records:
+    orphans: list[Reject] = []
+    for record, origin in zip(load.records, load.origins, strict=True):
         sp = record.get("servicePrincipal") or {}
         sp_id = sp.get("id") if isinstance(sp, dict) else None
         name = (sp.get("displayName") or sp.get("name")) if isinstance(sp, dict) else None
@@ -85,22 +86,25 @@ def import_files(paths: list[Path], *, store: Path | None = None, app: str | Non
                 name = name or details.get("ServicePrincipalDisplayName")
         if not sp_id:
             if not app:
-                orphans += 1
+                orphans.append(origin)
                 continue
             sp_id, name = _slug(app), app
         tenant = record.get("tenantId") or UNKNOWN_TENANT
         groups[(str(tenant).lower(), str(sp_id).lower())].append(record)
+        origins[(str(tenant).lower(), str(sp_id).lower())].append(origin)
         names.setdefault((str(tenant).lower(), str(sp_id).lower()), name or app or str(sp_id))
     if orphans:
+        files = ", ".join(dict.fromkeys(o.file for o in orphans))
         report.rejects.append(
-            f"{orphans} record(s) name no service principal (no servicePrincipal.id nor targetSystem details): "
-            "pass --app NAME to file them under an app"
+            f"{len(orphans)} record(s) in {files} name no service principal (no servicePrincipal.id nor "
+            "targetSystem details): pass --app NAME to file them under an app"
         )
-    report.rejected = len(load.rejects) + orphans
+    report.rejected = len(load.rejects) + len(orphans)
     for (tenant, sp_id), records in groups.items():
         tables = events_from_records(records)
         for index, reason in tables.rejects:
-            report.rejects.append(f"record {index + 1} for {names[(tenant, sp_id)]}: {reason}")
+            where = origins[(tenant, sp_id)][index]  # the file and line the record was read from
+            report.rejects.append(str(Reject(where.file, where.line, where.record, reason)))
         report.rejected += len(tables.rejects)
         app_store = st.app(tenant, sp_id)
         app_store.set_app({"display_name": names[(tenant, sp_id)], "source": "import"})

@@ -269,6 +269,7 @@ class FileLoad:
     ``read`` counts event records attempted, so ``read == kept + len(rejects)``. Rows of a CSV steps or
     properties file that attach to no event (orphan change id, unreadable row) are in ``detail_rejects``;
     files that could not be read at all (only with ``on_unreadable="report"``) are in ``unreadable``.
+    ``origins[i]`` says where ``records[i]`` came from, as a Reject-shaped place whose reason is empty.
     """
 
     records: list[dict] = field(default_factory=list)
@@ -278,6 +279,7 @@ class FileLoad:
     warnings: list[str] = field(default_factory=list)
     detail_rejects: list[Reject] = field(default_factory=list)
     unreadable: dict[str, str] = field(default_factory=dict)
+    origins: list[Reject] = field(default_factory=list)
 
     @property
     def kept(self) -> int:
@@ -1146,6 +1148,7 @@ class _FileReader:
             self.load.rejects.append(Reject(self.t.name, line, self.count, reason))
             return None
         self.load.records.append(record)
+        self.load.origins.append(Reject(self.t.name, line, self.count, ""))
         return record
 
     def reject(self, line: int | None, reason: str) -> None:
@@ -1681,6 +1684,7 @@ def read_files(
         except InputError as exc:
             # A file fails as a whole: take back anything it added, so counts stay honest.
             del load.records[before[0] :]
+            del load.origins[before[0] :]
             del load.rejects[before[1] :]
             del load.detail_rejects[before[2] :]
             load.read = before[3]
