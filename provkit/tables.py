@@ -892,33 +892,9 @@ def events_from_records(records: Iterable[object]) -> Tables:
         if collecting:
             gc.enable()
 
-    data = {name: _combine(arrays) for name, arrays in chunks.items()}
-    if not data:  # no input at all
+    if not chunks:  # no input at all
         return empty_tables()
-    step_count = data["step_count"]
-    step_event = np.repeat(np.arange(len(step_count)), step_count)
-    prop_event = np.repeat(np.arange(len(step_count)), data["property_count"])
-    starts = np.cumsum(step_count) - step_count
-    data["step_step_order"] = np.arange(n_steps, dtype=np.int64) - np.repeat(starts, step_count)
-    for name, source in (("event_id", data["id"]), ("change_id", data["change_id"])):
-        source = source.combine_chunks()  # take() on many chunks is much slower than one copy
-        data[f"step_{name}"] = source.take(step_event)
-        data[f"property_{name}"] = source.take(prop_event)
-    for name in ("details", *_DETAIL_COLUMNS):
-        row_chunks, value_chunks = sparse_chunks.get(name, ([], []))
-        rows = np.concatenate(row_chunks) if row_chunks else np.zeros(0, dtype=np.int64)
-        values = pa.chunked_array(value_chunks, type=pa.large_string()).combine_chunks()
-        data[f"step_{name}"] = _spread(values, rows, n_steps)
-        if name == "failed_scope_value":
-            continue  # lifted together with its clause, below
-        targets, picks = _first_per_group(step_event[rows], values.is_valid().to_numpy(zero_copy_only=False))
-        data[name] = _spread(values, targets, len(step_count), picks)
-        if name == "failed_scope_clause":
-            value_rows, scope_values = sparse_chunks.get("failed_scope_value", ([], []))
-            scope_value = pa.chunked_array(scope_values, type=pa.large_string()).combine_chunks()
-            data["failed_scope_value"] = _spread(scope_value, targets, len(step_count), picks)
-    data["step_details"] = pc.fill_null(data["step_details"], "{}")
-
+    data = _assemble(chunks, sparse_chunks, n_steps)
     events = _frame(data, EVENT_COLUMNS, _EVENT_ENUMS)
     steps = _frame(data, STEP_COLUMNS, _STEP_ENUMS, prefix="step_")
     properties = _frame(data, PROPERTY_COLUMNS, {}, prefix="property_")
@@ -933,10 +909,48 @@ def events_from_records(records: Iterable[object]) -> Tables:
             rejects.append((positions[row], reason))
         keep = ~bad_time
         events = events[keep].reset_index(drop=True)
-        steps = steps[np.repeat(keep, step_count)].reset_index(drop=True)
+        steps = steps[np.repeat(keep, data["step_count"])].reset_index(drop=True)
         properties = properties[np.repeat(keep, data["property_count"])].reset_index(drop=True)
         rejects.sort()
     return Tables(events, steps, properties, rejects)
+
+
+def _assemble(
+    chunks: dict[str, list[Any]],
+    sparse_chunks: dict[str, tuple[list[np.ndarray], list[pa.Array]]],
+    n_steps: int,
+) -> dict[str, Any]:
+    """All raw columns of the three tables (steps and properties prefixed ``step_`` and ``property_``)
+    from the per-chunk arrays: chunks joined, sparse step columns spread over all steps, step keys and
+    order added, and each scoping value lifted from the first step carrying it onto its event."""
+    data = {name: _combine(arrays) for name, arrays in chunks.items()}
+    step_count = data["step_count"]
+    n_events = len(step_count)
+    step_event = np.repeat(np.arange(n_events), step_count)
+    prop_event = np.repeat(np.arange(n_events), data["property_count"])
+    starts = np.cumsum(step_count) - step_count
+    data["step_step_order"] = np.arange(n_steps, dtype=np.int64) - np.repeat(starts, step_count)
+    for name, source in (("event_id", data["id"]), ("change_id", data["change_id"])):
+        source = source.combine_chunks()  # take() on many chunks is much slower than one copy
+        data[f"step_{name}"] = source.take(step_event)
+        data[f"property_{name}"] = source.take(prop_event)
+
+    def sparse(name: str) -> tuple[np.ndarray, pa.Array]:
+        row_chunks, value_chunks = sparse_chunks.get(name, ([], []))
+        rows = np.concatenate(row_chunks) if row_chunks else np.zeros(0, dtype=np.int64)
+        return rows, pa.chunked_array(value_chunks, type=pa.large_string()).combine_chunks()
+
+    for name in ("details", *_DETAIL_COLUMNS):
+        rows, values = sparse(name)
+        data[f"step_{name}"] = _spread(values, rows, n_steps)
+        if name == "failed_scope_value":
+            continue  # lifted together with its clause
+        events, picks = _first_per_group(step_event[rows], values.is_valid().to_numpy(zero_copy_only=False))
+        data[name] = _spread(values, events, n_events, picks)
+        if name == "failed_scope_clause":  # the value that failed it sits at the same rows
+            data["failed_scope_value"] = _spread(sparse("failed_scope_value")[1], events, n_events, picks)
+    data["step_details"] = pc.fill_null(data["step_details"], "{}")
+    return data
 
 
 # Step details keys lifted into columns. "Assigned" is the older spelling of "Assigned to the application";

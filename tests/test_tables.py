@@ -454,6 +454,13 @@ def test_malformed_records_are_rejected_and_the_good_ones_kept() -> None:
     assert len(t.steps) == 6 and len(t.properties) == 6
 
 
+def test_a_batch_of_only_bad_records_gives_typed_empty_tables() -> None:
+    t = events_from_records([5, {"x": 1}, {"id": "a"}])
+    assert [position for position, _ in t.rejects] == [0, 1, 2]
+    assert t.events.empty and t.steps.empty and t.properties.empty
+    assert t.events.dtypes.equals(empty_tables().events.dtypes)
+
+
 def test_malformed_nested_values_are_kept_not_dropped() -> None:
     record = entry(
         provisioningSteps=[
