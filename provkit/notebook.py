@@ -122,25 +122,19 @@ def setup() -> None:
 
 # ---- loading ----------------------------------------------------------------------------------------------
 def demo_options_from_env(environ: dict[str, str] | None = None) -> dict[str, Any]:
-    """Size and clock of the simulated tenant from ``PROVKIT_DEMO_USERS``, ``_DAYS``, ``_SEED`` and ``_NOW``.
+    """The simulated tenant's clock and seed from ``PROVKIT_DEMO_NOW`` and ``PROVKIT_DEMO_SEED``, where set.
 
-    Unset variables are left to the simulator's defaults. ``PROVKIT_DEMO_NOW`` is an ISO-8601 instant (UTC
-    unless an offset is given); a fixed one makes the demo's findings the same on every run.
+    ``PROVKIT_DEMO_NOW`` is an ISO-8601 instant (UTC unless an offset is given): a fixed one makes the demo's
+    findings the same on every run (the notebook tests use it). Its size comes from ``PROVKIT_DEMO_USERS`` and
+    ``PROVKIT_DEMO_DAYS``, which :func:`provkit.workbook.demo_tenant` reads itself.
     """
     env = os.environ if environ is None else environ
     options: dict[str, Any] = {}
-    for name, key in (
-        ("PROVKIT_DEMO_USERS", "users"),
-        ("PROVKIT_DEMO_DAYS", "days"),
-        ("PROVKIT_DEMO_SEED", "seed"),
-    ):
-        text = (env.get(name) or "").strip()
-        if not text:
-            continue
-        try:
-            options[key] = int(text)
-        except ValueError:
-            raise ConfigError(f"{name} must be a whole number, not {text!r}.") from None
+    text = (env.get("PROVKIT_DEMO_SEED") or "").strip()
+    if text:
+        if not text.isdigit():
+            raise ConfigError(f"PROVKIT_DEMO_SEED must be a whole number, not {text!r}.")
+        options["seed"] = int(text)
     text = (env.get("PROVKIT_DEMO_NOW") or "").strip()
     if text:
         from provkit.window import parse_instant
