@@ -236,7 +236,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         print(json.dumps(report.as_dict(), indent=2))
     else:
         print(report.text())
-    return 0 if report.kept or not report.read else 1
+    # Non-zero when nothing usable came in: every file unreadable, or every record rejected.
+    return 0 if report.kept else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

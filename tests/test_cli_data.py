@@ -288,10 +288,6 @@ def test_import_of_an_unreadable_file_says_why(
     assert Store(tmp_path).apps() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="provkit/cli.py cmd_import returns 0 when no file could be read (read == 0); it should return 1",
-)
 def test_import_of_only_unreadable_files_exits_non_zero(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
