@@ -124,6 +124,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_window(explain)
     explain.add_argument("--json", action="store_true", help="print JSON")
     explain.set_defaults(func=_lazy("cmd_explain"))
+
+    from provkit import postmortem, reports
+
+    report = sub.add_parser(
+        "report",
+        help="run the notebooks for one, several or all apps: executed notebooks, HTML pages, summary.json, index",
+    )
+    reports.add_report_arguments(report)
+    report.set_defaults(func=reports.run_report)
+
+    pm = sub.add_parser("postmortem", help="write a Markdown postmortem for an app and a time window")
+    postmortem.add_postmortem_arguments(pm)
+    pm.set_defaults(func=postmortem.run_postmortem)
     return parser
 
 
