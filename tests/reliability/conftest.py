@@ -5,9 +5,11 @@ as one line at the end of the run, e.g. ``reliability: 412 requests faulted, 87 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
-from .support import Tally
+from .support import SENTINEL, LiveSession, Tally, live_session, make_tenant, serve
 
 _TALLY = Tally()
 
@@ -21,3 +23,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     t = _TALLY
     if t.requests_seen or t.inputs_tried or t.places_scanned or t.requests_checked:
         terminalreporter.write_line(t.line())
+
+
+@pytest.fixture(scope="session")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSession]:
+    """The command line run against the simulator as a live tenant with a sentinel client secret (once per run:
+    the secrets and read-only tests read the same outputs, files, logs and request log)."""
+    server = serve(make_tenant(now=None), tmp_path_factory.mktemp("live-server"), secret=SENTINEL)
+    try:
+        yield live_session(server, tmp_path_factory.mktemp("live-home"))
+    finally:
+        server.stop()

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import gzip
 import io
+import json
+import logging
+import os
+import subprocess
+import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,7 +28,7 @@ from provkit.sim.faults import FaultPlan
 from provkit.sim.server import RunningServer, start_server
 from provkit.sim.tenant import Tenant
 from provkit.sim.timefmt import ticks_to_datetime
-from provkit.store import AppStore
+from provkit.store import AppStore, Store
 
 NOW = datetime(2025, 3, 1, 12, tzinfo=UTC)
 DAYS = 3
@@ -167,3 +175,174 @@ def raw_event_ids(app_store: AppStore) -> list[str]:
     for name in app_store.manifest()["parts"]["events"]:
         ids.extend(pq.read_table(app_store.path / "events" / name, columns=["id"]).column("id").to_pylist())
     return ids
+
+
+# ---- a live session: the command line against the simulator as a live tenant ------------------------------------
+SENTINEL = "SENTINEL~s3cret/Value+0123456789=xyz"  # '/', '+', '=' and '~' change when form- or URL-encoded
+REPORT_APP = "Contoso SCIM App"
+
+
+@dataclass
+class CommandRun:
+    """One command of the live session: what it printed and logged, and what the server received meanwhile."""
+
+    label: str
+    argv: list[str]
+    code: int
+    out: str
+    err: str
+    logs: list[str]  # formatted log records at DEBUG (in-process runs; a subprocess's are in ``err``)
+    requests: list  # the simulator's RequestRecords that arrived during the run
+    flagged: bool = False  # run with a flag allowing a call that changes nothing (validateCredentials)
+
+    @property
+    def text(self) -> str:
+        return "\n".join([self.out, self.err, *self.logs])
+
+
+@dataclass
+class LiveSession:
+    server: RunningServer
+    home: Path
+    env: dict[str, str]
+    runs: list[CommandRun]
+    jobs_before: dict[str, dict]
+    jobs_after: dict[str, dict]
+
+    def run(self, label: str) -> CommandRun:
+        return next(r for r in self.runs if r.label == label)
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+def run_in_process(server: RunningServer, label: str, argv: list[str], env: dict[str, str]) -> CommandRun:
+    """``provkit ARGV`` in this process with ``env`` set, output captured, every logger at DEBUG."""
+    mark = settled(server)
+    handler, root = _Records(), logging.getLogger()
+    level = root.level
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as mp:
+        for name in [n for n in os.environ if n.startswith("PROVKIT_")]:
+            mp.delenv(name)
+        for name, value in env.items():
+            mp.setenv(name, value)
+        root.addHandler(handler)
+        root.setLevel(logging.DEBUG)
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    code = cli.main(argv)
+                except BaseException:  # noqa: BLE001 - what the user would have seen
+                    err.write(traceback.format_exc())
+                    code = -1
+        finally:
+            root.removeHandler(handler)
+            root.setLevel(level)
+    return CommandRun(label, argv, code, out.getvalue(), err.getvalue(), handler.lines, _since(server, mark))
+
+
+def run_subprocess(
+    server: RunningServer, label: str, argv: list[str], env: dict[str, str], *, flagged: bool = False
+) -> CommandRun:
+    """``python -m provkit.cli ARGV`` (or ``python -c CODE ARGV`` when argv[0] is ``-c``) with ``env``."""
+    mark = settled(server)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PROVKIT_")}
+    command = [sys.executable, *argv] if argv[0] == "-c" else [sys.executable, "-m", "provkit.cli", *argv]
+    done = subprocess.run(
+        command, env={**base, **env}, capture_output=True, text=True, timeout=600, check=False
+    )
+    return CommandRun(
+        label, argv, done.returncode, done.stdout, done.stderr, [], _since(server, mark), flagged
+    )
+
+
+def _since(server: RunningServer, mark: int) -> list:
+    return list(server.graph.requests[mark : settled(server)])
+
+
+def cli_has(command: str) -> bool:
+    """Whether ``provkit COMMAND`` exists (``report`` and ``postmortem`` are being added)."""
+    parser = cli.build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return command in subparsers.choices
+
+
+_REPORT_WITHOUT_CLI = (
+    "import argparse, sys\n"
+    "from provkit import reports\n"
+    "parser = argparse.ArgumentParser(prog='provkit report')\n"
+    "reports.add_report_arguments(parser)\n"
+    "sys.exit(reports.run_report(parser.parse_args(sys.argv[1:])))\n"
+)
+
+
+def report_argv(*args: str) -> list[str]:
+    """argv for ``provkit report ARGS`` in a subprocess; through reports.run_report until the CLI has it."""
+    return ["report", *args] if cli_has("report") else ["-c", _REPORT_WITHOUT_CLI, *args]
+
+
+def job_states(server: RunningServer) -> dict[str, dict]:
+    """Each provisioning app's job as the simulator serves it (what a write would change)."""
+    tenant = server.tenant
+    return {app.display_name: json.loads(json.dumps(tenant.job(app))) for app in tenant.apps}
+
+
+def live_session(server: RunningServer, home: Path) -> LiveSession:
+    """Every command a user runs against a live tenant, signed in with the read-write registration (so a write,
+    if provkit sent one, would succeed and show), with a persistent token cache in ``home``."""
+    env = live_env(server, home, client_id=server.admin_client_id)
+    before = job_states(server)
+    runs: list[CommandRun] = []
+
+    def local(label: str, *argv: str) -> None:
+        runs.append(run_in_process(server, label, list(argv), env))
+
+    local("apps", "apps")
+    local("fetch", "fetch", "--app", "Zendesk", "--since", "3d")
+    local("cycles", "cycles", "--app", "Zendesk", "--since", "3d")
+    local("cycles-json", "cycles", "--app", "Salesforce", "--json", "--since", "3d")
+    local("diagnose", "diagnose", "--app", REPORT_APP, "--since", "3d")
+    local("diagnose-json", "diagnose", "--app", "Zendesk", "--json", "--since", "3d")
+    events = Store(home / "store").find("Zendesk").tables().events
+    subject = str(events.loc[events["source_id"].notna(), "source_id"].iloc[0])
+    local("explain", "explain", "--app", "Zendesk", "--object", subject, "--since", "3d")
+    runs.append(
+        run_subprocess(
+            server, "fetch-debug", ["--debug", "fetch", "--app", "Salesforce", "--since", "3d"], env
+        )
+    )
+    runs.append(
+        run_subprocess(
+            server,
+            "report",
+            report_argv("--app", REPORT_APP, "--since", "3d", "--out", str(home / "reports")),
+            env,
+        )
+    )
+    runs.append(
+        run_subprocess(
+            server,
+            "diagnose-validate",
+            ["diagnose", "--app", REPORT_APP, "--since", "3d", "--validate-credentials"],
+            env,
+            flagged=True,
+        )
+    )
+    # Failures whose messages must not carry the secret either: a wrong secret (its own token cache, or msal
+    # would answer from the cache without asking), an app without the audit-log permission, an unknown app.
+    wrong = {**env, "PROVKIT_CLIENT_SECRET": "WRONG" + SENTINEL, "XDG_CACHE_HOME": str(home / "cache-wrong")}
+    runs.append(run_in_process(server, "wrong-secret", ["fetch", "--app", "Zendesk", "--since", "1d"], wrong))
+    restricted = {**env, "PROVKIT_CLIENT_ID": server.restricted_client_id}
+    runs.append(
+        run_in_process(server, "no-permission", ["fetch", "--app", "Zendesk", "--since", "1d"], restricted)
+    )
+    local("unknown-app", "diagnose", "--app", "No Such App", "--since", "1d")
+    return LiveSession(server, home, env, runs, before, job_states(server))
