@@ -166,12 +166,13 @@ def _status_rows(evidence: Evidence) -> list[dict[str, Any]]:
         ("last_successful_ended", "last successful cycle ended"),
         ("quarantine_series_began", "quarantine series began"),
         ("quarantine_current_began", "current quarantine attempt began"),
-        ("quarantine_next_attempt", "next quarantine attempt (scheduled)"),
+        ("quarantine_next_attempt", "next quarantine attempt"),
     ]
     for column, text in facts:
         when = _ts(latest.get(column))
         if when is not None:
-            rows.append({"time": when, "kind": "status", "what": text})
+            kind = "scheduled" if column == "quarantine_next_attempt" else "status"
+            rows.append({"time": when, "kind": kind, "what": text})
     began = _ts(latest.get("last_execution_began"))
     if began is not None:
         state = latest.get("last_execution_state")
@@ -250,8 +251,8 @@ def _cycle_rows(cycle_table: pd.DataFrame) -> list[dict[str, Any]]:
 def timeline(evidence: Evidence, cycle_table: pd.DataFrame | None = None) -> pd.DataFrame:
     """What happened, in time order: status changes and facts, audits, cycles (compressed), quarantine.
 
-    Columns: time (UTC), kind, what. Rows outside ``evidence.window`` are kept only for status facts (they
-    give the context the window starts in).
+    Columns: time (UTC), kind, what. Only rows inside ``evidence.window`` are kept, and the ``scheduled`` ones
+    after it (the next quarantine attempt, the date the job is disabled if nothing changes).
     """
     from provkit import cycles
 
@@ -264,18 +265,17 @@ def timeline(evidence: Evidence, cycle_table: pd.DataFrame | None = None) -> pd.
             text = f"quarantine ended ({episode.ended_by or 'reason unknown'})"
             rows.append({"time": _ts(episode.ended), "kind": "quarantine", "what": text})
         if _ts(episode.disable_at) is not None:
-            text = (
-                "job disabled after 28 days in quarantine"
-                if quarantine.disabled
-                else "job disabled if not fixed"
-            )
-            rows.append({"time": _ts(episode.disable_at), "kind": "quarantine", "what": text})
+            if quarantine.disabled:
+                row = {"kind": "quarantine", "what": "job disabled after 28 days in quarantine"}
+            else:
+                row = {"kind": "scheduled", "what": "job disabled if the cause is not fixed"}
+            rows.append({"time": _ts(episode.disable_at), **row})
     frame = pd.DataFrame(rows, columns=["time", "kind", "what"])
     frame = frame[frame["time"].notna()]
     if evidence.window is not None:
         start, end = (pd.Timestamp(t) for t in evidence.window)
         inside = (frame["time"] >= start) & (frame["time"] <= end)
-        frame = frame[inside | (frame["kind"] == "status") | (frame["kind"] == "quarantine")]
+        frame = frame[inside | ((frame["kind"] == "scheduled") & (frame["time"] > end))]
     frame = frame.astype({"time": "datetime64[ns, UTC]"})
     return frame.sort_values("time", kind="stable").drop_duplicates().reset_index(drop=True)
 

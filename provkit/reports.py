@@ -245,6 +245,7 @@ def execute_notebook(task: dict[str, Any]) -> dict[str, Any]:
             str(output),
             parameters=task["parameters"],
             kernel_name="python3",
+            language="python",
             progress_bar=False,
             cwd=str(output.parent),
             execution_timeout=CELL_TIMEOUT,
@@ -252,7 +253,10 @@ def execute_notebook(task: dict[str, Any]) -> dict[str, Any]:
         )
     except PapermillExecutionError as exc:
         result["status"] = "failed"
-        result["error"] = f"cell {exc.exec_count}: {exc.ename}: {_first_lines(exc.evalue)}"
+        line = next(
+            (t.strip() for t in str(exc.source).splitlines() if t.strip() and not t.startswith("#")), ""
+        )
+        result["error"] = f"cell In [{exc.exec_count}] `{line[:80]}`: {exc.ename}: {_first_lines(exc.evalue)}"
     except Exception as exc:  # a kernel that died or never started; the report goes on with the others
         result["status"] = "failed"
         result["error"] = f"{type(exc).__name__}: {_first_lines(str(exc))}"
@@ -292,14 +296,17 @@ def _slug(text: str) -> str:
 
 
 def _resolve_notebooks(names: Sequence[str] | None, folder: Path) -> list[Path]:
-    """Notebook files for names such as ``00-triage``, ``00`` or ``triage`` (default: DEFAULT_NOTEBOOKS)."""
+    """Notebook files for names such as ``00-triage``, ``00`` or ``triage`` (None: DEFAULT_NOTEBOOKS; an
+    empty list: none, for a summaries-only run)."""
+    wanted = list(DEFAULT_NOTEBOOKS if names is None else names)
+    if not wanted:
+        return []
     available = sorted(folder.glob("[0-9][0-9]-*.ipynb"))
     if not available:
         raise ConfigError(
             f"No workbook notebooks in {folder}.",
-            remedy="Run provkit from a checkout of the repository, or pass --notebooks DIR.",
+            remedy="Run provkit from a checkout of the repository, or pass --notebooks-dir DIR.",
         )
-    wanted = list(names or DEFAULT_NOTEBOOKS)
     chosen = []
     for name in wanted:
         key = name.removesuffix(".ipynb").lower()
@@ -581,7 +588,9 @@ def _unique(slug: str, used: set[str]) -> str:
 
 def _run_tasks(tasks: list[dict[str, Any]], workers: int, say: Callable[[str], None]) -> list[dict[str, Any]]:
     """Execute notebook tasks, ``workers`` at a time in worker processes (1: in this process, one by one)."""
-    results = []
+    results: list[dict[str, Any]] = []
+    if not tasks:
+        return results
     if workers <= 1:
         try:
             for task in tasks:
@@ -792,6 +801,11 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
         dest="notebooks",
         help="notebook to run, e.g. 00-triage or 07 (repeat; default 00 to 05)",
     )
+    parser.add_argument(
+        "--summary-only",
+        action="store_true",
+        help="write summary.json and the index without running notebooks (the quickest check for alerting)",
+    )
     parser.add_argument("--notebooks-dir", type=Path, help="folder holding the workbook notebooks")
     parser.add_argument("--workers", type=int, default=2, help="notebooks run at once (default 2)")
     parser.add_argument("--show-input", action="store_true", help="keep the code cells in the HTML pages")
@@ -814,7 +828,7 @@ def run_report(args: argparse.Namespace) -> int:
         start=args.start,
         end=args.end,
         store=args.store,
-        notebooks=args.notebooks,
+        notebooks=[] if args.summary_only else args.notebooks,
         notebooks_dir=args.notebooks_dir,
         workers=args.workers,
         hide_input=not args.show_input,
