@@ -329,7 +329,7 @@ def test_skip_reason_and_scoping_details_are_lifted_onto_the_event() -> None:
     assert event["skip_reason"] == "NotEffectivelyEntitled"
     assert event["reportable_identifier"] == "adele@contoso.com"
     assert (event["is_active"], event["assigned"], event["effectively_entitled"]) == (True, False, False)
-    assert event["scoping_result"] is True or event["scoping_result"] == True  # noqa: E712 (nullable boolean)
+    assert event["scoping_result"] == True  # noqa: E712 (a nullable boolean: numpy bool, not True)
     assert event["failed_scope_clause"] == "department EQUALS 'Sales'"
     assert event["failed_scope_value"] == "Marketing"
     # On the steps table each value sits on the step that carried it.
