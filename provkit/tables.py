@@ -149,10 +149,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 __all__ = [
+    "ACTIONS",
     "EVENT_COLUMNS",
+    "EXECUTION_STATES",
     "JOB_COLUMNS",
+    "JOB_STATUS_CODES",
     "PROPERTY_COLUMNS",
+    "QUARANTINE_REASONS",
+    "SCHEDULE_STATES",
+    "STATUSES",
     "STEP_COLUMNS",
+    "STEP_TYPES",
     "Tables",
     "concat_tables",
     "empty_tables",
