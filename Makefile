@@ -20,7 +20,7 @@ PIP_FLAGS := --quiet --disable-pip-version-check --progress-bar off
 .PHONY: help install test demo lint bench clean
 
 help:
-	@echo "make demo    install into $(VENV) and run 'provkit demo'"
+	@echo "make demo    install into $(VENV), report on every app of the simulated tenant into reports/demo"
 	@echo "make test    install into $(VENV), run 'ruff check .' and the pytest suite"
 	@echo "make lint    ruff check and ruff format --check"
 	@echo "make bench   run every bench/bench_*.py"
@@ -68,8 +68,9 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VPY) -m pytest
 
+# The report prints the path of reports/demo/index.html as its last line.
 demo: $(STAMP)
-	$(VENV)/bin/provkit demo
+	$(VENV)/bin/provkit report --demo --all-apps --out reports/demo
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
