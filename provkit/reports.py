@@ -26,6 +26,7 @@ import html
 import json
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -111,7 +112,8 @@ def _warm_kernel(cwd: str) -> Any:
         import multiprocessing.util
 
         km = _kernel_manager_class()(kernel_name="python3")
-        run_sync(km.start_kernel)(cwd=cwd)
+        # The kernel's own stderr carries only start-up chatter; errors in cells reach us through the protocol.
+        run_sync(km.start_kernel)(cwd=cwd, stderr=subprocess.DEVNULL)
         _WARM["km"] = km
         # Worker processes end without atexit handlers; multiprocessing finalizers still run.
         multiprocessing.util.Finalize(None, _stop_warm_kernel, exitpriority=10)
