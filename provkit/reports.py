@@ -26,6 +26,7 @@ import html
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -210,8 +211,32 @@ def export_html(
         lambda m: f'href="{m.group(1)}.html"' if m.group(1) in pages else m.group(0),
         body,
     )
+    body = _local_plotly(body, html_path)
     html_path.write_text(body, encoding="utf-8")
     return html_path
+
+
+_RUN_NAME = re.compile(r"^\d{8}T\d{6}Z")
+_PLOTLY_CDN = re.compile(r"https://cdn\.plot\.ly/plotly-[0-9.]+\.min")
+
+
+def _local_plotly(body: str, html_path: Path) -> str:
+    """Point the page's charts at a copy of plotly.js in the run folder instead of its CDN, so pages work
+    offline and on air-gapped machines; the copy (about 4.6 MB) is written once per run folder."""
+    if not _PLOTLY_CDN.search(body):
+        return body
+    import plotly
+
+    source = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    if not source.exists():  # pragma: no cover - the plotly wheel ships it
+        return body
+    # Report pages live in <out>/<run>/<app>/: one copy per run serves every app's pages.
+    run_dir = html_path.parent.parent if _RUN_NAME.match(html_path.parent.parent.name) else html_path.parent
+    target = run_dir / "plotly.min.js"
+    if not target.exists():
+        shutil.copyfile(source, target)
+    relative = os.path.relpath(target, html_path.parent).replace(os.sep, "/")
+    return _PLOTLY_CDN.sub(relative[: -len(".js")], body)
 
 
 def execute_notebook(task: dict[str, Any]) -> dict[str, Any]:
