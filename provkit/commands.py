@@ -6,10 +6,13 @@ import argparse
 import json
 import sys
 
+from provkit.errors import ConfigError
 from provkit.workbook import Loaded, load_evidence
 
 
 def _load(args: argparse.Namespace, **demo_options) -> Loaded:
+    if args.since and (args.start or args.end):  # load_evidence would silently prefer --start/--end
+        raise ConfigError("Give either --since or --start/--end, not both.")
     source = (
         "store" if getattr(args, "offline", False) else ("demo" if getattr(args, "demo", False) else "graph")
     )
