@@ -559,6 +559,8 @@ def _prepare_app(
             "folder": folder,
             "state": "failed",
             "errors": [short_error(exc)],
+            # An unknown or ambiguous name, a bad window: the caller's parameters, not the tenant, are at fault.
+            "bad_parameter": isinstance(exc, ConfigError | LookupError),
             "notebooks": [],
         }, []
     folder = _unique(_slug(evidence.display_name), used_slugs)
@@ -845,6 +847,14 @@ def run_report(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1.")
     source = "store" if args.offline else ("demo" if args.demo else "graph")
+    # Bad parameters stop the run before anything is fetched or written (exit 2), rather than failing per app.
+    from provkit.window import resolve_window
+
+    resolve_window(since=args.since, start=args.start, end=args.end)
+    if source == "graph":
+        from provkit.auth import Settings
+
+        Settings.from_env()
     since = args.since or ("7d" if not (args.start or args.end) else None)
     started = time.monotonic()
     run = build_report(
@@ -863,6 +873,10 @@ def run_report(args: argparse.Namespace) -> int:
         log=lambda text: print(text, file=sys.stderr, flush=True),
     )
     code = exit_code(run.summary, args.fail_on)
+    bad = [a["app"].get("display_name") for a in run.apps if a.get("bad_parameter")]
+    if bad:
+        code = 2  # a named app that does not resolve is a usage error (the other apps were still reported)
+        print(f"provkit report: could not resolve {', '.join(map(repr, bad))}; exit code 2.", file=sys.stderr)
     print(
         f"Report {run.summary['run_id']}: {len(run.apps)} app(s), state {run.summary['state']}, "
         f"{time.monotonic() - started:.1f} s; written to {run.run_dir}",
