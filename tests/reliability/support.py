@@ -314,6 +314,9 @@ def live_session(server: RunningServer, home: Path) -> LiveSession:
     events = Store(home / "store").find("Zendesk").tables().events
     subject = str(events.loc[events["source_id"].notna(), "source_id"].iloc[0])
     local("explain", "explain", "--app", "Zendesk", "--object", subject, "--since", "3d")
+    local(
+        "postmortem", "postmortem", "--app", REPORT_APP, "--since", "2d", "--out", str(home / "postmortems")
+    )
     runs.append(
         run_subprocess(
             server, "fetch-debug", ["--debug", "fetch", "--app", "Salesforce", "--since", "3d"], env

@@ -1,5 +1,5 @@
-"""Read-only: by the simulator's request log, ``fetch``, ``cycles``, ``diagnose``, ``explain``, ``apps`` and
-``report`` send only reads (GETs, and the sign-in's token POST, which changes nothing in the tenant). With
+"""Read-only: by the simulator's request log, ``fetch``, ``cycles``, ``diagnose``, ``explain``, ``apps``,
+``postmortem`` and ``report`` send only reads (GETs, and the sign-in's token POST, which changes nothing in the tenant). With
 ``--validate-credentials``, diagnose adds exactly one POST that changes nothing. The session signs in as the
 registration that holds Synchronization.ReadWrite.All, so a write, had provkit sent one, would have succeeded.
 """
@@ -15,7 +15,7 @@ from .support import CommandRun, LiveSession, Tally
 pytestmark = pytest.mark.reliability
 
 READ_ONLY_COMMANDS = ("apps", "fetch", "fetch-debug", "cycles", "cycles-json", "diagnose", "diagnose-json",
-                      "explain", "report")  # fmt: skip
+                      "explain", "postmortem", "report")  # fmt: skip
 
 
 def changes_nothing(request) -> bool:

@@ -67,7 +67,7 @@ def test_no_secret_or_token_in_any_output_file_notebook_page_log_or_message(
     assert hits == []
     # What was searched really holds the session's outputs: notebooks, HTML pages, summaries, the store, logs.
     suffixes = {Path(name).suffix for name in scanned}
-    assert {".ipynb", ".html", ".json", ".parquet"} <= suffixes, suffixes
+    assert {".ipynb", ".html", ".json", ".parquet", ".md"} <= suffixes, suffixes
     assert sum(len(r.logs) for r in live.runs) > 100
 
 
