@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from provkit.checks.catalog import CatalogEntry, http_status, lookup
-from provkit.checks.facts import Facts, ago, short_time
+from provkit.checks.facts import Facts, ago, job_value, short_time
 from provkit.checks.finding import LINKS, SECTIONS, Finding, evidence_rows
 from provkit.errors import GraphError, ProvkitError
 
@@ -38,16 +38,6 @@ _REJECTING_STATUS = frozenset({401, 403, 404})
 _LINKS = [LINKS["config-problem"], LINKS["scim-compatibility"], LINKS["quarantine"]]
 
 
-def _value(job: pd.Series | None, name: str) -> Any:
-    if job is None or name not in job.index:
-        return None
-    value = job[name]
-    try:
-        return None if pd.isna(value) else value
-    except (TypeError, ValueError):
-        return value
-
-
 def _rejects(entry: CatalogEntry, text: str | None) -> bool:
     """Whether a code (with its message) says the target refused the credentials or is incompatible."""
     if entry.kind in _REJECTING_KINDS:
@@ -60,7 +50,7 @@ def _status_rejection(facts: Facts) -> list[dict[str, Any]]:
     job = facts.job
     rows: dict[str, dict[str, Any]] = {}
     for prefix, where in (("last_execution_error", "last execution"), ("quarantine_error", "quarantine")):
-        code, message = _value(job, f"{prefix}_code"), _value(job, f"{prefix}_message")
+        code, message = job_value(job, f"{prefix}_code"), job_value(job, f"{prefix}_message")
         if code and _rejects(lookup(code, message), message):
             if code in rows:  # the same error on the last execution and on the quarantine: one row
                 rows[code]["where"] = rows[code]["where"][:-1] + f", {where})"
@@ -100,10 +90,13 @@ def rejected_entries(facts: Facts) -> pd.DataFrame:
 
 def _quarantined(facts: Facts) -> Finding | None:
     job = facts.job
-    if not isinstance(_value(job, "status_code"), str) or _value(job, "status_code").lower() != "quarantine":
+    if (
+        not isinstance(job_value(job, "status_code"), str)
+        or job_value(job, "status_code").lower() != "quarantine"
+    ):
         return None
-    reason = _value(job, "quarantine_reason") or ""
-    code, message = _value(job, "quarantine_error_code"), _value(job, "quarantine_error_message")
+    reason = job_value(job, "quarantine_reason") or ""
+    code, message = job_value(job, "quarantine_error_code"), job_value(job, "quarantine_error_message")
     entry = lookup(code, message) if code else None
     credential = str(reason).lower() == "encounteredquarantineexception" or (
         entry is not None and _rejects(entry, message)
@@ -111,7 +104,7 @@ def _quarantined(facts: Facts) -> Finding | None:
     if not credential:
         return None
     status = http_status(message)
-    since = _value(job, "quarantine_series_began")
+    since = job_value(job, "quarantine_series_began")
     title = f"Quarantined for credentials or connection since {short_time(since)} ({ago(since, facts.now)})"
     if code:
         title += f": {code}"
@@ -129,7 +122,7 @@ def _quarantined(facts: Facts) -> Finding | None:
         "quarantine_tenant_actionable",
         "count_successive_complete_failures",
     )
-    rows = [{"field": n, "value": _value(job, n)} for n in names if _value(job, n) is not None]
+    rows = [{"field": n, "value": job_value(job, n)} for n in names if job_value(job, n) is not None]
     listed, omitted = evidence_rows(rows)
     fix = entry.fix if entry is not None else lookup("EncounteredQuarantineException").fix
     return Finding(
@@ -272,7 +265,7 @@ def _validation(facts: Facts, validate: ValidateCredentials) -> Finding:
             remedy="Re-enter the Tenant URL and Secret Token (or re-authorize), Test Connection and save.",
             links=_LINKS,
         )
-    quarantined = str(_value(facts.job, "status_code") or "").lower() == "quarantine"
+    quarantined = str(job_value(facts.job, "status_code") or "").lower() == "quarantine"
     return Finding(
         check="credentials.validated",
         section=SECTION,

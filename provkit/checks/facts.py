@@ -91,6 +91,17 @@ def nested_words(nested: Iterable[tuple[str | None, str]]) -> str:
     return "; ".join(dict.fromkeys(phrases))
 
 
+def job_value(job: pd.Series | None, name: str) -> Any:
+    """A field of a job-status row, or None when the row or field is missing or NA."""
+    if job is None or name not in job.index:
+        return None
+    value = job[name]
+    try:
+        return None if pd.isna(value) else value
+    except (TypeError, ValueError):
+        return value
+
+
 def is_true(value: Any) -> bool:
     """True for True and "True" (any case); False for anything else, NA included."""
     if value is None or value is pd.NA:

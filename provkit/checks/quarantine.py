@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from provkit.checks.catalog import lookup
-from provkit.checks.facts import Facts, ago, as_time, short_time
+from provkit.checks.facts import Facts, ago, as_time, job_value, short_time
 from provkit.checks.finding import LINKS, SECTIONS, Finding, evidence_rows
 
 __all__ = ["CHECKS", "EscrowVerdict", "escrow_verdict", "quarantine_checks"]
@@ -32,16 +32,6 @@ ESCROW_TOTAL = 40_000
 ESCROW_ABSOLUTE = 60_000
 DISABLED_AFTER = pd.Timedelta(days=28)
 DELETE_WARNING_SHARE = 0.8
-
-
-def _value(job: pd.Series | None, name: str) -> Any:
-    if job is None or name not in job.index:
-        return None
-    value = job[name]
-    try:
-        return None if pd.isna(value) else value
-    except (TypeError, ValueError):
-        return value
 
 
 @dataclass(frozen=True)
@@ -108,19 +98,19 @@ def _latest_cycle_counts(facts: Facts) -> tuple[int, int, int, str, dict[str, An
     """(failures, total, raw failures, basis, rows) for the latest cycle: from the job status's last
     execution, else from the logs' latest cycle."""
     job = facts.job
-    escrowed = _value(job, "last_execution_count_escrowed")
+    escrowed = job_value(job, "last_execution_count_escrowed")
     if escrowed is not None:
-        raw = _value(job, "last_execution_count_escrowed_raw") or escrowed
+        raw = job_value(job, "last_execution_count_escrowed_raw") or escrowed
         total = max(
-            int(_value(job, "last_execution_count_imported") or 0),
-            int(_value(job, "last_execution_count_exports") or 0),
+            int(job_value(job, "last_execution_count_imported") or 0),
+            int(job_value(job, "last_execution_count_exports") or 0),
             int(escrowed),
         )
-        basis = f"job status, last execution {_value(job, 'last_execution_id') or ''}".strip()
+        basis = f"job status, last execution {job_value(job, 'last_execution_id') or ''}".strip()
         row = {
             "basis": basis,
-            "cycle_began": _value(job, "last_execution_began"),
-            "cycle_ended": _value(job, "last_execution_ended"),
+            "cycle_began": job_value(job, "last_execution_began"),
+            "cycle_ended": job_value(job, "last_execution_ended"),
         }
         return int(escrowed), total, int(raw), basis, row
     events = facts.events
@@ -161,7 +151,7 @@ def _escrow_risk(facts: Facts) -> Finding | None:
             "rule": verdict.rule,
         },
     ]
-    if _value(facts.job, "escrows_pruned"):
+    if job_value(facts.job, "escrows_pruned"):
         rows.append({"basis": "job status", "escrows_pruned": True})
     listed, omitted = evidence_rows(rows)
     return Finding(
@@ -192,7 +182,9 @@ def _quarantine_rows(facts: Facts, disabled_at: pd.Timestamp | None) -> list[dic
         "quarantine_error_code",
         "quarantine_error_message",
     )
-    rows = [{"field": n, "value": _value(facts.job, n)} for n in names if _value(facts.job, n) is not None]
+    rows = [
+        {"field": n, "value": job_value(facts.job, n)} for n in names if job_value(facts.job, n) is not None
+    ]
     if disabled_at is not None:
         rows.append({"field": "disabled_if_not_fixed_by", "value": disabled_at})
     for audit in sorted(facts.evidence.audits, key=lambda a: str(a.get("activityDateTime", ""))):
@@ -209,13 +201,13 @@ def _quarantine_rows(facts: Facts, disabled_at: pd.Timestamp | None) -> list[dic
 
 def _active(facts: Facts) -> Finding | None:
     job = facts.job
-    if str(_value(job, "status_code") or "").lower() != "quarantine":
+    if str(job_value(job, "status_code") or "").lower() != "quarantine":
         return None
     now = facts.now
-    reason = _value(job, "quarantine_reason") or "Unknown"
-    series = as_time(_value(job, "quarantine_series_began"))
-    next_attempt = _value(job, "quarantine_next_attempt")
-    count = _value(job, "quarantine_series_count")
+    reason = job_value(job, "quarantine_reason") or "Unknown"
+    series = as_time(job_value(job, "quarantine_series_began"))
+    next_attempt = job_value(job, "quarantine_next_attempt")
+    count = job_value(job, "quarantine_series_count")
     disabled_at = series + DISABLED_AFTER if series is not None else None
     parts = [f"Quarantined ({reason})"]
     if series is not None:
@@ -230,8 +222,8 @@ def _active(facts: Facts) -> Finding | None:
             f"the job is disabled on {short_time(disabled_at)} if not fixed ({max(left, 0):.1f} days left)"
         )
     entry = lookup(reason)
-    error_code = _value(job, "quarantine_error_code")
-    error = lookup(error_code, _value(job, "quarantine_error_message")) if error_code else None
+    error_code = job_value(job, "quarantine_error_code")
+    error = lookup(error_code, job_value(job, "quarantine_error_message")) if error_code else None
     remedy = entry.fix
     if error is not None and error.base and error.base != entry.base:
         remedy += f" The quarantine error {error.label}: {error.fix}"
@@ -259,9 +251,9 @@ def _delete_threshold(facts: Facts) -> int | None:
     settings: Any = None
     if facts.evidence.job:
         settings = facts.evidence.job.get("synchronizationJobSettings")
-    if settings is None and _value(facts.job, "settings"):
+    if settings is None and job_value(facts.job, "settings"):
         try:
-            settings = json.loads(_value(facts.job, "settings"))
+            settings = json.loads(job_value(facts.job, "settings"))
         except ValueError:
             settings = None
     for item in settings or []:
@@ -279,8 +271,8 @@ def _delete_threshold(facts: Facts) -> int | None:
 def _too_many_deletes(facts: Facts) -> Finding | None:
     job = facts.job
     quarantined = (
-        str(_value(job, "quarantine_reason") or "").lower() == "toomanydeletes"
-        and str(_value(job, "status_code") or "").lower() == "quarantine"
+        str(job_value(job, "quarantine_reason") or "").lower() == "toomanydeletes"
+        and str(job_value(job, "status_code") or "").lower() == "quarantine"
     )
     threshold = _delete_threshold(facts)
     events = facts.events

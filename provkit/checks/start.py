@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from provkit.checks.catalog import lookup
-from provkit.checks.facts import Facts, ago, as_time, short_time
+from provkit.checks.facts import Facts, ago, as_time, job_value, short_time
 from provkit.checks.finding import LINKS, SECTIONS, Finding, evidence_rows
 
 __all__ = ["CHECKS", "InitialCycleEta", "initial_cycle_eta", "start", "start_state"]
@@ -31,16 +31,6 @@ MIN_PER_OBJECT = 0.01  # documented sizing for "sync assigned": 0.01 to 0.08 min
 MAX_PER_OBJECT = 0.08
 FAILING_RUNS = 2
 QUARANTINE_DISABLES_AFTER = pd.Timedelta(days=28)
-
-
-def _value(job: pd.Series | None, name: str) -> Any:
-    if job is None or name not in job.index:
-        return None
-    value = job[name]
-    try:
-        return None if pd.isna(value) else value
-    except (TypeError, ValueError):
-        return value
 
 
 def _same(value: Any, text: str) -> bool:
@@ -56,10 +46,10 @@ def start_state(facts: Facts) -> tuple[str, str] | None:
         if ev.jobs is not None and ev.job is None and ev.source in ("graph", "simulator", "demo"):
             return "start.not-configured", "the app has no provisioning job"
         return None
-    code, schedule = _value(job, "status_code"), _value(job, "schedule_state")
+    code, schedule = job_value(job, "status_code"), job_value(job, "schedule_state")
     ran = (
-        _value(job, "last_execution_began") is not None
-        or _value(job, "quarantine_series_began") is not None
+        job_value(job, "last_execution_began") is not None
+        or job_value(job, "quarantine_series_began") is not None
         or not facts.events.empty
     )
     if _same(code, "NotConfigured"):
@@ -75,11 +65,11 @@ def start_state(facts: Facts) -> tuple[str, str] | None:
         return "start.paused", f"the job is paused (status {code}, schedule {schedule})"
     if _same(code, "Quarantine"):
         return None
-    failures = _value(job, "count_successive_complete_failures") or 0
-    if _same(_value(job, "last_execution_state"), "Failed") and failures >= FAILING_RUNS:
+    failures = job_value(job, "count_successive_complete_failures") or 0
+    if _same(job_value(job, "last_execution_state"), "Failed") and failures >= FAILING_RUNS:
         return "start.failing-every-run", f"the last {failures} runs failed as a whole"
     if _same(code, "NotRun"):
-        if _value(job, "progress_total") is not None or not facts.events.empty:
+        if job_value(job, "progress_total") is not None or not facts.events.empty:
             return "start.initial-cycle-running", "the first cycle has started and has not finished yet"
         return "start.not-started", "the job is configured (NotRun) but shows no progress and no log entries"
     return None
@@ -260,7 +250,7 @@ def _eta_words(facts: Facts) -> tuple[list[str], list[dict[str, Any]]]:
 
 
 def _status_rows(job: pd.Series | None, names: tuple[str, ...]) -> list[dict[str, Any]]:
-    return [{"field": n, "value": _value(job, n)} for n in names if _value(job, n) is not None]
+    return [{"field": n, "value": job_value(job, n)} for n in names if job_value(job, n) is not None]
 
 
 def _audit(facts: Facts, *words: str) -> dict | None:
@@ -359,8 +349,8 @@ def start(facts: Facts) -> list[Finding]:
                 "count_successive_complete_failures",
             ),
         )
-        series = as_time(_value(job, "quarantine_series_began"))
-        code = _value(job, "quarantine_error_code") or _value(job, "last_execution_error_code")
+        series = as_time(job_value(job, "quarantine_series_began"))
+        code = job_value(job, "quarantine_error_code") or job_value(job, "last_execution_error_code")
         audit = _audit(facts, "disable")
         detail = ""
         if series is not None:
@@ -371,7 +361,7 @@ def start(facts: Facts) -> list[Finding]:
             days = (disabled_at - series).total_seconds() / 86400
             detail = (
                 f" on {short_time(disabled_at)}, after {days:.0f} days in quarantine"
-                f" ({_value(job, 'quarantine_reason') or 'reason unknown'})"
+                f" ({job_value(job, 'quarantine_reason') or 'reason unknown'})"
             )
         title = f"The job is disabled{detail}"
         if code:
@@ -397,9 +387,9 @@ def start(facts: Facts) -> list[Finding]:
             )
         ]
     if check == "start.failing-every-run":
-        code = _value(job, "last_execution_error_code")
-        entry = lookup(code, _value(job, "last_execution_error_message")) if code else None
-        failures = _value(job, "count_successive_complete_failures")
+        code = job_value(job, "last_execution_error_code")
+        entry = lookup(code, job_value(job, "last_execution_error_message")) if code else None
+        failures = job_value(job, "count_successive_complete_failures")
         title = f"The last {failures} runs failed as a whole"
         if code:
             title += f" with {entry.label if entry else code}"

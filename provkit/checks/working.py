@@ -16,7 +16,7 @@ from datetime import timedelta
 import pandas as pd
 
 from provkit.checks.catalog import lookup
-from provkit.checks.facts import Facts, ago
+from provkit.checks.facts import Facts, ago, job_value
 from provkit.checks.finding import EVIDENCE_ROWS, LINKS, SECTIONS, Finding, evidence_rows
 
 __all__ = ["CHECKS", "failures_by_code", "summary"]
@@ -25,16 +25,6 @@ SECTION = SECTIONS["working"]
 ERROR_SHARE = 0.10
 ERROR_OBJECTS = 5_000
 RECENT = timedelta(hours=24)
-
-
-def _value(job: pd.Series | None, name: str) -> object:
-    if job is None or name not in job.index:
-        return None
-    value = job[name]
-    try:
-        return None if pd.isna(value) else value
-    except (TypeError, ValueError):
-        return value
 
 
 def summary(facts: Facts) -> list[Finding]:
@@ -47,10 +37,10 @@ def summary(facts: Facts) -> list[Finding]:
     if job is None:
         parts.append("No job status in the evidence")
     else:
-        code, schedule = _value(job, "status_code"), _value(job, "schedule_state")
+        code, schedule = job_value(job, "status_code"), job_value(job, "schedule_state")
         parts.append(f"Job {code or 'unknown'} (schedule {schedule or 'unknown'})")
-        state, began = _value(job, "last_execution_state"), _value(job, "last_execution_began")
-        ended = _value(job, "last_execution_ended")
+        state, began = job_value(job, "last_execution_state"), job_value(job, "last_execution_began")
+        ended = job_value(job, "last_execution_ended")
         if state is not None:
             parts.append(f"last run {state} {ago(ended or began, now)}".rstrip())
         else:
@@ -73,10 +63,10 @@ def summary(facts: Facts) -> list[Finding]:
             "synchronized_entries",
             "quarantine_reason",
         ):
-            value = _value(job, name)
+            value = job_value(job, name)
             if value is not None:
                 rows.append({"field": name, "value": value})
-        steady = _value(job, "steady_state_last")
+        steady = job_value(job, "steady_state_last")
         rows.append(
             {"field": "steady_state_age", "value": ago(steady, now) if steady is not None else "never"}
         )
