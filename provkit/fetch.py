@@ -1,24 +1,33 @@
 """Fetch an app's provisioning logs, job status, schema, assignments and audits from Graph into the store.
 
-A window is fetched slice by slice (oldest first, entries in ascending time within a slice); each finished slice
-is written and recorded as covered in one atomic manifest update. An interrupted fetch therefore loses at most the
-slice it was in, and the next fetch asks only for what is not covered yet, plus a short overlap before the
-watermark for entries Graph records late. Duplicate ids are dropped, so repeating a fetch changes nothing.
+Each range still to fetch is one query, oldest entry first, read in pieces. A piece ends after a page whose last
+entry is at or past a slice boundary (whole days by default; everything before the boundary has then arrived),
+or after ``max_entries`` entries (at that last entry's time); it is written and its range recorded as covered in
+one atomic manifest update. Entries stream from the pages into the tables, so memory holds one piece, not one
+day of raw JSON (a day of an initial cycle can hold a hundred thousand entries).
+
+One query per range, not one per slice, matters under Graph's throttle (5 calls per 10 s): each slice would cost
+a short last page, which for a quiet app is most of its calls. An interrupted fetch loses at most the piece it
+was reading, and the next fetch asks only for what is not covered yet, plus a short overlap before the watermark
+for entries Graph records late. Duplicate ids are dropped, so repeating a fetch changes nothing.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import pandas as pd
+
 from provkit.graph import time_slices
 from provkit.store import AppStore, Store
-from provkit.tables import events_from_records, jobs_from_records
+from provkit.tables import events_from_records, jobs_from_records, parse_graph_time
 
-DEFAULT_SLICE = timedelta(days=1)  # each slice costs at least one throttled request
+DEFAULT_SLICE = timedelta(days=1)  # commit granularity: an interrupted fetch loses at most about this much
 DEFAULT_OVERLAP = timedelta(hours=1)
+DEFAULT_MAX_ENTRIES = 20_000  # entries read before a commit (a day of an initial cycle can hold 100,000)
 
 
 @dataclass
@@ -69,10 +78,13 @@ def fetch_app(
     overlap: timedelta = DEFAULT_OVERLAP,
     page_size: int = 500,
     on_page: Callable[[int, int], None] | None = None,
+    max_entries: int = DEFAULT_MAX_ENTRIES,
 ) -> tuple[FetchSummary, AppStore]:
     """Fetch APP's data for [start, end) into ``store``; ``client`` is a :class:`provkit.graph.GraphClient`.
 
-    ``on_page(entries_in_page, slice_index)`` is called after each page, for progress bars.
+    ``on_page(entries_in_page, slice_index)`` is called after each page, for progress bars; ``slice_index``
+    counts the pieces committed so far. A piece is committed at each ``slice_length`` boundary, and after
+    ``max_entries`` entries, whichever comes first, which bounds both memory and what an interruption loses.
     """
     began = time.monotonic()
     resolved = client.resolve_app(app)
@@ -118,22 +130,22 @@ def fetch_app(
         summary.audits_new = app_store.write_audits(audits)
 
     for gap_start, gap_end in gaps:
-        for slice_start, slice_end in time_slices(gap_start, gap_end, slice_length):
-            records: list[dict] = []
-            for page in client.provisioning_pages(sp_id, slice_start, slice_end, page_size=page_size):
-                values = page.get("value", [])
-                records.extend(values)
-                summary.pages += 1
-                if on_page:
-                    on_page(len(values), summary.slices)
-            tables = events_from_records(records)
-            summary.entries += len(records)
+        pages = iter(client.provisioning_pages(sp_id, gap_start, gap_end, page_size=page_size))
+        cursor = _Cursor(gap_start, [b for _, b in time_slices(gap_start, gap_end, slice_length)[:-1]])
+        while not cursor.done:
+            # The piece's entries stream into the tables page by page; raw pages do not pile up.
+            tables = events_from_records(cursor.piece(pages, max_entries, summary, on_page))
+            covered = (cursor.start, cursor.cut or gap_end)
+            summary.entries += cursor.read
             summary.rejected += len(tables.rejects)
-            summary.reject_reasons.extend(r for _, r in tables.rejects[:20])
-            result = app_store.write_events(tables, covered=(slice_start, slice_end))
+            summary.reject_reasons.extend(
+                r for _, r in tables.rejects[: max(0, 20 - len(summary.reject_reasons))]
+            )
+            result = app_store.write_events(tables, covered=covered)
             summary.new += result.new
             summary.duplicates += result.duplicates
             summary.slices += 1
+            cursor.start = covered[1]
 
     stats_after = _stats(client)
     summary.throttle_waits = stats_after[0] - stats_before[0]
@@ -141,6 +153,69 @@ def fetch_app(
     summary.seconds = time.monotonic() - began
     app_store.record_fetch({**summary.as_dict(), "fetched_at": datetime.now(UTC).isoformat()})
     return summary, app_store
+
+
+class _Cursor:
+    """Where one query's pages are cut into pieces that can be committed: after a page whose last entry is at or
+    past a slice boundary (everything before the boundary has arrived), or, once ``max_entries`` were read, at
+    that last entry's time (ties with it may follow on the next page, so it is excluded)."""
+
+    def __init__(self, start: datetime, boundaries: list[datetime]) -> None:
+        self.start = start
+        self.boundaries = boundaries
+        self.cut: datetime | None = None  # where the piece just read ends; None: at the end of the range
+        self.read = 0
+        self.done = False
+        self._ordered = True
+        self._previous: datetime | None = None
+
+    def piece(
+        self,
+        pages: Iterator[dict],
+        max_entries: int,
+        summary: FetchSummary,
+        on_page: Callable[[int, int], None] | None,
+    ) -> Iterator[dict]:
+        """Yield the entries of the next piece; afterwards ``cut``, ``read`` and ``done`` describe it."""
+        self.cut, self.read = None, 0
+        for page in pages:
+            values = page.get("value") or []
+            summary.pages += 1
+            if on_page:
+                on_page(len(values), summary.slices)
+            yield from values
+            self.read += len(values)
+            if values and self._ordered:
+                cut = self._cut_after(values, max_entries)
+                if cut is not None:
+                    self.cut = cut
+                    return
+        self.done = True
+
+    def _cut_after(self, values: list, max_entries: int) -> datetime | None:
+        first, last = _entry_time(values[0]), _entry_time(values[-1])
+        if (
+            first is None
+            or last is None
+            or last < first
+            or (self._previous is not None and first < self._previous)
+        ):
+            self._ordered = False  # the order cannot be trusted: commit only once the range is complete
+            return None
+        self._previous = last
+        passed = [b for b in self.boundaries if self.start < b <= last]
+        if passed:
+            return passed[-1]
+        if self.read >= max_entries and last > self.start:
+            return last
+        return None
+
+
+def _entry_time(entry: object) -> datetime | None:
+    """A log entry's activityDateTime as an aware datetime, or None when missing or unreadable."""
+    value = parse_graph_time(entry.get("activityDateTime")) if isinstance(entry, dict) else None
+    # Graph counts 100-ns ticks; rounding down to microseconds only ever covers less, never more.
+    return None if value is None or pd.isna(value) else value.floor("us").to_pydatetime()
 
 
 def _stats(client) -> tuple[int, float]:
