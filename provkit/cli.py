@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -253,6 +254,24 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0 if report.kept else 1
 
 
+class _RedactSecrets(logging.Filter):
+    """Debug output is for sharing: remove the client secret, bearer tokens and anything token-like from every
+    record (provkit logs no headers, but libraries underneath may)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        import os
+
+        from provkit.auth import redact
+
+        text = record.getMessage()
+        text = re.sub(
+            r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(bearer\s+)?[^\s'\",}]+", r"\1[redacted]", text
+        )
+        record.msg = redact(text, known=(os.environ.get("PROVKIT_CLIENT_SECRET", ""),))
+        record.args = ()
+        return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -261,6 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     if args.debug:
         logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_RedactSecrets())
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -88,4 +88,4 @@ def cmd_explain(args: argparse.Namespace) -> int:
     evidence = _load(args).evidence
     result = explain(evidence, args.object)
     print(json.dumps(result.as_dict(), indent=2, default=str) if args.json else format_explanation(result))
-    return 0
+    return 0 if result.object_id else 2  # an object the logs and directory facts do not know: a bad parameter

@@ -553,7 +553,7 @@ def _prepare_app(
     except ProvkitError as exc:
         folder = _unique(_slug(name), used_slugs)
         (run_dir / folder).mkdir(parents=True)
-        say(f"{name}: could not be read: {exc.message}")
+        say(f"{name}: could not be read: {exc}")  # the message with its remedy and link
         return {
             "app": {"display_name": name},
             "folder": folder,
