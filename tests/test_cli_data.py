@@ -286,7 +286,7 @@ def test_import_of_an_unreadable_file_says_why(
     path = FIXTURES / "malformed" / name
     code, out, err = run(capsys, "import", str(path), "--store", str(tmp_path))
     assert f"{path}: NOT READ: " in out and "expected a provisioning-log download" in out
-    assert "Records read 0, kept 0, rejected 0" in out
+    assert "Records read 0, kept 0, rejected 0" in out and code == 1
     assert Store(tmp_path).apps() == []
 
 
