@@ -225,7 +225,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         summary, app_store = fetch_app(
             client,
             store,
-            args.app,
+            resolved,
             start=window[0],
             end=window[1],
             tenant_id=tenant_id,

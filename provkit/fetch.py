@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
-from provkit.graph import time_slices
+from provkit.graph import ResolvedApp, time_slices
 from provkit.store import AppStore, Store
 from provkit.tables import events_from_records, jobs_from_records, parse_graph_time
 
@@ -69,7 +69,7 @@ class FetchSummary:
 def fetch_app(
     client,
     store: Store,
-    app: str,
+    app: str | ResolvedApp,
     *,
     start: datetime,
     end: datetime,
@@ -87,7 +87,8 @@ def fetch_app(
     ``max_entries`` entries, whichever comes first, which bounds both memory and what an interruption loses.
     """
     began = time.monotonic()
-    resolved = client.resolve_app(app)
+    # APP may already be resolved (the command line resolves it first to say which object it found).
+    resolved = app if hasattr(app, "service_principal_id") else client.resolve_app(app)
     sp_id = resolved.service_principal_id
     app_store = store.app(tenant_id, sp_id)
     app_store.set_app(

@@ -255,10 +255,13 @@ class GraphApp:
         self,
         path: str,
         query: dict[str, str],
-        items: list[dict],
+        items: list,
         context: str,
         default_top: int = DEFAULT_TOP,
+        render=None,
     ) -> dict:
+        """One page of ``items``; ``render`` (when given) turns only the page's items into JSON, so a large
+        collection of cheap references costs one page's rendering per request."""
         top = self._top(query, default_top)
         token = self._token(path, query)
         offset = 0
@@ -269,6 +272,8 @@ class GraphApp:
             if type(offset) is not int or offset < 0:
                 raise HttpError(400, "BadRequest", "The $skiptoken is invalid or has expired.")
         chunk = items[offset : offset + top]
+        if render is not None:
+            chunk = [render(item) for item in chunk]
         result: dict = {"@odata.context": f"{self.base_url}/v1.0/$metadata#{context}", "value": chunk}
         if offset + top < len(items):
             result["@odata.nextLink"] = self._next_link(
@@ -576,24 +581,27 @@ class GraphApp:
             raise HttpError(400, "BadRequest", f"Resource not found for the segment '{rest[2]}'.")
         users = self.tenant.users
         if rest[2] == "members":
-            members = [
-                {"@odata.type": "#microsoft.graph.group", **directory.groups[g].graph()}
-                for g in group.group_members
-            ]
+            nested = list(group.group_members)
             user_ids = group.user_members
         else:
-            members = []
-            stack, seen = list(group.group_members), set()
+            nested, stack, seen = [], list(group.group_members), set()
             while stack:
                 g = stack.pop()
                 if g in seen:
                     continue
                 seen.add(g)
-                members.append({"@odata.type": "#microsoft.graph.group", **directory.groups[g].graph()})
+                nested.append(g)
                 stack.extend(directory.groups[g].group_members)
             user_ids = directory.transitive_users(group)
-        members.extend({"@odata.type": "#microsoft.graph.user", **users.get(u).graph()} for u in user_ids)
-        return self.list_page("/v1.0/" + "/".join(rest), query, members, "directoryObjects")
+        members = [("group", g) for g in nested] + [("user", u) for u in user_ids]
+
+        def render(ref: tuple[str, int]) -> dict:
+            kind, index = ref
+            if kind == "group":
+                return {"@odata.type": "#microsoft.graph.group", **directory.groups[index].graph()}
+            return {"@odata.type": "#microsoft.graph.user", **users.get(index).graph()}
+
+        return self.list_page("/v1.0/" + "/".join(rest), query, members, "directoryObjects", render=render)
 
 
 class _Handler(BaseHTTPRequestHandler):
