@@ -1038,7 +1038,3 @@ def _make_authority(
         auto_approve_device_after_polls=1,
         tenant_domains=["contoso.onmicrosoft.com", "contoso.com"],
     )
-
-
-def serve_forever(server: RunningServer) -> None:
-    server._httpd.serve_forever()
