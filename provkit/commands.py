@@ -54,14 +54,9 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         evidence = loaded.evidence
         job = evidence.job or {}
         if job.get("id") and client is not None:
-            path = (
-                f"/servicePrincipals/{evidence.service_principal_id}/synchronization/jobs/{job['id']}"
-                "/validateCredentials"
-            )
+            from provkit.checks.credentials import saved_credentials_validator
 
-            def validate() -> object:
-                # A POST that changes nothing: it tests the saved credentials against the target.
-                return client.post(path, json={"useSavedCredentials": True}, changes_tenant=False)
+            validate = saved_credentials_validator(client, evidence.service_principal_id, job["id"])
 
     else:
         evidence = _load(args).evidence

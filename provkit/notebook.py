@@ -649,13 +649,11 @@ def validator(
     """
     if not validate_credentials:
         return None
+    from provkit.checks.credentials import saved_credentials_validator
+
     client = _write_client(source, cloud, tenant_id, client_id, allow_writes=False)
-    path = _job_path(evidence) + "/validateCredentials"
-
-    def validate() -> Any:
-        return client.post(path, json={"useSavedCredentials": True}, changes_tenant=False)
-
-    return validate
+    _job_path(evidence)  # says clearly when no job is known
+    return saved_credentials_validator(client, evidence.service_principal_id, evidence.job["id"])
 
 
 def _not_run(what: str) -> str:

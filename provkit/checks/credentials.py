@@ -26,7 +26,13 @@ from provkit.checks.facts import Facts, ago, job_value, short_time
 from provkit.checks.finding import LINKS, SECTIONS, Finding, evidence_rows
 from provkit.errors import GraphError, ProvkitError
 
-__all__ = ["CHECKS", "ValidateCredentials", "credential_checks", "rejected_entries"]
+__all__ = [
+    "CHECKS",
+    "ValidateCredentials",
+    "credential_checks",
+    "rejected_entries",
+    "saved_credentials_validator",
+]
 
 SECTION = SECTIONS["credentials"]
 ValidateCredentials = Callable[[], Any]
@@ -276,6 +282,18 @@ def _validation(facts: Facts, validate: ValidateCredentials) -> Finding:
         + (" Start the job (POST .../start) so it leaves quarantine at once." if quarantined else ""),
         links=[LINKS["config-problem"]],
     )
+
+
+def saved_credentials_validator(client: Any, service_principal_id: str, job_id: str) -> ValidateCredentials:
+    """The ``validate_credentials`` callable for :func:`run_checks`: POST validateCredentials with the saved
+    credentials. It changes nothing in the tenant, but it does reach the target app, so callers run it only
+    behind an explicit flag."""
+    path = f"/servicePrincipals/{service_principal_id}/synchronization/jobs/{job_id}/validateCredentials"
+
+    def validate() -> Any:
+        return client.post(path, json={"useSavedCredentials": True}, changes_tenant=False)
+
+    return validate
 
 
 def credential_checks(facts: Facts, validate_credentials: ValidateCredentials | None = None) -> list[Finding]:
