@@ -872,6 +872,22 @@ def events_from_records(records: Iterable[object]) -> Tables:
     objects, have no ``id``, or have a missing or unparsable ``activityDateTime`` are left out and listed
     in ``rejects`` with their position; every other entry gives one events row.
     """
+    # Arrow buffers come and go by the thousand here; the C library's allocator recycles them faster than
+    # mimalloc (pyarrow's default), which returns freed pages to the system and faults them in again.
+    # Buffers remember their pool, so switching back afterwards is safe.
+    pool = pa.default_memory_pool()
+    pa.set_memory_pool(_POOL)
+    try:
+        return _tables_from_records(records)
+    finally:
+        pa.set_memory_pool(pool)
+
+
+_POOL = pa.system_memory_pool()
+
+
+def _tables_from_records(records: Iterable[object]) -> Tables:
+    """:func:`events_from_records`, with whatever Arrow memory pool is the default."""
     rejects: list[tuple[int, str]] = []
     positions: list[int] = []
     chunks: dict[str, list[Any]] = {}
@@ -884,17 +900,17 @@ def events_from_records(records: Iterable[object]) -> Tables:
     collecting = gc.isenabled()
     gc.disable()
     try:
-        while chunk := list(itertools.islice(items, _CHUNK)):
-            columns, sparse, chunk_steps = _normalise_chunk(
+        while chunk := list(itertools.islice(items, _ARROW_CHUNK if _USE_ARROW else _CHUNK)):
+            for columns, sparse, chunk_steps in _chunk_columns(
                 chunk, positions, rejects, n_steps, encode_details
-            )
-            for name, array in columns.items():
-                chunks.setdefault(name, []).append(array)
-            for name, (rows, values) in sparse.items():
-                row_chunks, value_chunks = sparse_chunks.setdefault(name, ([], []))
-                row_chunks.append(rows)
-                value_chunks.append(values)
-            n_steps += chunk_steps
+            ):
+                for name, array in columns.items():
+                    chunks.setdefault(name, []).append(array)
+                for name, (rows, values) in sparse.items():
+                    row_chunks, value_chunks = sparse_chunks.setdefault(name, ([], []))
+                    row_chunks.append(rows)
+                    value_chunks.append(values)
+                n_steps += chunk_steps
     finally:
         if collecting:
             gc.enable()
@@ -947,7 +963,13 @@ def _assemble(
         rows = np.concatenate(row_chunks) if row_chunks else np.zeros(0, dtype=np.int64)
         return rows, pa.chunked_array(value_chunks, type=pa.large_string()).combine_chunks()
 
-    for name in ("details", *_DETAIL_COLUMNS):
+    row_chunks, value_chunks = sparse_chunks.get("details", ([], []))
+    if sum(len(rows) for rows in row_chunks) == n_steps:  # every step has its text (the Arrow path)
+        details: Any = pa.chunked_array(value_chunks, type=pa.large_string())
+    else:
+        details = _spread(*reversed(sparse("details")), n_steps)
+    data["step_details"] = pc.fill_null(details, "{}") if details.null_count else details
+    for name in _DETAIL_COLUMNS:
         rows, values = sparse(name)
         data[f"step_{name}"] = _spread(values, rows, n_steps)
         if name == "failed_scope_value":
@@ -956,7 +978,6 @@ def _assemble(
         data[name] = _spread(values, events, n_events, picks)
         if name == "failed_scope_clause":  # the value that failed it sits at the same rows
             data["failed_scope_value"] = _spread(sparse("failed_scope_value")[1], events, n_events, picks)
-    data["step_details"] = pc.fill_null(data["step_details"], "{}")
     return data
 
 
@@ -1168,6 +1189,302 @@ def _normalise_chunk(
         name: (np.asarray(rows, dtype=np.int64), _strings(values)) for name, (rows, values) in sparse.items()
     }
     return columns, sparse_arrays, step_row - first_step
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The Arrow path: one C++ conversion per chunk of regular entries, then vectorised flattening. It must give
+# exactly what _normalise_chunk gives; any chunk it cannot vouch for (odd shapes, odd types, rejects, unknown
+# fields) goes through _normalise_chunk instead.
+
+_USE_ARROW = True
+# Entries converted at a time on the Arrow path: large enough to amortise the per-kernel calls.
+_ARROW_CHUNK = 8192
+_S = pa.large_string()
+_ERROR_TYPE = pa.struct(
+    [(k, _S) for k in ("errorCode", "errorCategory", "reason", "additionalDetails", "recommendedAction")]
+)
+_STATUS_TYPE = pa.struct([("status", _S), ("errorInformation", _ERROR_TYPE), ("errorInfo", _ERROR_TYPE)])
+_STEP_TYPE = pa.struct(
+    [
+        ("name", _S),
+        ("provisioningStepType", _S),
+        ("status", _S),
+        ("description", _S),
+        ("details", pa.map_(_S, _S)),
+    ]
+)
+_PROPERTY_TYPE = pa.struct([("displayName", _S), ("name", _S), ("oldValue", _S), ("newValue", _S)])
+_IDENTITY_TYPE = pa.struct([("id", _S), ("displayName", _S), ("identityType", _S)])
+_ENTRY_TYPE = pa.struct(
+    [
+        *[(k, _S) for k in ("id", "activityDateTime", "tenantId", "jobId", "cycleId", "changeId")],
+        ("provisioningAction", _S),
+        ("action", _S),
+        ("durationInMilliseconds", pa.int64()),
+        ("provisioningStatusInfo", _STATUS_TYPE),
+        ("statusInfo", _STATUS_TYPE),
+        ("initiatedBy", pa.struct([("initiatorType", _S), ("initiatingType", _S), ("displayName", _S)])),
+        ("servicePrincipal", pa.struct([("id", _S), ("displayName", _S), ("name", _S)])),
+        ("sourceSystem", pa.struct([("displayName", _S)])),
+        ("targetSystem", pa.struct([("displayName", _S)])),
+        ("sourceIdentity", _IDENTITY_TYPE),
+        ("targetIdentity", _IDENTITY_TYPE),
+        ("provisioningSteps", pa.list_(_STEP_TYPE)),
+        ("modifiedProperties", pa.list_(_PROPERTY_TYPE)),
+    ]
+)
+_LIST_OR_NONE = (list, type(None))
+# Characters json.dumps escapes as \u00XX or \n and the like; details holding them take the Python path.
+_QUOTE = pa.scalar('"', _S)
+_NOTHING = pa.scalar("", _S)
+_COLON = pa.scalar('": ', _S)
+_QUOTE_COLON_QUOTE = pa.scalar('": "', _S)
+_COMMA = pa.scalar(", ", _S)
+_OPEN = pa.scalar("{", _S)
+_CLOSE = pa.scalar("}", _S)
+
+
+class _Irregular(Exception):
+    """A chunk the Arrow path does not vouch for."""
+
+
+def _fields(array: pa.StructArray) -> dict[str, pa.Array]:
+    """The children of a struct array by name, null where the struct itself is null."""
+    return dict(zip((f.name for f in array.type), array.flatten(), strict=True))
+
+
+def _pick(condition: pa.Array, when_true: pa.Array, otherwise: pa.Array) -> pa.Array:
+    """``when_true`` where ``condition`` holds, else ``otherwise`` (skipped when ``otherwise`` is all null)."""
+    if otherwise.null_count == len(otherwise):
+        return when_true
+    return pc.if_else(condition, when_true, otherwise)
+
+
+def _coalesce(first: pa.Array, second: pa.Array) -> pa.Array:
+    if second.null_count == len(second) or first.null_count == 0:
+        return first
+    return pc.coalesce(first, second)
+
+
+def _not_all_objects(
+    records: list[dict[str, Any]], key: str, lists: pa.ListArray, fields: dict[str, pa.Array]
+) -> bool:
+    """Whether some item of ``records[...][key]`` that Arrow read as an object with every field null is
+    not a dict (Arrow reads an empty string so; the Python path keeps it as a malformed row)."""
+    valid = None
+    for values in fields.values():
+        valid = values.is_valid() if valid is None else pc.or_(valid, values.is_valid())
+    if valid is None or pc.all(valid).as_py() is not False:
+        return False
+    empty = np.flatnonzero(~valid.to_numpy(zero_copy_only=False))
+    owners = pc.list_parent_indices(lists).to_numpy()[empty]
+    starts = lists.offsets.to_numpy()[owners] - lists.offsets[0].as_py()
+    return any(
+        records[owner][key][item - start].__class__ is not dict
+        for owner, item, start in zip(owners.tolist(), empty.tolist(), starts.tolist(), strict=True)
+    )
+
+
+def _arrow_chunk(
+    chunk: list[tuple[int, object]], positions: list[int], first_step: int
+) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, pa.Array]], int]:
+    """What :func:`_normalise_chunk` returns for ``chunk``, computed with Arrow kernels.
+
+    Raises :class:`_Irregular` (or an Arrow or conversion error) when the chunk holds anything but
+    regular entries: objects with a non-empty id, only known fields, lists (or null) for steps and
+    properties, and strings, integers, objects and lists where the Python path expects them.
+    """
+    known_fields = _KNOWN_EVENT_FIELDS.issuperset
+    records = []
+    for _, rec in chunk:
+        if (
+            rec.__class__ is not dict
+            or not known_fields(rec)
+            or rec.get("provisioningSteps").__class__ not in _LIST_OR_NONE
+            or rec.get("modifiedProperties").__class__ not in _LIST_OR_NONE
+        ):
+            raise _Irregular
+        records.append(rec)
+    entries = _fields(pa.array(records, type=_ENTRY_TYPE))
+    ids = entries["id"]
+    if ids.null_count or not pc.all(pc.not_equal(ids, "")).as_py():
+        raise _Irregular  # rejects: the Python path lists them
+    n = len(ids)
+
+    status_info = entries["provisioningStatusInfo"]
+    info = _fields(_pick(status_info.is_valid(), status_info, entries["statusInfo"]))
+    error = info["errorInformation"]
+    error = _fields(_pick(error.is_valid(), error, info["errorInfo"]))
+    initiator = _fields(entries["initiatedBy"])
+    principal = _fields(entries["servicePrincipal"])
+    source = _fields(entries["sourceIdentity"])
+    target = _fields(entries["targetIdentity"])
+    columns: dict[str, Any] = {
+        "id": ids,
+        "activity_time": entries["activityDateTime"],
+        "tenant_id": entries["tenantId"],
+        "job_id": entries["jobId"],
+        "cycle_id": entries["cycleId"],
+        "change_id": entries["changeId"],
+        "action": _coalesce(entries["provisioningAction"], entries["action"]),
+        "status": info["status"],
+        "duration_ms": entries["durationInMilliseconds"],
+        "initiator_type": _coalesce(initiator["initiatorType"], initiator["initiatingType"]),
+        "initiator_name": initiator["displayName"],
+        "service_principal_id": principal["id"],
+        "service_principal_name": _coalesce(principal["displayName"], principal["name"]),
+        "source_system": _fields(entries["sourceSystem"])["displayName"],
+        "target_system": _fields(entries["targetSystem"])["displayName"],
+        "source_id": source["id"],
+        "source_name": source["displayName"],
+        "source_type": source["identityType"],
+        "target_id": target["id"],
+        "target_name": target["displayName"],
+        "target_type": target["identityType"],
+        "error_code": error["errorCode"],
+        "error_category": error["errorCategory"],
+        "error_reason": error["reason"],
+        "error_additional_details": error["additionalDetails"],
+        "error_recommended_action": error["recommendedAction"],
+        "extra": pa.array(np.full(n, "", dtype=object), type=_S),
+    }
+
+    step_lists = entries["provisioningSteps"]
+    steps = pc.list_flatten(step_lists)
+    prop_lists = entries["modifiedProperties"]
+    props = pc.list_flatten(prop_lists)
+    if steps.null_count or props.null_count:
+        raise _Irregular  # a null step or property: the Python path keeps it as a malformed row
+    step = _fields(steps)
+    prop = _fields(props)
+    if _not_all_objects(records, "provisioningSteps", step_lists, step) or _not_all_objects(
+        records, "modifiedProperties", prop_lists, prop
+    ):
+        raise _Irregular
+    columns |= {
+        "step_name": step["name"],
+        "step_step_type": step["provisioningStepType"],
+        "step_status": step["status"],
+        "step_description": step["description"],
+        "property_name": _coalesce(prop["displayName"], prop["name"]),
+        "property_old_value": prop["oldValue"],
+        "property_new_value": prop["newValue"],
+        "step_count": pc.list_value_length(step_lists).fill_null(0).to_numpy().astype(np.int64),
+        "property_count": pc.list_value_length(prop_lists).fill_null(0).to_numpy().astype(np.int64),
+    }
+    sparse = _arrow_details(step["details"], first_step)
+    positions.extend(index for index, _ in chunk)
+    return columns, sparse, len(steps)
+
+
+def _arrow_details(details: pa.MapArray, first_step: int) -> dict[str, tuple[np.ndarray, pa.Array]]:
+    """The sparse step columns (details text and the lifted detail keys) from the steps' details maps.
+
+    Raises :class:`_Irregular` when a key or value holds a control character (json.dumps escapes those).
+    """
+    n_steps = len(details)
+    offsets = details.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
+    base = offsets[0]
+    offsets = offsets - base
+    keys = details.keys.slice(base, offsets[-1])
+    values = details.items.slice(base, offsets[-1])
+    if _has_control(keys) or _has_control(values):
+        raise _Irregular
+    # Details text: {"key": "value", ...} in the order sent.
+    key_text = _escaped(keys)
+    if values.null_count:
+        pairs = pc.binary_join_element_wise(
+            _QUOTE, key_text, _COLON, pc.fill_null(_quoted(_escaped(values)), "null"), _NOTHING
+        )
+    else:
+        pairs = pc.binary_join_element_wise(
+            _QUOTE, key_text, _QUOTE_COLON_QUOTE, _escaped(values), _QUOTE, _NOTHING
+        )
+    lengths = np.diff(offsets)
+    # Empty and missing details join to "" and so read "{}", as the Python path writes them.
+    lists = pa.ListArray.from_arrays(pa.array(offsets, type=pa.int64()).cast(pa.int32()), pairs)
+    text = pc.binary_join_element_wise(_OPEN, pc.binary_join(lists, _COMMA), _CLOSE, _NOTHING)
+    step_rows = np.arange(first_step, first_step + n_steps, dtype=np.int64)
+    sparse: dict[str, tuple[np.ndarray, pa.Array]] = {"details": (step_rows, text)}
+
+    owner = np.repeat(
+        np.arange(first_step, first_step + n_steps, dtype=np.int64), lengths
+    )  # step of each entry
+    key_codes, distinct = _dictionary(keys)
+    code = {key: i for i, key in enumerate(distinct)}.get
+
+    def having(key: str) -> np.ndarray:
+        found = code(key)
+        return key_codes == found if found is not None else np.zeros(len(key_codes), dtype=bool)
+
+    for key, name in _DETAIL_KEYS.items():
+        mask = having(key)
+        if key == "Assigned to the application":
+            has = np.zeros(n_steps, dtype=bool)
+            has[owner[mask] - first_step] = True
+            mask |= having("Assigned") & ~has[owner - first_step]
+        sparse[name] = (owner[mask], values.filter(pa.array(mask)))
+    mask = having("ScopeEvaluationResult")
+    rows = owner[mask]
+    codes, uniques = _dictionary(values.filter(pa.array(mask)))
+    found = [_scope_failure(u) for u in uniques] + [_NO_FAILURE]  # the last for code -1 (null)
+    picks = pa.array(np.where(codes < 0, len(found) - 1, codes))
+    clauses = pa.array([c for c, _ in found], type=_S).take(picks)
+    failed = clauses.is_valid()
+    rows = rows[failed.to_numpy(zero_copy_only=False)]
+    sparse["failed_scope_clause"] = (rows, clauses.filter(failed))
+    sparse["failed_scope_value"] = (rows, pa.array([v for _, v in found], type=_S).take(picks).filter(failed))
+    return sparse
+
+
+def _has_control(values: pa.Array) -> bool:
+    """Whether any string in ``values`` (a slice of a large_string array) holds a byte below 0x20."""
+    data = values.buffers()[2]
+    if data is None or not len(values):
+        return False
+    offsets = np.frombuffer(
+        values.buffers()[1], dtype=np.int64, count=len(values) + 1, offset=values.offset * 8
+    )
+    raw = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]]
+    return bool((raw < 0x20).any())
+
+
+def _escaped(values: pa.Array) -> pa.Array:
+    """``values`` with ``\\`` and ``"`` escaped as json.dumps does; only the strings holding them are touched
+    (each distinct one once)."""
+    needs = pc.or_(pc.match_substring(values, '"'), pc.match_substring(values, "\\"))
+    if not pc.any(needs).as_py():
+        return values
+    codes, distinct = _dictionary(values.filter(needs))
+    fixed = [v.replace("\\", "\\\\").replace('"', '\\"') for v in distinct]
+    return pc.replace_with_mask(values, needs, pa.array(fixed, type=_S).take(pa.array(codes)))
+
+
+def _quoted(values: pa.Array) -> pa.Array:
+    return pc.binary_join_element_wise(_QUOTE, values, _QUOTE, _NOTHING)
+
+
+def _chunk_columns(
+    chunk: list[tuple[int, object]],
+    positions: list[int],
+    rejects: list[tuple[int, str]],
+    first_step: int,
+    encode_details: Callable[[dict[str, Any]], str],
+) -> Iterable[tuple[dict[str, Any], dict[str, tuple[np.ndarray, pa.Array]], int]]:
+    """The columns of ``chunk`` as :func:`_normalise_chunk` gives them: from the Arrow path when it takes
+    the chunk, else from the Python loop in pieces of ``_CHUNK`` entries."""
+    if _USE_ARROW:
+        try:
+            yield _arrow_chunk(chunk, positions, first_step)
+            return
+        except (_Irregular, pa.ArrowException, UnicodeError, TypeError, ValueError, OverflowError):
+            pass
+    for start in range(0, len(chunk), _CHUNK):
+        result = _normalise_chunk(
+            chunk[start : start + _CHUNK], positions, rejects, first_step, encode_details
+        )
+        first_step += result[2]
+        yield result
 
 
 def _malformed_step(step: object) -> dict[str, Any]:
