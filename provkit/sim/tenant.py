@@ -355,10 +355,8 @@ class App:
         return self.subjects[rng.randrange(len(self.subjects))]
 
     def visible_entries(self, cycle: Cycle) -> int:
-        """Entries of ``cycle`` with time at or before now and inside the retention window."""
-        t = self.tenant
-        n = cycle.entries_before(t.now_ticks + 1)
-        return n
+        """Entries of ``cycle`` written by now (the window's start is :meth:`first_visible`)."""
+        return cycle.entries_before(self.tenant.now_ticks + 1)
 
     def first_visible(self, cycle: Cycle) -> int:
         return cycle.entries_before(self.tenant.window_start)
