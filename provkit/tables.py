@@ -52,13 +52,19 @@ events: one row per provisioning log entry
     skip_reason               first ``SkipReason`` found in the steps' details (NotEffectivelyEntitled,
                               RedundantExport, ScopingFilterEvaluatedFalse, any other value kept)
     reportable_identifier     first ``ReportableIdentifier`` in the steps (what the portal shows)
-    scoping_result            ``IsInProvisioningScope`` from the first step carrying it (boolean)
-    assigned                  "Assigned to the application" (or "Assigned") from the steps (boolean)
-    is_active                 ``IsActive`` from the steps (boolean)
+    scoping_result            "Scoping filter evaluation passed" (logs) or ``IsInProvisioningScope`` /
+                              ``IsInProvisioningScopeDisplayName`` (on demand) from the steps (boolean)
+    assigned                  "Assigned to the application" (logs) or "Assigned" (on demand) (boolean)
+    is_active                 "Active in the source system" (logs) or ``IsActive`` (on demand) (boolean)
     effectively_entitled      ``IsEffectivelyEntitledForProvisioning`` from the steps (boolean)
+    has_required_role         "User has the required role" from the steps (boolean)
+                              (every scoping key is matched ignoring case, spaces and punctuation; the
+                              spellings accepted are in :mod:`provkit.stepdetails`)
+    failed_scope_filter       the name of the scoping filter that failed (from ``ScopeEvaluationResult``)
     failed_scope_clause       the first scoping clause that failed, e.g. ``department EQUALS 'Sales'``;
-                              NA when no scoping filter was evaluated or a filter group passed
-    failed_scope_value        the source value that failed it ("(empty)" when the value was null)
+                              NA when no scoping filter was evaluated or a filter passed
+    failed_scope_value        the source value that failed it ("(empty)" when the value was null); NA
+                              when the log does not carry it (the documented key/boolean form does not)
     step_count                number of steps (Int16)
     extra                     JSON object of top-level fields this module does not map (new Graph fields,
                               or ``provisioningSteps`` / ``modifiedProperties`` that are not lists, kept as
@@ -75,7 +81,7 @@ steps: one row per provisioningStep, in the order Graph sent them
     details                   JSON object of the step's ``details`` ("{}" when empty). A step that is not
                               an object is kept as a row of NAs with ``{"value": <what was sent>}`` here
     skip_reason, reportable_identifier, scoping_result, assigned, is_active, effectively_entitled,
-    failed_scope_clause, failed_scope_value
+    has_required_role, failed_scope_filter, failed_scope_clause, failed_scope_value
                               as for events, from this step's details only (NA where it lacks them)
 
 properties: one row per modifiedProperty
@@ -132,7 +138,6 @@ jobs in ``DataFrame.attrs["rejects"]``.
 
 from __future__ import annotations
 
-import functools
 import gc
 import itertools
 import json
@@ -147,6 +152,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from provkit.stepdetails import DETAIL_KEYS, detail_column, is_scope_evaluation_key, scope_failure
 
 __all__ = [
     "ACTIONS",
@@ -203,6 +210,8 @@ _SCOPING_COLUMNS = {
     "assigned": BOOL,
     "is_active": BOOL,
     "effectively_entitled": BOOL,
+    "has_required_role": BOOL,
+    "failed_scope_filter": STR,
     "failed_scope_clause": STR,
     "failed_scope_value": STR,
 }
@@ -744,55 +753,18 @@ def _ci_get(mapping: dict[str, Any], key: str) -> Any:
     return None
 
 
-_NO_FAILURE: tuple[str | None, str | None] = (None, None)
+_NO_FAILURE: tuple[str | None, str | None, str | None] = (None, None, None)
 
 
-def _scope_failure(evaluation: object) -> tuple[str | None, str | None]:
-    """(failed clause, its source value) from a ScopeEvaluationResult, or (None, None).
+def _scope_failure(evaluation: object) -> tuple[str | None, str | None, str | None]:
+    """(filter name, failed clause, its source value) from a ScopeEvaluationResult, or three Nones.
 
-    Filter groups are OR-ed and clauses within a group AND-ed, so when a group passed the object is in
-    scope and no clause is reported. Otherwise the first clause with result false is formatted as
-    ``attribute OPERATOR 'value'`` (several target values joined with ", ").
+    Either shape is read (see :mod:`provkit.stepdetails`); the source value is only in the structured one.
     """
-    if isinstance(evaluation, str):
-        return _scope_failure_text(evaluation)
-    groups = _ci_get(evaluation, "scopingFilterGroups") if isinstance(evaluation, dict) else evaluation
-    if not isinstance(groups, list):
+    failure = scope_failure(evaluation)
+    if failure is None:
         return _NO_FAILURE
-    first: dict[str, Any] | None = None
-    for group in groups:
-        if not isinstance(group, dict):
-            continue
-        clauses = [c for c in (_ci_get(group, "clauses") or []) if isinstance(c, dict)]
-        results = [_bool(_ci_get(c, "result")) for c in clauses]
-        passed = _bool(_ci_get(group, "result"))
-        if passed is None:
-            passed = all(r is True for r in results)
-        if passed:
-            return _NO_FAILURE
-        if first is None:
-            first = next((c for c, r in zip(clauses, results, strict=True) if r is False), None)
-    if first is None:
-        return _NO_FAILURE
-    attribute = _ci_get(first, "sourceOperandName")
-    operator = _ci_get(first, "operatorName")
-    target = _ci_get(first, "targetOperand")
-    if isinstance(target, list):
-        target = ", ".join(str(t) for t in target)
-    clause = f"{attribute} {operator}" if target in (None, "") else f"{attribute} {operator} '{target}'"
-    value = _ci_get(first, "sourceValue")
-    if isinstance(value, list):
-        value = ", ".join(str(v) for v in value) if value else None
-    return clause, "(empty)" if value is None else str(value)
-
-
-@functools.lru_cache(maxsize=4096)
-def _scope_failure_text(text: str) -> tuple[str | None, str | None]:
-    # The same filter evaluated against the same value repeats across thousands of entries: cache it.
-    try:
-        return _scope_failure(json.loads(text))
-    except ValueError:
-        return _NO_FAILURE
+    return failure.filter, failure.clause, failure.value
 
 
 _encode = json.JSONEncoder(check_circular=False, ensure_ascii=False, default=str).encode
@@ -972,26 +944,21 @@ def _assemble(
     for name in _DETAIL_COLUMNS:
         rows, values = sparse(name)
         data[f"step_{name}"] = _spread(values, rows, n_steps)
-        if name == "failed_scope_value":
-            continue  # lifted together with its clause
+        if name in ("failed_scope_filter", "failed_scope_value"):
+            continue  # lifted together with their clause
         events, picks = _first_per_group(step_event[rows], values.is_valid().to_numpy(zero_copy_only=False))
         data[name] = _spread(values, events, n_events, picks)
-        if name == "failed_scope_clause":  # the value that failed it sits at the same rows
-            data["failed_scope_value"] = _spread(sparse("failed_scope_value")[1], events, n_events, picks)
+        if name == "failed_scope_clause":  # the filter and value that failed it sit at the same rows
+            for other in ("failed_scope_filter", "failed_scope_value"):
+                data[other] = _spread(sparse(other)[1], events, n_events, picks)
     return data
 
 
-# Step details keys lifted into columns. "Assigned" is the older spelling of "Assigned to the application";
-# ScopeEvaluationResult gives failed_scope_clause and failed_scope_value.
-_DETAIL_KEYS = {
-    "SkipReason": "skip_reason",
-    "ReportableIdentifier": "reportable_identifier",
-    "IsInProvisioningScope": "scoping_result",
-    "Assigned to the application": "assigned",
-    "IsActive": "is_active",
-    "IsEffectivelyEntitledForProvisioning": "effectively_entitled",
-}
-_DETAIL_COLUMNS = (*_DETAIL_KEYS.values(), "failed_scope_clause", "failed_scope_value")
+# Step details keys lifted into columns (every accepted spelling is in provkit.stepdetails);
+# ScopeEvaluationResult gives failed_scope_filter, failed_scope_clause and failed_scope_value.
+_DETAIL_KEYS = tuple(DETAIL_KEYS)
+_SCOPE_FAILURE_COLUMNS = ("failed_scope_filter", "failed_scope_clause", "failed_scope_value")
+_DETAIL_COLUMNS = (*_DETAIL_KEYS, *_SCOPE_FAILURE_COLUMNS)
 
 
 def _normalise_chunk(
@@ -1030,12 +997,10 @@ def _normalise_chunk(
     ) = (ev[name].append for name in _EVENT_LOOP_COLUMNS)  # fmt: skip
     s_name, s_type, s_status, s_desc = (values.append for values in st.values())
     p_name, p_old, p_new = (values.append for values in pr.values())
-    detail_append = {
-        key: (sparse[col][0].append, sparse[col][1].append) for key, col in _DETAIL_KEYS.items()
-    }.get
+    detail_append = {col: (sparse[col][0].append, sparse[col][1].append) for col in _DETAIL_KEYS}
     details_row, details_text = (values.append for values in sparse["details"])
-    clause_rows, clause_text = sparse["failed_scope_clause"]
-    value_rows, value_text = sparse["failed_scope_value"]
+    failure_appends = [(sparse[col][0].append, sparse[col][1].append) for col in _SCOPE_FAILURE_COLUMNS]
+    lift = detail_column
     position_append = positions.append
     step_count_append = step_counts.append
     prop_count_append = prop_counts.append
@@ -1140,23 +1105,30 @@ def _normalise_chunk(
                     details = _details_dict(details)
                 details_row(step_row)
                 details_text(encode_details(details))
-                # Only the keys present are recorded (most details hold one key): sparse columns.
+                # Only the keys present are recorded (most details hold one key): sparse columns. When a
+                # step spells a key more than one way, the preferred spelling (lowest rank) wins.
+                lifted: dict[str, tuple[int, Any]] = {}
+                scope_seen = False
                 for key, value in details.items():
-                    target = detail_append(key)
-                    if target is not None:
-                        target[0](step_row)
-                        target[1](value)
-                    elif key == "ScopeEvaluationResult":
-                        clause, source_value = _scope_failure(value)
-                        if clause is not None:
-                            clause_rows.append(step_row)
-                            clause_text.append(clause)
-                            value_rows.append(step_row)
-                            value_text.append(source_value)
-                    elif key == "Assigned" and "Assigned to the application" not in details:
-                        target = detail_append("Assigned to the application")
-                        target[0](step_row)  # type: ignore[index]
-                        target[1](value)  # type: ignore[index]
+                    found = lift(key)
+                    if found is not None:
+                        column, rank = found
+                        if column not in lifted or rank < lifted[column][0]:
+                            lifted[column] = (rank, value)
+                    elif not scope_seen and is_scope_evaluation_key(key):
+                        scope_seen = True  # the first ScopeEvaluationResult of the step
+                        failure = _scope_failure(value)
+                        if failure[1] is not None:
+                            lifted["failed_scope_clause"] = (0, failure)
+                for column, (_, value) in lifted.items():
+                    if column == "failed_scope_clause":
+                        for (add_row, add_value), part in zip(failure_appends, value, strict=True):
+                            add_row(step_row)
+                            add_value(part)
+                    else:
+                        add_row, add_value = detail_append[column]
+                        add_row(step_row)
+                        add_value(value)
             step_row += 1
 
         props = get("modifiedProperties")
@@ -1411,29 +1383,46 @@ def _arrow_details(details: pa.MapArray, first_step: int) -> dict[str, tuple[np.
         np.arange(first_step, first_step + n_steps, dtype=np.int64), lengths
     )  # step of each entry
     key_codes, distinct = _dictionary(keys)
-    code = {key: i for i, key in enumerate(distinct)}.get
+    # Each spelling of a key, preferred spellings first; a step keeps the first spelling it has.
+    spellings: dict[str, dict[int, list[int]]] = {}
+    scope_codes = []
+    for i, key in enumerate(distinct):
+        found = detail_column(key)
+        if found is not None:
+            spellings.setdefault(found[0], {}).setdefault(found[1], []).append(i)
+        elif is_scope_evaluation_key(key):
+            scope_codes.append(i)
+    owner_step = owner - first_step
 
-    def having(key: str) -> np.ndarray:
-        found = code(key)
-        return key_codes == found if found is not None else np.zeros(len(key_codes), dtype=bool)
+    def first_in_step(mask: np.ndarray) -> np.ndarray:
+        """``mask`` keeping only the first entry of each step (entries are in step order)."""
+        steps_hit = owner_step[mask]
+        keep = np.ones(len(steps_hit), dtype=bool)
+        keep[1:] = steps_hit[1:] != steps_hit[:-1]
+        out = np.zeros(len(mask), dtype=bool)
+        out[np.flatnonzero(mask)[keep]] = True
+        return out
 
-    for key, name in _DETAIL_KEYS.items():
-        mask = having(key)
-        if key == "Assigned to the application":
-            has = np.zeros(n_steps, dtype=bool)
-            has[owner[mask] - first_step] = True
-            mask |= having("Assigned") & ~has[owner - first_step]
+    for name in _DETAIL_KEYS:
+        mask = np.zeros(len(key_codes), dtype=bool)
+        has = np.zeros(n_steps, dtype=bool)
+        ranks = spellings.get(name, {})
+        for rank in sorted(ranks):
+            this = first_in_step(np.isin(key_codes, ranks[rank]) & ~has[owner_step])
+            has[owner_step[this]] = True
+            mask |= this
         sparse[name] = (owner[mask], values.filter(pa.array(mask)))
-    mask = having("ScopeEvaluationResult")
+    mask = first_in_step(np.isin(key_codes, scope_codes))  # the first ScopeEvaluationResult of a step
     rows = owner[mask]
     codes, uniques = _dictionary(values.filter(pa.array(mask)))
-    found = [_scope_failure(u) for u in uniques] + [_NO_FAILURE]  # the last for code -1 (null)
-    picks = pa.array(np.where(codes < 0, len(found) - 1, codes))
-    clauses = pa.array([c for c, _ in found], type=_S).take(picks)
+    found_failures = [_scope_failure(u) for u in uniques] + [_NO_FAILURE]  # the last for code -1 (null)
+    picks = pa.array(np.where(codes < 0, len(found_failures) - 1, codes))
+    clauses = pa.array([f[1] for f in found_failures], type=_S).take(picks)
     failed = clauses.is_valid()
     rows = rows[failed.to_numpy(zero_copy_only=False)]
-    sparse["failed_scope_clause"] = (rows, clauses.filter(failed))
-    sparse["failed_scope_value"] = (rows, pa.array([v for _, v in found], type=_S).take(picks).filter(failed))
+    for position, name in enumerate(_SCOPE_FAILURE_COLUMNS):
+        column = pa.array([f[position] for f in found_failures], type=_S).take(picks).filter(failed)
+        sparse[name] = (rows, column)
     return sparse
 
 

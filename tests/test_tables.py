@@ -663,3 +663,136 @@ def test_no_jobs_gives_an_empty_frame_with_every_column() -> None:
     assert list(frame.columns) == list(JOB_COLUMNS) and frame.empty
     assert frame["schedule_interval"].dtype == "timedelta64[ns]"
     assert frame["snapshot_time"].dtype == "datetime64[ns, UTC]"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The documented shapes (reference 1.8): log keys, on-demand keys, ScopeEvaluationResult as filter.clause: bool
+
+DOCUMENTED_LOG_SCOPING = {
+    # cross-tenant synchronization "configure with Graph", step 12 (a page of provisioning logs)
+    "Active in the source system": "True",
+    "Assigned to the application": "True",
+    "User has the required role": "True",
+    "Scoping filter evaluation passed": "False",
+    "ScopeEvaluationResult": "{\"Marketing department filter.department EQUALS 'Marketing'\":false}",
+}
+
+
+def documented_skip(record_id: str, **details: Any) -> dict[str, Any]:
+    record = skipped_entry(record_id)
+    record["provisioningSteps"][0] = {
+        "name": "EntryImportAdd",
+        "provisioningStepType": "import",
+        "status": "success",
+        "description": "Received User 'ann@contoso.com' change of type (Add) from Azure Active Directory",
+        "details": {"department": "Sales", "accountEnabled": "True", "IsSoftDeleted": "False"},
+    }
+    record["provisioningSteps"][1]["provisioningStepType"] = "scoping"
+    record["provisioningSteps"][1]["details"] = dict(DOCUMENTED_LOG_SCOPING) | details
+    return record
+
+
+def test_documented_log_keys_fill_the_scoping_columns() -> None:
+    event = events_from_records([documented_skip("doc-1")]).events.iloc[0]
+    assert event["is_active"] == True  # noqa: E712
+    assert event["assigned"] == True  # noqa: E712
+    assert event["has_required_role"] == True  # noqa: E712
+    assert event["scoping_result"] == False  # noqa: E712
+    assert event["failed_scope_filter"] == "Marketing department filter"
+    assert event["failed_scope_clause"] == "department EQUALS 'Marketing'"
+    assert pd.isna(event["failed_scope_value"])  # the documented form does not carry the value
+
+
+def test_scoping_keys_are_read_whatever_their_case_and_spacing() -> None:
+    record = documented_skip("doc-2")
+    details = record["provisioningSteps"][1]["details"]
+    details.clear()
+    details.update(
+        {
+            "active in the source system": "false",
+            "Assigned_to_the_Application": "TRUE",
+            "scopeEvaluationResult": "{}",
+            "isinprovisioningscopedisplayname": "True",
+        }
+    )
+    event = events_from_records([record]).events.iloc[0]
+    assert event["is_active"] == False  # noqa: E712
+    assert event["assigned"] == True  # noqa: E712
+    assert event["scoping_result"] == True  # noqa: E712
+    assert pd.isna(event["failed_scope_clause"])
+
+
+def test_documented_on_demand_keys_fill_the_same_columns() -> None:
+    # provisionOnDemand example: IsActive, Assigned, IsEffectivelyEntitledForProvisioning,
+    # IsInProvisioningScopeDisplayName ("True"), ScopeEvaluationResult "{}"
+    record = skipped_entry("od-1")
+    record["provisioningSteps"][1]["details"] = {
+        "IsActive": "True",
+        "Assigned": "False",
+        "IsEffectivelyEntitledForProvisioning": "False",
+        "IsInProvisioningScopeDisplayName": "True",
+        "ScopeEvaluationResult": "{}",
+    }
+    event = events_from_records([record]).events.iloc[0]
+    assert (event["is_active"], event["assigned"], event["effectively_entitled"]) == (True, False, False)
+    assert event["scoping_result"] == True  # noqa: E712
+    assert pd.isna(event["failed_scope_clause"])
+
+
+@pytest.mark.parametrize(
+    ("evaluation", "expected"),
+    [
+        # several clauses of one filter: the first false one
+        (
+            {"Sales EU.department EQUALS 'Sales'": True, "Sales EU.country EQUALS 'DE'": False},
+            ("Sales EU", "country EQUALS 'DE'"),
+        ),
+        # several filters, all failed: the first failing clause of the first filter
+        (
+            {"A.department EQUALS 'Sales'": False, "B.jobTitle EQUALS 'Engineer'": False},
+            ("A", "department EQUALS 'Sales'"),
+        ),
+        # one filter passed: in scope
+        ({"A.department EQUALS 'Sales'": False, "B.jobTitle EQUALS 'Engineer'": True}, (None, None)),
+        # no filter
+        ({}, (None, None)),
+        # a filter name with dots, an operator without a value, booleans as text
+        ({"v1.2 filter.employeeId IS NOT NULL": "False"}, ("v1.2 filter", "employeeId IS NOT NULL")),
+    ],
+)
+def test_documented_scope_evaluation_forms(evaluation: dict[str, Any], expected: tuple) -> None:
+    text = json.dumps(evaluation)
+    for shape in (text, json.dumps(text), evaluation):  # a string, a string inside a string, an object
+        event = events_from_records([documented_skip("doc-3", ScopeEvaluationResult=shape)]).events.iloc[0]
+        got = tuple(
+            None if pd.isna(event[c]) else event[c] for c in ("failed_scope_filter", "failed_scope_clause")
+        )
+        assert got == expected, shape
+
+
+def test_structured_scope_evaluation_still_names_filter_and_value() -> None:
+    event = events_from_records([skipped_entry("s-1")]).events.iloc[0]
+    assert event["failed_scope_filter"] == "Sales only"
+    assert event["failed_scope_clause"] == "department EQUALS 'Sales'"
+    assert event["failed_scope_value"] == "Marketing"
+
+
+def test_import_steps_and_enums_in_either_case_are_kept() -> None:
+    record = documented_skip("doc-4")
+    record["provisioningSteps"][0]["provisioningStepType"] = "Import"
+    record["provisioningSteps"][0]["status"] = "Success"
+    record["provisioningSteps"].insert(
+        1,
+        {
+            "name": "EntryImportObjectNotFound",
+            "provisioningStepType": "IMPORT",
+            "status": "success",
+            "description": "Could not find the User in Contoso",
+            "details": {},
+        },
+    )
+    steps = events_from_records([record]).steps
+    assert list(steps["name"][:2]) == ["EntryImportAdd", "EntryImportObjectNotFound"]
+    assert list(steps["step_type"][:3]) == ["import", "import", "scoping"]
+    assert steps["status"][0] == "success"
+    assert json.loads(steps["details"][0])["department"] == "Sales"

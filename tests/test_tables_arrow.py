@@ -34,12 +34,22 @@ SCOPE = json.dumps(
 )
 
 
+# The documented form (cross-tenant sync "configure with Graph", step 12): filter.attribute OPERATOR 'value'.
+DOCUMENTED_SCOPE = json.dumps(
+    {
+        "Marketing department filter.department EQUALS 'Marketing'": False,
+        "Marketing department filter.accountEnabled IS TRUE": True,
+        "Everyone in Sales.department EQUALS 'Sales'": False,
+    }
+)
+
+
 def maybe(rng: random.Random, value: Any, p_none: float = 0.15) -> Any:
     return None if rng.random() < p_none else value
 
 
 def details(rng: random.Random) -> dict[str, Any] | None:
-    kind = rng.randrange(9)
+    kind = rng.randrange(11)
     upn = rng.choice(UPNS)
     if kind == 0:
         return None
@@ -62,6 +72,28 @@ def details(rng: random.Random) -> dict[str, Any] | None:
         return {"Assigned": rng.choice(("True", "False"))}  # the older spelling
     if kind == 5:
         return {"Assigned": "True", "Assigned to the application": "False"}
+    if kind == 9:  # the documented log keys, in varied casing
+        return {
+            rng.choice(("Active in the source system", "active in the Source System")): rng.choice(
+                ("True", "False")
+            ),
+            "Assigned to the application": rng.choice(("True", "False")),
+            "User has the required role": maybe(rng, "True"),
+            "Scoping filter evaluation passed": rng.choice(("True", "False")),
+            "ScopeEvaluationResult": rng.choice(
+                (DOCUMENTED_SCOPE, json.dumps(DOCUMENTED_SCOPE), "{}", "{\"A.b EQUALS 'c'\":true}")
+            ),
+        }
+    if kind == 10:  # the provisionOnDemand keys, with an older spelling beside a newer one
+        return {
+            "IsActive": "True",
+            "isactive": "False",
+            "Assigned": rng.choice(("True", "False")),
+            "IsEffectivelyEntitledForProvisioning": "True",
+            "IsInProvisioningScopeDisplayName": rng.choice(("True", "False")),
+            "IsInProvisioningScope": "True",
+            "ScopeEvaluationResult": "{}",
+        }
     if kind == 6:
         return {"Some new key": maybe(rng, 'a "quoted" \\ value'), "ReportableIdentifier": upn}
     return {"ReportableIdentifier": upn}
