@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from provkit.evidence import Evidence
+from provkit.syncscope import infer_sync_scope
 from provkit.tables import ACTIONS, STATUSES, parse_graph_time
 
 __all__ = [
@@ -996,15 +997,6 @@ def progress_observations(evidence: Evidence) -> pd.DataFrame:
     return _progress_observations(evidence, _snapshots(evidence))
 
 
-def _sync_all(schema: dict | None) -> bool | None:
-    """The schema rules' SyncAll metadata: True (all users and groups), False (assigned only), None (unknown)."""
-    for rule in (schema or {}).get("synchronizationRules") or []:
-        for item in rule.get("metadata") or []:
-            if isinstance(item, dict) and _same(item.get("key"), "SyncAll"):
-                return _same(item.get("value"), "true")
-    return None
-
-
 def _assigned_count(evidence: Evidence) -> int | None:
     """The documented sizing count: assigned users + groups + group members (direct members only)."""
     if not evidence.assignments:
@@ -1053,12 +1045,17 @@ def initial_cycle_eta(evidence: Evidence, cycles: pd.DataFrame | None = None) ->
     # Objects in scope.
     scope: tuple[int, int] | None = None
     scope_source = "unknown"
-    sync_all = _sync_all(evidence.schema)
+    # The scope setting is not readable from Graph: the logs may settle it (provkit.syncscope).
+    sync_all = infer_sync_scope(evidence.events, evidence.tables.steps).sync_all
     assigned = _assigned_count(evidence) if sync_all is not True else None
     events = evidence.events
     mine = events[events["cycle_id"] == cycle_id] if cycle_id is not None and len(events) else events.iloc[:0]
     if assigned:
         scope, scope_source = (assigned, assigned), "assignments (users + groups + group members)"
+        if sync_all is None:
+            scope_source += (
+                " if the scope is 'Sync only assigned' (unknown; under 'Sync all' every user and group)"
+            )
     elif len(observations) and len(mine):
         obs = observations.iloc[-1]
         c, total = int(obs["completed"]), int(obs["total"])

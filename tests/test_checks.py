@@ -490,11 +490,11 @@ def schema(
                 ],
             }
         )
-    return {
-        "synchronizationRules": [
-            {"metadata": [{"key": "SyncAll", "value": str(sync_all)}], "objectMappings": object_mappings}
-        ]
-    }
+    # The scope (SyncAll) is a synchronization secret: no GET returns it, so the schema never says it, even
+    # when a test pretends to have set it. It is inferred from the logs.
+    metadata = [{"key": "SupportsProvisionOnDemand", "value": "true"}]
+    del sync_all
+    return {"synchronizationRules": [{"metadata": metadata, "objectMappings": object_mappings}]}
 
 
 def evidence(
@@ -721,13 +721,23 @@ def test_scoping_skips_warn_under_sync_assigned_and_inform_under_sync_all():
             clause=("department", "EQUALS", ["Sales"], "Legal"),
         )
     ]
+    # The logs settle "sync assigned": an active, in-scope user skipped as not assigned.
+    stranger = entry("u2", status="skipped", skip="NotEffectivelyEntitled", assigned=False, active=True)
     assigned = [user_assignment("u1")]
-    (warn,) = checks(evidence(e, schema_json=schema(False), assignments=assigned), "skipped.")
-    assert (warn.check, warn.severity) == ("skipped.scoping-filter", "warning")
+    found = checks(evidence([*e, stranger], schema_json=schema(), assignments=assigned), "skipped.")
+    warn = _one(found, "skipped.scoping-filter")
+    assert warn.severity == "warning" and "Sync only assigned" not in warn.why
     assert warn.evidence[0]["clause"] == "department EQUALS 'Sales'" and warn.evidence[0]["value"] == "Legal"
-    (info,) = checks(evidence(e, schema_json=schema(True)), "skipped.")
+    # ... or "sync all": a user the service saw as not assigned was created.
+    created = entry("u3", status="success", action="create", assigned=False, active=True, in_scope=True)
+    (info,) = checks(evidence([*e, created], schema_json=schema()), "skipped.")
     assert (info.check, info.severity) == ("skipped.scoping-filter", "info")
-    assert "expected" in info.title
+    assert "expected under 'Sync all users and groups'" in info.title
+    # Neither: the scope is unknown. Never silently "assigned": a warning that words both cases.
+    (unknown,) = checks(evidence(e, schema_json=schema()), "skipped.")
+    assert unknown.severity == "warning"
+    assert "under 'Sync all users and groups' this is expected" in unknown.why
+    assert "under 'Sync only assigned'" in unknown.why
 
 
 def test_unassigned_noise_is_info_unless_the_user_is_assigned_some_way():

@@ -1,7 +1,8 @@
 """Facts the checks share, derived once from an :class:`~provkit.evidence.Evidence`.
 
 - the latest job-status snapshot (a row of the jobs table) and the raw job JSON;
-- the schema's scope ("sync all" or "sync assigned"), matching attributes and mappings;
+- the scope ("sync all" or "sync assigned"), inferred from the logs (Graph does not return the setting),
+  and the schema's matching attributes and mappings;
 - how each user is assigned to the app: directly, as a direct member of an assigned group, or only through a
   group nested inside an assigned group;
 - the latest log entry of each object (its current outcome).
@@ -21,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from provkit.evidence import Evidence
+from provkit.syncscope import SyncScope, infer_sync_scope
 
 __all__ = [
     "Assignment",
@@ -193,6 +195,7 @@ class Facts:
     sync_all: bool | None
     assignments: dict[str, Assignment] = field(default_factory=dict)
     group_names: dict[str, str] = field(default_factory=dict)
+    scope: SyncScope = field(default_factory=lambda: SyncScope("unknown"))
 
     @property
     def now(self) -> pd.Timestamp:
@@ -207,9 +210,9 @@ class Facts:
         return self.evidence.tables.steps
 
     @property
-    def sync_assigned(self) -> bool:
-        """True unless the schema says "sync all" (assigned-only is the default for gallery apps)."""
-        return not self.sync_all
+    def sync_assigned(self) -> bool | None:
+        """True or False when the logs settle the scope; None when it is unknown."""
+        return None if self.sync_all is None else not self.sync_all
 
     @property
     def has_assignment_facts(self) -> bool:
@@ -308,15 +311,6 @@ def _job_row(evidence: Evidence) -> pd.Series | None:
     return jobs.sort_values("snapshot_time", kind="stable").iloc[-1]
 
 
-def _sync_all(schema: dict | None) -> bool | None:
-    """The rule metadata SyncAll: True (all users and groups), False (assigned only), None (unknown)."""
-    for rule in (schema or {}).get("synchronizationRules") or []:
-        for item in (rule if isinstance(rule, dict) else {}).get("metadata") or []:
-            if isinstance(item, dict) and str(item.get("key", "")).lower() == "syncall":
-                return str(item.get("value", "")).strip().lower() == "true"
-    return None
-
-
 def _assignments(evidence: Evidence) -> tuple[dict[str, Assignment], dict[str, str]]:
     direct: dict[str, pd.Timestamp | None] = {}
     group_names: dict[str, str] = {}
@@ -363,10 +357,12 @@ def _assignments(evidence: Evidence) -> tuple[dict[str, Assignment], dict[str, s
 def gather(evidence: Evidence) -> Facts:
     """The facts the checks need, computed once."""
     assignments, group_names = _assignments(evidence)
+    scope = infer_sync_scope(evidence.tables.events, evidence.tables.steps)
     return Facts(
         evidence=evidence,
         job=_job_row(evidence),
-        sync_all=_sync_all(evidence.schema),
+        sync_all=scope.sync_all,
         assignments=assignments,
         group_names=group_names,
+        scope=scope,
     )

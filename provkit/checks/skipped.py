@@ -14,8 +14,13 @@ Checks (one finding per cause that has objects):
   EntryJoiningPropertyValueIsMissing).
 - ``skipped.group-matching-id-empty``: an assigned group's matching attribute is empty.
 
-Under "sync all" (rule metadata SyncAll True) out-of-scope skips (scoping, disabled, unassigned) are expected
-and reported as info.
+The scope setting ("sync all" or "sync assigned") cannot be read from Graph; it is inferred from the logs
+(:mod:`provkit.syncscope`). Under "sync all" out-of-scope skips (scoping, disabled) are expected and reported
+as info; when the scope is unknown they stay warnings, and the finding says what each setting would mean.
+
+The source values a skipped user had (the clause's attribute, ``accountEnabled``, ``IsSoftDeleted``) are read
+from the import step's details (``EntryImportAdd`` / ``EntryImportUpdate`` / ``EntryImportDelete`` carry the
+source attributes in the documented log example) and shown as evidence.
 """
 
 from __future__ import annotations
@@ -116,6 +121,7 @@ class Cause:
     clause: str | None = None
     value: str | None = None
     via: str | None = None
+    filter: str | None = None
 
 
 def _text(value: Any) -> str | None:
@@ -254,30 +260,72 @@ def classify(row: Any, facts: Facts, details: dict[str, Any] | None = None) -> C
         )
     if scoping_false or clause is not None:
         value = _text(getattr(row, "failed_scope_value", None))
-        words = "skipped: out of scope: the scoping filter"
+        if value is None and clause:
+            value = _clause_value(clause, details)
+        scope_filter = _text(getattr(row, "failed_scope_filter", None))
+        words = "skipped: out of scope: the scoping filter" + (f" '{scope_filter}'" if scope_filter else "")
         words += f" clause {clause} is false" if clause else " evaluated to false"
         words += (
             f" for its value '{value}'"
             if value and value != "(empty)"
             else (" (the value is empty)" if value else "")
         )
-        return Cause(SCOPING, words, expected=bool(facts.sync_all), clause=clause, value=value)
+        return Cause(
+            SCOPING, words, expected=bool(facts.sync_all), clause=clause, value=value, filter=scope_filter
+        )
     if not_entitled:
         return Cause(NOT_ASSIGNED, "skipped as not effectively entitled", expected=True)
     return None
 
 
+_SOURCE_EVIDENCE = ("accountEnabled", "IsSoftDeleted")
+
+
+def _clause_value(clause: str, details: dict[str, Any]) -> str | None:
+    """The source value of the clause's attribute from the import step's details ("(empty)" when empty)."""
+    attribute = clause.split(" ", 1)[0].lower()
+    source = details.get("_source") or {}
+    for key, value in source.items():
+        if isinstance(key, str) and key.lower() == attribute:
+            return "(empty)" if value in (None, "") else str(value)
+    return None
+
+
 def _details_by_event(facts: Facts, event_ids: pd.Series) -> dict[str, dict[str, Any]]:
-    """Merged step details (MissingAttribute, MatchingAttribute) of the given entries."""
+    """Merged step details (MissingAttribute, MatchingAttribute) of the given entries, and under "_source"
+    the source attributes their import step carried (EntryImportAdd/Update/Delete details)."""
     steps = facts.steps
     if steps.empty or event_ids.empty:
         return {}
-    wanted = steps[steps["details"].str.contains("MissingAttribute|MatchingAttribute", regex=True, na=False)]
-    wanted = wanted[wanted["event_id"].isin(set(event_ids))]
+    mine = steps[steps["event_id"].isin(set(event_ids))]
+    wanted = mine[mine["details"].str.contains("MissingAttribute|MatchingAttribute", regex=True, na=False)]
     merged: dict[str, dict[str, Any]] = {}
     for event_id, text in zip(wanted["event_id"], wanted["details"], strict=True):
         merged.setdefault(event_id, {}).update(step_details(text))
+    imports = mine[
+        (mine["step_type"].astype(object) == "import")
+        & mine["name"].fillna("").str.lower().str.startswith("entryimport")
+        & (mine["details"].fillna("{}") != "{}")
+    ]
+    for event_id, text in zip(imports["event_id"], imports["details"], strict=True):
+        merged.setdefault(event_id, {}).setdefault("_source", step_details(text))
     return merged
+
+
+def _source_words(details: dict[str, Any] | None, clause: str | None) -> str | None:
+    """'department=Sales; accountEnabled=True; IsSoftDeleted=False' from the import step (None if absent)."""
+    source = (details or {}).get("_source") or {}
+    if not source:
+        return None
+    wanted = [clause.split(" ", 1)[0]] if clause else []
+    wanted += [k for k in _SOURCE_EVIDENCE if k.lower() not in {w.lower() for w in wanted}]
+    lowered = {str(k).lower(): (k, v) for k, v in source.items()}
+    parts = []
+    for name in wanted:
+        found = lowered.get(name.lower())
+        if found is not None:
+            parts.append(f"{found[0]}={found[1] if found[1] not in (None, '') else '(empty)'}")
+    return "; ".join(parts) or None
 
 
 _ROW_FIELDS = (
@@ -296,6 +344,7 @@ _ROW_FIELDS = (
     "assigned",
     "is_active",
     "scoping_result",
+    "failed_scope_filter",
     "failed_scope_clause",
     "failed_scope_value",
 )
@@ -304,14 +353,17 @@ _Row = namedtuple("_Row", _ROW_FIELDS)
 
 def _records(frame: pd.DataFrame) -> list[Any]:
     """Rows as light namedtuples (each column converted to Python objects once)."""
-    columns = [frame[name].astype(object).tolist() for name in _ROW_FIELDS]
+    columns = [
+        frame[name].astype(object).tolist() if name in frame.columns else [None] * len(frame)
+        for name in _ROW_FIELDS
+    ]
     return [_Row(*values) for values in zip(*columns, strict=True)]
 
 
 def skip_table(facts: Facts) -> pd.DataFrame:
     """One row per object whose latest entry is a skip (or a required-attribute failure) this module
-    explains: object_id, type, name, cause (check id), expected, words, attribute, source_attribute, clause,
-    value, via, time, error_code, change_id."""
+    explains: object_id, type, name, cause (check id), expected, words, attribute, source_attribute, filter,
+    clause, value, source_values (from the import step), via, time, error_code, change_id."""
     columns = [
         "object_id",
         "type",
@@ -321,8 +373,10 @@ def skip_table(facts: Facts) -> pd.DataFrame:
         "words",
         "attribute",
         "source_attribute",
+        "filter",
         "clause",
         "value",
+        "source_values",
         "via",
         "time",
         "error_code",
@@ -355,8 +409,10 @@ def skip_table(facts: Facts) -> pd.DataFrame:
                 "words": cause.words,
                 "attribute": cause.attribute,
                 "source_attribute": cause.source_attribute,
+                "filter": cause.filter,
                 "clause": cause.clause,
                 "value": cause.value,
+                "source_values": _source_words(details.get(row.id), cause.clause),
                 "via": cause.via,
                 "time": row.activity_time,
                 "error_code": _text(row.error_code),
@@ -449,28 +505,42 @@ def skipped(facts: Facts) -> list[Finding]:
     findings: list[Finding] = []
     by_cause = {cause: group for cause, group in table.groupby("cause", sort=False)}
     sync_all = bool(facts.sync_all)
-    scope_words = "'Sync all users and groups'" if sync_all else "'Sync assigned users and groups'"
+    unknown = facts.sync_all is None
+    scope_words = facts.scope.words
+    both_ways = (
+        " The scope setting is not returned by Graph and these logs do not settle it: under 'Sync all users "
+        "and groups' this is expected; under 'Sync only assigned' these objects are assigned and should be "
+        "provisioned."
+    )
 
     group = by_cause.get(SCOPING)
     if group is not None:
-        filters = [str(g.get("name") or "") for g in facts.scoping_groups()]
-        name = f" '{filters[0]}'" if len(filters) == 1 and filters[0] else ""
-        clauses = group["clause"].fillna("(clause not in the log)").value_counts()
+        configured = [str(g.get("name") or "") for g in facts.scoping_groups()]
+        keys = group["filter"].fillna("") + "\x00" + group["clause"].fillna("(clause not in the log)")
         parts = []
-        for clause, n in clauses.items():
-            values = group.loc[group["clause"].fillna("(clause not in the log)") == clause, "value"].dropna()
+        for key, n in keys.value_counts().items():
+            scope_filter, clause = key.split("\x00", 1)
+            values = group.loc[keys == key, "value"].dropna()
             example = (
                 f", e.g. value '{values.iloc[0]}'"
                 if len(values) and values.iloc[0] != "(empty)"
                 else (", value empty" if len(values) else "")
             )
-            parts.append(f"{clause} failed for {n:,}{example}")
+            named = f"'{scope_filter}': " if scope_filter else ""
+            parts.append(f"{named}{clause} failed for {n:,}{example}")
+        filters = sorted({f for f in group["filter"].dropna() if f})
+        if not filters and len(configured) == 1 and configured[0]:
+            filters = configured
+        name = f" '{filters[0]}'" if len(filters) == 1 else (f"s ({len(filters)})" if filters else "")
         title = f"{_kinds(group)} skipped by the scoping filter{name}: " + "; ".join(parts)
         severity = "info" if sync_all else "warning"
         if sync_all:
             title += f" (expected under {scope_words})"
+        keep = ("filter", "clause", "value", "source_values")
         findings.append(
-            _finding(SCOPING, severity, title, _rows(group, ("clause", "value")), facts, len(group))
+            _finding(
+                SCOPING, severity, title, _rows(group, keep), facts, len(group), both_ways if unknown else ""
+            )
         )
 
     group = by_cause.get(NOT_ASSIGNED)
@@ -481,7 +551,7 @@ def skipped(facts: Facts) -> list[Finding]:
         )
         title = (
             f"{_plural(entries, 'change')} to {_kinds(group)} not assigned to the app were evaluated and skipped"
-            f" (expected under {scope_words})"
+            f" (expected under {scope_words if not unknown else chr(39) + 'Sync only assigned' + chr(39)})"
         )
         findings.append(_finding(NOT_ASSIGNED, "info", title, _rows(group, ()), facts, len(group)))
 
@@ -502,7 +572,17 @@ def skipped(facts: Facts) -> list[Finding]:
             if sync_all
             else ": assigned but not provisioned while disabled"
         )
-        findings.append(_finding(DISABLED, severity, title, _rows(group, ()), facts, len(group)))
+        findings.append(
+            _finding(
+                DISABLED,
+                severity,
+                title,
+                _rows(group, ("source_values",)),
+                facts,
+                len(group),
+                both_ways if unknown else "",
+            )
+        )
 
     group = by_cause.get(BROKEN)
     if group is not None:

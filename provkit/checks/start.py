@@ -140,13 +140,21 @@ def _observations(facts: Facts) -> list[tuple[pd.Timestamp, int, int, str | None
 
 
 def _objects_in_scope(facts: Facts, fraction: float | None, entries: int) -> tuple[int | None, str]:
-    if facts.sync_assigned and facts.has_assignment_facts:
+    def assigned() -> int:
         groups = [g for g in facts.evidence.groups.values() if isinstance(g, dict)]
         members = sum(len(g.get("direct") or []) for g in groups)
         users = sum(
             1 for a in facts.evidence.assignments if str(a.get("principalType", "")).lower() == "user"
         )
-        return users + len(groups) + members, "assigned users + groups + group members"
+        return users + len(groups) + members
+
+    if facts.sync_assigned is not False and facts.has_assignment_facts:
+        if facts.sync_assigned:
+            return assigned(), "assigned users + groups + group members"
+        return assigned(), (
+            "assigned users + groups + group members, if the scope is 'Sync only assigned' (the scope is "
+            "unknown; under 'Sync all' every user and group counts)"
+        )
     if fraction and entries:
         return round(entries / fraction), "log entries of the cycle so far / share of progress done"
     return None, ""
