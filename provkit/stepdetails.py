@@ -66,6 +66,9 @@ _VARIANTS = {
     "activeinsourcesystem": "is_active",
     "activeinsource": "is_active",
     "userhasrequiredrole": "has_required_role",
+    # seen in a public export of a group's log entry ("Group has the required role"); not in Microsoft's docs
+    "grouphastherequiredrole": "has_required_role",
+    "objecthastherequiredrole": "has_required_role",
     "hasrequiredrole": "has_required_role",
     "scopingfiltersevaluationpassed": "scoping_result",
     "scopingfilterevaluationpass": "scoping_result",

@@ -101,7 +101,9 @@ def infer_sync_scope(events: pd.DataFrame, steps: pd.DataFrame | None = None) ->
             )
     if steps is not None and len(steps) and "description" in steps.columns:
         said = steps["description"].astype(object).where(steps["description"].notna(), "").astype(str)
-        said_all = said.str.contains("sync all", case=False, regex=False)
+        # "Scope sync all" / "Scope: Sync all", not the skip text's advice "update provisioning scope to
+        # 'Sync all users and groups'".
+        said_all = said.str.contains(r"\bscope:?\s+sync all\b", case=False, regex=True)
         if said_all.any():
             when = pd.NaT
             if events is not None and len(events) and "event_id" in steps.columns:

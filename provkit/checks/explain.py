@@ -7,7 +7,6 @@ A name that matches several objects raises :class:`~provkit.errors.ConfigError` 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +18,7 @@ from provkit.checks.finding import LINKS, jsonable
 from provkit.checks.skipped import LINKS_BY_CAUSE, REMEDIES, classify
 from provkit.errors import ConfigError
 from provkit.evidence import Evidence
+from provkit.stepdetails import is_scope_evaluation_key, scope_clauses
 
 __all__ = ["Explanation", "explain", "format_explanation"]
 
@@ -130,21 +130,14 @@ def _resolve(facts: Facts, query: str) -> tuple[str | None, dict[str, str]]:
 
 
 def _scope_summary(details: dict[str, Any]) -> list[str]:
-    raw = details.get("ScopeEvaluationResult")
-    try:
-        evaluation = json.loads(raw) if isinstance(raw, str) else raw
-    except ValueError:
-        return []
+    """One line per evaluated scoping clause, from either ScopeEvaluationResult shape."""
+    raw = next((v for k, v in details.items() if is_scope_evaluation_key(k)), None)
     out = []
-    for group in (evaluation or {}).get("scopingFilterGroups") or []:
-        for clause in group.get("clauses") or []:
-            values = clause.get("targetOperand") or []
-            target = f" '{', '.join(map(str, values))}'" if values else ""
-            value = clause.get("sourceValue")
-            out.append(
-                f"{clause.get('sourceOperandName')} {clause.get('operatorName')}{target}: "
-                f"{'true' if clause.get('result') else 'false'} (value {value!r})"
-            )
+    for clause in scope_clauses(raw) or []:
+        named = f"{clause.filter}: " if clause.filter else ""
+        result = {True: "true", False: "false"}.get(clause.result, "unknown")  # type: ignore[arg-type]
+        value = f" (value {clause.source_value!r})" if clause.has_source_value else ""
+        out.append(f"{named}{clause.text or '(filter)'}: {result}{value}")
     return out
 
 
@@ -159,7 +152,7 @@ def _steps(facts: Facts, event_ids: list[str]) -> dict[str, list[dict[str, Any]]
     for s in mine.itertuples(index=False):
         details = step_details(s.details)
         scope = _scope_summary(details)
-        key = {k: v for k, v in details.items() if k != "ScopeEvaluationResult"}
+        key = {k: v for k, v in details.items() if not is_scope_evaluation_key(k)}
         step = {
             "name": _text(s.name),
             "type": _text(s.step_type),
@@ -366,6 +359,9 @@ def explain(evidence: Evidence, object: str) -> Explanation:  # noqa: A002 - the
     merged: dict[str, Any] = {}
     for step in steps.get(latest["id"], []):
         merged.update(step["details"])
+        name = str(step.get("name") or "").lower()
+        if step.get("type") == "import" and name.startswith("entryimport") and step["details"]:
+            merged.setdefault("_source", step["details"])  # the source attributes the import step carried
     decision, remedy, check, links = _decide(facts, _Row(latest), merged)
     return Explanation(
         query=object,

@@ -517,6 +517,10 @@ def skipped(facts: Facts) -> list[Finding]:
     if group is not None:
         configured = [str(g.get("name") or "") for g in facts.scoping_groups()]
         keys = group["filter"].fillna("") + "\x00" + group["clause"].fillna("(clause not in the log)")
+        named_filters = {f for f in group["filter"].dropna() if f}
+        single = (
+            next(iter(named_filters)) if len(named_filters) == 1 and group["filter"].notna().all() else None
+        )
         parts = []
         for key, n in keys.value_counts().items():
             scope_filter, clause = key.split("\x00", 1)
@@ -526,7 +530,7 @@ def skipped(facts: Facts) -> list[Finding]:
                 if len(values) and values.iloc[0] != "(empty)"
                 else (", value empty" if len(values) else "")
             )
-            named = f"'{scope_filter}': " if scope_filter else ""
+            named = f"'{scope_filter}': " if scope_filter and single is None else ""
             parts.append(f"{named}{clause} failed for {n:,}{example}")
         filters = sorted({f for f in group["filter"].dropna() if f})
         if not filters and len(configured) == 1 and configured[0]:
