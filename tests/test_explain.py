@@ -146,7 +146,7 @@ def test_entries_are_the_objects_story_oldest_first_with_steps(zendesk):
     assert set(e["cycle_id"] for e in expl.entries) == set(events["cycle_id"])
     first = expl.entries[0]
     assert [s["name"] for s in first["steps"]] == [
-        "EntryImport",
+        "EntryImportAdd",
         "EntrySynchronizationScoping",
         "EntrySynchronizationSkip",
     ]

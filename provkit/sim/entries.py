@@ -49,7 +49,7 @@ def render_entry(app: App, cycle: Cycle, i: int) -> dict:
     outcome = _outcome(app, cycle, subject, i, rng)
     action, status, steps, props, error = outcome
     duration = int(rng.lognormvariate(6.8, 0.6)) if action != "other" else int(rng.lognormvariate(5.0, 0.5))
-    target_id = "" if status != "success" or action == "other" else _target_id(codec, app, subject)
+    target_id = _target_id(codec, app, subject) if _exists_in_target(action, status, steps) else ""
     entry = {
         "id": codec.encode(ids.ENTRY, app.index, cycle.no, i),
         "activityDateTime": format_ticks(cycle.entry_time(i)),
@@ -89,6 +89,16 @@ def render_entry(app: App, cycle: Cycle, i: int) -> dict:
     return entry
 
 
+def _exists_in_target(action: str, status: str, steps: list[dict]) -> bool:
+    """Whether the object is in the target after this entry: targetIdentity.id is set whenever it is (the
+    documented create example carries the target's id)."""
+    if status == "skipped":
+        return any(s["details"].get("SkipReason") == "RedundantExport" for s in steps)
+    if action == "create":
+        return status == "success"
+    return action in ("update", "disable", "delete", "stagedDelete")
+
+
 def _target_id(codec: ids.IdCodec, app: App, subject: Subject) -> str:
     raw = codec.encode(ids.MISC, app.index, 9, subject.index + (0 if subject.kind == "User" else 1 << 30))
     return raw.replace("-", "")[:24]
@@ -105,38 +115,62 @@ def _step(name: str, step_type: str, status: str, description: str, details: dic
 
 
 def _scope_details(app: App, subject: Subject, assigned: bool, active: bool, in_scope: bool) -> dict:
+    """The scoping step's details as the documented log example has them (cross-tenant sync "configure with
+    Graph", step 12): four "True"/"False" keys and ScopeEvaluationResult, a JSON object as a string whose keys
+    are ``<filter name>.<attribute> <OPERATOR> '<value>'`` and whose values are booleans ("{}" without a filter).
+    """
     sc = app.scenario
-    details = {
-        "IsActive": str(active),
-        "Assigned to the application": str(assigned),
-        "IsEffectivelyEntitledForProvisioning": str(assigned and active),
-        "IsInProvisioningScope": str(in_scope),
-    }
-    if sc.scoping and subject.kind == "User":
+    kind = subject.kind
+    evaluation: dict[str, bool] = {}
+    if sc.scoping and kind == "User":
         user = app.tenant.users.get(subject.index)
-        clauses = []
-        group_result = True
         for clause in sc.scoping:
-            value = user.attribute(clause.attribute)
-            ok = clause_passes(clause.operator, value, clause.values)
-            group_result = group_result and ok
-            clauses.append(
-                {
-                    "sourceOperandName": clause.attribute,
-                    "operatorName": clause.operator,
-                    "targetOperand": list(clause.values),
-                    "sourceValue": value,
-                    "result": ok,
-                }
-            )
-        evaluation = {
-            "scopingFilterGroups": [
-                {"name": sc.scoping_group_name, "result": group_result, "clauses": clauses}
-            ]
+            ok = clause_passes(clause.operator, user.attribute(clause.attribute), clause.values)
+            # inference: several target values joined with ", " inside the quotes (the docs show one value)
+            value = ", ".join(clause.values)
+            key = f"{sc.scoping_group_name}.{clause.attribute} {clause.operator}"
+            evaluation[f"{key} '{value}'" if value else key] = ok
+    return {
+        "Active in the source system": str(active),
+        "Assigned to the application": str(assigned),
+        # "User has the required role" is documented; "Group has the required role" is seen in a public
+        # export of a group's entry (inference).
+        f"{kind} has the required role": str(assigned),
+        "Scoping filter evaluation passed": str(in_scope),
+        "ScopeEvaluationResult": json.dumps(evaluation, separators=(",", ":")),
+    }
+
+
+def _import_step(app: App, subject: Subject, change_type: str, active: bool) -> dict:
+    """``EntryImportAdd`` / ``EntryImportUpdate`` with the source attributes in its details, as in the documented
+    log example ("Received User '<upn>' change of type (Add) from Azure Active Directory")."""
+    kind = subject.kind
+    if kind == "User":
+        user = app.tenant.users.get(subject.index)
+        ident = user.user_principal_name
+        details = {
+            "objectId": user.id,
+            "accountEnabled": str(active),
+            "department": user.department or "",
+            "displayName": user.display_name,
+            "mailNickname": user.attribute("mailNickname") or "",
+            "userPrincipalName": user.user_principal_name,
+            "IsSoftDeleted": "False",
+            "appRoleAssignments": "msiam_access" if app.scenario.scope == "assigned" else "",
         }
-        details["ScopeEvaluationResult"] = json.dumps(evaluation, separators=(",", ":"))
-        details["IsInProvisioningScopeDisplayName"] = sc.scoping_group_name if group_result else ""
-    return details
+        for clause in app.scenario.scoping:  # the attributes the scoping filter reads
+            details.setdefault(clause.attribute, user.attribute(clause.attribute) or "")
+    else:
+        group = app.tenant.directory.groups[subject.index]
+        ident = group.display_name
+        details = {"objectId": group.id}  # as in a public export of a group's entry (inference)
+    return _step(
+        f"EntryImport{change_type}",
+        "import",
+        "success",
+        f"Received {kind} '{ident}' change of type ({change_type}) from {SOURCE_SYSTEM_NAME}",
+        details,
+    )
 
 
 def _error(
@@ -170,12 +204,7 @@ def _outcome(app: App, cycle: Cycle, subject: Subject, i: int, rng: random.Rando
     cat = subject.category
     incremental = cycle.kind == "incremental"
     change_type = "Update" if incremental else "Add"
-    import_step = _step(
-        "EntryImport",
-        "import",
-        "success",
-        f"Received {kind} '{ident}' change of type ({change_type}) from {SOURCE_SYSTEM_NAME}",
-    )
+    import_step = _import_step(app, subject, change_type, cat not in ("disabled", "disabled-expected"))
 
     # ---- skips decided before matching ----------------------------------------------------------------------
     if cat in ("not-assigned", "nested-only", "disabled", "broken", "scope-fail", "disabled-expected"):

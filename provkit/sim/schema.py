@@ -158,8 +158,11 @@ def schema_json(tenant: Tenant, app: App) -> dict:
                 "priority": 1,
                 "sourceDirectoryName": "Azure Active Directory",
                 "targetDirectoryName": sc.app,
+                # The scope (SyncAll) is a synchronization secret that no GET returns; the rule metadata
+                # holds these two keys (reference 1.8; the value casing is an inference).
                 "metadata": [
-                    {"key": "SyncAll", "value": "True" if sc.scope == "all" else "False"},
+                    {"key": "defaultSourceObjectMappings", "value": "true"},
+                    {"key": "supportsProvisionOnDemand", "value": "true"},
                 ],
                 "containerFilter": {"includedContainers": []},
                 "groupFilter": {"includedGroups": []},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import UTC, datetime
 
@@ -160,10 +161,18 @@ def test_skipped_users_has_every_skip_cause(tenant):
                 (s["details"].get("SkipReason") for s in steps if s["details"].get("SkipReason")), None
             )
             scope = next((s["details"] for s in steps if s["provisioningStepType"] == "scoping"), {})
+            if scope:  # the documented log keys on every scoping step, and ScopeEvaluationResult
+                assert {
+                    "Active in the source system",
+                    "Assigned to the application",
+                    "Scoping filter evaluation passed",
+                    "ScopeEvaluationResult",
+                } <= set(scope)
+                assert isinstance(json.loads(scope["ScopeEvaluationResult"]), dict)
             if skip == "NotEffectivelyEntitled":
-                if scope.get("IsActive") == "False":
+                if scope.get("Active in the source system") == "False":
                     seen["disabled"] += 1
-                elif scope.get("IsInProvisioningScope") == "False":
+                elif scope.get("Scoping filter evaluation passed") == "False":
                     seen["scoping"] += 1
                     clauses.add(scope["ScopeEvaluationResult"])
                 else:
@@ -187,7 +196,11 @@ def test_skipped_users_has_every_skip_cause(tenant):
         "DuplicateTargetEntries",
     ):
         assert seen[key] > 0, key
-    assert any('"sourceValue":null' in c or '"sourceValue":"Contractor"' in c for c in clauses)
+    # the documented form: {"<filter>.<attribute> <OPERATOR> '<value>'": false}
+    assert any(
+        any(k.endswith("employeeType EQUALS 'Employee'") and v is False for k, v in json.loads(c).items())
+        for c in clauses
+    )
     # nested-only, broken assignment: the app's own bookkeeping names them, the logs show them as not entitled
     assert "nested-only" in app.categories.values()
     assert app.broken
