@@ -130,3 +130,70 @@ def test_documented_entries_through_cycles_and_explain(
         "Engineering filter: accountEnabled EQUALS 'True': true",
     ]
     assert scoping["details"]["Scoping filter evaluation passed"] == "False"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The simulator's Graph answers and the same entries as a Log Analytics export give the same findings
+
+
+def test_simulator_graph_answers_and_an_equivalent_export_give_the_same_findings(tmp_path: Path) -> None:
+    import dataclasses
+    import importlib.util
+    from datetime import timedelta
+
+    from provkit.checks import run_checks
+    from provkit.evidence import from_simulator
+    from provkit.sources.files import read_files
+    from provkit.tables import events_from_records
+    from provkit.workbook import demo_tenant
+
+    demo = demo_tenant(users=400, days=3)
+    tenant = demo.tenant
+    app = next(a for a in tenant.apps if a.scenario.name == "skipped-users")
+    # What Graph answered over HTTP, saved as the pages a user would keep.
+    end = datetime_of(tenant.now_ticks)
+    pages = list(demo.client.provisioning_pages(app.sp_id, end - timedelta(days=30), end))
+    entries = [e for page in pages for e in page["value"]]
+    assert entries and any(
+        "Scoping filter evaluation passed" in s["details"] for e in entries for s in e["provisioningSteps"]
+    )
+    # The same entries as a Log Analytics query answer (the derivation the documented fixtures use).
+    spec = importlib.util.spec_from_file_location("make_derived", DOCUMENTED / "make_derived.py")
+    derived = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(derived)
+    rows = [derived.la_row(e) for e in entries]
+    export = tmp_path / "AADProvisioningLogs.json"
+    export.write_text(
+        json.dumps(
+            {
+                "tables": [
+                    {
+                        "name": "PrimaryResult",
+                        "columns": [{"name": h} for h in rows[0]],
+                        "rows": [list(r.values()) for r in rows],
+                    }
+                ]
+            }
+        )
+    )
+    load = read_files([export])
+    assert load.formats[str(export)] == "log-analytics-json" and not load.rejects
+
+    base = from_simulator(tenant, app)  # the directory, schema and job, as a fetch would store them
+    from_graph = dataclasses.replace(base, tables=events_from_records(entries))
+    from_file = dataclasses.replace(base, tables=events_from_records(load.records))
+    assert len(from_file.events) == len(from_graph.events) == len(entries)
+
+    def summary(evidence):
+        return [(f.check, f.severity, f.title, f.count, f.evidence) for f in run_checks(evidence)]
+
+    graph_findings = summary(from_graph)
+    assert {"skipped.scoping-filter", "skipped.disabled-in-source"} <= {f[0] for f in graph_findings}
+    assert summary(from_file) == graph_findings
+
+
+def datetime_of(ticks: int):
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ticks / 10**7, tz=UTC)
