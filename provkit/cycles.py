@@ -106,7 +106,8 @@ CYCLE_COLUMNS: dict[str, str] = {
 - ``entries`` and the ``n_*`` counts: log entries by action and by status; values outside the documented
   enums are counted in ``n_unknown_action`` / ``n_unknown_status`` so the counts always add up to ``entries``.
 - ``distinct_objects``: distinct source objects (``sourceIdentity.id``) evaluated.
-- ``reset_before``/``reset_reason``: a watermark reset (restart, attribute-mapping, scoping) recorded in the
+- ``reset_before``/``reset_reason``: a watermark reset (restart, mapping-or-scope; attribute-mapping and
+  scoping from older audit names) recorded in the
   directory audits between the previous cycle's start and this one's.
 - ``inferred``: the cycle left no log entries (known from a snapshot, the interval or the retry schedule).
 - ``running``: still running at the latest snapshot (its end is the last entry so far).
@@ -114,16 +115,38 @@ CYCLE_COLUMNS: dict[str, str] = {
 - ``state``: the execution state from the job status (Succeeded, Failed, EntryLevelErrors) when known.
 """
 
+# Directory audit activity -> (kind, reset reason). The documented Account Provisioning names
+# (reference-audit-activities.md, reference 1.8) first; the older names after them are inference (kept so
+# audits saved by earlier provkit versions still read). Per-object audits (Export, Import, Synchronization rule
+# action, Process escrow, User Provisioning, Other) and settings updates are not cycle events.
 _AUDIT_KINDS: dict[str, tuple[str, str]] = {
+    "enable/restart provisioning configuration": ("reset", "restart"),
+    "update attribute mappings or scope": ("reset", "mapping-or-scope"),
+    "enable/start provisioning configuration": ("start", ""),
+    "disable/pause provisioning configuration": ("pause", ""),
+    "quarantine": ("quarantine", ""),
     "restart synchronization job": ("reset", "restart"),
     "restart provisioning": ("reset", "restart"),
     "update attribute mappings": ("reset", "attribute-mapping"),
     "update scoping filter": ("reset", "scoping"),
-    "quarantine": ("quarantine", ""),
     "pause synchronization job": ("pause", ""),
     "disable synchronization job": ("disable", ""),
     "start synchronization job": ("start", ""),
 }
+
+
+def _audit_kind(record: dict, activity: str) -> tuple[str, str]:
+    """(kind, reason) of one audit. "Disable/pause provisioning configuration" is an admin's stop (pause) or,
+    initiated by the provisioning service itself, the disable after four weeks in quarantine (inference: the
+    docs give the name, not who initiates the automatic disable)."""
+    kind, reason = _AUDIT_KINDS.get(activity.lower(), ("other", ""))
+    if activity.lower() == "disable/pause provisioning configuration":
+        initiated = record.get("initiatedBy") if isinstance(record.get("initiatedBy"), dict) else {}
+        app = initiated.get("app") if isinstance(initiated.get("app"), dict) else {}
+        if not initiated.get("user") and "provisioning service" in str(app.get("displayName") or "").lower():
+            return "disable", ""
+    return kind, reason
+
 
 _EXECUTION_PREFIXES = ("last_execution", "last_successful", "last_successful_with_exports")
 
@@ -227,7 +250,7 @@ def _audits(evidence: Evidence) -> pd.DataFrame:
         if target and evidence.service_principal_id and target != evidence.service_principal_id:
             continue
         activity = _text(record.get("activityDisplayName")) or ""
-        kind, reason = _AUDIT_KINDS.get(activity.lower(), ("other", ""))
+        kind, reason = _audit_kind(record, activity)
         time = _ts(record.get("activityDateTime"))
         if kind == "other" or pd.isna(time):
             continue

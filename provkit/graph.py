@@ -229,6 +229,21 @@ def _odata_datetime(value: datetime) -> str:
     return text + "Z"
 
 
+_INSTANT = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$")
+
+
+def _instant(value: object) -> datetime:
+    """A Graph time as an aware datetime for ordering (fraction cut to microseconds); the epoch if unreadable."""
+    match = _INSTANT.match(str(value or "").strip())
+    if not match:
+        return datetime(1970, 1, 1, tzinfo=UTC)
+    fraction = (match.group(2) or ".0")[:7].ljust(7, "0")
+    zone = match.group(3) or "Z"
+    return datetime.fromisoformat(match.group(1) + fraction + ("+00:00" if zone == "Z" else zone)).astimezone(
+        UTC
+    )
+
+
 def _odata_string(text: str) -> str:
     """A quoted OData string literal: single quotes doubled."""
     return "'" + text.replace("'", "''") + "'"
@@ -499,6 +514,28 @@ class GraphClient:
                 link = LINK_PROVISIONING_LOGS
             elif "/synchronization" in relative.lower():
                 link = LINK_SYNC_PERMISSIONS
+            if code.lower() == "authentication_requestfromnonpremiumtenantorb2ctenant":
+                # Documented (reference 1.8): the reporting endpoints without a P1/P2 licence.
+                return PermissionDeniedError(
+                    "The tenant has no Microsoft Entra ID P1 or P2 licence, which the provisioning logs and "
+                    f"directory audits require (Graph: {code}). Graph said: {said}",
+                    remedy="Activate Microsoft Entra ID P1 or P2 in the tenant (a trial works), then fetch again. "
+                    "Without it, job status and schema still work, and the admin center shows the logs of the "
+                    "last 7 days for download (provkit import).",
+                    link=LINK_PROVISIONING_LOGS,
+                    **fields,
+                )
+            if code.lower() == "authentication_msgraphpermissionmissing":
+                # Seen on reporting endpoints in community reports: the token carries no such role at all.
+                return PermissionDeniedError(
+                    f"The access token carries no {permission} permission (Graph: {code}). Graph said: {said}",
+                    permission=permission,
+                    remedy=f"Add {permission} to the app registration as an application permission, grant admin "
+                    "consent, then sign in again: a token only carries the permissions consented before it was "
+                    "issued.",
+                    link=link,
+                    **fields,
+                )
             return PermissionDeniedError(
                 f"Permission denied: this call needs {permission}. Graph said: {said}",
                 permission=permission,
@@ -747,21 +784,58 @@ class GraphClient:
         relation = "transitiveMemberOf" if transitive else "memberOf"
         return list(self.items(f"/users/{_segment(user_id)}/{relation}"))
 
+    # The documented Account Provisioning activities that matter to cycles, quarantine and postmortems
+    # (reference 1.8). Per-object records ("Export", "Import", "Synchronization rule action", "Process escrow",
+    # "User Provisioning", "Other") can run to thousands a day: they are filtered out at the query.
+    AUDIT_ACTIVITIES = (
+        "Enable/restart provisioning configuration",
+        "Enable/start provisioning configuration",
+        "Disable/pause provisioning configuration",
+        "Update attribute mappings or scope",
+        "Update provisioning setting or credentials",
+        "Quarantine",
+        "Add provisioning configuration",
+        "Delete provisioning configuration",
+    )
+
     def directory_audits(
         self, start: datetime, end: datetime, sp_id: str | None = None
     ) -> list[dict[str, Any]]:
-        """Provisioning service audit records in [start, end); with ``sp_id``, only those about that app.
+        """Provisioning service audit records in [start, end) of the :attr:`AUDIT_ACTIVITIES`; with ``sp_id``,
+        only those about that app, newest first as Graph sends them.
 
-        Graph filters on time and ``loggedByService``; the target service principal is matched here, because
-        ``targetResources`` cannot be filtered server-side.
+        Graph filters on time, ``loggedByService`` and ``activityDisplayName``; the target service principal is
+        matched here, because ``targetResources`` cannot be filtered server-side. If Graph refuses the ``or`` of
+        activity names (400; inference: the docs show single ``eq`` filters only), one query per activity is
+        made instead, and remembered for the session.
         """
-        flt = (
+        base = (
             f"activityDateTime ge {_odata_datetime(start)} and activityDateTime lt {_odata_datetime(end)} "
             "and loggedByService eq 'Account Provisioning'"
         )
-        audits = self.items("/auditLogs/directoryAudits", {"$filter": flt})
+        names = " or ".join(f"activityDisplayName eq {_odata_string(a)}" for a in self.AUDIT_ACTIVITIES)
+        audits: list[dict[str, Any]] = []
+        if not getattr(self, "_audits_one_activity_per_query", False):
+            try:
+                audits = list(self.items("/auditLogs/directoryAudits", {"$filter": f"{base} and ({names})"}))
+            except GraphError as exc:
+                if exc.status != 400:
+                    raise
+                self._audits_one_activity_per_query = True
+                log.info(
+                    "Graph refused an 'or' of audit activity names (%s); one query per activity", exc.code
+                )
+        if getattr(self, "_audits_one_activity_per_query", False):
+            seen: set[str] = set()
+            for activity in self.AUDIT_ACTIVITIES:
+                flt = f"{base} and activityDisplayName eq {_odata_string(activity)}"
+                for audit in self.items("/auditLogs/directoryAudits", {"$filter": flt}):
+                    if audit.get("id") not in seen:
+                        seen.add(audit.get("id"))
+                        audits.append(audit)
+            audits.sort(key=lambda a: str(a.get("activityDateTime") or ""), reverse=True)
         if sp_id is None:
-            return list(audits)
+            return audits
         return [a for a in audits if any(t.get("id") == sp_id for t in a.get("targetResources") or [])]
 
     def provisioning_pages(
@@ -789,9 +863,53 @@ class GraphClient:
             )
         if not 1 <= page_size <= 1000:
             raise ConfigError(f"page_size must be between 1 and 1000, got {page_size}.")
-        flt = (
-            f"servicePrincipal/id eq {_odata_string(sp_id)} and activityDateTime ge {_odata_datetime(start)} "
-            f"and activityDateTime lt {_odata_datetime(end)}"
-        )
-        params = {"$filter": flt, "$top": str(page_size), "$orderby": "activityDateTime asc"}
-        return self.pages("/auditLogs/provisioning", params)
+        return self._provisioning_pages(sp_id, _utc(start, "start"), _utc(end, "end"), page_size)
+
+    # How provisioning_pages queries, most to least preferred. The v1.0 page documents eq, contains, gt and lt
+    # for $filter and shows $orderby only with desc; ge and "asc" work today (inference from use), so a 400 to
+    # them steps down: gt on the instant just before the window start, then no $orderby (sorted here).
+    _PROVISIONING_QUERIES = ("ge+orderby", "gt+orderby", "gt")
+
+    def _provisioning_pages(
+        self, sp_id: str, start: datetime, end: datetime, page_size: int
+    ) -> Iterator[dict[str, Any]]:
+        modes = self._PROVISIONING_QUERIES
+        mode = getattr(self, "_provisioning_query", modes[0])
+        while True:
+            after = (
+                f"activityDateTime ge {_odata_datetime(start)}"
+                if mode.startswith("ge")
+                else f"activityDateTime gt {_odata_datetime(start - timedelta(microseconds=1))}"
+            )
+            flt = (
+                f"servicePrincipal/id eq {_odata_string(sp_id)} and {after} "
+                f"and activityDateTime lt {_odata_datetime(end)}"
+            )
+            params = {"$filter": flt, "$top": str(page_size)}
+            if mode.endswith("orderby"):
+                params["$orderby"] = "activityDateTime asc"
+            pages = self.pages("/auditLogs/provisioning", params)
+            try:
+                first = next(pages)
+            except StopIteration:
+                return
+            except GraphError as exc:
+                if exc.status != 400 or mode == modes[-1]:
+                    raise
+                mode = modes[modes.index(mode) + 1]
+                self._provisioning_query = mode  # remembered for the session
+                log.warning("Graph refused the provisioning-log query (%s); retrying as %r", exc.code, mode)
+                continue
+            if mode.endswith("orderby"):
+                yield first
+                yield from pages
+                return
+            # Without $orderby the order is Graph's: collect the window and hand it over oldest first.
+            entries = list(first.get("value") or [])
+            for page in pages:
+                entries.extend(page.get("value") or [])
+            entries = [e for e in entries if _instant(e.get("activityDateTime")) >= start]
+            entries.sort(key=lambda e: _instant(e.get("activityDateTime")))
+            for i in range(0, len(entries), page_size):
+                yield {"value": entries[i : i + page_size]}
+            return

@@ -123,9 +123,9 @@ def test_counts_by_status_and_distinct_objects_agree_with_the_entries(scenarios)
 @pytest.mark.parametrize(
     ("name", "reason", "activity"),
     [
-        ("healthy", "attribute-mapping", "Update attribute mappings"),
-        ("skipped-users", "scoping", "Update scoping filter"),
-        ("paused", "restart", "Restart synchronization job"),
+        ("healthy", "attribute-mapping", "Update attribute mappings or scope"),
+        ("skipped-users", "scoping", "Update attribute mappings or scope"),
+        ("paused", "restart", "Enable/restart provisioning configuration"),
     ],
 )
 def test_a_watermark_reset_makes_the_next_cycle_initial_and_says_why(name, reason, activity, scenarios):
@@ -134,7 +134,10 @@ def test_a_watermark_reset_makes_the_next_cycle_initial_and_says_why(name, reaso
     assert [c.reset_reason for c in truth] == [reason]
     row = s.row(truth[0])
     assert row["kind"] == "initial"
-    assert row["reset_before"] and row["reset_reason"] == reason
+    # The documented audit name does not tell a mapping change from a scope change.
+    assert row["reset_before"] and row["reset_reason"] == (
+        "restart" if reason == "restart" else "mapping-or-scope"
+    )
     assert "watermark reset" in row["kind_reason"]
     assert s.table["reset_before"].sum() == 1
     audit = next(a for a in s.evidence.audits if a["activityDisplayName"] == activity)
@@ -185,7 +188,7 @@ def test_a_quarantine_retry_with_many_objects_is_not_mistaken_for_an_initial_cyc
         assert row["distinct_objects"] > 5000
     broken = next(c for c in escrow.timeline.cycles if c.mode == "broken-initial")
     row = escrow.row(broken)
-    assert row["kind"] == "initial" and row["reset_reason"] == "attribute-mapping"
+    assert row["kind"] == "initial" and row["reset_reason"] == "mapping-or-scope"
     assert row["n_failure"] > 5000
 
 
@@ -437,7 +440,7 @@ def test_format_cycles_reads_like_a_report(scenarios):
     s = scenarios["healthy"]
     text = cyc.format_cycles(s.table, cyc.summary(s.evidence, s.table), last=400)
     assert "state              Active" in text
-    assert "reset: attribute-mapping" in text and "inferred (interval)" in text and ">=" in text
+    assert "reset: mapping-or-scope" in text and "inferred (interval)" in text and ">=" in text
     assert len(text.splitlines()) > len(s.table)
     short = cyc.format_cycles(s.table, cyc.summary(s.evidence, s.table), last=5)
     assert "earlier cycles not shown" in short

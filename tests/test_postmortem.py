@@ -60,7 +60,7 @@ def test_quarantine_incident_write_up(contoso, tmp_path: Path) -> None:
     timeline = _section(text, "Timeline")
     assert "| 2024-06-01 20:24 UTC | quarantine | Quarantine (EncounteredQuarantineException)" in timeline
     assert "quarantine retry" in timeline and "initial cycle" in timeline
-    assert "Update synchronization secrets (credential-change) by admin@contoso.com" in timeline
+    assert "Update provisioning setting or credentials (credential-change) by admin@contoso.com" in timeline
     times = re.findall(r"^\| (\d{4}-\d\d-\d\d \d\d:\d\d) UTC", timeline, re.MULTILINE)
     assert times == sorted(times) and len(times) == len(written.timeline)
     # Only the scheduled rows (next attempt, disable date) lie after the window.

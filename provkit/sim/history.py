@@ -87,6 +87,16 @@ class Audit:
     activity: str
     reason: str
     details: dict[str, str] = field(default_factory=dict)
+    actor: object = None  # None: an admin in the portal; "service": the provisioning service; else the caller
+
+
+# The documented Account Provisioning activity names (reference-audit-activities.md; reference 1.8).
+RESTART = "Enable/restart provisioning configuration"
+START = "Enable/start provisioning configuration"
+STOP = "Disable/pause provisioning configuration"
+MAPPING_OR_SCOPE = "Update attribute mappings or scope"
+SETTINGS = "Update provisioning setting or credentials"
+QUARANTINE = "Quarantine"
 
 
 @dataclass
@@ -175,39 +185,34 @@ def build_timeline(
             ev += 1
             if control.kind == "reset" or control.kind == "mapping-breaks":
                 reason = control.reason or "restart"
-                activity = {
-                    "restart": "Restart synchronization job",
-                    "attribute-mapping": "Update attribute mappings",
-                    "scoping": "Update scoping filter",
-                }.get(reason, "Restart synchronization job")
-                audits.append(Audit(when, activity, reason, {"WatermarkReset": "True"}))
+                activity = RESTART if reason == "restart" else MAPPING_OR_SCOPE
+                audits.append(Audit(when, activity, reason, {"WatermarkReset": "True"}, control.actor))
                 need_initial = True
                 pending_reason = reason
                 if control.kind == "mapping-breaks":
                     broken = True
                 if reason == "restart" and quarantine is not None:
+                    # A restart clears the quarantine; credentials that are still bad put the job back
+                    # into it at the next cycle (only a credentials update fixes them).
                     quarantine = None
-                    cred_failing = False
                 t = max(t, when + 2 * MINUTE)
             elif control.kind == "credential-failure":
                 cred_failing = True
                 audits.append(
-                    Audit(
-                        when, "Update synchronization secrets", "credential-change", {"Secret": "SecretToken"}
-                    )
+                    Audit(when, SETTINGS, "credential-change", {"Secret": "SecretToken"}, control.actor)
                 )
             elif control.kind == "pause":
                 paused_at = when
-                audits.append(Audit(when, "Pause synchronization job", "pause"))
+                audits.append(Audit(when, STOP, "pause", actor=control.actor))
             elif control.kind == "resume":
                 paused_at = None
                 if quarantine is not None:
                     quarantine = None
-                audits.append(Audit(when, "Start synchronization job", "start"))
+                audits.append(Audit(when, START, "start", actor=control.actor))
                 t = max(t, when + MINUTE)
             elif control.kind == "disable":
                 disabled_at = when
-                audits.append(Audit(when, "Disable synchronization job", "disable"))
+                audits.append(Audit(when, STOP, "disable", actor=control.actor))
         if paused_at is not None or disabled_at is not None:
             # Nothing runs until a resume event; jump to it if one exists.
             if ev < len(events) and events[ev][0] < now and disabled_at is None:
@@ -228,7 +233,7 @@ def build_timeline(
                 continue
             if t - quarantine.series_began >= QUARANTINE_DISABLE_AFTER:
                 disabled_at = quarantine.series_began + QUARANTINE_DISABLE_AFTER
-                audits.append(Audit(disabled_at, "Disable synchronization job", "quarantine-expired"))
+                audits.append(Audit(disabled_at, STOP, "quarantine-expired", actor="service"))
                 break
         if quarantine is not None and cred_failing:
             cycle = Cycle(no, "incremental", "attempt", t, t + 20 * TICKS + rng.randrange(40 * TICKS), 0)
@@ -273,7 +278,7 @@ def build_timeline(
                     error_code=credential_error[0],
                     error_message=credential_error[1],
                 )
-                audits.append(Audit(cycle.end, "Quarantine", "EncounteredQuarantineException"))
+                audits.append(Audit(cycle.end, QUARANTINE, "EncounteredQuarantineException", actor="service"))
             elif cycle.mode == "attempt" and quarantine is not None:
                 consecutive_failures += 1
                 quarantine.series_count += 1
@@ -293,7 +298,9 @@ def build_timeline(
                             "over the 40% escrow threshold; the job was quarantined."
                         ),
                     )
-                    audits.append(Audit(cycle.end, "Quarantine", "EncounteredEscrowProportionThreshold"))
+                    audits.append(
+                        Audit(cycle.end, QUARANTINE, "EncounteredEscrowProportionThreshold", actor="service")
+                    )
                 else:
                     quarantine.series_count += 1
                     quarantine.current_began = cycle.end

@@ -29,6 +29,7 @@ class Control:
     kind: str  # reset | credential-failure | mapping-breaks | pause | resume | disable
     before: timedelta | None = None
     reason: str = ""  # for resets: restart, attribute-mapping, scoping
+    actor: object = None  # who did it, for the audit: None for the scenario's admin, else the API caller
 
 
 @dataclass(frozen=True)

@@ -131,10 +131,22 @@ class GraphApp:
         if principal.has_permission(*needed):
             return
         if area == "auditLogs":
+            # The reporting endpoints' code and wording as community reports show them (reference 1.8).
+            code = "Authentication_MSGraphPermissionMissing"
             message = f"Calling principal does not have required MSGraph permissions {needed[0]}"
         else:
+            code = "Authorization_RequestDenied"
             message = "Insufficient privileges to complete the operation."
-        raise HttpError(403, "Authorization_RequestDenied", message, {"x-provkit-sim-required": needed[0]})
+        raise HttpError(403, code, message, {"x-provkit-sim-required": needed[0]})
+
+    def require_premium(self) -> None:
+        """The reporting endpoints of a tenant without Entra ID P1/P2 (the tenant's ``premium`` knob)."""
+        if not getattr(self.tenant, "premium", True):
+            raise HttpError(
+                403,
+                "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+                "Tenant is not a B2C tenant and doesn't have premium license",
+            )
 
     def _top(self, query: dict[str, str], default: int = DEFAULT_TOP) -> int:
         raw = query.get("$top")
@@ -198,9 +210,11 @@ class GraphApp:
             )
         if rest[:2] == ["auditLogs", "provisioning"] and len(rest) == 2 and method == "GET":
             self.require(principal, "auditLogs")
+            self.require_premium()
             return 200, self.provisioning(root + "/auditLogs/provisioning", query)
         if rest[:2] == ["auditLogs", "directoryAudits"] and len(rest) == 2 and method == "GET":
             self.require(principal, "auditLogs")
+            self.require_premium()
             return 200, self.directory_audits(root + "/auditLogs/directoryAudits", query)
         if rest and rest[0].startswith("servicePrincipals"):
             return self.service_principal_routes(method, root, rest, query, principal, body)
@@ -219,6 +233,8 @@ class GraphApp:
         top = self._top(query)
         flt = None
         text = query.get("$filter")
+        if getattr(self.tenant, "documented_queries_only", False):
+            _documented_query_only(text, query.get("$orderby"))
         try:
             if text:
                 flt = compile_filter(
@@ -445,7 +461,9 @@ class GraphApp:
             return 200, tenant.schema(app)
         if method == "POST" and action in ("start", "pause", "restart"):
             self.require(principal, "synchronization", write=True)
-            tenant.control(app, action, body)
+            if action == "restart":
+                _check_reset_scope(body)
+            tenant.control(app, action, body, actor=self._actor(principal))
             return 204, None
         if method == "POST" and action == "validateCredentials":
             self.require(principal, "synchronization", write=True)
@@ -466,8 +484,40 @@ class GraphApp:
         code, message = credential_error(app.scenario)
         raise HttpError(400, code, message)
 
+    def _actor(self, principal: Principal) -> dict:
+        """The audit's initiatedBy for a request: an app-only caller is an app, a delegated one a user."""
+        if principal.app_only:
+            registration = self.authority._registrations.get(principal.client_id.lower())
+            return {
+                "app": {
+                    "appId": principal.client_id,
+                    "displayName": registration.display_name if registration else None,
+                    "servicePrincipalId": principal.object_id,
+                    "servicePrincipalName": None,
+                },
+                "user": None,
+            }
+        return {
+            "user": {
+                "id": principal.object_id,
+                "displayName": None,
+                "userPrincipalName": principal.user,
+                "ipAddress": "127.0.0.1",
+            },
+            "app": None,
+        }
+
     def provision_on_demand(self, app: App, body: dict) -> dict:
         params = body.get("parameters") or []
+        rule_ids = {str(p.get("ruleId") or "") for p in params if isinstance(p, dict)}
+        known = {r["id"] for r in self.tenant.schema(app)["synchronizationRules"]}
+        if not rule_ids or not rule_ids <= known:
+            # inference: Graph's wording for an unknown rule is not documented; a 400 naming the rule is.
+            raise HttpError(
+                400,
+                "BadRequest",
+                f"The ruleId {sorted(rule_ids)} does not name a synchronization rule of this job's schema.",
+            )
         subjects = [s for p in params for s in (p.get("subjects") or [])]
         if len(subjects) != 1:
             raise HttpError(400, "BadRequest", "provisionOnDemand takes exactly one subject per request.")
@@ -475,44 +525,7 @@ class GraphApp:
         if obj is None:
             raise HttpError(404, "NotFound", "The subject was not found in the source directory.")
         category = app.categories.get(obj.index, "not-assigned")
-        if category in ("ok",):
-            key = {
-                "result": "Skipped",
-                "details": {
-                    "errorCode": "RedundantExport",
-                    "errorMessage": "The state of the user in both the source and target systems already match.",
-                },
-            }
-        elif category in App.FAILING:
-            key = {
-                "result": "Failure",
-                "details": {
-                    "errorCode": "EntryConflict" if category == "conflict" else "MandatoryFieldsMissing",
-                    "errorMessage": "The export to the target failed.",
-                },
-            }
-        else:
-            key = {
-                "result": "Skipped",
-                "details": {
-                    "errorCode": "NotEffectivelyEntitled",
-                    "errorMessage": "The object is not effectively entitled for provisioning.",
-                },
-            }
-        value = {
-            "action": "Other",
-            "changeId": str(uuid.uuid4()),
-            "reportableIdentifier": obj.user_principal_name,
-            "sourceIdentity": {"id": obj.id, "displayName": obj.display_name, "identityType": "User"},
-            "statusInfo": {"status": key["result"]},
-            "provisioningSteps": [],
-            "modifiedProperties": [],
-        }
-        return {
-            "@odata.type": "#microsoft.graph.stringKeyStringValuePair",
-            "key": json.dumps(key),
-            "value": json.dumps(value),
-        }
+        return on_demand_answer(self.tenant, app, obj, category)
 
     # -- /users, /groups ------------------------------------------------------------------------------------
     def users(self, rest: list[str], query: dict[str, str]) -> dict:
@@ -1038,3 +1051,166 @@ def _make_authority(
         auto_approve_device_after_polls=1,
         tenant_domains=["contoso.onmicrosoft.com", "contoso.com"],
     )
+
+
+# The flags of synchronizationJobRestartCriteria.resetScope (synchronizationJobRestartScope in the v1.0 CSDL).
+RESET_SCOPES = (
+    "None",
+    "ConnectorDataStore",
+    "Escrows",
+    "Watermark",
+    "QuarantineState",
+    "Full",
+    "ForceDeletes",
+)
+
+
+def _check_reset_scope(body: dict | None) -> None:
+    """400 for a restart body whose criteria.resetScope is not a comma-separated list of the enum's flags."""
+    criteria = (body or {}).get("criteria")
+    if criteria is None:
+        return
+    scope = criteria.get("resetScope") if isinstance(criteria, dict) else None
+    if scope is None:
+        return
+    known = {s.lower() for s in RESET_SCOPES}
+    parts = [p.strip() for p in str(scope).split(",")] if isinstance(scope, str) else [None]
+    bad = [p for p in parts if not p or p.lower() not in known]
+    if bad:
+        raise HttpError(
+            400,
+            "BadRequest",
+            f"Invalid value for resetScope: {scope!r}. Valid flags: {', '.join(RESET_SCOPES)}.",
+        )
+
+
+def on_demand_answer(tenant, app: App, user, category: str) -> dict:
+    """provisionOnDemand's stringKeyStringValuePair, in one of the two documented shapes.
+
+    - the v1.0 API page's example: ``key`` the JSON of ``{"result", "details": {"errorCode", "errorMessage"}}``
+      and ``value`` the JSON of one object with ``provisioningSteps`` (each with ``name``, ``type``, ``status``,
+      ``description``, ``timestamp``, ``details``), ``statusInfo``, ``action``, ``sourceIdentity`` ...;
+    - the cross-tenant guide's (reference 1.8): ``key``
+      "Microsoft.Identity.Health.CPP.Common.DataContracts.SyncFabric.StatusInfo" and ``value`` the JSON of a
+      list of such objects.
+
+    Apps alternate between them (by index), so a reader must take either. The scoping details use the on-demand
+    keys (``IsActive``, ``Assigned``, ``IsEffectivelyEntitledForProvisioning``,
+    ``IsInProvisioningScopeDisplayName`` "True"/"False", ``ScopeEvaluationResult``).
+    """
+    from provkit.sim.timefmt import format_ticks
+
+    sc = app.scenario
+    upn = user.user_principal_name
+    stamp = format_ticks(tenant.now_ticks)
+    active = category not in ("disabled", "disabled-expected")
+    assigned = category not in ("not-assigned", "nested-only", "broken") or sc.scope == "all"
+    evaluation: dict[str, bool] = {}
+    for clause in sc.scoping:
+        from provkit.sim.tenant import clause_passes
+
+        ok = clause_passes(clause.operator, user.attribute(clause.attribute), clause.values)
+        evaluation[
+            f"{sc.scoping_group_name}.{clause.attribute} {clause.operator} '{', '.join(clause.values)}'"
+        ] = ok
+    in_scope = all(evaluation.values()) if evaluation else True
+    entitled = active and (assigned or sc.scope == "all")
+
+    def step(name: str, kind: str, status: str, description: str, details: dict) -> dict:
+        return {
+            "name": name,
+            "type": kind,
+            "status": status,
+            "description": description,
+            "timestamp": stamp,
+            "details": details,
+        }
+
+    steps = [
+        step(
+            "EntryImport",
+            "Import",
+            "Success",
+            f"Retrieved User '{upn}' from Azure Active Directory",
+            {
+                "objectId": user.id,
+                "accountEnabled": str(active),
+                "displayName": user.display_name,
+                "userPrincipalName": upn,
+                "IsSoftDeleted": "False",
+            },
+        ),
+        step(
+            "EntrySynchronizationScoping",
+            "Scoping",
+            "Success",
+            "Determine if User in scope by evaluating against each scoping filter",
+            {
+                "IsActive": str(active),
+                "Assigned": str(assigned),
+                "IsEffectivelyEntitledForProvisioning": str(entitled),
+                "IsInProvisioningScopeDisplayName": str(in_scope),
+                "ScopeEvaluationResult": json.dumps(evaluation, separators=(",", ":")),
+            },
+        ),
+    ]
+    if not (entitled and in_scope):
+        result, code, message = (
+            "Skipped",
+            "NotEffectivelyEntitled",
+            f"The User '{upn}' will be skipped: it is not assigned, not active or not in scope.",
+        )
+        steps.append(step("EntrySynchronizationSkip", "Export", "Skipped", message, {"SkipReason": code}))
+    elif category in App.FAILING:
+        code = "EntryConflict" if category == "conflict" else "MandatoryFieldsMissing"
+        result, message = "Failure", "The export to the target failed."
+        steps.append(step("EntryExportAdd", "Export", "Failure", message, {"ReportableIdentifier": upn}))
+    else:
+        result, code = "Skipped", "RedundantExport"
+        message = "The state of the user in both the source and target systems already match."
+        steps.append(step("EntrySynchronizationSkip", "Export", "Skipped", message, {"SkipReason": code}))
+    status = {"result": result, "details": {"errorCode": code, "errorMessage": message}}
+    record = {
+        "action": "Other",
+        "changeId": str(uuid.uuid4()),
+        "endTime": stamp,
+        "modifiedProperties": [],
+        "provisioningSteps": steps,
+        "reportableIdentifier": upn,
+        "startTime": stamp,
+        "statusInfo": {"status": result, "errorCode": None if result != "Failure" else code, "reason": None},
+        "sourceIdentity": {"id": user.id, "type": "User", "displayName": None, "details": None},
+        "sourceSystem": {"id": None, "name": "Azure Active Directory", "details": None},
+        "targetIdentity": {"id": None, "type": "User", "displayName": None, "details": None},
+        "targetSystem": {"id": None, "name": sc.app, "details": None},
+    }
+    if app.index % 2:
+        return {
+            "@odata.type": "#microsoft.graph.stringKeyStringValuePair",
+            "key": "Microsoft.Identity.Health.CPP.Common.DataContracts.SyncFabric.StatusInfo",
+            "value": json.dumps(
+                [record | {"statusInfo": record["statusInfo"] | {"details": status["details"]}}]
+            ),
+        }
+    return {
+        "@odata.type": "#microsoft.graph.stringKeyStringValuePair",
+        "key": json.dumps(status),
+        "value": json.dumps(record),
+    }
+
+
+def _documented_query_only(text: str | None, orderby: str | None) -> None:
+    """The tenant's ``documented_queries_only`` knob: 400 for what the v1.0 page does not document for this
+    endpoint (operators other than eq, contains, gt and lt; an ascending $orderby)."""
+    import re
+
+    bare = re.sub(r"'(?:[^']|'')*'", "''", text or "")
+    used = {w.lower() for w in re.findall(r"\b(ge|le|ne|in|startswith)\b", bare, flags=re.IGNORECASE)}
+    if used:
+        raise HttpError(
+            400,
+            "BadRequest",
+            f"Invalid filter clause: the operator(s) {', '.join(sorted(used))} are not supported on this resource.",
+        )
+    if orderby and not orderby.strip().lower().endswith("desc"):
+        raise HttpError(400, "BadRequest", f"Unsupported $orderby: {orderby!r}.")

@@ -407,6 +407,9 @@ class Tenant:
     scenarios: tuple[str, ...] = DEFAULT_SCENARIOS
     domain: str = "contoso.com"
     tenant_name: str = "Contoso"
+    premium: bool = True  # False: no Entra ID P1/P2, the reporting endpoints answer the licence 403
+    # True: /auditLogs/provisioning refuses (400) operators and orderings its v1.0 page does not document
+    documented_queries_only: bool = False
     apps: list[App] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -654,27 +657,7 @@ class Tenant:
                         "activityDateTime": format_ticks(audit.time),
                         "loggedByService": "Account Provisioning",
                         "operationType": "Update" if audit.activity != "Quarantine" else "Quarantine",
-                        "initiatedBy": (
-                            {
-                                "app": {
-                                    "appId": None,
-                                    "displayName": "Azure AD Provisioning Service",
-                                    "servicePrincipalId": None,
-                                    "servicePrincipalName": None,
-                                },
-                                "user": None,
-                            }
-                            if audit.activity in ("Quarantine", "Disable synchronization job")
-                            else {
-                                "user": {
-                                    "id": self.users.get(0).id,
-                                    "displayName": None,
-                                    "userPrincipalName": f"admin@{self.domain}",
-                                    "ipAddress": "203.0.113.24",
-                                },
-                                "app": None,
-                            }
-                        ),
+                        "initiatedBy": self._audit_actor(audit.actor),
                         "targetResources": [
                             {
                                 "id": app.sp_id,
@@ -693,19 +676,117 @@ class Tenant:
                         ],
                     }
                 )
+            out.extend(self._object_audits(app))
         out.sort(key=lambda a: a["activityDateTime"], reverse=True)
         return out
 
+    def _audit_actor(self, actor: object) -> dict:
+        """initiatedBy of an audit: the provisioning service, the API caller (an app-only caller is an app),
+        or the scenario's admin working in the portal."""
+        if actor == "service":
+            return {
+                "app": {
+                    "appId": None,
+                    "displayName": "Azure AD Provisioning Service",
+                    "servicePrincipalId": None,
+                    "servicePrincipalName": None,
+                },
+                "user": None,
+            }
+        if isinstance(actor, dict):
+            return actor
+        return {
+            "user": {
+                "id": self.users.get(0).id,
+                "displayName": None,
+                "userPrincipalName": f"admin@{self.domain}",
+                "ipAddress": "203.0.113.24",
+            },
+            "app": None,
+        }
+
+    # Per-object audits rendered for the newest cycle of each app: enough to show they exist (a real app logs
+    # one per exported object, thousands a day), few enough to keep the audit list cheap to serve.
+    OBJECT_AUDITS_PER_APP = 12
+
+    def _object_audits(self, app: App) -> list[dict]:
+        """ "Synchronization rule action" and "Export" audits for the first objects exported in the app's newest
+        cycle, shaped like the documented examples (reference 1.8): ids ``Sync_<correlationId>_<5 letters>_<n>``,
+        the result reason naming the user and the target."""
+        from provkit.sim.entries import render_entry
+
+        cycles = [c for c in app.timeline().cycles if c.end <= self.now_ticks and c.entries]
+        if not cycles:
+            return []
+        cycle = cycles[-1]
+        out: list[dict] = []
+        for i in range(min(cycle.entries, 200)):
+            if len(out) >= self.OBJECT_AUDITS_PER_APP:
+                break
+            entry = render_entry(app, cycle, i)
+            action = entry["provisioningAction"]
+            if entry["provisioningStatusInfo"]["status"] != "success" or action not in ("create", "update"):
+                continue
+            kind = entry["sourceIdentity"]["identityType"]
+            name = entry["targetIdentity"]["displayName"] or entry["sourceIdentity"]["displayName"]
+            verb = "created" if action == "create" else "updated"
+            correlation = self.codec.encode(ids.AUDIT, app.index, 1 << 20, i)
+            for n, (activity, reason) in enumerate(
+                (
+                    (
+                        "Synchronization rule action",
+                        f"{kind} '{name}' will be {verb} in {app.scenario.app} ({kind} is active and assigned "
+                        f"in Azure Active Directory, but no matching {kind} was found in {app.scenario.app})"
+                        if action == "create"
+                        else f"{kind} '{name}' will be {verb} in {app.scenario.app}",
+                    ),
+                    ("Export", f"{kind} '{name}' was {verb} in {app.scenario.app}"),
+                )
+            ):
+                letters = "".join(chr(ord("a") + (i * 7 + n * 3 + k) % 26) for k in range(5))
+                out.append(
+                    {
+                        "id": f"Sync_{correlation}_{letters}_{i * 2 + n}",
+                        "category": "ProvisioningManagement",
+                        "correlationId": correlation,
+                        "result": "success",
+                        "resultReason": reason,
+                        "activityDisplayName": activity,
+                        "activityDateTime": entry["activityDateTime"],
+                        "loggedByService": "Account Provisioning",
+                        "operationType": "Update",
+                        "initiatedBy": self._audit_actor("service"),
+                        "targetResources": [
+                            {
+                                "id": app.sp_id,
+                                "displayName": app.display_name,
+                                "type": "ServicePrincipal",
+                                "userPrincipalName": None,
+                                "modifiedProperties": [],
+                            },
+                            {
+                                "id": entry["sourceIdentity"]["id"],
+                                "displayName": entry["sourceIdentity"]["displayName"],
+                                "type": kind,
+                                "userPrincipalName": None,
+                                "modifiedProperties": [],
+                            },
+                        ],
+                        "additionalDetails": [{"key": "JobId", "value": app.job_id}],
+                    }
+                )
+        return out
+
     # ---- state-changing actions (POST) ---------------------------------------------------------------------
-    def control(self, app: App, action: str, body: dict | None = None) -> None:
-        """start, pause or restart a job at the current simulated time."""
+    def control(self, app: App, action: str, body: dict | None = None, actor: object = None) -> None:
+        """start, pause or restart a job at the current simulated time; ``actor`` is the audit's initiatedBy."""
         now = self.now_ticks
         if action == "pause":
-            app.controls.append((now, Control("pause")))
+            app.controls.append((now, Control("pause", actor=actor)))
         elif action == "start":
-            app.controls.append((now, Control("resume")))
+            app.controls.append((now, Control("resume", actor=actor)))
         elif action == "restart":
-            app.controls.append((now, Control("reset", reason="restart")))
+            app.controls.append((now, Control("reset", reason="restart", actor=actor)))
         else:
             raise ValueError(action)
         app.invalidate()

@@ -589,7 +589,9 @@ def test_a_registration_without_auditlog_read_all_is_denied_logs_but_reads_the_d
     server = live.server
     restricted = sign_in(server, live.session, server.restricted_client_id, server.client_secret)
     for path in ("/auditLogs/provisioning", "/auditLogs/directoryAudits"):
-        error = assert_graph_error(live.get(path, token=restricted), 403, "Authorization_RequestDenied")
+        error = assert_graph_error(
+            live.get(path, token=restricted), 403, "Authentication_MSGraphPermissionMissing"
+        )
         assert "AuditLog.Read.All" in error["message"]
     assert live.get("/servicePrincipals", token=restricted).status_code == 200
 
@@ -753,10 +755,18 @@ def test_job_actions_change_the_state_as_the_service_would(tmp_path: Path) -> No
             tenant.codec.encode(ids.CYCLE, salesforce.index, newest.no)
         }
         assert all("(Add)" in e["provisioningSteps"][0]["description"] for e in latest)
-        audits = [
-            a["activityDisplayName"] for a in acting.get("/auditLogs/directoryAudits").json()["value"][:3]
-        ]
-        assert "Restart synchronization job" in audits
+        audits = acting.get("/auditLogs/directoryAudits").json()["value"][:3]
+        restart = next(
+            a for a in audits if a["activityDisplayName"] == "Enable/restart provisioning configuration"
+        )
+        # the caller is the actor: an app-only caller is an app, not a made-up admin
+        assert restart["initiatedBy"]["user"] is None
+        assert restart["initiatedBy"]["app"]["appId"] == server.admin_client_id
+        # resetScope is validated as Graph's enum of flags
+        bad = acting.post(
+            job_path(salesforce, "/restart"), {"criteria": {"resetScope": "Everything"}}, token=operator
+        )
+        assert_graph_error(bad, 400, "BadRequest")
     finally:
         acting.stop()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from datetime import UTC, datetime
 
@@ -241,10 +242,35 @@ def test_directory_audits_record_the_resets_and_quarantines(tenant):
     audits = tenant.directory_audits()
     activities = Counter(a["activityDisplayName"] for a in audits)
     assert activities["Quarantine"] >= 2
-    assert activities["Update scoping filter"] >= 1
-    assert activities["Update attribute mappings"] >= 2
-    assert activities["Restart synchronization job"] >= 1
-    assert activities["Pause synchronization job"] == 1
+    # The documented Account Provisioning activity names only (reference 1.8).
+    documented = {
+        "Add provisioning configuration",
+        "Delete provisioning configuration",
+        "Disable/pause provisioning configuration",
+        "Enable/restart provisioning configuration",
+        "Enable/start provisioning configuration",
+        "Export",
+        "Import",
+        "Other",
+        "Process escrow",
+        "Quarantine",
+        "Synchronization rule action",
+        "Update attribute mappings or scope",
+        "Update provisioning setting or credentials",
+        "User Provisioning",
+    }
+    assert set(activities) <= documented
+    assert activities["Update attribute mappings or scope"] >= 3
+    assert activities["Enable/restart provisioning configuration"] >= 1
+    assert activities["Disable/pause provisioning configuration"] >= 1
+    # per-object records exist, with ids of the documented form Sync_<correlationId>_<5 letters>_<number>
+    per_object = [a for a in audits if a["activityDisplayName"] in ("Export", "Synchronization rule action")]
+    assert per_object and all(
+        re.fullmatch(r"Sync_[0-9a-f-]+_[a-z]{5}_\d+", a["id"]) and a["correlationId"] in a["id"]
+        for a in per_object
+    )
+    service = [a for a in audits if a["activityDisplayName"] == "Quarantine"]
+    assert all(a["initiatedBy"]["app"]["displayName"] == "Azure AD Provisioning Service" for a in service)
     for a in audits:
         assert a["loggedByService"] == "Account Provisioning"
         assert a["targetResources"][0]["type"] == "ServicePrincipal"
