@@ -1545,16 +1545,27 @@ _KNOWN_STATUS_FIELDS = frozenset(
 )
 
 
+def _never(value: object) -> bool:
+    """A time that says "never": missing, empty, or .NET's DateTime.MinValue (0001-01-01)."""
+    return value in (None, "") or (isinstance(value, str) and value.startswith("0001-01-01"))
+
+
 def _execution(row: dict[str, Any], prefix: str, execution: object, *, full: bool) -> None:
     run = _as_dict(execution)
-    row[f"{prefix}_id"] = run.get("activityIdentifier")
-    row[f"{prefix}_state"] = run.get("state")
+    # The documented job "just after start": a lastExecution that has not happened yet (state Failed, both
+    # times 0001-01-01, activityIdentifier null, error code "None"). It is no run: no state, no error.
+    not_run = _never(run.get("timeBegan")) and _never(run.get("timeEnded"))
+    row[f"{prefix}_id"] = run.get("activityIdentifier") or None
+    row[f"{prefix}_state"] = None if not_run else run.get("state")
     row[f"{prefix}_began"] = run.get("timeBegan")
     row[f"{prefix}_ended"] = run.get("timeEnded")
     if full:
         error = _as_dict(run.get("error"))
-        row[f"{prefix}_error_code"] = error.get("code")
-        row[f"{prefix}_error_message"] = error.get("message")
+        code = error.get("code")
+        # error.code "None" with an empty message is the documented "no error"
+        no_error = not_run or (isinstance(code, str) and code.strip().lower() in ("", "none"))
+        row[f"{prefix}_error_code"] = None if no_error else code
+        row[f"{prefix}_error_message"] = None if no_error else (error.get("message") or None)
         for key, suffix in _COUNTERS.items():
             row[f"{prefix}_{suffix}"] = run.get(key)
 
@@ -1602,13 +1613,16 @@ def _job_row(job: dict[str, Any]) -> dict[str, Any]:
         "escrows_pruned": status.get("escrowsPruned"),
         "steady_state_first": status.get("steadyStateFirstAchievedTime"),
         "steady_state_last": status.get("steadyStateLastAchievedTime"),
-        "quarantine_reason": quarantine.get("reason"),
-        "quarantine_current_began": quarantine.get("currentBegan"),
-        "quarantine_next_attempt": quarantine.get("nextAttempt"),
-        "quarantine_series_began": quarantine.get("seriesBegan"),
+        "quarantine_reason": quarantine.get("reason") or None,
+        # "" for a date is documented in quarantine examples: no date
+        "quarantine_current_began": quarantine.get("currentBegan") or None,
+        "quarantine_next_attempt": quarantine.get("nextAttempt") or None,
+        "quarantine_series_began": quarantine.get("seriesBegan") or None,
         "quarantine_series_count": quarantine.get("seriesCount"),
-        "quarantine_error_code": quarantine_error.get("code"),
-        "quarantine_error_message": quarantine_error.get("message"),
+        "quarantine_error_code": None
+        if str(quarantine_error.get("code") or "").strip().lower() in ("", "none")
+        else quarantine_error.get("code"),
+        "quarantine_error_message": quarantine_error.get("message") or None,
         "quarantine_tenant_actionable": quarantine_error.get("tenantActionable"),
         "progress_completed": progress.get("completedUnits"),
         "progress_total": progress.get("totalUnits"),
@@ -1616,7 +1630,7 @@ def _job_row(job: dict[str, Any]) -> dict[str, Any]:
         "progress_units": progress.get("units"),
         "synchronized_entries": _entry_total(status.get("synchronizedEntryCountByType")),
         "settings": None if settings is None else _encode(settings),
-        "troubleshooting_url": status.get("troubleshootingUrl"),
+        "troubleshooting_url": status.get("troubleshootingUrl") or None,  # "" and null both mean none
         "extra": _encode(extra) if extra else "",
     }
     _execution(row, "last_execution", status.get("lastExecution"), full=True)

@@ -9,6 +9,7 @@ import json
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from provkit.cli import main
@@ -197,3 +198,57 @@ def datetime_of(ticks: int):
     from datetime import UTC, datetime
 
     return datetime.fromtimestamp(ticks / 10**7, tz=UTC)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Job-status quirks of the documented jobs: no bogus cycle, duration, run or finding
+
+
+@pytest.mark.parametrize("name", list(json.loads((DOCUMENTED / "jobs.json").read_text())))
+def test_documented_job_quirks_give_no_bogus_cycle_run_or_finding(name: str) -> None:
+    from datetime import UTC, datetime
+
+    from provkit import cycles
+    from provkit.checks import run_checks
+    from provkit.evidence import Evidence
+    from provkit.tables import empty_tables, jobs_from_records
+
+    job = json.loads((DOCUMENTED / "jobs.json").read_text())[name]
+    now = datetime(2022, 12, 11, 1, 0, tzinfo=UTC)
+    jobs = jobs_from_records([job], snapshot_time=now, service_principal_id="sp")
+    row = jobs.iloc[0]
+    for column in (
+        "last_execution_state",
+        "last_execution_began",
+        "last_execution_ended",
+        "last_execution_id",
+        "last_execution_error_code",
+        "steady_state_first",
+        "steady_state_last",
+        "troubleshooting_url",
+        "quarantine_current_began",
+        "quarantine_error_code",
+        "progress_total",
+        "schedule_interval",
+    ):
+        if column == "schedule_interval" and job["schedule"]["interval"] == "PT40M":
+            assert row[column] == pd.Timedelta(minutes=40)
+            continue
+        assert pd.isna(row[column]), column
+    evidence = Evidence(
+        tenant_id="t",
+        service_principal_id="sp",
+        app_id=None,
+        display_name="Fabrikam",
+        tables=empty_tables(),
+        jobs=jobs,
+        job=job,
+        now=now,
+    )
+    assert cycles.cycles_table(evidence).empty
+    findings = run_checks(evidence)
+    titles = " ".join(f.title for f in findings)
+    assert "Failed" not in titles and "None" not in titles and "0001" not in titles
+    assert {f.check for f in findings} <= {"start.not-started", "working.summary", "quarantine.active"}
+    summary = next(f for f in findings if f.check == "working.summary")
+    assert "no completed run yet" in summary.title
