@@ -396,6 +396,19 @@ def credential_error(sc: Scenario) -> tuple[str, str]:
     )
 
 
+_EXECUTION_COUNTERS = (
+    "countEntitled",
+    "countEntitledForProvisioning",
+    "countEscrowed",
+    "countEscrowedRaw",
+    "countExported",
+    "countExports",
+    "countImported",
+    "countImportedDeltas",
+    "countImportedReferenceDeltas",
+)
+
+
 @dataclass
 class Tenant:
     """A deterministic simulated tenant. Times are ticks (100 ns) since the epoch, UTC."""
@@ -529,6 +542,9 @@ class Tenant:
         return [self.job(app)]
 
     def job(self, app: App) -> dict:
+        """The job as GET .../synchronization/jobs/{id} returns it, with the documented quirks: steady-state
+        times "0001-01-01T00:00:00Z" until reached, a not-yet-run lastExecution before the first run,
+        troubleshootingUrl "" or null, an error code "None" on some apps' runs."""
         tl = app.timeline()
         now = self.now_ticks
         sc = app.scenario
@@ -553,13 +569,26 @@ class Tenant:
                 "error": (
                     {"code": c.error_code, "message": c.error_message, "tenantActionable": True}
                     if c.error_code
-                    else None
+                    # documented "no error": code "None" with an empty message; null on other apps (both
+                    # accepted by the reader; which one a healthy run shows is an inference)
+                    else (
+                        {"code": "None", "message": "", "tenantActionable": False} if app.index % 2 else None
+                    )
                 ),
                 "timeBegan": format_ticks(c.start),
                 "timeEnded": format_ticks(c.end),
             }
 
         last = done[-1] if done else None
+        # The documented job "just after start": a lastExecution that has not happened yet.
+        not_yet = {
+            "activityIdentifier": None,
+            **{k: 0 for k in _EXECUTION_COUNTERS},
+            "state": "Failed",
+            "timeBegan": NEVER,
+            "timeEnded": NEVER,
+            "error": {"code": "None", "message": "", "tenantActionable": False},
+        }
         last_ok = next((c for c in reversed(done) if c.state == "Succeeded"), None)
         last_exports = next((c for c in reversed(done) if c.state == "Succeeded" and c.exported > 0), None)
         steady = [c for c in done if c.state == "Succeeded" and not c.failures]
@@ -611,10 +640,11 @@ class Tenant:
                 "escrowsPruned": False,
                 "steadyStateFirstAchievedTime": format_ticks(steady[0].end) if steady else NEVER,
                 "steadyStateLastAchievedTime": format_ticks(steady[-1].end) if steady else NEVER,
-                "troubleshootingUrl": None,
+                # documented both ways: "" on a job just started, null on others
+                "troubleshootingUrl": "" if app.index % 2 else None,
                 "synchronizedEntryCountByType": entry_counts,
                 "progress": progress,
-                "lastExecution": execution(last),
+                "lastExecution": execution(last) if last is not None else not_yet,
                 "lastSuccessfulExecution": execution(last_ok),
                 "lastSuccessfulExecutionWithExports": execution(last_exports),
                 "quarantine": (

@@ -92,8 +92,8 @@ def test_status_agrees_with_the_logs(tenant):
         job = tenant.job(app)
         last = job["status"]["lastExecution"]
         cycles = [c for c in app.timeline().cycles if c.end <= tenant.now_ticks]
-        if last is None:
-            assert not cycles
+        if last["timeEnded"] == "0001-01-01T00:00:00Z":  # the documented not-yet-run execution
+            assert not cycles and last["activityIdentifier"] is None and last["error"]["code"] == "None"
             continue
         cycle = cycles[-1]
         assert to_ticks(parse_instant(last["timeEnded"])) // 10 == cycle.end // 10
@@ -124,7 +124,13 @@ def test_initial_cycle_running_has_progress_and_no_completed_cycle(tenant):
     job = tenant.job(app)
     status = job["status"]
     assert status["code"] == "NotRun"
-    assert status["lastExecution"] is None
+    # as documented for a job just after start: an execution that has not happened
+    assert (
+        status["lastExecution"]["timeBegan"] == status["lastExecution"]["timeEnded"] == "0001-01-01T00:00:00Z"
+    )
+    assert (
+        status["lastExecution"]["state"] == "Failed" and status["lastExecution"]["activityIdentifier"] is None
+    )
     assert status["steadyStateFirstAchievedTime"] == "0001-01-01T00:00:00Z"
     progress = status["progress"]
     assert len(progress) >= 2
