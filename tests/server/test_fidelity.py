@@ -13,6 +13,7 @@ import pytest
 from provkit.auth import Settings, sign_in
 from provkit.errors import PermissionDeniedError
 from provkit.graph import AuditPacer, GraphClient
+from provkit.ondemand import read_on_demand
 from provkit.sim.server import RunningServer, start_server
 from provkit.sim.tenant import Tenant
 from provkit.stepdetails import scope_clauses
@@ -143,24 +144,102 @@ def test_provision_on_demand_answers_in_the_documented_shapes(plain: RunningServ
         assert {"IsActive", "Assigned", "IsEffectivelyEntitledForProvisioning"} <= set(scoping)
         assert scoping["IsInProvisioningScopeDisplayName"] in ("True", "False")
         assert scope_clauses(scoping["ScopeEvaluationResult"]) is not None
-        # the on-demand keys fill the same columns as the log keys
-        entry = {
-            "id": "od",
-            "activityDateTime": "2025-03-01T12:00:00Z",
-            "provisioningSteps": [
-                {
-                    "name": s["name"],
-                    "provisioningStepType": s["type"],
-                    "status": s["status"],
-                    "details": s["details"],
-                }
-                for s in steps
-            ],
-        }
-        event = events_from_records([entry]).events.iloc[0]
+        # read back in either shape; the on-demand keys fill the same columns as the log keys
+        result = read_on_demand(answer)
+        assert result.result in ("Success", "Skipped", "Failure") and result.error_code
+        event = events_from_records(result.entries).events.iloc[0]
         assert event["is_active"] == (scoping["IsActive"] == "True")
+        assert event["assigned"] == (scoping["Assigned"] == "True")
         bad = dict(body, parameters=[dict(body["parameters"][0], ruleId="not-a-rule")])
         with pytest.raises(Exception) as refused:
             admin.post(path, json=bad, changes_tenant=True)
         assert getattr(refused.value, "status", None) == 400
     assert seen_shapes == {"list", "object"}
+
+
+# The v1.0 provisionOnDemand page's example answer, as documented (shortened to the fields read here).
+DOCUMENTED_ON_DEMAND = {
+    "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#microsoft.graph.stringKeyStringValuePair",
+    "key": json.dumps(
+        {
+            "result": "Skipped",
+            "details": {
+                "errorCode": "RedundantExport",
+                "errorMessage": "The state of the user in both the source and target systems already match.",
+            },
+        }
+    ),
+    "value": json.dumps(
+        {
+            "action": "Other",
+            "changeId": "g8ba3be8-1d7f-4a60-ae31-a8980da0a389",
+            "endTime": "2020-06-26T13:58:24.7682084Z",
+            "provisioningSteps": [
+                {
+                    "name": "EntryImport",
+                    "type": "Import",
+                    "status": "Success",
+                    "description": "Retrieved User 'BillBob@contoso.com' from Azure Active Directory",
+                    "timestamp": "2020-06-26T13:58:24.5494971Z",
+                    "details": {"accountEnabled": "True", "IsSoftDeleted": "False"},
+                },
+                {
+                    "name": "EntrySynchronizationScoping",
+                    "type": "Scoping",
+                    "status": "Success",
+                    "description": "Determine if User in scope by evaluating against each scoping filter",
+                    "timestamp": "2020-06-26T13:58:24.7526181Z",
+                    "details": {
+                        "IsActive": "True",
+                        "Assigned": "True",
+                        "IsEffectivelyEntitledForProvisioning": "True",
+                        "IsInProvisioningScopeDisplayName": "True",
+                        "ScopeEvaluationResult": "{}",
+                    },
+                },
+                {
+                    "name": "EntrySynchronizationSkip",
+                    "type": "Export",
+                    "status": "Skipped",
+                    "description": "The state of the user in both the source and target systems already match.",
+                    "timestamp": "2020-06-26T13:58:24.7682084Z",
+                    "details": {"SkipReason": "RedundantExport"},
+                },
+            ],
+            "reportableIdentifier": "BillBob@contoso.com",
+            "statusInfo": {"status": "Skipped", "errorCode": None, "reason": None},
+            "sourceIdentity": {
+                "id": "62cf7b7a-52be-4a9b-9c69-e5d4a4a14f67",
+                "type": "User",
+                "displayName": None,
+            },
+        }
+    ),
+}
+
+
+def test_the_documented_on_demand_example_reads_into_the_tables() -> None:
+    result = read_on_demand(DOCUMENTED_ON_DEMAND)
+    assert (result.result, result.error_code) == ("Skipped", "RedundantExport")
+    t = events_from_records(result.entries)
+    event = t.events.iloc[0]
+    assert (
+        event["is_active"],
+        event["assigned"],
+        event["effectively_entitled"],
+        event["scoping_result"],
+    ) == (
+        True,
+        True,
+        True,
+        True,
+    )
+    assert event["skip_reason"] == "RedundantExport" and event["status"] == "skipped"
+    assert list(t.steps["step_type"]) == ["import", "scoping", "export"]
+    # the cross-tenant guide's shape: a type name as key, a list as value
+    listed = {
+        "key": "Microsoft.Identity.Health.CPP.Common.DataContracts.SyncFabric.StatusInfo",
+        "value": json.dumps([json.loads(DOCUMENTED_ON_DEMAND["value"])]),
+    }
+    again = read_on_demand(listed)
+    assert again.result == "Skipped" and again.error_code == "RedundantExport" and len(again.entries) == 1
