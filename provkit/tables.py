@@ -347,8 +347,31 @@ def _canonical(known: Sequence[str]) -> Callable[[object], str | None]:
 
 
 # Category column -> (known values in order, canonicaliser), per table.
-_EVENT_ENUMS = {"action": (ACTIONS, _lower), "status": (STATUSES, _lower)}
-_STEP_ENUMS = {"step_type": (STEP_TYPES, _lower), "status": (STATUSES, _lower)}
+def _lower_or_number(members: Sequence[str]) -> Callable[[object], str | None]:
+    """Lower-cased text, or the member a CSDL enum number stands for. inference: a public export (an SDK's
+    serialisation) shows steps with numeric ``provisioning_step_type`` and ``status``; the numbers are the
+    v1.0 CSDL's (reference 1.4)."""
+
+    def canon(value: object) -> str | None:
+        text = _lower(value)
+        if text is not None and text.isdigit() and int(text) < len(members):
+            return members[int(text)]
+        return text
+
+    return canon
+
+
+# CSDL member order: provisioningAction other=0, create=1, delete=2, disable=3, update=4, stagedDelete=5;
+# provisioningResult success=0 ... warning=3; provisioningStepType import=0 ... export=5.
+_ACTION_NUMBERS = ("other", "create", "delete", "disable", "update", "stageddelete")
+_EVENT_ENUMS = {
+    "action": (ACTIONS, _lower_or_number(_ACTION_NUMBERS)),
+    "status": (STATUSES, _lower_or_number(STATUSES)),
+}
+_STEP_ENUMS = {
+    "step_type": (STEP_TYPES, _lower_or_number(STEP_TYPES)),
+    "status": (STATUSES, _lower_or_number(STATUSES)),
+}
 _JOB_ENUMS = {
     "status_code": (JOB_STATUS_CODES, _canonical(JOB_STATUS_CODES)),
     "schedule_state": (SCHEDULE_STATES, _canonical(SCHEDULE_STATES)),

@@ -796,3 +796,17 @@ def test_import_steps_and_enums_in_either_case_are_kept() -> None:
     assert list(steps["step_type"][:3]) == ["import", "import", "scoping"]
     assert steps["status"][0] == "success"
     assert json.loads(steps["details"][0])["department"] == "Sales"
+
+
+def test_numeric_enum_values_are_the_csdl_members() -> None:
+    # inference: an SDK's export writes enums as their CSDL numbers
+    record = documented_skip("num-1")
+    record["provisioningAction"] = 0
+    record["provisioningStatusInfo"] = {"status": 2}
+    for step, (kind, status) in zip(record["provisioningSteps"], ((0, 0), (1, 2), (5, 2)), strict=True):
+        step["provisioningStepType"], step["status"] = kind, status
+    t = events_from_records([record])
+    assert (t.events["action"][0], t.events["status"][0]) == ("other", "skipped")
+    assert list(t.steps["step_type"]) == ["import", "scoping", "export"]
+    assert list(t.steps["status"]) == ["success", "skipped", "skipped"]
+    assert t.events["failed_scope_clause"][0] == "department EQUALS 'Marketing'"

@@ -928,7 +928,14 @@ def _steps(value: Any, ctx: _Ctx) -> list[dict]:
         out = _rename(
             step,
             ("name", "provisioningStepType", "status", "description", "details"),
-            {"steptype": "provisioningStepType", "type": "provisioningStepType", "stepname": "name"},
+            {
+                "steptype": "provisioningStepType",
+                "type": "provisioningStepType",
+                "stepname": "name",
+                # inference: snake_case as an SDK's export writes it
+                "provisioning_step_type": "provisioningStepType",
+                "step_type": "provisioningStepType",
+            },
         )
         out["details"] = _details(out.get("details"), ctx, f"step {n} details")
         steps.append(out)
