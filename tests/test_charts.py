@@ -52,7 +52,7 @@ def test_cycle_durations_tell_initial_from_incremental_and_mark_resets(tables):
     assert sum(len(t.x) for t in initial) == int((table["kind"] == "initial").sum())
     resets = [s for s in figure.layout.shapes if s.line.dash == "dot"]
     assert len(resets) == int(table["reset_before"].sum()) == 1
-    assert any("attribute-mapping" in (a.text or "") for a in figure.layout.annotations)
+    assert any("mapping-or-scope" in (a.text or "") for a in figure.layout.annotations)
 
 
 def test_incremental_distribution_draws_p50_and_p90(evidence, tables):
