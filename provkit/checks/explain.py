@@ -15,7 +15,7 @@ import pandas as pd
 from provkit.checks.catalog import lookup
 from provkit.checks.facts import Assignment, Facts, ago, gather, nested_words, short_time, step_details
 from provkit.checks.finding import LINKS, jsonable
-from provkit.checks.skipped import LINKS_BY_CAUSE, REMEDIES, classify
+from provkit.checks.skipped import LINKS_BY_CAUSE, REMEDIES, _source_import_step, classify
 from provkit.errors import ConfigError
 from provkit.evidence import Evidence
 from provkit.stepdetails import is_scope_evaluation_key, scope_clauses
@@ -359,8 +359,8 @@ def explain(evidence: Evidence, object: str) -> Explanation:  # noqa: A002 - the
     merged: dict[str, Any] = {}
     for step in steps.get(latest["id"], []):
         merged.update(step["details"])
-        name = str(step.get("name") or "").lower()
-        if step.get("type") == "import" and name.startswith("entryimport") and step["details"]:
+        name = str(step.get("name") or "")
+        if step.get("type") == "import" and _source_import_step(name) and step["details"]:
             merged.setdefault("_source", step["details"])  # the source attributes the import step carried
     decision, remedy, check, links = _decide(facts, _Row(latest), merged)
     return Explanation(

@@ -291,6 +291,13 @@ def _clause_value(clause: str, details: dict[str, Any]) -> str | None:
     return None
 
 
+def _source_import_step(name: str) -> bool:
+    """The import step that carries the source object's attributes: EntryImportAdd / Update / Delete in the
+    documented log example, or EntryImport (the on-demand example's first step). A step named EntryImport of
+    type matching is the read from the target and is not taken (the caller filters on the import type)."""
+    return name.lower() in ("entryimportadd", "entryimportupdate", "entryimportdelete", "entryimport")
+
+
 def _details_by_event(facts: Facts, event_ids: pd.Series) -> dict[str, dict[str, Any]]:
     """Merged step details (MissingAttribute, MatchingAttribute) of the given entries, and under "_source"
     the source attributes their import step carried (EntryImportAdd/Update/Delete details)."""
@@ -304,7 +311,7 @@ def _details_by_event(facts: Facts, event_ids: pd.Series) -> dict[str, dict[str,
         merged.setdefault(event_id, {}).update(step_details(text))
     imports = mine[
         (mine["step_type"].astype(object) == "import")
-        & mine["name"].fillna("").str.lower().str.startswith("entryimport")
+        & mine["name"].fillna("").map(_source_import_step)
         & (mine["details"].fillna("{}") != "{}")
     ]
     for event_id, text in zip(imports["event_id"], imports["details"], strict=True):

@@ -310,3 +310,24 @@ def test_large_tenant_history_is_built_without_its_entries():
     assert (
         to_ticks(parse_instant(entry["activityDateTime"])) // 10 == cycle.entry_time(cycle.entries - 1) // 10
     )
+
+
+def test_a_restart_with_still_bad_credentials_goes_back_into_quarantine():
+    tenant = Tenant(seed=11, users_count=600, days=7, now=NOW, scenarios=("bad-credentials",))
+    app = app_of(tenant, "bad-credentials")
+    assert tenant.job(app)["status"]["code"] == "Quarantine"
+    caller = {"app": {"appId": "caller", "displayName": "Ops tool"}, "user": None}
+    tenant.control(app, "restart", {"criteria": {"resetScope": "Full"}}, actor=caller)
+    tenant.advance(1)
+    assert tenant.job(app)["status"]["code"] != "Quarantine"  # the restart cleared it ...
+    tenant.advance(30)
+    status = tenant.job(app)["status"]
+    assert status["code"] == "Quarantine"  # ... and the next cycle, still with bad credentials, restored it
+    assert status["quarantine"]["reason"] == "EncounteredQuarantineException"
+    restart = next(
+        a
+        for a in tenant.directory_audits()
+        if a["activityDisplayName"] == "Enable/restart provisioning configuration"
+        and a["targetResources"][0]["id"] == app.sp_id
+    )
+    assert restart["initiatedBy"] == caller  # the caller, not a made-up admin
