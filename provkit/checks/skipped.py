@@ -197,8 +197,8 @@ def classify(row: Any, facts: Facts, details: dict[str, Any] | None = None) -> C
                 source_attribute=source,
             )
         return None
-    if status != "skipped" or skip == "redundantexport":
-        return None
+    if status != "skipped" or skip in ("redundantexport", "stageddelete"):
+        return None  # no change needed; or a deletion held by the accidental-deletions threshold
     if skip in _MATCHING_SKIPS or base in _MATCHING_SKIPS:
         source, target = _matching_attribute(facts, kind, details)
         what = f"'{source}'" + (f" (matched to '{target}' in the app)" if target else "") if source else ""
@@ -396,7 +396,7 @@ def skip_table(facts: Facts) -> pd.DataFrame:
     codes = latest["error_code"]
     required = {c for c in codes.dropna().unique() if (lookup(c).base or "").lower() in _REQUIRED_CODES}
     skipped = (latest["status"] == "skipped") & (
-        latest["skip_reason"].fillna("").str.lower() != "redundantexport"
+        ~latest["skip_reason"].fillna("").str.lower().isin(("redundantexport", "stageddelete"))
     )
     candidates = latest[skipped | ((latest["status"] == "failure") & codes.isin(required))]
     details = _details_by_event(facts, candidates["id"])

@@ -204,6 +204,8 @@ def _outcome(app: App, cycle: Cycle, subject: Subject, i: int, rng: random.Rando
     cat = subject.category
     incremental = cycle.kind == "incremental"
     change_type = "Update" if incremental else "Add"
+    if cat.startswith("leaver-"):
+        return _deprovision(app, subject, cat, ident)
     import_step = _import_step(app, subject, change_type, cat not in ("disabled", "disabled-expected"))
 
     # ---- skips decided before matching ----------------------------------------------------------------------
@@ -459,6 +461,58 @@ def _outcome(app: App, cycle: Cycle, subject: Subject, i: int, rng: random.Rando
         {"ReportableIdentifier": ident},
     )
     return "update", "success", [import_step, scoping, match, flow, export], _props(user, rng, True), None
+
+
+def _deprovision(app: App, subject: Subject, cat: str, ident: str) -> tuple:
+    """A user leaving the app (reference 3.5): unassigned or soft-deleted -> disable; hard-deleted (30 days
+    after the soft delete) -> delete; a delete held back by the accidental-deletions threshold -> stagedDelete.
+
+    inference: no documented JSON example of a deprovisioning entry exists. The import step names follow the
+    documented ``EntryImport<change type>`` pattern, the export step names the documented ``EntryExport<verb>``
+    one; the staged delete is logged as skipped with SkipReason "StagedDelete".
+    """
+    target = app.scenario.app
+    soft = cat in ("leaver-soft-deleted", "leaver-hard-deleted", "leaver-staged")
+    change = "Delete" if soft else "Update"
+    step_import = _import_step(app, subject, change, active=not soft)
+    step_import["details"]["IsSoftDeleted"] = str(soft)
+    if cat == "leaver-unassigned":
+        step_import["details"]["appRoleAssignments"] = ""
+    scoping = _step(
+        "EntrySynchronizationScoping",
+        "scoping",
+        "success",
+        "Determine if User in scope by evaluating against each scoping filter",
+        _scope_details(app, subject, cat != "leaver-unassigned", not soft, True),
+    )
+    if cat == "leaver-staged":
+        skip = _step(
+            "EntrySynchronizationSkip",
+            "export",
+            "skipped",
+            f"The deletion of User '{ident}' in {target} is held: the accidental deletions threshold was reached",
+            {"SkipReason": "StagedDelete", "ReportableIdentifier": ident},
+        )
+        return "stagedDelete", "skipped", [step_import, scoping, skip], [], None
+    if cat == "leaver-hard-deleted":
+        export = _step(
+            "EntryExportDelete",
+            "export",
+            "success",
+            f"User '{ident}' was deleted in {target} (permanently deleted in {SOURCE_SYSTEM_NAME})",
+            {"ReportableIdentifier": ident},
+        )
+        return "delete", "success", [step_import, scoping, export], [], None
+    why = "unassigned from the application" if cat == "leaver-unassigned" else "deleted in the source"
+    export = _step(
+        "EntryExportUpdate",
+        "export",
+        "success",
+        f"User '{ident}' was disabled in {target} ({why})",
+        {"ReportableIdentifier": ident},
+    )
+    props = [{"displayName": "accountEnabled", "oldValue": "True", "newValue": "False"}]
+    return "disable", "success", [step_import, scoping, export], props, None
 
 
 def _connector_code(sc: Scenario, base: str) -> tuple[str, str]:

@@ -336,6 +336,8 @@ class App:
             s = self.subject_for(cycle, i)
             if self.entry_fails(cycle, s):
                 failures += 1
+            elif s.category in LEAVERS:
+                exported += s.category != "leaver-staged"
             elif s.category not in self.SKIPPED and not self.is_redundant(cycle, i):
                 exported += 1
         return failures, exported
@@ -352,7 +354,19 @@ class App:
             u = rng.randrange(self.tenant.users.count)
             if u not in self.categories:
                 return Subject("User", u, "not-assigned")
-        return self.subjects[rng.randrange(len(self.subjects))]
+        subject = self.subjects[rng.randrange(len(self.subjects))]
+        leaving = (self.tenant.seed * 92_821 + self.index * 6_271 + cycle.no * 3_571 + i * 131) % 1000
+        if (
+            cycle.mode == "incremental"
+            and subject.kind == "User"
+            and subject.category == "ok"
+            and leaving < 15
+        ):
+            # Deprovisioning (reference 3.5): a user unassigned, soft-deleted (disable), hard-deleted 30 days
+            # later (delete), or a deletion held by the accidental-deletions threshold (stagedDelete).
+            kinds = LEAVERS if self.scenario.scope == "assigned" else LEAVERS[1:]
+            return Subject("User", subject.index, kinds[leaving % len(kinds)])
+        return subject
 
     def visible_entries(self, cycle: Cycle) -> int:
         """Entries of ``cycle`` written by now (the window's start is :meth:`first_visible`)."""
@@ -395,6 +409,9 @@ def credential_error(sc: Scenario) -> tuple[str, str]:
         "Reauthorize the connection in the Provisioning blade and test the connection.",
     )
 
+
+# Deprovisioning subjects of incremental cycles (see App.subject_for).
+LEAVERS = ("leaver-unassigned", "leaver-soft-deleted", "leaver-hard-deleted", "leaver-staged")
 
 _EXECUTION_COUNTERS = (
     "countEntitled",

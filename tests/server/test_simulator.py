@@ -331,3 +331,27 @@ def test_a_restart_with_still_bad_credentials_goes_back_into_quarantine():
         and a["targetResources"][0]["id"] == app.sp_id
     )
     assert restart["initiatedBy"] == caller  # the caller, not a made-up admin
+
+
+def test_deprovisioning_disables_deletes_and_stages(tenant):
+    actions = Counter()
+    for app in tenant.apps:
+        for cycle in app.timeline().cycles:
+            if cycle.mode != "incremental" or not cycle.entries:
+                continue
+            for e in entries(app, cycle):
+                action = e["provisioningAction"]
+                if action not in ("disable", "delete", "stagedDelete"):
+                    continue
+                actions[action] += 1
+                steps = e["provisioningSteps"]
+                imported = steps[0]
+                assert imported["name"] in ("EntryImportUpdate", "EntryImportDelete")
+                if imported["name"] == "EntryImportDelete":
+                    assert imported["details"]["IsSoftDeleted"] == "True"
+                if action == "stagedDelete":
+                    assert e["provisioningStatusInfo"]["status"] == "skipped"
+                else:
+                    assert e["provisioningStatusInfo"]["status"] == "success"
+                    assert e["targetIdentity"]["id"]  # the object exists in the target
+    assert actions["disable"] and actions["delete"] and actions["stagedDelete"]
