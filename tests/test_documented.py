@@ -16,9 +16,14 @@ from provkit.cli import main
 
 DOCUMENTED = Path(__file__).parent / "fixtures" / "documented"
 FILES = {
-    "graph-page.json": "graph-pages",
-    "admin-center.json": "admin-center-json",
-    "log-analytics.json": "log-analytics-json",
+    "graph-page.json": {"graph-page.json": "graph-pages"},
+    "admin-center.json": {"admin-center.json": "admin-center-json"},
+    "log-analytics.json": {"log-analytics.json": "log-analytics-json"},
+    "admin-center CSV triplet": {
+        "ProvisioningLogs.csv": "admin-center-csv",
+        "ProvisioningLogs_ProvisioningSteps.csv": "admin-center-csv-steps",
+        "ProvisioningLogs_ModifiedProperties.csv": "admin-center-csv-properties",
+    },
 }
 
 
@@ -38,10 +43,11 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
 
 @pytest.fixture(params=sorted(FILES))
 def imported(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Path:
-    name = request.param
-    code, out = run(capsys, "import", str(DOCUMENTED / name), "--store", str(tmp_path))
+    files = FILES[request.param]
+    code, out = run(capsys, "import", *(str(DOCUMENTED / f) for f in files), "--store", str(tmp_path))
     assert code == 0
-    assert f"{DOCUMENTED / name}: {FILES[name]}" in out
+    for name, form in files.items():
+        assert f"{DOCUMENTED / name}: {form}" in out
     assert "Records read 9, kept 9, rejected 0" in out
     return tmp_path
 
