@@ -465,14 +465,14 @@ def _outcome(app: App, cycle: Cycle, subject: Subject, i: int, rng: random.Rando
 
 def _deprovision(app: App, subject: Subject, cat: str, ident: str) -> tuple:
     """A user leaving the app (reference 3.5): unassigned or soft-deleted -> disable; hard-deleted (30 days
-    after the soft delete) -> delete; a delete held back by the accidental-deletions threshold -> stagedDelete.
+    after the soft delete) -> delete.
 
     inference: no documented JSON example of a deprovisioning entry exists. The import step names follow the
     documented ``EntryImport<change type>`` pattern, the export step names the documented ``EntryExport<verb>``
-    one; the staged delete is logged as skipped with SkipReason "StagedDelete".
+    one.
     """
     target = app.scenario.app
-    soft = cat in ("leaver-soft-deleted", "leaver-hard-deleted", "leaver-staged")
+    soft = cat in ("leaver-soft-deleted", "leaver-hard-deleted")
     change = "Delete" if soft else "Update"
     step_import = _import_step(app, subject, change, active=not soft)
     step_import["details"]["IsSoftDeleted"] = str(soft)
@@ -485,15 +485,6 @@ def _deprovision(app: App, subject: Subject, cat: str, ident: str) -> tuple:
         "Determine if User in scope by evaluating against each scoping filter",
         _scope_details(app, subject, cat != "leaver-unassigned", not soft, True),
     )
-    if cat == "leaver-staged":
-        skip = _step(
-            "EntrySynchronizationSkip",
-            "export",
-            "skipped",
-            f"The deletion of User '{ident}' in {target} is held: the accidental deletions threshold was reached",
-            {"SkipReason": "StagedDelete", "ReportableIdentifier": ident},
-        )
-        return "stagedDelete", "skipped", [step_import, scoping, skip], [], None
     if cat == "leaver-hard-deleted":
         export = _step(
             "EntryExportDelete",

@@ -333,7 +333,7 @@ def test_a_restart_with_still_bad_credentials_goes_back_into_quarantine():
     assert restart["initiatedBy"] == caller  # the caller, not a made-up admin
 
 
-def test_deprovisioning_disables_deletes_and_stages(tenant):
+def test_deprovisioning_disables_and_deletes(tenant):
     actions = Counter()
     for app in tenant.apps:
         for cycle in app.timeline().cycles:
@@ -349,9 +349,6 @@ def test_deprovisioning_disables_deletes_and_stages(tenant):
                 assert imported["name"] in ("EntryImportUpdate", "EntryImportDelete")
                 if imported["name"] == "EntryImportDelete":
                     assert imported["details"]["IsSoftDeleted"] == "True"
-                if action == "stagedDelete":
-                    assert e["provisioningStatusInfo"]["status"] == "skipped"
-                else:
-                    assert e["provisioningStatusInfo"]["status"] == "success"
-                    assert e["targetIdentity"]["id"]  # the object exists in the target
-    assert actions["disable"] and actions["delete"] and actions["stagedDelete"]
+                assert e["provisioningStatusInfo"]["status"] == "success"
+                assert e["targetIdentity"]["id"]  # the object exists in the target
+    assert actions["disable"] and actions["delete"] and not actions["stagedDelete"]
