@@ -5,7 +5,8 @@ secrets) but no documented call reads it back, and the schema's rule metadata do
 1.8). So it is read from what the service did:
 
 - "all": an object the service saw as not assigned ("Assigned to the application" False) was created or
-  updated in the app; or a step says the scope is "sync all" (the on-demand view's "Scope sync all" text,
+  updated in the app; or, when the app's assignments are known completely, a user with no assignment at all
+  (not direct, not through any assigned group) was; or a step says the scope is "sync all" (the on-demand view's "Scope sync all" text,
   inference: its exact wording in the JSON is not documented).
 - "assigned": an active object that no scoping filter excluded was skipped as not assigned
   (NotEffectivelyEntitled with "Assigned to the application" False): under "sync all" it would have been
@@ -62,12 +63,22 @@ def _lower(frame: pd.DataFrame, column: str) -> pd.Series:
     return frame[column].astype(object).where(frame[column].notna(), "").astype(str).str.lower()
 
 
-def infer_sync_scope(events: pd.DataFrame, steps: pd.DataFrame | None = None) -> SyncScope:
-    """The scope shown by the logs (events and, optionally, steps tables); "unknown" when they do not tell."""
+def infer_sync_scope(
+    events: pd.DataFrame, steps: pd.DataFrame | None = None, assigned_users: set[str] | None = None
+) -> SyncScope:
+    """The scope shown by the logs (events and, optionally, steps tables); "unknown" when they do not tell.
+
+    ``assigned_users``: lower-cased ids of every user assigned to the app in any way (direct, or as a member of
+    an assigned group, nested included), when the caller knows them all; None when it does not.
+    """
     candidates: list[tuple[pd.Timestamp, str, str]] = []
     if events is not None and len(events):
         status, action = _lower(events, "status"), _lower(events, "action")
         unassigned = _flag(events, "assigned", False)
+        if assigned_users is not None and "source_id" in events.columns:
+            users = _lower(events, "source_type").isin(("user", ""))
+            outside = ~_lower(events, "source_id").isin(assigned_users) & users
+            unassigned = unassigned | outside
         exported = unassigned & (status == "success") & action.isin(("create", "update"))
         if exported.any():
             row = events[exported].sort_values("activity_time").iloc[-1]

@@ -910,3 +910,15 @@ def test_the_package_docstring_lists_every_skip_check():
 
     for cause in skipped_module.CAUSES:
         assert cause in package.__doc__
+
+
+def test_scope_is_inferred_from_an_unassigned_user_exported_when_the_assignments_are_complete():
+    created = entry("stranger", status="success", action="create")  # no scoping details at all
+    assert gather(evidence([created], assignments=[user_assignment("u1")])).scope.value == "all"
+    # an assigned group whose members were not read: the stranger may be a member, so nothing is settled
+    group = {"principalType": "Group", "principalId": "g1", "principalDisplayName": "Sales"}
+    unsure = gather(evidence([created], assignments=[user_assignment("u1"), group]))
+    assert unsure.scope.value == "unknown" and unsure.sync_all is None
+    members = {"g1": {"display_name": "Sales", "direct": ["stranger"], "transitive": ["stranger"]}}
+    assigned = gather(evidence([created], assignments=[group], groups=members))
+    assert assigned.scope.value == "unknown"  # a member of an assigned group: no evidence either way

@@ -354,10 +354,28 @@ def _assignments(evidence: Evidence) -> tuple[dict[str, Assignment], dict[str, s
     return out, group_names
 
 
+def _all_assigned(evidence: Evidence, assignments: dict[str, Assignment]) -> set[str] | None:
+    """Every user assigned in any way, when that is known completely: assignments fetched and the members of
+    every assigned group with them. None otherwise (a user may then be assigned through a group not read)."""
+    if not evidence.assignments:
+        return None
+    groups = {
+        str(a.get("principalId") or "").lower()
+        for a in evidence.assignments
+        if isinstance(a, dict) and str(a.get("principalType") or "").lower() == "group"
+    }
+    known = {str(g).lower() for g in evidence.groups}
+    if not groups <= known:
+        return None
+    return {user for user, a in assignments.items() if a.any}
+
+
 def gather(evidence: Evidence) -> Facts:
     """The facts the checks need, computed once."""
     assignments, group_names = _assignments(evidence)
-    scope = infer_sync_scope(evidence.tables.events, evidence.tables.steps)
+    scope = infer_sync_scope(
+        evidence.tables.events, evidence.tables.steps, _all_assigned(evidence, assignments)
+    )
     return Facts(
         evidence=evidence,
         job=_job_row(evidence),
