@@ -439,7 +439,8 @@ class Tenant:
     domain: str = "contoso.com"
     tenant_name: str = "Contoso"
     premium: bool = True  # False: no Entra ID P1/P2, the reporting endpoints answer the licence 403
-    # True: /auditLogs/provisioning refuses (400) operators and orderings its v1.0 page does not document
+    # True: /auditLogs/provisioning refuses (400) operators and orderings its v1.0 page does not document,
+    # and /auditLogs/directoryAudits refuses "or"
     documented_queries_only: bool = False
     apps: list[App] = field(init=False)
 

@@ -96,6 +96,21 @@ def test_per_object_audits_are_filtered_out_at_the_query(plain: RunningServer) -
     assert len(plain.graph.requests) - before <= 2  # one query (and its pages), not one per record
 
 
+def test_audits_still_arrive_when_graph_refuses_an_or_of_activity_names(plain: RunningServer) -> None:
+    expected = client_for(plain).directory_audits(START - timedelta(days=30), END + timedelta(days=1))
+    strict = serve(documented_queries_only=True)
+    try:
+        client = client_for(strict)
+        got = client.directory_audits(START - timedelta(days=30), END + timedelta(days=1))
+        assert [a["id"] for a in got] == [a["id"] for a in expected] and got
+        before = len(strict.graph.requests)
+        client.directory_audits(START, END)  # remembered: no refused "or" query first
+        statuses = [r.status for r in strict.graph.requests[before:] if "directoryAudits" in r.path]
+        assert statuses and 400 not in statuses
+    finally:
+        strict.stop()
+
+
 def test_no_premium_licence_gives_the_licence_403_with_its_remedy() -> None:
     server = serve(premium=False)
     try:
