@@ -922,3 +922,21 @@ def test_scope_is_inferred_from_an_unassigned_user_exported_when_the_assignments
     members = {"g1": {"display_name": "Sales", "direct": ["stranger"], "transitive": ["stranger"]}}
     assigned = gather(evidence([created], assignments=[group], groups=members))
     assert assigned.scope.value == "unknown"  # a member of an assigned group: no evidence either way
+
+
+def test_assigned_without_the_required_role_is_named():
+    details = {
+        "Active in the source system": "True",
+        "Assigned to the application": "True",
+        "User has the required role": "False",
+        "Scoping filter evaluation passed": "True",
+        "ScopeEvaluationResult": "{}",
+    }
+    record = entry("u1", status="skipped", skip="NotEffectivelyEntitled")
+    record["provisioningSteps"].insert(
+        1, {"name": "EntrySynchronizationScoping", "provisioningStepType": "scoping", "details": details}
+    )
+    (finding,) = checks(evidence([record], assignments=[user_assignment("u1")]), "skipped.")
+    assert finding.check == "skipped.assignment-broken"
+    assert "1 with 'User has the required role' False" in finding.title
+    assert "does not entitle provisioning" in finding.evidence[0]["words"]

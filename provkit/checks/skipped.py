@@ -8,7 +8,8 @@ Checks (one finding per cause that has objects):
   does not follow nested groups.
 - ``skipped.disabled-in-source``: the account is disabled in Entra ID (IsActive False).
 - ``skipped.assignment-broken``: assigned (directly or as a direct group member) yet skipped as not
-  effectively entitled ("Assigned to the application" False): a broken assignment record.
+  effectively entitled ("Assigned to the application" False): a broken assignment record; or assigned with
+  a role that does not entitle provisioning ("User has the required role" False).
 - ``skipped.required-attribute-missing``: create failed because an attribute the target requires is empty.
 - ``skipped.matching-attribute-empty``: the matching attribute is empty (ImportSkipped,
   EntryJoiningPropertyValueIsMissing).
@@ -228,6 +229,17 @@ def classify(row: Any, facts: Facts, details: dict[str, Any] | None = None) -> C
             "skipped: the account is disabled in Entra ID (IsActive False); disabled accounts are not provisioned",
             expected=bool(facts.sync_all),
         )
+    if (
+        is_false(getattr(row, "has_required_role", None))
+        and not is_false(assigned_flag)
+        and skip == "noteffectivelyentitled"
+    ):
+        return Cause(
+            BROKEN,
+            "skipped as not effectively entitled: assigned, but 'User has the required role' is False: the "
+            "assignment's app role does not entitle provisioning (such as Default Access)",
+            via=assignment.words() if assignment.any else None,
+        )
     scoping_false = is_false(getattr(row, "scoping_result", None))
     clause = _text(getattr(row, "failed_scope_clause", None))
     not_entitled = is_false(assigned_flag) or (
@@ -350,6 +362,7 @@ _ROW_FIELDS = (
     "change_id",
     "assigned",
     "is_active",
+    "has_required_role",
     "scoping_result",
     "failed_scope_filter",
     "failed_scope_clause",
@@ -597,11 +610,17 @@ def skipped(facts: Facts) -> list[Finding]:
 
     group = by_cause.get(BROKEN)
     if group is not None:
+        role = group["words"].str.contains("required role", regex=False)
+        reasons = []
+        if (~role).any():
+            reasons.append(f"{int((~role).sum()):,} with 'Assigned to the application' False")
+        if role.any():
+            reasons.append(f"{int(role.sum()):,} with 'User has the required role' False")
         title = (
-            f"{_kinds(group)} assigned to the app yet skipped as not assigned (NotEffectivelyEntitled, "
-            "'Assigned to the application' False)"
+            f"{_kinds(group)} assigned to the app yet skipped as not effectively entitled "
+            f"(NotEffectivelyEntitled: {'; '.join(reasons)})"
         )
-        findings.append(_finding(BROKEN, "warning", title, _rows(group, ("via",)), facts, len(group)))
+        findings.append(_finding(BROKEN, "warning", title, _rows(group, ("via", "words")), facts, len(group)))
 
     group = by_cause.get(REQUIRED)
     if group is not None:
