@@ -134,7 +134,8 @@ class GraphError(ProvkitError):
     def __str__(self) -> str:
         where = f" on {self.method} {self.url}" if self.method and self.url else ""
         head = " ".join(str(part) for part in (self.status, self.code) if part)
-        text = f"{head}{where}: {self.message}" if head or where else self.message
+        lead = f"{head}{where}".strip()  # no status (a server that never answered): start with the method
+        text = f"{lead}: {self.message}" if lead else self.message
         if self.request_id:
             text += f" (request-id {self.request_id})"
         if self.remedy:

@@ -56,6 +56,8 @@ log = logging.getLogger("provkit.graph")
 EventHook = Callable[..., None]
 
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+MAX_EMPTY_PAGES = 50  # empty pages in a row, each with a nextLink, before paging is taken to be stuck
+MAX_RESUMES = 3  # times a provisioning query resumes after its paging token stopped working, without progress
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 60.0
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -223,10 +225,35 @@ def _utc(value: datetime, name: str) -> datetime:
 def _odata_datetime(value: datetime) -> str:
     """An OData datetime literal in UTC (unquoted), with microseconds only when there are some."""
     value = _utc(value, "time")
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    # strftime does not zero-pad years before 1000 on every platform; OData wants four digits.
+    text = f"{value.year:04d}-" + value.strftime("%m-%dT%H:%M:%S")
     if value.microsecond:
         text += f".{value.microsecond:06d}"
     return text + "Z"
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "object", str: "string", type(None): "null", bool: "boolean"}.get(type(value), "number")
+
+
+def _entry_instant(entry: Any) -> datetime | None:
+    """An entry's activityDateTime to the microsecond (rounded down; Graph may give 100-ns ticks), or None."""
+    text = entry.get("activityDateTime") if isinstance(entry, dict) else None
+    if not isinstance(text, str):
+        return None
+    match = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?$", text.strip())
+    if not match:
+        return None
+    base, fraction, zone = match.groups()
+    try:
+        value = datetime.fromisoformat(base + "." + (fraction or "0")[:6].ljust(6, "0") + _zone(zone))
+    except ValueError:
+        return None
+    return value.astimezone(UTC)
+
+
+def _zone(zone: str | None) -> str:
+    return "+00:00" if zone in (None, "Z") else zone
 
 
 def _odata_string(text: str) -> str:
@@ -419,8 +446,15 @@ class GraphClient:
                 self._emit("paced", seconds=waited)
             self._count(requests=1)
             try:
+                # Never follow a redirect: a page from elsewhere is not Graph's data, even without the token.
                 response = self.session.request(
-                    method, url, params=params, json=body, headers=headers, timeout=self.timeout
+                    method,
+                    url,
+                    params=params,
+                    json=body,
+                    headers=headers,
+                    timeout=self.timeout,
+                    allow_redirects=False,
                 )
             except (
                 requests.ConnectionError,
@@ -444,6 +478,19 @@ class GraphClient:
         request_id = response.headers.get("request-id")
         log.debug("%s %s -> %s (request-id %s)", method, response.url, status, request_id)
         self._emit("request", method=method, url=response.url, status=status, request_id=request_id)
+        if 300 <= status < 400:
+            target = urlsplit(response.headers.get("Location") or "").netloc or "an unnamed place"
+            raise GraphError(
+                f"Graph answered {method} {relative} with a redirect ({status}) to {target}; provkit does not follow "
+                "redirects for data, so nothing from it was stored.",
+                status=status,
+                request_id=request_id,
+                method=method,
+                url=relative,
+                remedy="Check PROVKIT_GRAPH_URL and any proxy between here and Graph, then run again: the range "
+                "this page belongs to stays uncovered and is fetched again.",
+                link=LINK_ERRORS,
+            )
         if 200 <= status < 300:
             if status == 204 or not response.content:
                 return None
@@ -569,24 +616,62 @@ class GraphClient:
     def pages(self, path: str, params: Mapping[str, str] | None = None) -> Iterator[dict[str, Any]]:
         """Yield each page of a collection, following ``@odata.nextLink`` verbatim until Graph gives none.
 
-        No page size is assumed: a short or empty page with a nextLink is followed like any other.
+        No page size is assumed: a short or empty page with a nextLink is followed like any other. A page must be
+        a JSON object whose ``value`` is a list (the documented shape, reference section 1.6); anything else is a
+        GraphError for that page. A nextLink to a page already read, or more than :data:`MAX_EMPTY_PAGES` empty
+        pages in a row, stops the paging with a GraphError instead of running forever.
         """
         url = self.url_for(path)
         query: Mapping[str, str] | None = params
+        seen: set[str] = set()
+        empty_run = 0
+        number = 0
         while True:
             page = self._request("GET", url, query) or {}
-            count = len(page.get("value") or [])
+            number += 1
+            values = page.get("value")
+            if not isinstance(values, list):
+                shape = (
+                    "no 'value'" if "value" not in page else f"a 'value' that is a JSON {_json_type(values)}"
+                )
+                raise GraphError(
+                    f"Graph answered page {number} of {self._relative(url)} with {shape}, not a list of entries; "
+                    "nothing from it was stored.",
+                    url=self._relative(url),
+                    method="GET",
+                    remedy="Run again: the range this page belongs to stays uncovered and is fetched again. If it "
+                    "persists, check for a proxy rewriting Graph's answers.",
+                    link=LINK_ERRORS,
+                )
             self._count(pages=1)
-            self._emit("page", url=url, items=count)
+            self._emit("page", url=url, items=len(values))
             yield page
             link = page.get("@odata.nextLink")
             if not link:
                 return
-            if link == url and query is None:
+            seen.add(
+                url if query is None else url + "?" + "&".join(f"{k}={v}" for k, v in sorted(query.items()))
+            )
+            empty_run = 0 if values else empty_run + 1
+            if str(link) in seen:
                 raise GraphError(
-                    f"Graph returned the page's own address as its next page ({self._relative(url)}).",
+                    f"Graph's next-page link after page {number} of {self._relative(url)} leads back to a page "
+                    "already read; the paging would loop forever, so it stopped.",
                     url=self._relative(url),
-                    remedy="This would loop forever; report it with the request-id of the last call.",
+                    method="GET",
+                    remedy="Run again (the range stays uncovered and is fetched again); if it repeats, report it "
+                    "with the request-id of the last call.",
+                    link=LINK_ERRORS,
+                )
+            if empty_run > MAX_EMPTY_PAGES:
+                raise GraphError(
+                    f"Graph returned {empty_run} empty pages in a row for {self._relative(url)}, each with a "
+                    "next-page link; the paging stopped rather than run on without end.",
+                    url=self._relative(url),
+                    method="GET",
+                    remedy="Run again later (the range stays uncovered and is fetched again), or fetch a shorter "
+                    "window with --start/--end.",
+                    link=LINK_ERRORS,
                 )
             url, query = self.url_for(str(link)), None
 
@@ -789,9 +874,56 @@ class GraphClient:
             )
         if not 1 <= page_size <= 1000:
             raise ConfigError(f"page_size must be between 1 and 1000, got {page_size}.")
-        flt = (
-            f"servicePrincipal/id eq {_odata_string(sp_id)} and activityDateTime ge {_odata_datetime(start)} "
-            f"and activityDateTime lt {_odata_datetime(end)}"
-        )
-        params = {"$filter": flt, "$top": str(page_size), "$orderby": "activityDateTime asc"}
-        return self.pages("/auditLogs/provisioning", params)
+        return self._resuming_pages(sp_id, _utc(start, "start"), _utc(end, "end"), page_size)
+
+    def _resuming_pages(
+        self, sp_id: str, start: datetime, end: datetime, page_size: int
+    ) -> Iterator[dict[str, Any]]:
+        """The pages of one provisioning query. When a next-page link stops working part-way (an expired
+        ``$skiptoken``, a restarted server: 400 or 404), the query is asked again from the last entry's time and
+        the entries already yielded at that instant are left out, so each entry comes once; at most
+        :data:`MAX_RESUMES` times in a row without a new entry."""
+        resume_from = start
+        at_resume: set[str] = set()  # ids already yielded whose time is ``resume_from``
+        resumes = 0
+        while True:
+            flt = (
+                f"servicePrincipal/id eq {_odata_string(sp_id)} and activityDateTime ge "
+                f"{_odata_datetime(resume_from)} and activityDateTime lt {_odata_datetime(end)}"
+            )
+            params = {"$filter": flt, "$top": str(page_size), "$orderby": "activityDateTime asc"}
+            last: datetime | None = None
+            last_ids: set[str] = set()
+            pages_read = 0
+            unplaced = False  # an entry without a readable time: where the query stands is unknown
+            try:
+                for page in self.pages("/auditLogs/provisioning", params):
+                    pages_read += 1
+                    values = page["value"]
+                    if at_resume:
+                        values = [v for v in values if not (isinstance(v, dict) and v.get("id") in at_resume)]
+                    for entry in values:
+                        when = _entry_instant(entry)
+                        if when is None:
+                            unplaced = True
+                        elif when != last:
+                            last, last_ids = when, {str(entry.get("id"))}
+                        else:
+                            last_ids.add(str(entry.get("id")))
+                    if values:
+                        resumes = 0
+                    yield {**page, "value": values} if at_resume else page
+                return
+            except GraphError as exc:
+                if exc.status not in (400, 404) or pages_read == 0 or unplaced or resumes >= MAX_RESUMES:
+                    raise
+                resumes += 1
+                if last is not None:
+                    if last == resume_from:
+                        at_resume |= last_ids
+                    else:
+                        resume_from, at_resume = last, last_ids
+                self._emit("resume", reason=exc.message, since=resume_from)
+                log.info(
+                    "paging of provisioning logs broke off (%s); resuming from %s", exc.status, resume_from
+                )
