@@ -46,6 +46,9 @@ class Evidence:
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     window: tuple[datetime, datetime] | None = None
     source: str = "graph"
+    # The window asked for and the ranges of it no fetch covered (None: coverage unknown, e.g. imports only).
+    coverage_window: tuple[datetime, datetime] | None = None
+    coverage_gaps: list[tuple[datetime, datetime]] | None = None
 
     @property
     def events(self) -> pd.DataFrame:
@@ -56,8 +59,11 @@ class Evidence:
         return self.tables.steps
 
 
-def from_store(app_store, *, now: datetime | None = None) -> Evidence:
-    """Evidence from one app's folder in the store (works offline)."""
+def from_store(
+    app_store, *, now: datetime | None = None, coverage: tuple[datetime, datetime] | None = None
+) -> Evidence:
+    """Evidence from one app's folder in the store (works offline). With ``coverage`` (the window asked for),
+    ``coverage_gaps`` lists the ranges of it that no fetch covered."""
     manifest = app_store.manifest()
     info = manifest.get("app", {})
     jobs = app_store.jobs()
@@ -66,7 +72,7 @@ def from_store(app_store, *, now: datetime | None = None) -> Evidence:
     when = now
     if when is None and fetches:
         when = datetime.fromisoformat(fetches[-1]["fetched_at"])
-    return Evidence(
+    evidence = Evidence(
         tenant_id=app_store.tenant_id,
         service_principal_id=app_store.service_principal_id,
         app_id=info.get("app_id"),
@@ -82,6 +88,10 @@ def from_store(app_store, *, now: datetime | None = None) -> Evidence:
         now=when or datetime.now(UTC),
         source=info.get("source", "graph"),
     )
+    if coverage is not None:
+        evidence.coverage_window = coverage
+        evidence.coverage_gaps = app_store.missing(*coverage)
+    return evidence
 
 
 def from_simulator(tenant, app, *, max_entries: int | None = None) -> Evidence:

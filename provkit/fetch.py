@@ -131,6 +131,7 @@ def _fetch_locked(
     app_store.set_app(
         {"display_name": resolved.display_name, "app_id": resolved.app_id, "service_principal_id": sp_id}
     )
+    app_store.record_request(start, end)
     summary = FetchSummary(app=resolved.display_name, service_principal_id=sp_id, start=start, end=end)
     stats_before = _stats(client)
 

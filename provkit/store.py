@@ -901,6 +901,27 @@ class AppStore:
             data["app"] = {**data.get("app", {}), **info}
             self._save_manifest(data)
 
+    def record_request(self, start: datetime, end: datetime) -> None:
+        """Note the window a fetch is about to ask for (kept even when the fetch is interrupted): the end of the
+        latest one is the store's "now" for offline analysis."""
+        with self._lock:
+            data = self.manifest()
+            data["requested"] = _pairs([(start, end)])[0]
+            self._save_manifest(data)
+
+    def store_now(self) -> datetime | None:
+        """The latest moment the store was asked to cover: the end of the last requested window or the watermark,
+        whichever is later; None for a store of imports only."""
+        data = self.manifest()
+        candidates = [_parse(data["covered"][-1][1])] if data["covered"] else []
+        requested = data.get("requested")
+        if isinstance(requested, list) and len(requested) == 2:
+            try:
+                candidates.append(_parse(requested[1]))
+            except (TypeError, ValueError):
+                pass
+        return max(candidates) if candidates else None
+
     def record_fetch(self, summary: dict) -> None:
         with self._lock:
             data = self.manifest()
