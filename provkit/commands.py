@@ -19,7 +19,8 @@ def _load(args: argparse.Namespace, **demo_options) -> Loaded:
     loaded = load_evidence(
         args.app,
         source=source,
-        since=args.since or ("7d" if not (args.start or args.end) else None),
+        # Offline, no window given means the whole store (and no claim about what it covers).
+        since=args.since or ("7d" if not (args.start or args.end or source == "store") else None),
         start=args.start,
         end=args.end,
         store=args.store,

@@ -389,6 +389,8 @@ def remove_ranges(
 def _part_meta(file: Path) -> dict | None:
     """The provkit metadata a part carries (batch, covered ranges, what it replaces), None for older parts.
     Raises what pyarrow raises for a file that is not readable Parquet."""
+    if not file.is_file():  # pyarrow would read a folder as a dataset
+        raise IsADirectoryError(errno.EISDIR, "not a regular file", str(file))
     schema = pq.read_schema(file)
     raw = (schema.metadata or {}).get(_META_KEY)
     if raw is None:
@@ -406,6 +408,17 @@ _UNREADABLE = (OSError, pa.ArrowException, ValueError)
 def _short(exc: BaseException) -> str:
     text = (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__
+
+
+def _span(events: pd.DataFrame) -> list[tuple[datetime, datetime]]:
+    """[first, last] activity time of ``events`` as one half-open range ([] when there are none)."""
+    if not len(events) or "activity_time" not in events:
+        return []
+    times = pd.to_datetime(events["activity_time"], utc=True).dropna()
+    if not len(times):
+        return []
+    first, last = times.min().floor("us").to_pydatetime(), times.max().ceil("us").to_pydatetime()
+    return [(first, last + timedelta(microseconds=1))]
 
 
 @dataclass
@@ -655,8 +668,10 @@ class AppStore:
             if kind == "events":
                 batches.add(name)
                 covered = _ranges(meta.get("covered") or [])
+                lost = merge_ranges(covered + _ranges(meta.get("span") or []))
+                if lost:
+                    data["ranges"][name] = _pairs(lost)
                 if covered:
-                    data["ranges"][name] = _pairs(covered)
                     merged = [(_parse(a), _parse(b)) for a, b in data["covered"]] + covered
                     data["covered"] = _pairs(merge_ranges(merged))
                 if isinstance(meta.get("app"), dict) and (newest_app is None or name > newest_app[0]):
@@ -760,6 +775,8 @@ class AppStore:
 
     def _read_part(self, file: Path, columns: list[str] | None = None) -> pa.Table:
         try:
+            if file.exists() and not file.is_file():  # pyarrow would read a folder as an (empty) dataset
+                raise IsADirectoryError(errno.EISDIR, "not a regular file", str(file))
             return pq.read_table(file, columns=columns)
         except FileNotFoundError:
             raise
@@ -827,6 +844,7 @@ class AppStore:
                 name = self._part_name()
                 meta = {
                     "covered": _pairs([covered]) if covered else [],
+                    "span": _pairs(_span(new_events)),
                     "source": source,
                     "app": data.get("app", {}),
                 }
@@ -835,8 +853,11 @@ class AppStore:
                 if len(props):
                     data["parts"]["properties"].append(self._write_part("properties", props, name, meta))
                 data["parts"]["events"].append(self._write_part("events", new_events, name, meta))
-                if covered is not None:
-                    data["ranges"][name] = _pairs([covered])
+                # What to fetch again should this part be lost: its range and every entry in it (a piece holds
+                # the whole page that crossed its boundary, so entries can lie past the range it covers).
+                lost = ([covered] if covered is not None else []) + _span(new_events)
+                if lost:
+                    data["ranges"][name] = _pairs(merge_ranges((_utc(a), _utc(b)) for a, b in lost))
             if covered is not None:
                 start, end = _utc(covered[0]), _utc(covered[1])
                 ranges = [(_parse(a), _parse(b)) for a, b in data["covered"]] + [(start, end)]
@@ -1037,6 +1058,8 @@ class AppStore:
         count, first, last = 0, None, None
         for file in self._part_files("events", data):
             try:
+                if file.exists() and not file.is_file():
+                    raise IsADirectoryError(errno.EISDIR, "not a regular file", str(file))
                 meta = pq.ParquetFile(file).metadata
             except FileNotFoundError:
                 raise
@@ -1118,13 +1141,13 @@ class AppStore:
                     file = self.path / kind / name
                     report.parts += 1
                     try:
-                        pq.read_table(file)
+                        self._read_part(file)
                     except FileNotFoundError:
                         damaged[kind].append(name)
                         report.problems.append(f"{file}: listed in the manifest but missing")
-                    except _UNREADABLE as exc:
+                    except StoreError as exc:
                         damaged[kind].append(name)
-                        report.problems.append(f"{file}: {_short(exc)}")
+                        report.problems.append(exc.message)
             bad_meta = []
             folder = self.path / "meta"
             for file in sorted(folder.glob("*.json")) if folder.exists() else ():
@@ -1205,6 +1228,8 @@ class AppStore:
                 logs = self._tables({**data, "parts": {**data["parts"], **batch}})
                 name = self._part_name()
                 ranges = merge_ranges(r for n in chosen for r in _ranges(data["ranges"].get(n, [])))
+                covered_now = [(_parse(a), _parse(b)) for a, b in data["covered"]]
+                claimed = remove_ranges(ranges, remove_ranges(ranges, covered_now))  # ranges within coverage
                 for kind, frame in (
                     ("steps", logs.steps),
                     ("properties", logs.properties),
@@ -1212,7 +1237,12 @@ class AppStore:
                 ):
                     if not batch[kind]:
                         continue
-                    meta = {"covered": _pairs(ranges), "replaces": batch[kind], "app": data.get("app", {})}
+                    meta = {
+                        "covered": _pairs(claimed),
+                        "span": _pairs(ranges),
+                        "replaces": batch[kind],
+                        "app": data.get("app", {}),
+                    }
                     keep = [n for n in data["parts"][kind] if n not in set(batch[kind])]
                     data["parts"][kind] = keep + (
                         [self._write_part(kind, frame, name, meta)] if len(frame) else []
