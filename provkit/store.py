@@ -689,7 +689,7 @@ class AppStore:
             except (FileNotFoundError, NotADirectoryError):
                 continue
             for file in temps:
-                self._remove(file, "the temporary file of an interrupted write")
+                self._remove(file, "the temporary file of an interrupted write", routine=True)
         listed = {(kind, n) for kind in KINDS for n in data["parts"][kind]}
         metas: dict[tuple[str, str], dict | None] = {}
         for kind in KINDS:
@@ -720,8 +720,10 @@ class AppStore:
         return data
 
     # ---- journal, quarantine ---------------------------------------------------------------------------------
-    def _journal(self, text: str) -> None:
-        log.warning("store %s: %s", self.path, text)
+    def _journal(self, text: str, *, routine: bool = False) -> None:
+        """Append a line to the app's journal.log; recoveries are also logged as warnings (shown on the
+        command line), routine steps (compaction, temporary files) at info level."""
+        log.log(logging.INFO if routine else logging.WARNING, "store %s: %s", self.path, text)
         line = f"{datetime.now(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')} pid {os.getpid()}: {text}\n"
         try:
             with open(self.path / JOURNAL, "a", encoding="utf-8") as fh:
@@ -746,7 +748,7 @@ class AppStore:
         self._journal(f"moved {rel.as_posix()} to {target.relative_to(self.path).as_posix()}: {reason}")
         return target
 
-    def _remove(self, file: Path, reason: str) -> None:
+    def _remove(self, file: Path, reason: str, *, routine: bool = False) -> None:
         try:
             file.unlink()
         except FileNotFoundError:
@@ -754,7 +756,7 @@ class AppStore:
         except OSError as exc:
             log.warning("could not remove %s: %s", file, exc)
             return
-        self._journal(f"removed {file.relative_to(self.path).as_posix()}: {reason}")
+        self._journal(f"removed {file.relative_to(self.path).as_posix()}: {reason}", routine=routine)
 
     # ---- writing -------------------------------------------------------------------------------------------
     @staticmethod
@@ -1271,9 +1273,10 @@ class AppStore:
                     for old in names:
                         (self.path / kind / old).unlink(missing_ok=True)
                 self._journal(
-                    "compacted "
+                    routine=True,
+                    text="compacted "
                     + ", ".join(f"{len(v)} {k} part(s)" for k, v in merged.items())
-                    + " into one part each (their content is in the new parts)"
+                    + " into one part each (their content is in the new parts)",
                 )
             return {k: len(v) for k, v in merged.items()}
 

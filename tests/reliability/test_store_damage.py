@@ -26,7 +26,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from provkit.errors import GraphError, GraphUnavailableError
+from provkit.auth import Settings
+from provkit.errors import ConfigError, GraphError, GraphUnavailableError
 from provkit.fetch import fetch_app
 from provkit.graph import GraphClient, _odata_datetime
 from provkit.sim.server import RunningServer
@@ -566,3 +567,12 @@ def test_10_messages_and_queries() -> None:
     unanswered = GraphUnavailableError("Graph did not answer.", method="GET", url="/auditLogs/provisioning")
     assert str(unanswered).startswith("GET /auditLogs/provisioning: ")
     assert _odata_datetime(datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC)) == "0999-01-02T03:04:05Z"
+    env = {
+        "PROVKIT_TENANT_ID": "contoso.onmicrosoft.com",
+        "PROVKIT_CLIENT_ID": "00000000-0000-0000-0000-000000000001",
+        "PROVKIT_AUTHORITY_URL": "https://admin:hunter2@login.example.com",
+    }
+    assert "hunter2" not in Settings.from_env(env).describe()
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**env, "PROVKIT_AUTHORITY_URL": "https://admin:hunter2@login.example.com/tenant"})
+    assert "hunter2" not in str(caught.value) and "login.example.com" in str(caught.value)
