@@ -211,7 +211,7 @@ class _FolderLock:
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        except OSError:
+        except (OSError, AttributeError):  # (no pwrite on Windows)
             pass  # the pid is only for messages
         return fd
 
@@ -219,7 +219,7 @@ class _FolderLock:
 def _holder(fd: int) -> str:
     try:
         text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-    except OSError:
+    except (OSError, AttributeError):
         return ""
     return f" (pid {text})" if text.isdigit() else ""
 

@@ -7,14 +7,18 @@ returns, normalised by provkit.tables like a fetch would.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
-from provkit.errors import ConfigError, ProvkitError
+import provkit.store as store_module
+from provkit.errors import ConfigError
 from provkit.sim.logquery import LogQuery
 from provkit.sim.tenant import Tenant
 from provkit.store import AppStore, Store, StoreError
@@ -374,3 +378,73 @@ def test_find_resolves_stored_apps_offline(root: Path, records: list[dict]) -> N
         store.find("Zendesk")
     listed = store.apps()
     assert [(a["display_name"], a["service_principal_id"]) for a in listed] == [("Salesforce", SP)]
+
+
+# ---- one writer across processes -------------------------------------------------------------------------------
+def test_a_second_process_waits_for_the_writer_then_gives_up_with_a_clear_message(
+    root: Path, records: list[dict], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = open_app(root)
+    app.write_events(events_from_records(records[:5]))
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from provkit.store import Store\n"
+            f"app = Store({str(root)!r}).app({TENANT!r}, {SP!r})\n"
+            "with app.writing():\n    print('holding', flush=True); sys.stdin.readline()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        monkeypatch.setenv("PROVKIT_STORE_LOCK_TIMEOUT", "0.5")
+        with pytest.raises(StoreError, match="kept writing") as caught:
+            open_app(root).write_events(events_from_records(records[5:10]))
+        assert f"pid {holder.pid}" in str(caught.value)
+        assert "waiting up to" in capsys.readouterr().err
+        assert len(open_app(root).tables().events) == 5  # readers take no lock; nothing was half-written
+    finally:
+        holder.communicate("done\n", timeout=30)
+    assert open_app(root).write_events(events_from_records(records[5:10])).new == 5  # released on exit
+
+
+# ---- compaction interrupted ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("when", ["before the manifest", "before removing the merged parts"])
+def test_an_interrupted_compaction_leaves_no_duplicate_and_no_stray_file(
+    root: Path, records: list[dict], monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    app = open_app(root)
+    for i in range(0, 200, 20):
+        app.write_events(events_from_records(records[i : i + 20]), covered=(NOW - 2 * D, NOW))
+    want = app.tables()
+    if when == "before the manifest":
+
+        def die(self: AppStore, data: dict) -> None:
+            raise KeyboardInterrupt("killed")
+
+        monkeypatch.setattr(AppStore, "_save_manifest", die)
+    else:
+        real_unlink = Path.unlink
+
+        def die(self: Path, missing_ok: bool = False) -> None:
+            if "part-" in self.name and self.parent.name == "events":
+                raise KeyboardInterrupt("killed")
+            real_unlink(self, missing_ok=missing_ok)
+
+        monkeypatch.setattr(store_module.Path, "unlink", die)
+    with pytest.raises(KeyboardInterrupt):
+        app.compact()
+    monkeypatch.undo()
+
+    again = open_app(root)
+    again.write_events(events_from_records(records[:200]))  # the next write settles the leftovers
+    assert_tables_equal(again.tables(), want)
+    ids = []
+    for name in again.manifest()["parts"]["events"]:
+        ids += pq.read_table(again.path / "events" / name, columns=["id"]).column("id").to_pylist()
+    assert len(ids) == len(set(ids)) == 200  # no entry twice in the parts
+    for kind in ("events", "steps", "properties"):
+        assert part_files(again, kind) == set(again.manifest()["parts"][kind]), kind
