@@ -63,7 +63,7 @@ def main() -> None:
     records = LogQuery(tenant, None, descending=False).page(10**7, None, scan_budget=10**8).items
     times = [r["activityDateTime"] for r in records]
     start, end = pd.Timestamp(times[0]).floor("h"), pd.Timestamp(times[-1]).ceil("h") + pd.Timedelta(hours=1)
-    edges = pd.date_range(start, end, periods=args.parts + 1, tz="UTC")
+    edges = pd.date_range(start, end, periods=args.parts + 1, tz="UTC").floor("us")
     root = Path(tempfile.mkdtemp(prefix="bench-compact-"))
     store = Store(root)
     app_store = store.app(tenant.tenant_id, app.sp_id)
