@@ -18,6 +18,7 @@ for entries Graph records late. Duplicate ids are dropped, so repeating a fetch 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -26,8 +27,10 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 
 from provkit.graph import ResolvedApp, time_slices
-from provkit.store import AppStore, Store
+from provkit.store import AppStore, Store, StoreError
 from provkit.tables import events_from_records, jobs_from_records, parse_graph_time
+
+log = logging.getLogger("provkit.fetch")
 
 DEFAULT_SLICE = timedelta(days=1)  # commit granularity: an interrupted fetch loses at most about this much
 # inference: no latency is documented for provisioning logs. The retired "Azure AD reporting latencies" page gave
@@ -53,6 +56,7 @@ class FetchSummary:
     new: int = 0
     duplicates: int = 0
     rejected: int = 0
+    repaired: int = 0  # damaged store files set aside before fetching (their ranges are fetched again)
     outside: int = 0  # entries Graph returned dated outside the range asked for: counted, not stored
     compacted: int = 0  # parts merged by the compaction at the end of the fetch
     audits_new: int = 0
@@ -67,6 +71,11 @@ class FetchSummary:
             f"{self.app}: {self.new} new entries, {self.duplicates} duplicates dropped"
             + (f", {self.rejected} rejected" if self.rejected else "")
             + (f", {self.outside} dated outside the window (not stored)" if self.outside else "")
+            + (
+                f", {self.repaired} damaged store file(s) set aside and fetched again"
+                if self.repaired
+                else ""
+            )
             + f", {self.pages} pages in {self.slices} slices, {self.jobs} job snapshot(s), "
             f"{self.throttle_waits} throttled (429), {self.waited_seconds:.1f} s waiting (pacing and retries), "
             f"{self.seconds:.1f} s in all"
@@ -133,6 +142,14 @@ def _fetch_locked(
     )
     app_store.record_request(start, end)
     summary = FetchSummary(app=resolved.display_name, service_principal_id=sp_id, start=start, end=end)
+    try:
+        app_store.stored_ids()  # reads every events part's ids: damage shows here, before anything is fetched
+    except StoreError as damage:
+        # A fetch is a writer and fetches the lost ranges right away: set the damaged batches aside (nothing is
+        # deleted; `provkit store check --repair` takes them back once readable) and go on.
+        report = app_store.check(repair=True)
+        summary.repaired = len(report.problems)
+        log.warning("%s\nprovkit: %s", damage.message, "; ".join(report.actions))
     stats_before = _stats(client)
 
     # Job status first: a snapshot per fetch keeps cycle history beyond Graph's single lastExecution.

@@ -41,6 +41,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import sys
 import tempfile
 import threading
@@ -386,11 +387,17 @@ def remove_ranges(
     return out
 
 
+def _regular(file: Path) -> None:
+    """FileNotFoundError when ``file`` is gone, IsADirectoryError when it is not a regular file (pyarrow would
+    read a folder as an empty dataset); one stat, so a part removed meanwhile is reported as gone."""
+    if not stat.S_ISREG(os.stat(file).st_mode):
+        raise IsADirectoryError(errno.EISDIR, "not a regular file", str(file))
+
+
 def _part_meta(file: Path) -> dict | None:
     """The provkit metadata a part carries (batch, covered ranges, what it replaces), None for older parts.
     Raises what pyarrow raises for a file that is not readable Parquet."""
-    if not file.is_file():  # pyarrow would read a folder as a dataset
-        raise IsADirectoryError(errno.EISDIR, "not a regular file", str(file))
+    _regular(file)
     schema = pq.read_schema(file)
     raw = (schema.metadata or {}).get(_META_KEY)
     if raw is None:
@@ -458,7 +465,7 @@ class CheckReport:
     def text(self) -> str:
         head = f"{self.app} ({self.path}): {self.parts} part(s) checked"
         if not self.problems:
-            return head + ", no damage."
+            return "\n".join([head + ", no damage."] + [f"  repaired: {a}" for a in self.actions])
         lines = [head + f", {len(self.problems)} problem(s):"]
         lines += [f"  - {p}" for p in self.problems]
         lines += [f"  repaired: {a}" for a in self.actions]
@@ -777,8 +784,7 @@ class AppStore:
 
     def _read_part(self, file: Path, columns: list[str] | None = None) -> pa.Table:
         try:
-            if file.exists() and not file.is_file():  # pyarrow would read a folder as an (empty) dataset
-                raise IsADirectoryError(errno.EISDIR, "not a regular file", str(file))
+            _regular(file)
             return pq.read_table(file, columns=columns)
         except FileNotFoundError:
             raise
@@ -847,6 +853,7 @@ class AppStore:
                 meta = {
                     "covered": _pairs([covered]) if covered else [],
                     "span": _pairs(_span(new_events)),
+                    "with": [k for k, df in (("steps", steps), ("properties", props)) if len(df)],
                     "source": source,
                     "app": data.get("app", {}),
                 }
@@ -1060,8 +1067,7 @@ class AppStore:
         count, first, last = 0, None, None
         for file in self._part_files("events", data):
             try:
-                if file.exists() and not file.is_file():
-                    raise IsADirectoryError(errno.EISDIR, "not a regular file", str(file))
+                _regular(file)
                 meta = pq.ParquetFile(file).metadata
             except FileNotFoundError:
                 raise
@@ -1134,6 +1140,12 @@ class AppStore:
                 data = self._tidy(self.manifest())
                 if report.problems:
                     report.actions.append("set the manifest aside and rebuilt it from the parts")
+                back = self._readopt(data)
+                if back:
+                    report.actions.append(
+                        f"took back {len(back)} part(s) from quarantine that are readable again and hold "
+                        f"entries the store lacks: {', '.join(back)}"
+                    )
             else:
                 data = loaded if loaded is not None else self._rebuild(dry=True)[0]
             report.app = data.get("app", {}).get("display_name") or self.service_principal_id
@@ -1199,6 +1211,60 @@ class AppStore:
                 report.actions.append(f"moved {len(bad_meta)} damaged metadata file(s) aside")
             report.repaired = True
             return report
+
+    def _readopt(self, data: dict) -> list[str]:
+        """Under the lock: move back from quarantine the events parts that are readable again (a permission fixed,
+        a file restored) with the steps and properties of their batch, when they hold entries the store does
+        not; returns their names. Saves the manifest when something came back."""
+        folder = self.path / QUARANTINE / "events"
+        if not folder.is_dir():
+            return []
+        back: list[str] = []
+        for file in sorted(folder.glob("*.parquet")):
+            name = file.name
+            if name in data["parts"]["events"] or (self.path / "events" / name).exists():
+                continue
+            try:
+                meta = _part_meta(file)
+                ids = set(pq.read_table(file, columns=["id"]).column("id").to_pylist())
+            except _UNREADABLE:
+                continue  # still unreadable: it stays where it is
+            if meta is None or meta.get("batch") != name:
+                continue  # an older part, or one renamed by hand: where it belongs is unknown
+            companions = {}
+            for kind in ("steps", "properties"):
+                candidate = self.path / QUARANTINE / kind / name
+                if candidate.is_file():
+                    companions[kind] = candidate
+            if kind_missing := [k for k in meta.get("with", []) if k not in companions]:
+                log.info(
+                    "not taking back %s: its %s part is not in quarantine", name, ", ".join(kind_missing)
+                )
+                continue
+            try:
+                for candidate in companions.values():
+                    pq.read_table(candidate, columns=[])
+            except _UNREADABLE:
+                continue
+            if not ids - self.stored_ids():
+                continue  # everything in it was fetched again meanwhile
+            for kind, candidate in companions.items():
+                os.replace(candidate, self.path / kind / name)
+                data["parts"][kind].append(name)
+            os.replace(file, self.path / "events" / name)
+            data["parts"]["events"].append(name)
+            covered = _ranges(meta.get("covered") or [])
+            lost = merge_ranges(covered + _ranges(meta.get("span") or []))
+            if lost:
+                data["ranges"][name] = _pairs(lost)
+            if covered:
+                merged = [(_parse(a), _parse(b)) for a, b in data["covered"]] + covered
+                data["covered"] = _pairs(merge_ranges(merged))
+            back.append(name)
+            self._journal(f"took back events/{name} (and its batch) from quarantine: readable again")
+        if back:
+            self._save_manifest(data)
+        return back
 
     def compact(self, *, small_rows: int | None = None, min_parts: int = 2) -> dict[str, int]:
         """Merge parts: the events parts with fewer than ``small_rows`` rows (all when None) with their steps and

@@ -187,7 +187,7 @@ def _directory(file: Path) -> None:
 
 
 @pytest.mark.parametrize("damage", [_garbage, _cut, _scramble, _directory], ids=lambda f: f.__name__[1:])
-def test_3_a_damaged_part_is_named_other_apps_stay_usable_and_check_repair_then_fetch_restore_it(
+def test_3_a_damaged_part_is_named_other_apps_stay_usable_and_the_next_fetch_sets_it_aside_and_refills_it(
     damage: Callable[[Path], None],
     server: RunningServer,
     reference: dict,
@@ -207,22 +207,51 @@ def test_3_a_damaged_part_is_named_other_apps_stay_usable_and_check_repair_then_
     assert listing.code == 0 and OTHER in listing.out  # the other app is listed as usual
     if damage is not _scramble:  # (a scrambled part keeps its footer, which is all `apps` reads)
         assert str(part) in listing.out + listing.err
-    for argv in (["cycles", "--offline", "--app", APP], ["fetch", "--app", APP, *WINDOW]):
+    for argv in (["cycles", "--offline", "--app", APP], ["diagnose", "--offline", "--app", APP]):
         run = cli(server, tmp_path, *argv)
         no_traceback(run)
         assert run.code == 1 and str(part) in run.err and "provkit store check --repair" in run.err, run.err
     assert cli(server, tmp_path, "cycles", "--offline", "--app", OTHER).code == 0
-
     check = cli(server, tmp_path, "store", "check")
     assert check.code == 1 and str(part) in check.out
-    repair = cli(server, tmp_path, "store", "check", "--repair")
-    assert repair.code == 0 and "marked as not covered" in repair.out, repair.out
-    assert (app_store.path / "quarantine" / "events" / part.name).exists()  # moved aside, not deleted
-    refetch = cli(server, tmp_path, "fetch", "--app", APP, *WINDOW)
+
+    refetch = cli(server, tmp_path, "fetch", "--app", APP, *WINDOW)  # a writer: it sets the damage aside
+    no_traceback(refetch)
     assert refetch.code == 0, refetch.err
+    assert str(part) in refetch.text and "damaged store file(s) set aside" in refetch.out
+    assert (app_store.path / "quarantine" / "events" / part.name).exists()  # moved aside, not deleted
     got = Store(tmp_path / "store").find(APP)
     account(tally, got, reference[APP])
     assert ids(got) == ids(reference[APP])
+    assert cli(server, tmp_path, "store", "check").code == 0
+
+
+def test_3_check_repair_sets_damage_aside_and_takes_it_back_once_readable(
+    server: RunningServer, reference: dict, tmp_path: Path, tally: Tally
+) -> None:
+    assert cli(server, tmp_path, "fetch", "--app", APP, *WINDOW).code == 0
+    app_store = Store(tmp_path / "store").find(APP)
+    part = app_store.path / "events" / app_store.manifest()["parts"]["events"][0]
+    good = part.read_bytes()
+    _directory(part)  # unreadable, as a part this user may not read
+    tally.stores_damaged += 1
+    repair = cli(server, tmp_path, "store", "check", "--repair")
+    assert repair.code == 0 and "marked as not covered" in repair.out, repair.out
+    quarantined = app_store.path / "quarantine" / "events" / part.name
+    assert quarantined.is_dir() and not part.exists()
+    assert ids(app_store) < ids(
+        reference[APP]
+    )  # its entries are out of the store until fetched or taken back
+
+    quarantined.rmdir()
+    quarantined.write_bytes(good)  # readable again (permissions fixed, or restored from a backup)
+    again = cli(server, tmp_path, "store", "check", "--repair")
+    assert again.code == 0 and "took back 1 part(s)" in again.out, again.out
+    got = Store(tmp_path / "store").find(APP)
+    account(tally, got, reference[APP])
+    assert ids(got) == ids(reference[APP])
+    # Its covered range is back; what the damage had marked beyond it stays to be fetched (never claimed).
+    assert all(any(a <= x and y <= b for a, b in reference[APP].covered()) for x, y in got.covered())
     assert cli(server, tmp_path, "store", "check").code == 0
 
 
