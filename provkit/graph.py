@@ -560,6 +560,14 @@ class GraphClient:
             return NotFoundError(
                 f"Not found. Graph said: {said}", remedy=hint, link=LINK_APP_OBJECTS, **fields
             )
+        if status == 400 and "skiptoken" in (said + relative).lower():
+            return GraphError(
+                f"Graph no longer accepts the paging token of {relative}: {said}",
+                remedy="Paging tokens expire, and a restarted service forgets them. Run the fetch again: it resumes "
+                "from the last stored entry (provisioning log queries already resume on their own a few times).",
+                link=LINK_ERRORS,
+                **fields,
+            )
         if status == 400:
             return GraphError(
                 f"Graph refused the request as malformed: {said}",

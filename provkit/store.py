@@ -1023,11 +1023,16 @@ class AppStore:
 
     def _read(self, kind: str, columns: dict[str, str] | None, data: dict | None = None) -> pd.DataFrame:
         files = self._part_files(kind, data)
-        frames = [self._read_part(f).to_pandas() for f in files]
-        frames = [f for f in frames if len(f)]
-        if not frames:
+        parts = [t for t in (self._read_part(f) for f in files) if t.num_rows]
+        if not parts:
             return self._read_empty(columns)
-        df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        try:  # one conversion to pandas for all parts: many small parts convert many times faster so
+            df = (
+                pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
+            ).to_pandas()
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):  # parts of other shapes
+            frames = [t.to_pandas() for t in parts]
+            df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         if columns:
             for col, dtype in columns.items():
                 if col not in df.columns:
