@@ -6,6 +6,10 @@ or after ``max_entries`` entries (at that last entry's time); it is written and 
 one atomic manifest update. Entries stream from the pages into the tables, so memory holds one piece, not one
 day of raw JSON (a day of an initial cycle can hold a hundred thousand entries).
 
+The app's store folder is locked for the whole fetch (a second writer waits). A damaged events part found on the
+way in is set aside with its batch (:meth:`provkit.store.AppStore.check`) and its range fetched again. After the
+pieces, small parts are compacted once there are many.
+
 Late arrivals: Graph writes a log entry some time after it happened, so the tail of a fetched range is recorded as
 *unsettled* (the last ``lookback`` before the fetch's end) and asked for again by the next fetch; entries already
 stored are dropped by id. Entries Graph returns dated outside the range asked for are not stored, only counted.

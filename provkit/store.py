@@ -29,7 +29,8 @@ What the store guarantees:
   they read the parts one committed manifest lists.
 - **Damage is named, not fatal to others.** A part that cannot be read stops the command with its file name and
   ``provkit store check --repair``, which moves the damaged batch aside and marks its time range as not covered,
-  so the next fetch gets it again. Other apps are unaffected.
+  so the next fetch gets it again (a fetch does this itself), and takes quarantined parts back once they are
+  readable again. Other apps are unaffected.
 - Reads drop duplicate ids, so fetching the same range twice is idempotent.
 """
 
