@@ -46,9 +46,21 @@ class Evidence:
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     window: tuple[datetime, datetime] | None = None
     source: str = "graph"
-    # The window asked for and the ranges of it no fetch covered (None: coverage unknown, e.g. imports only).
+    # The time ranges fetches covered (None: unknown, e.g. imports only or the simulator), and the window asked
+    # for where ``window`` is not set (offline commands); see ``coverage_gaps``.
+    covered: list[tuple[datetime, datetime]] | None = None
     coverage_window: tuple[datetime, datetime] | None = None
-    coverage_gaps: list[tuple[datetime, datetime]] | None = None
+
+    @property
+    def coverage_gaps(self) -> list[tuple[datetime, datetime]] | None:
+        """The ranges of the analysed window (``window``, else ``coverage_window``) that no fetch covered; None
+        when either is unknown."""
+        window = self.window or self.coverage_window
+        if window is None or not self.covered:
+            return None
+        from provkit.store import subtract_ranges
+
+        return subtract_ranges(window[0], window[1], self.covered)
 
     @property
     def events(self) -> pd.DataFrame:
@@ -88,9 +100,8 @@ def from_store(
         now=when or datetime.now(UTC),
         source=info.get("source", "graph"),
     )
-    if coverage is not None:
-        evidence.coverage_window = coverage
-        evidence.coverage_gaps = app_store.missing(*coverage)
+    evidence.covered = app_store.covered() or None
+    evidence.coverage_window = coverage
     return evidence
 
 

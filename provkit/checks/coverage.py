@@ -39,10 +39,10 @@ def fetch_command(app: str, gaps: list[tuple[datetime, datetime]]) -> str:
 def coverage_gaps(facts: Facts) -> list[Finding]:
     """``store.coverage-gaps``: one warning when fetched coverage of the analysed window has holes."""
     evidence = facts.evidence
-    gaps = getattr(evidence, "coverage_gaps", None)
-    window = getattr(evidence, "coverage_window", None)
-    if not gaps or window is None:
+    gaps = evidence.coverage_gaps
+    if not gaps:
         return []
+    window = evidence.window or evidence.coverage_window
     missing = sum((b - a for a, b in gaps), timedelta(0))
     span = window[1] - window[0]
     share = missing / span if span else 1.0

@@ -26,10 +26,14 @@ from pathlib import Path
 import pytest
 import requests
 
+from provkit import cycles
 from provkit.auth import Settings
+from provkit.checks import run_checks
 from provkit.errors import ConfigError, GraphError, GraphUnavailableError
 from provkit.fetch import fetch_app
 from provkit.graph import GraphClient, _odata_datetime
+from provkit.notebook import load as notebook_load
+from provkit.reports import app_summary
 from provkit.sim.server import RunningServer
 from provkit.sim.tenant import Tenant
 from provkit.store import COMPACT_AT, AppStore, Store
@@ -303,6 +307,18 @@ def test_4_offline_analysis_over_a_partly_fetched_window_names_the_missing_range
     ]
     assert "provkit fetch --app" in gaps[0]["remedy"]
     assert "Not in the store:" in run.err and "provkit fetch" in run.err
+    # The notebooks' loader and the report's summary.json carry the same warning. (The notebooks end a window at
+    # the end of what the store covers, so the hole they can show is one inside it: fetch the last day first.)
+    last_day = ["--start", (NOW - timedelta(days=1)).isoformat(), "--end", NOW.isoformat()]
+    assert cli(server, tmp_path, "fetch", "--app", APP, *last_day).code == 0
+    loaded = notebook_load(APP, source="store", store=str(tmp_path / "store"), start=WINDOW[1], end=WINDOW[3])
+    from_notebook = run_checks(loaded.evidence)
+    hole = [f.evidence for f in from_notebook if f.check == "store.coverage-gaps"]
+    assert [[(row["from"], row["to"]) for row in rows] for rows in hole] == [
+        [(covered[-1][1], NOW - timedelta(days=1))]
+    ]
+    summary = app_summary(loaded.evidence, from_notebook, cycles.summary(loaded.evidence))
+    assert "store.coverage-gaps" in summary["checks"]["warning"] and summary["state"] != "ok"
 
     assert cli(server, tmp_path, "fetch", "--app", APP, *WINDOW).code == 0  # the remedy
     after = json.loads(cli(server, tmp_path, "diagnose", "--offline", "--app", APP, *WINDOW, "--json").out)
