@@ -411,8 +411,33 @@ def test_a_second_process_waits_for_the_writer_then_gives_up_with_a_clear_messag
     assert open_app(root).write_events(events_from_records(records[5:10])).new == 5  # released on exit
 
 
+def test_a_writer_killed_while_holding_the_lock_leaves_no_stale_lock(
+    root: Path, records: list[dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    open_app(root).write_events(events_from_records(records[:5]))
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; from provkit.store import Store\n"
+            f"app = Store({str(root)!r}).app({TENANT!r}, {SP!r})\n"
+            "with app.writing():\n    print('holding', flush=True); time.sleep(600)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "holding"
+    holder.kill()  # SIGKILL: no cleanup runs
+    holder.wait(timeout=30)
+    assert (open_app(root).path / ".lock").exists()  # the file stays...
+    monkeypatch.setenv("PROVKIT_STORE_LOCK_TIMEOUT", "0")
+    assert open_app(root).write_events(events_from_records(records[5:10])).new == 5  # ...the lock does not
+
+
 # ---- compaction interrupted ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("when", ["before the manifest", "before removing the merged parts"])
+@pytest.mark.parametrize(
+    "when", ["before the manifest", "before removing the merged parts", "and the manifest is lost"]
+)
 def test_an_interrupted_compaction_leaves_no_duplicate_and_no_stray_file(
     root: Path, records: list[dict], monkeypatch: pytest.MonkeyPatch, when: str
 ) -> None:
@@ -426,7 +451,7 @@ def test_an_interrupted_compaction_leaves_no_duplicate_and_no_stray_file(
             raise KeyboardInterrupt("killed")
 
         monkeypatch.setattr(AppStore, "_save_manifest", die)
-    else:
+    else:  # killed after the manifest switched, before every merged part was removed
         real_unlink = Path.unlink
 
         def die(self: Path, missing_ok: bool = False) -> None:
@@ -438,6 +463,8 @@ def test_an_interrupted_compaction_leaves_no_duplicate_and_no_stray_file(
     with pytest.raises(KeyboardInterrupt):
         app.compact()
     monkeypatch.undo()
+    if when == "and the manifest is lost":  # rebuilt from the parts: merged and merging parts both on disk
+        (app.path / "manifest.json").unlink()
 
     again = open_app(root)
     again.write_events(events_from_records(records[:200]))  # the next write settles the leftovers
@@ -448,3 +475,20 @@ def test_an_interrupted_compaction_leaves_no_duplicate_and_no_stray_file(
     assert len(ids) == len(set(ids)) == 200  # no entry twice in the parts
     for kind in ("events", "steps", "properties"):
         assert part_files(again, kind) == set(again.manifest()["parts"][kind]), kind
+
+
+def test_a_damaged_audits_part_is_named_and_set_aside_by_repair(root: Path) -> None:
+    app = open_app(root)
+    audit = {"id": "a1", "activityDateTime": "2025-03-01T10:00:00Z", "activityDisplayName": "Restart"}
+    app.write_audits([audit])
+    app.write_audits([{**audit, "id": "a2"}])
+    part = app.path / "audits" / app.manifest()["parts"]["audits"][0]
+    part.write_bytes(b"not parquet")
+    with pytest.raises(StoreError, match=str(part)):
+        app.audits()
+    report = app.check()
+    assert not report.ok and str(part) in report.text()
+    assert app.check(repair=True).ok
+    assert list(app.audits()["id"]) == ["a2"]
+    assert (app.path / "quarantine" / "audits" / part.name).read_bytes() == b"not parquet"
+    assert app.check().ok
