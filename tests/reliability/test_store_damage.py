@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from provkit import cli as provkit_cli
 from provkit import cycles
 from provkit.auth import Settings
 from provkit.checks import run_checks
@@ -608,7 +609,9 @@ def test_10_entries_dated_outside_the_window_are_counted_not_stored(
     assert ids(got) == ids(reference[APP])
 
 
-def test_10_messages_and_queries() -> None:
+def test_10_messages_and_queries(capsys: pytest.CaptureFixture[str]) -> None:
+    assert provkit_cli.main(["emulator", "--late-entries", "2,120"]) == 2
+    assert "--late-entries" in capsys.readouterr().err
     unanswered = GraphUnavailableError("Graph did not answer.", method="GET", url="/auditLogs/provisioning")
     assert str(unanswered).startswith("GET /auditLogs/provisioning: ")
     assert _odata_datetime(datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC)) == "0999-01-02T03:04:05Z"
