@@ -992,14 +992,6 @@ class AppStore:
         covered = remove_ranges(covered, [(_parse(a), _parse(b)) for a, b in data["unsettled"]])
         return subtract_ranges(_utc(start), _utc(end), covered)
 
-    def missing(self, start: datetime, end: datetime) -> list[tuple[datetime, datetime]] | None:
-        """The ranges of [start, end) that no fetch covered, or None when the store records no coverage at all
-        (imported data only), so nothing can be said."""
-        covered = self.covered()
-        if not covered:
-            return None
-        return subtract_ranges(_utc(start), _utc(end), covered)
-
     # ---- reading -------------------------------------------------------------------------------------------
     def _snapshot(self, read: Callable[[dict], T]) -> T:
         """``read(manifest)`` against one committed manifest. A compaction may delete the parts a manifest lists
@@ -1125,6 +1117,22 @@ class AppStore:
             return None
 
     # ---- housekeeping --------------------------------------------------------------------------------------
+    def remove_orphans(self) -> int:
+        """Settle what a crash left beside the manifest (see :meth:`tidy`); returns how many files that were.
+        (The older name: nothing is removed any more that is not provably redundant.)"""
+        with self._lock:
+            listed = {(k, n) for k, names in self.manifest()["parts"].items() for n in names}
+            before = sum(1 for k in KINDS for n in self._files_on_disk(k) if (k, n) not in listed)
+            before += sum(
+                1
+                for folder in (self.path, self.path / "meta", *(self.path / k for k in KINDS))
+                if folder.is_dir()
+                for p in folder.iterdir()
+                if p.name.startswith(".") and p.name.endswith(".tmp")
+            )
+            self.tidy()
+            return before
+
     def tidy(self) -> dict:
         """Settle files a crash left beside the manifest (adopt, remove provable leftovers, move aside the rest);
         returns the manifest."""
