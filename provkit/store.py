@@ -414,8 +414,10 @@ _UNREADABLE = (OSError, pa.ArrowException, ValueError)
 
 
 def _short(exc: BaseException) -> str:
+    """The first line of an error, without pyarrow's repetition of the file name."""
     text = (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
+    line = re.sub(r"^Could not open Parquet input source '[^']*': ", "", text[0]) if text else ""
+    return line[:200] or type(exc).__name__
 
 
 def _span(events: pd.DataFrame) -> list[tuple[datetime, datetime]]:
