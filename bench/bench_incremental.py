@@ -8,7 +8,7 @@ the throttle, not provkit (bench_fetch.py measures provkit under the throttle). 
 1. First fetch: every app with a provisioning job, the whole history, into an empty store (the baseline).
 2. The simulated clock moves forward 40 minutes (``POST /_sim/advance``).
 3. Second fetch: the same apps and window start, up to the new now; only what is new is asked for (plus the
-   store's one-hour overlap before the watermark).
+   store's lookback before the watermark for late entries, three hours by default).
 
 Reported for both: wall time, pages and requests, entries read, new entries and duplicates dropped; the
 client's peak and current resident memory; the store's size on disk; and the time to read the store back.

@@ -221,7 +221,7 @@ class Settings:
             f"tenant {self.tenant_id or '(not set)'}",
             f"client {self.client_id or '(not set)'}",
             f"cloud {self.cloud.name}",
-            f"authority {self.authority_url or self.cloud.authority_host}",
+            f"authority {_shown(self.authority_url or self.cloud.authority_host)}",
             f"Graph {self.graph_root}",
         ]
         if self.cert_path:
@@ -256,7 +256,7 @@ def _check_root(name: str, url: str, https_only: bool) -> str:
     schemes = ("https",) if https_only else ("https", "http")
     if parts.scheme not in schemes or not parts.hostname or parts.query or parts.fragment:
         raise ConfigError(
-            f"{name}={url!r} is not a {' or '.join(schemes)} URL of a host.",
+            f"{name}={_shown(url)!r} is not a {' or '.join(schemes)} URL of a host.",
             remedy=f"Give the root only, such as {'https://login.microsoftonline.us' if https_only else 'https://graph.microsoft.us'}.",
             link=_LINK_CLOUDS,
         )
@@ -267,8 +267,8 @@ def _check_root(name: str, url: str, https_only: bool) -> str:
             else "the version (provkit adds /v1.0)"
         )
         raise ConfigError(
-            f"{name}={url!r} has a path; give the root without {what}.",
-            remedy=f"Use {parts.scheme}://{parts.netloc}",
+            f"{name}={_shown(url)!r} has a path; give the root without {what}.",
+            remedy=f"Use {_shown(parts.scheme + '://' + parts.netloc)}",
             link=_LINK_CLOUDS,
         )
     return url
@@ -421,6 +421,14 @@ _CORRELATION = re.compile(r"Correlation ID:\s*(?P<correlation>[0-9a-fA-F-]+)")
 _TAIL = re.compile(r"\s*Trace ID:.*$")
 
 
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def _shown(url: str) -> str:
+    """A URL fit for messages: credentials written into it (``https://user:password@host``) are removed."""
+    return _USERINFO.sub("[redacted]@", url)
+
+
 def redact(text: str, known: tuple[str, ...] = ()) -> str:
     """Remove ``known`` secrets and anything token-like (JWTs, PEM blocks, long opaque strings) from ``text``.
 
@@ -429,7 +437,7 @@ def redact(text: str, known: tuple[str, ...] = ()) -> str:
     for value in known:
         if value:
             text = text.replace(value, "[secret]")
-    text = _PEM.sub("[redacted]", _JWT.sub("[redacted]", text))
+    text = _PEM.sub("[redacted]", _JWT.sub("[redacted]", _shown(text)))
 
     def opaque(match: re.Match[str]) -> str:
         word = match.group(0).strip(".")
@@ -507,7 +515,7 @@ def _explained(settings: Settings, method: str, known_secrets: tuple[str, ...]) 
         raise
     except requests.exceptions.SSLError as exc:
         raise SignInError(
-            f"Sign-in ({method}) failed: the TLS certificate of {settings.authority_url or settings.cloud.authority_host}"
+            f"Sign-in ({method}) failed: the TLS certificate of {_shown(settings.authority_url or settings.cloud.authority_host)}"
             " was not trusted.",
             remedy=f"For the local simulated tenant set {ENV_CA_BUNDLE} to its CA file; otherwise check the "
             "machine's proxy and CA settings.",
@@ -517,7 +525,7 @@ def _explained(settings: Settings, method: str, known_secrets: tuple[str, ...]) 
         where = (
             "the managed identity endpoint"
             if method == "managed-identity"
-            else (settings.authority_url or settings.cloud.authority_host)
+            else (_shown(settings.authority_url or settings.cloud.authority_host))
         )
         raise SignInError(
             f"Sign-in ({method}) failed: {where} could not be reached ({type(exc).__name__}).",
@@ -533,7 +541,7 @@ def _explained(settings: Settings, method: str, known_secrets: tuple[str, ...]) 
             meaning, remedy = _AADSTS["90002"]
             raise SignInError(
                 f"Sign-in ({method}) failed: the tenant {settings.tenant_id!r} was not found at "
-                f"{settings.authority_url or settings.cloud.authority_host} (AADSTS90002-like). {meaning}",
+                f"{_shown(settings.authority_url or settings.cloud.authority_host)} (AADSTS90002-like). {meaning}",
                 aadsts="AADSTS90002",
                 error="invalid_tenant",
                 remedy=remedy,

@@ -89,6 +89,33 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--json", action="store_true", help="print the summary as JSON")
     fetch.set_defaults(func=cmd_fetch)
 
+    fetch.add_argument(
+        "--lookback",
+        help="how far back from the last fetch's end to ask again for entries Graph logs late (default 3h)",
+    )
+    store_parser = sub.add_parser(
+        "store",
+        help="check, repair or compact the local store",
+        description="Look after the local store: `check` reads every file and names damaged ones (`--repair` moves "
+        "them aside and marks their time ranges for the next fetch); `compact` merges small parts.",
+    )
+    store_sub = store_parser.add_subparsers(dest="store_command", metavar="ACTION", required=True)
+    check = store_sub.add_parser(
+        "check", help="read every file of the store; --repair sets damaged ones aside"
+    )
+    check.add_argument(
+        "--repair", action="store_true", help="move damaged files aside and rebuild the manifest"
+    )
+    compact = store_sub.add_parser("compact", help="merge small parts into one (fetch does this on its own)")
+    for p in (check, compact):
+        p.add_argument("--app", help="one app (display name, appId or object id); default every app")
+        p.add_argument(
+            "--store", type=Path, help="store folder (default: $PROVKIT_STORE or the user data folder)"
+        )
+        p.add_argument("--json", action="store_true", help="print JSON")
+    check.set_defaults(func=cmd_store_check)
+    compact.set_defaults(func=cmd_store_compact)
+
     imp = sub.add_parser(
         "import",
         help="load admin-center downloads, Log Analytics exports or saved Graph pages into the store",
@@ -181,7 +208,16 @@ def cmd_apps(args: argparse.Namespace) -> int:
         print(f"{'app':<28} {'service principal id':<38} {'covered (UTC)'}")
         for r in rows:
             span = f"{(r['covered_from'] or '')[:16]} .. {(r['covered_to'] or '')[:16]}"
+            if r.get("problem"):
+                span = "DAMAGED: " + r["problem"]
             print(f"{(r['display_name'] or '?'):<28} {r['service_principal_id']:<38} {span}")
+        damaged = [r for r in rows if r.get("problem")]
+        if damaged:
+            print(
+                f"\n{len(damaged)} app(s) could not be read; run `provkit store check --repair --store "
+                f"{Store(args.store).root}`.",
+                file=sys.stderr,
+            )
         return 0
     from provkit.sources.graph import provisioning_apps
 
@@ -218,6 +254,11 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     else:
         store = Store(args.store)
     window = resolve_window(since=args.since, start=args.start, end=args.end, now=now)
+    options = {}
+    if args.lookback:
+        from provkit.window import parse_span
+
+        options["lookback"] = parse_span(args.lookback)
     resolved = client.resolve_app(args.app)
     print(resolved.describe(), file=sys.stderr)
     bar = _progress_bar(resolved.display_name, stats=getattr(client, "stats", None))
@@ -231,6 +272,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
             tenant_id=tenant_id,
             on_page=bar,
             page_size=1000 if args.demo else 500,
+            **options,
         )
     finally:
         bar.close()
@@ -239,6 +281,68 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     else:
         print(summary.line())
         print(f"Stored in {app_store.path}")
+    return 0
+
+
+def _app_stores(args: argparse.Namespace):
+    """(store, the app folders named by --app, or all of them), damaged ones included."""
+    from provkit.store import Store
+
+    store = Store(args.store)
+    if not args.app:
+        return store, store.app_stores()
+    wanted = args.app.strip().lower()
+    paths = {
+        r["path"]
+        for r in store.apps(counts=False)
+        if wanted
+        in (r["service_principal_id"], (r["app_id"] or "").lower(), (r["display_name"] or "").lower())
+    }
+    if not paths:
+        store.find(args.app)  # raises the usual "no app matching" message
+    return store, [a for a in store.app_stores() if str(a.path) in paths]
+
+
+def cmd_store_check(args: argparse.Namespace) -> int:
+    store, app_stores = _app_stores(args)
+    reports = [a.check(repair=args.repair) for a in app_stores]
+    if args.json:
+        print(json.dumps([r.as_dict() for r in reports], indent=2))
+    else:
+        if not reports:
+            print(f"The store at {store.root} holds no apps.")
+        for report in reports:
+            print(report.text())
+        damaged = [r for r in reports if not r.ok]
+        if damaged:
+            print(
+                f"\n{len(damaged)} app(s) with damage. Run `provkit store check --repair --store {store.root}` to set "
+                "the damaged files aside (nothing is deleted) and fetch the ranges they held again."
+            )
+        elif any(r.repaired for r in reports):
+            print(
+                "\nRepaired. Run `provkit fetch` for these apps to get the ranges marked as not covered again."
+            )
+    return 0 if all(r.ok for r in reports) else 1
+
+
+def cmd_store_compact(args: argparse.Namespace) -> int:
+    store, app_stores = _app_stores(args)
+    results = []
+    for app_store in app_stores:
+        before = sum(len(v) for v in app_store.manifest()["parts"].values())
+        merged = app_store.compact()
+        after = sum(len(v) for v in app_store.manifest()["parts"].values())
+        results.append(
+            {"path": str(app_store.path), "parts_before": before, "parts_after": after, "merged": merged}
+        )
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            print(f"{r['path']}: {r['parts_before']} part(s) -> {r['parts_after']}")
+        if not results:
+            print(f"The store at {store.root} holds no apps.")
     return 0
 
 

@@ -19,7 +19,8 @@ def _load(args: argparse.Namespace, **demo_options) -> Loaded:
     loaded = load_evidence(
         args.app,
         source=source,
-        since=args.since or ("7d" if not (args.start or args.end) else None),
+        # Offline, no window given means the whole store (and no claim about what it covers).
+        since=args.since or ("7d" if not (args.start or args.end or source == "store") else None),
         start=args.start,
         end=args.end,
         store=args.store,
@@ -28,6 +29,19 @@ def _load(args: argparse.Namespace, **demo_options) -> Loaded:
     print(loaded.resolved, file=sys.stderr)
     if loaded.fetch is not None:
         print(loaded.fetch.line(), file=sys.stderr)
+    gaps = loaded.evidence.coverage_gaps
+    if gaps:
+        from provkit.checks.coverage import fetch_command
+
+        spans = ", ".join(f"{a:%Y-%m-%d %H:%M}..{b:%Y-%m-%d %H:%M}" for a, b in gaps[:5])
+        more = f" and {len(gaps) - 5} more" if len(gaps) > 5 else ""
+        evidence = loaded.evidence
+        print(
+            f"Not in the store: {spans}{more} UTC (no fetch covered these ranges of the window; findings "
+            f"cannot show what happened in them). Fill them with: "
+            f"{fetch_command(evidence.app_id or evidence.service_principal_id, gaps)}",
+            file=sys.stderr,
+        )
     return loaded
 
 

@@ -132,9 +132,11 @@ class GraphError(ProvkitError):
         self.url = url
 
     def __str__(self) -> str:
-        where = f" on {self.method} {self.url}" if self.method and self.url else ""
         head = " ".join(str(part) for part in (self.status, self.code) if part)
-        text = f"{head}{where}: {self.message}" if head or where else self.message
+        where = f"{self.method} {self.url}" if self.method and self.url else ""
+        # No status (a server that never answered): the line starts with the method, not with " on".
+        lead = f"{head} on {where}" if head and where else head or where
+        text = f"{lead}: {self.message}" if lead else self.message
         if self.request_id:
             text += f" (request-id {self.request_id})"
         if self.remedy:

@@ -46,6 +46,21 @@ class Evidence:
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     window: tuple[datetime, datetime] | None = None
     source: str = "graph"
+    # The time ranges fetches covered (None: unknown, e.g. imports only or the simulator), and the window asked
+    # for where ``window`` is not set (offline commands); see ``coverage_gaps``.
+    covered: list[tuple[datetime, datetime]] | None = None
+    coverage_window: tuple[datetime, datetime] | None = None
+
+    @property
+    def coverage_gaps(self) -> list[tuple[datetime, datetime]] | None:
+        """The ranges of the analysed window (``window``, else ``coverage_window``) that no fetch covered; None
+        when either is unknown."""
+        window = self.window or self.coverage_window
+        if window is None or not self.covered:
+            return None
+        from provkit.store import subtract_ranges
+
+        return subtract_ranges(window[0], window[1], self.covered)
 
     @property
     def events(self) -> pd.DataFrame:
@@ -56,8 +71,11 @@ class Evidence:
         return self.tables.steps
 
 
-def from_store(app_store, *, now: datetime | None = None) -> Evidence:
-    """Evidence from one app's folder in the store (works offline)."""
+def from_store(
+    app_store, *, now: datetime | None = None, coverage: tuple[datetime, datetime] | None = None
+) -> Evidence:
+    """Evidence from one app's folder in the store (works offline). With ``coverage`` (the window asked for),
+    ``coverage_gaps`` lists the ranges of it that no fetch covered."""
     manifest = app_store.manifest()
     info = manifest.get("app", {})
     jobs = app_store.jobs()
@@ -66,7 +84,7 @@ def from_store(app_store, *, now: datetime | None = None) -> Evidence:
     when = now
     if when is None and fetches:
         when = datetime.fromisoformat(fetches[-1]["fetched_at"])
-    return Evidence(
+    evidence = Evidence(
         tenant_id=app_store.tenant_id,
         service_principal_id=app_store.service_principal_id,
         app_id=info.get("app_id"),
@@ -82,6 +100,9 @@ def from_store(app_store, *, now: datetime | None = None) -> Evidence:
         now=when or datetime.now(UTC),
         source=info.get("source", "graph"),
     )
+    evidence.covered = app_store.covered() or None
+    evidence.coverage_window = coverage
+    return evidence
 
 
 def from_simulator(tenant, app, *, max_entries: int | None = None) -> Evidence:

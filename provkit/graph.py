@@ -56,6 +56,8 @@ log = logging.getLogger("provkit.graph")
 EventHook = Callable[..., None]
 
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+MAX_EMPTY_PAGES = 50  # empty pages in a row, each with a nextLink, before paging is taken to be stuck
+MAX_RESUMES = 3  # times a provisioning query resumes after its paging token stopped working, without progress
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 60.0
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -223,25 +225,35 @@ def _utc(value: datetime, name: str) -> datetime:
 def _odata_datetime(value: datetime) -> str:
     """An OData datetime literal in UTC (unquoted), with microseconds only when there are some."""
     value = _utc(value, "time")
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    # strftime does not zero-pad years before 1000 on every platform; OData wants four digits.
+    text = f"{value.year:04d}-" + value.strftime("%m-%dT%H:%M:%S")
     if value.microsecond:
         text += f".{value.microsecond:06d}"
     return text + "Z"
 
 
-_INSTANT = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$")
+def _json_type(value: Any) -> str:
+    return {dict: "object", str: "string", type(None): "null", bool: "boolean"}.get(type(value), "number")
 
 
-def _instant(value: object) -> datetime:
-    """A Graph time as an aware datetime for ordering (fraction cut to microseconds); the epoch if unreadable."""
-    match = _INSTANT.match(str(value or "").strip())
+def _entry_instant(entry: Any) -> datetime | None:
+    """An entry's activityDateTime to the microsecond (rounded down; Graph may give 100-ns ticks), or None."""
+    text = entry.get("activityDateTime") if isinstance(entry, dict) else None
+    if not isinstance(text, str):
+        return None
+    match = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?$", text.strip())
     if not match:
-        return datetime(1970, 1, 1, tzinfo=UTC)
-    fraction = (match.group(2) or ".0")[:7].ljust(7, "0")
-    zone = match.group(3) or "Z"
-    return datetime.fromisoformat(match.group(1) + fraction + ("+00:00" if zone == "Z" else zone)).astimezone(
-        UTC
-    )
+        return None
+    base, fraction, zone = match.groups()
+    try:
+        value = datetime.fromisoformat(base + "." + (fraction or "0")[:6].ljust(6, "0") + _zone(zone))
+    except ValueError:
+        return None
+    return value.astimezone(UTC)
+
+
+def _zone(zone: str | None) -> str:
+    return "+00:00" if zone in (None, "Z") else zone
 
 
 def _odata_string(text: str) -> str:
@@ -434,8 +446,15 @@ class GraphClient:
                 self._emit("paced", seconds=waited)
             self._count(requests=1)
             try:
+                # Never follow a redirect: a page from elsewhere is not Graph's data, even without the token.
                 response = self.session.request(
-                    method, url, params=params, json=body, headers=headers, timeout=self.timeout
+                    method,
+                    url,
+                    params=params,
+                    json=body,
+                    headers=headers,
+                    timeout=self.timeout,
+                    allow_redirects=False,
                 )
             except (
                 requests.ConnectionError,
@@ -459,6 +478,19 @@ class GraphClient:
         request_id = response.headers.get("request-id")
         log.debug("%s %s -> %s (request-id %s)", method, response.url, status, request_id)
         self._emit("request", method=method, url=response.url, status=status, request_id=request_id)
+        if 300 <= status < 400:
+            target = urlsplit(response.headers.get("Location") or "").netloc or "an unnamed place"
+            raise GraphError(
+                f"Graph answered {method} {relative} with a redirect ({status}) to {target}; provkit does not follow "
+                "redirects for data, so nothing from it was stored.",
+                status=status,
+                request_id=request_id,
+                method=method,
+                url=relative,
+                remedy="Check PROVKIT_GRAPH_URL and any proxy between here and Graph, then run again: the range "
+                "this page belongs to stays uncovered and is fetched again.",
+                link=LINK_ERRORS,
+            )
         if 200 <= status < 300:
             if status == 204 or not response.content:
                 return None
@@ -550,6 +582,14 @@ class GraphClient:
             return NotFoundError(
                 f"Not found. Graph said: {said}", remedy=hint, link=LINK_APP_OBJECTS, **fields
             )
+        if status == 400 and "skiptoken" in (said + relative).lower():
+            return GraphError(
+                f"Graph no longer accepts the paging token of {relative}: {said}",
+                remedy="Paging tokens expire, and a restarted service forgets them. Run the fetch again: it resumes "
+                "from the last stored entry (provisioning log queries already resume on their own a few times).",
+                link=LINK_ERRORS,
+                **fields,
+            )
         if status == 400:
             return GraphError(
                 f"Graph refused the request as malformed: {said}",
@@ -606,24 +646,62 @@ class GraphClient:
     def pages(self, path: str, params: Mapping[str, str] | None = None) -> Iterator[dict[str, Any]]:
         """Yield each page of a collection, following ``@odata.nextLink`` verbatim until Graph gives none.
 
-        No page size is assumed: a short or empty page with a nextLink is followed like any other.
+        No page size is assumed: a short or empty page with a nextLink is followed like any other. A page must be
+        a JSON object whose ``value`` is a list (the documented shape, reference section 1.6); anything else is a
+        GraphError for that page. A nextLink to a page already read, or more than :data:`MAX_EMPTY_PAGES` empty
+        pages in a row, stops the paging with a GraphError instead of running forever.
         """
         url = self.url_for(path)
         query: Mapping[str, str] | None = params
+        seen: set[str] = set()
+        empty_run = 0
+        number = 0
         while True:
             page = self._request("GET", url, query) or {}
-            count = len(page.get("value") or [])
+            number += 1
+            values = page.get("value")
+            if not isinstance(values, list):
+                shape = (
+                    "no 'value'" if "value" not in page else f"a 'value' that is a JSON {_json_type(values)}"
+                )
+                raise GraphError(
+                    f"Graph answered page {number} of {self._relative(url)} with {shape}, not a list of entries; "
+                    "nothing from it was stored.",
+                    url=self._relative(url),
+                    method="GET",
+                    remedy="Run again: the range this page belongs to stays uncovered and is fetched again. If it "
+                    "persists, check for a proxy rewriting Graph's answers.",
+                    link=LINK_ERRORS,
+                )
             self._count(pages=1)
-            self._emit("page", url=url, items=count)
+            self._emit("page", url=url, items=len(values))
             yield page
             link = page.get("@odata.nextLink")
             if not link:
                 return
-            if link == url and query is None:
+            seen.add(
+                url if query is None else url + "?" + "&".join(f"{k}={v}" for k, v in sorted(query.items()))
+            )
+            empty_run = 0 if values else empty_run + 1
+            if str(link) in seen:
                 raise GraphError(
-                    f"Graph returned the page's own address as its next page ({self._relative(url)}).",
+                    f"Graph's next-page link after page {number} of {self._relative(url)} leads back to a page "
+                    "already read; the paging would loop forever, so it stopped.",
                     url=self._relative(url),
-                    remedy="This would loop forever; report it with the request-id of the last call.",
+                    method="GET",
+                    remedy="Run again (the range stays uncovered and is fetched again); if it repeats, report it "
+                    "with the request-id of the last call.",
+                    link=LINK_ERRORS,
+                )
+            if empty_run > MAX_EMPTY_PAGES:
+                raise GraphError(
+                    f"Graph returned {empty_run} empty pages in a row for {self._relative(url)}, each with a "
+                    "next-page link; the paging stopped rather than run on without end.",
+                    url=self._relative(url),
+                    method="GET",
+                    remedy="Run again later (the range stays uncovered and is fetched again), or fetch a shorter "
+                    "window with --start/--end.",
+                    link=LINK_ERRORS,
                 )
             url, query = self.url_for(str(link)), None
 
@@ -870,46 +948,99 @@ class GraphClient:
     # them steps down: gt on the instant just before the window start, then no $orderby (sorted here).
     _PROVISIONING_QUERIES = ("ge+orderby", "gt+orderby", "gt")
 
+    @staticmethod
+    def _provisioning_params(
+        sp_id: str, start: datetime, end: datetime, page_size: int, mode: str
+    ) -> dict[str, str]:
+        after = (
+            f"activityDateTime ge {_odata_datetime(start)}"
+            if mode.startswith("ge")
+            else f"activityDateTime gt {_odata_datetime(start - timedelta(microseconds=1))}"
+        )
+        flt = f"servicePrincipal/id eq {_odata_string(sp_id)} and {after} and activityDateTime lt {_odata_datetime(end)}"
+        params = {"$filter": flt, "$top": str(page_size)}
+        if mode.endswith("orderby"):
+            params["$orderby"] = "activityDateTime asc"
+        return params
+
     def _provisioning_pages(
         self, sp_id: str, start: datetime, end: datetime, page_size: int
     ) -> Iterator[dict[str, Any]]:
+        """The pages of one provisioning query, oldest entry first.
+
+        A 400 to the query itself (before any page) steps down to the next of :data:`_PROVISIONING_QUERIES`,
+        remembered for the session. When a next-page link stops working part-way (an expired ``$skiptoken``, a
+        restarted server: 400 or 404), the query is asked again from the last entry's time and the entries already
+        yielded at that instant are left out, so each entry comes once; at most :data:`MAX_RESUMES` times in a row
+        without a new entry."""
         modes = self._PROVISIONING_QUERIES
-        mode = getattr(self, "_provisioning_query", modes[0])
+        resume_from = start
+        at_resume: set[str] = set()  # ids already yielded whose time is ``resume_from``
+        resumes = 0
         while True:
-            after = (
-                f"activityDateTime ge {_odata_datetime(start)}"
-                if mode.startswith("ge")
-                else f"activityDateTime gt {_odata_datetime(start - timedelta(microseconds=1))}"
+            mode = getattr(self, "_provisioning_query", modes[0])
+            pages = self.pages(
+                "/auditLogs/provisioning", self._provisioning_params(sp_id, resume_from, end, page_size, mode)
             )
-            flt = (
-                f"servicePrincipal/id eq {_odata_string(sp_id)} and {after} "
-                f"and activityDateTime lt {_odata_datetime(end)}"
-            )
-            params = {"$filter": flt, "$top": str(page_size)}
-            if mode.endswith("orderby"):
-                params["$orderby"] = "activityDateTime asc"
-            pages = self.pages("/auditLogs/provisioning", params)
+            last: datetime | None = None
+            last_ids: set[str] = set()
+            pages_read = 0
+            unplaced = False  # an entry without a readable time: where the query stands is unknown
             try:
-                first = next(pages)
-            except StopIteration:
+                if not mode.endswith("orderby"):
+                    yield from self._sorted_pages(pages, resume_from, at_resume, page_size)
+                    return
+                for page in pages:
+                    pages_read += 1
+                    values = page["value"]
+                    if at_resume:
+                        values = [v for v in values if not (isinstance(v, dict) and v.get("id") in at_resume)]
+                    for entry in values:
+                        when = _entry_instant(entry)
+                        if when is None:
+                            unplaced = True
+                        elif when != last:
+                            last, last_ids = when, {str(entry.get("id"))}
+                        else:
+                            last_ids.add(str(entry.get("id")))
+                    if values:
+                        resumes = 0
+                    yield {**page, "value": values} if at_resume else page
                 return
             except GraphError as exc:
-                if exc.status != 400 or mode == modes[-1]:
+                if exc.status == 400 and pages_read == 0 and mode != modes[-1]:
+                    self._provisioning_query = modes[modes.index(mode) + 1]  # remembered for the session
+                    log.warning(
+                        "Graph refused the provisioning-log query (%s); retrying as %r",
+                        exc.code,
+                        self._provisioning_query,
+                    )
+                    continue
+                if exc.status not in (400, 404) or pages_read == 0 or unplaced or resumes >= MAX_RESUMES:
                     raise
-                mode = modes[modes.index(mode) + 1]
-                self._provisioning_query = mode  # remembered for the session
-                log.warning("Graph refused the provisioning-log query (%s); retrying as %r", exc.code, mode)
-                continue
-            if mode.endswith("orderby"):
-                yield first
-                yield from pages
-                return
-            # Without $orderby the order is Graph's: collect the window and hand it over oldest first.
-            entries = list(first.get("value") or [])
-            for page in pages:
-                entries.extend(page.get("value") or [])
-            entries = [e for e in entries if _instant(e.get("activityDateTime")) >= start]
-            entries.sort(key=lambda e: _instant(e.get("activityDateTime")))
-            for i in range(0, len(entries), page_size):
-                yield {"value": entries[i : i + page_size]}
-            return
+                resumes += 1
+                if last is not None:
+                    if last == resume_from:
+                        at_resume |= last_ids
+                    else:
+                        resume_from, at_resume = last, last_ids
+                self._emit("resume", reason=exc.message, since=resume_from)
+                log.info(
+                    "paging of provisioning logs broke off (%s); resuming from %s", exc.status, resume_from
+                )
+
+    @staticmethod
+    def _sorted_pages(
+        pages: Iterator[dict[str, Any]], start: datetime, seen: set[str], page_size: int
+    ) -> Iterator[dict[str, Any]]:
+        """Without $orderby the order is Graph's: collect the window and hand it over oldest first."""
+        epoch = datetime(1970, 1, 1, tzinfo=UTC)
+        entries = [v for page in pages for v in page["value"]]
+        entries = [
+            e
+            for e in entries
+            if (_entry_instant(e) or epoch) >= start and not (isinstance(e, dict) and e.get("id") in seen)
+        ]
+        entries.sort(key=lambda e: _entry_instant(e) or epoch)
+        for i in range(0, len(entries), page_size):
+            yield {"value": entries[i : i + page_size]}

@@ -4,28 +4,53 @@ Layout under the store root (``PROVKIT_STORE``, default the user's data folder):
 
     <tenant id>/<service principal id>/
         manifest.json             committed parts, covered time ranges, app name, fetch history
-        events/part-*.parquet     one part per fetched slice (or import); steps/ and properties/ alike
+        events/part-*.parquet     one part per write (a fetched piece or an import); steps/ and properties/ alike
         jobs/part-*.parquet       job-status snapshots, one row per job per fetch
         audits/part-*.parquet     directory audits (watermark resets, quarantines), raw JSON kept
         meta/*.json               latest schema, app role assignments, service principal
+        quarantine/               files set aside because they could not be read or placed (never deleted)
+        journal.log               every step that moved or removed a file, one line each
+        .lock                     held by the one process writing this folder
 
-Writes are atomic: a part is written to a temporary file and renamed, then the manifest is replaced by rename.
-A part that a crash left out of the manifest is ignored (and removed by the next write), so the store is always
-readable and a repeated fetch completes it. Reads drop duplicate ids, so fetching the same range twice is
-idempotent.
+What the store guarantees:
+
+- **Atomic commits.** A write puts its parts on disk (temporary file, fsync, rename), steps and properties first
+  and the events part last, then replaces the manifest by rename. The events, steps and properties parts of one
+  write share a file name (a *batch*), and each part carries its batch, covered range and app in its Parquet
+  metadata, so the manifest can always be rebuilt from the parts.
+- **Nothing is deleted that is not provably garbage.** A part the manifest does not list is adopted when its batch
+  is complete (a crash between the part and the manifest), removed only when it is provably redundant (the
+  temporary file of an interrupted write, the steps of a batch whose events part never landed, parts a finished
+  compaction replaced), and otherwise moved to ``quarantine/``. A missing or unreadable manifest is set aside and
+  rebuilt from the parts. Each of these steps is written to ``journal.log``.
+- **One writer per app folder**, across processes (an OS file lock on ``.lock``, released by the system when its
+  process dies, so a crash never leaves a stale lock). A second writer waits, saying so, up to
+  ``PROVKIT_STORE_LOCK_TIMEOUT`` seconds (default 600), then stops with a clear message. Readers take no lock:
+  they read the parts one committed manifest lists.
+- **Damage is named, not fatal to others.** A part that cannot be read stops the command with its file name and
+  ``provkit store check --repair``, which moves the damaged batch aside and marks its time range as not covered,
+  so the next fetch gets it again (a fetch does this itself), and takes quarantined parts back once they are
+  readable again. Other apps are unaffected.
+- Reads drop duplicate ids, so fetching the same range twice is idempotent.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import re
 import shutil
+import stat
+import sys
 import tempfile
 import threading
+import time
 import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
@@ -37,26 +62,181 @@ import pyarrow.parquet as pq
 from provkit.errors import ConfigError, ProvkitError
 from provkit.tables import EVENT_COLUMNS, JOB_COLUMNS, PROPERTY_COLUMNS, STEP_COLUMNS, Tables, empty_tables
 
+log = logging.getLogger("provkit.store")
+
 MANIFEST = "manifest.json"
 KINDS = ("events", "steps", "properties", "jobs", "audits")
+LOG_KINDS = ("events", "steps", "properties")
+LOCK_FILE = ".lock"
+JOURNAL = "journal.log"
+QUARANTINE = "quarantine"
+LOCK_TIMEOUT = 600.0  # seconds a second writer waits (PROVKIT_STORE_LOCK_TIMEOUT overrides)
+COMPACT_AT = 16  # a fetch compacts once a kind has more parts than this
+SMALL_PART_ROWS = 200_000  # parts with fewer rows are merged by compaction; larger ones are left as they are
+_META_KEY = b"provkit"
 _GUIDISH = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-_LOCKS: dict[Path, threading.Lock] = {}
+_LOCKS: dict[Path, _FolderLock] = {}
 _LOCKS_LOCK = threading.Lock()
 _READ_ATTEMPTS = 5
 T = TypeVar("T")
 
 
-def _folder_lock(path: Path) -> threading.Lock:
+class StoreError(ProvkitError):
+    """The store on disk is unusable (a part or file that cannot be read, a folder that cannot be written)."""
+
+
+def _repair_remedy(root: Path) -> str:
+    return (
+        f"Run `provkit store check --repair --store {root}`: it moves damaged files aside (nothing is deleted) "
+        "and marks their time ranges as not covered, so the next fetch gets them again. Other apps are not affected."
+    )
+
+
+# ---- the writer lock -------------------------------------------------------------------------------------------
+try:  # POSIX
+    import fcntl
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+
+    def _unlock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+except ImportError:  # pragma: no cover - Windows
+    import msvcrt
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+
+    def _unlock(fd: int) -> None:
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+
+def lock_timeout(environ: dict[str, str] | None = None) -> float:
+    """Seconds a writer waits for another process's lock: ``PROVKIT_STORE_LOCK_TIMEOUT`` or 600."""
+    text = ((os.environ if environ is None else environ).get("PROVKIT_STORE_LOCK_TIMEOUT") or "").strip()
+    if not text:
+        return LOCK_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 10**7:
+        raise ConfigError(
+            f"PROVKIT_STORE_LOCK_TIMEOUT={text!r} is not a number of seconds.",
+            remedy="Unset it for the default (600), or give seconds such as 1800.",
+        )
+    return value
+
+
+class _FolderLock:
+    """One writer per app folder: a thread lock within the process and an OS file lock across processes.
+
+    Re-entrant in the thread that holds it. The OS lock (flock) goes with the process, so a killed writer never
+    leaves a stale lock behind; the holder's pid is written into the file only to name it in messages.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._thread_lock = threading.RLock()
+        self._depth = 0
+        self._fd: int | None = None
+
+    def __enter__(self) -> _FolderLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        self._thread_lock.acquire()
+        if self._depth == 0:
+            try:
+                self._fd = self._lock_across_processes()
+            except BaseException:
+                self._thread_lock.release()
+                raise
+        self._depth += 1
+
+    def release(self) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._fd is not None:
+            try:
+                _unlock(self._fd)
+            finally:
+                os.close(self._fd)
+                self._fd = None
+        self._thread_lock.release()
+
+    def _lock_across_processes(self) -> int:
+        file = self.folder / LOCK_FILE
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(file, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(
+                f"The store folder {self.folder} cannot be written: {exc.strerror or exc}.",
+                remedy="Make the folder writable, or set PROVKIT_STORE (or --store) to a folder you can write to; "
+                "offline commands still read it.",
+            ) from None
+        if not _try_lock(fd):
+            timeout = lock_timeout()
+            holder = _holder(fd)
+            print(
+                f"provkit: another provkit process{holder} is writing {self.folder}; waiting up to "
+                f"{timeout:.0f} s for it to finish.",
+                file=sys.stderr,
+            )
+            deadline = time.monotonic() + timeout
+            while not _try_lock(fd):
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise StoreError(
+                        f"Another provkit process{holder} kept writing {self.folder} for more than "
+                        f"{timeout:.0f} s; nothing was written.",
+                        remedy="Let it finish (a fetch or a report) and run again, or set "
+                        "PROVKIT_STORE_LOCK_TIMEOUT to wait longer. A lock whose process died is released by the "
+                        "system: there is no lock file to remove.",
+                    )
+                time.sleep(0.2)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except (OSError, AttributeError):  # (no pwrite on Windows)
+            pass  # the pid is only for messages
+        return fd
+
+
+def _holder(fd: int) -> str:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except (OSError, AttributeError):
+        return ""
+    return f" (pid {text})" if text.isdigit() else ""
+
+
+def _folder_lock(path: Path) -> _FolderLock:
     """One lock per app folder and process, shared by every AppStore open on it."""
     key = path.resolve()
     with _LOCKS_LOCK:
-        return _LOCKS.setdefault(key, threading.Lock())
+        lock = _LOCKS.get(key)
+        if lock is None:
+            lock = _LOCKS[key] = _FolderLock(path)
+        return lock
 
 
-class StoreError(ProvkitError):
-    """The store on disk is unusable (a manifest that cannot be read, a folder that cannot be written)."""
-
-
+# ---- files -----------------------------------------------------------------------------------------------------
 def default_root(environ: dict[str, str] | None = None) -> Path:
     """``PROVKIT_STORE`` when set, otherwise the user's data folder for provkit."""
     env = os.environ if environ is None else environ
@@ -67,20 +247,43 @@ def default_root(environ: dict[str, str] | None = None) -> Path:
     return Path(platformdirs.user_data_dir("provkit", appauthor=False)) / "store"
 
 
+_WRITE_REMEDIES = {
+    errno.ENOSPC: "The disk is full: free space (or point PROVKIT_STORE / --store at another disk) and run again.",
+    errno.EROFS: "The file system is read-only: point PROVKIT_STORE (or --store) at a writable folder; offline "
+    "commands still read this one.",
+    errno.EACCES: "Make the folder writable for this user, or point PROVKIT_STORE (or --store) elsewhere.",
+    errno.EPERM: "Make the folder writable for this user, or point PROVKIT_STORE (or --store) elsewhere.",
+}
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write ``data`` to ``path`` through a temporary file, fsync and rename; a StoreError naming the path when
+    the file system refuses (disk full, read-only, permissions). Nothing is half-written either way."""
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        raise StoreError(
+            f"Cannot write {path}: {exc.strerror or exc}. Nothing already stored was changed.",
+            remedy=_WRITE_REMEDIES.get(exc.errno or 0, "Check the folder and the disk, then run again."),
+        ) from None
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
         raise
 
 
@@ -96,6 +299,23 @@ def _parse(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+def _ranges(pairs: object) -> list[tuple[datetime, datetime]]:
+    """ISO pairs as datetime ranges; ValueError when they are not."""
+    if not isinstance(pairs, list):
+        raise ValueError("not a list")
+    out = []
+    for pair in pairs:
+        try:
+            out.append((_parse(pair[0]), _parse(pair[1])))
+        except (TypeError, ValueError, IndexError, KeyError, AttributeError):
+            raise ValueError(f"{pair!r} is not a pair of ISO-8601 instants") from None
+    return out
+
+
+def _pairs(ranges: Iterable[tuple[datetime, datetime]]) -> list[list[str]]:
+    return [[_iso(a), _iso(b)] for a, b in ranges]
+
+
 def _manifest_problem(data: object) -> str | None:
     """What is wrong with a parsed manifest's shape, or None when it can be used."""
     if not isinstance(data, dict):
@@ -106,14 +326,19 @@ def _manifest_problem(data: object) -> str | None:
     for kind, names in parts.items():
         if not isinstance(names, list) or not all(isinstance(n, str) and _GUIDISH.match(n) for n in names):
             return f"'parts.{kind}' is not a list of part file names"
-    covered = data.get("covered", [])
-    if not isinstance(covered, list):
-        return "'covered' is not a list"
-    for pair in covered:
+    for key in ("covered", "unsettled"):
         try:
-            _parse(pair[0]), _parse(pair[1])
-        except (TypeError, ValueError, IndexError, KeyError, AttributeError):
-            return f"'covered' holds {pair!r}, which is not a pair of ISO-8601 instants"
+            _ranges(data.get(key, []))
+        except ValueError as exc:
+            return f"'{key}' holds {exc}"
+    ranges = data.get("ranges", {})
+    if not isinstance(ranges, dict):
+        return "'ranges' is not an object"
+    for name, pairs in ranges.items():
+        try:
+            _ranges(pairs)
+        except ValueError as exc:
+            return f"'ranges.{name}' holds {exc}"
     if not isinstance(data.get("fetches", []), list) or not isinstance(data.get("app", {}), dict):
         return "'fetches' or 'app' has the wrong type"
     return None
@@ -153,17 +378,111 @@ def subtract_ranges(
     return gaps
 
 
+def remove_ranges(
+    ranges: list[tuple[datetime, datetime]], remove: list[tuple[datetime, datetime]]
+) -> list[tuple[datetime, datetime]]:
+    """``ranges`` with every range in ``remove`` cut out."""
+    out: list[tuple[datetime, datetime]] = []
+    for start, end in merge_ranges(ranges):
+        out.extend(subtract_ranges(start, end, remove))
+    return out
+
+
+def _regular(file: Path) -> None:
+    """FileNotFoundError when ``file`` is gone, IsADirectoryError when it is not a regular file (pyarrow would
+    read a folder as an empty dataset); one stat, so a part removed meanwhile is reported as gone."""
+    if not stat.S_ISREG(os.stat(file).st_mode):
+        raise IsADirectoryError(errno.EISDIR, "not a regular file", str(file))
+
+
+def _part_meta(file: Path) -> dict | None:
+    """The provkit metadata a part carries (batch, covered ranges, what it replaces), None for older parts.
+    Raises what pyarrow raises for a file that is not readable Parquet."""
+    _regular(file)
+    schema = pq.read_schema(file)
+    raw = (schema.metadata or {}).get(_META_KEY)
+    if raw is None:
+        return None
+    try:
+        meta = json.loads(raw)
+    except ValueError:
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+_UNREADABLE = (OSError, pa.ArrowException, ValueError)
+
+
+def _short(exc: BaseException) -> str:
+    """The first line of an error, without pyarrow's repetition of the file name."""
+    text = (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__).strip().splitlines()
+    line = re.sub(r"^Could not open Parquet input source '[^']*': ", "", text[0]) if text else ""
+    return line[:200] or type(exc).__name__
+
+
+def _span(events: pd.DataFrame) -> list[tuple[datetime, datetime]]:
+    """[first, last] activity time of ``events`` as one half-open range ([] when there are none)."""
+    if not len(events) or "activity_time" not in events:
+        return []
+    times = pd.to_datetime(events["activity_time"], utc=True).dropna()
+    if not len(times):
+        return []
+    first, last = times.min().floor("us").to_pydatetime(), times.max().ceil("us").to_pydatetime()
+    return [(first, last + timedelta(microseconds=1))]
+
+
 @dataclass
 class WriteResult:
     new: int
     duplicates: int
 
 
+@dataclass
+class CheckReport:
+    """What ``provkit store check`` found in one app's folder and, with ``--repair``, did about it."""
+
+    path: str
+    app: str
+    parts: int = 0
+    problems: list[str] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+    uncovered: list[tuple[datetime, datetime]] = field(default_factory=list)
+    repaired: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems or self.repaired
+
+    def as_dict(self) -> dict:
+        return {
+            "path": self.path,
+            "app": self.app,
+            "parts": self.parts,
+            "problems": self.problems,
+            "actions": self.actions,
+            "uncovered": _pairs(self.uncovered),
+            "repaired": self.repaired,
+            "ok": self.ok,
+        }
+
+    def text(self) -> str:
+        head = f"{self.app} ({self.path}): {self.parts} part(s) checked"
+        if not self.problems:
+            return "\n".join([head + ", no damage."] + [f"  repaired: {a}" for a in self.actions])
+        lines = [head + f", {len(self.problems)} problem(s):"]
+        lines += [f"  - {p}" for p in self.problems]
+        lines += [f"  repaired: {a}" for a in self.actions]
+        if self.uncovered:
+            spans = ", ".join(f"{a:%Y-%m-%d %H:%M}..{b:%Y-%m-%d %H:%M}" for a, b in self.uncovered)
+            lines.append(f"  marked as not covered (the next fetch gets them again): {spans} UTC")
+        return "\n".join(lines)
+
+
 class AppStore:
     """One app's data in the store.
 
-    Writes in one process are serialised (every AppStore on the same folder shares a lock); only one process
-    may write an app's folder at a time. Readers, in any process, see the state of one committed manifest.
+    Writers hold the app folder's lock (one writer across threads and processes); readers, in any process, see
+    the state of one committed manifest. See the module docstring for what the store guarantees.
     """
 
     def __init__(self, path: Path, tenant_id: str, service_principal_id: str) -> None:
@@ -174,46 +493,311 @@ class AppStore:
         self._ids: set[str] | None = None
         self._ids_parts: list[str] = []  # the events parts ``_ids`` was read from
 
+    @property
+    def root(self) -> Path:
+        return self.path.parent.parent
+
+    @contextmanager
+    def writing(self) -> Iterator[AppStore]:
+        """Hold the app folder's writer lock for a sequence of writes (a whole fetch); re-entrant."""
+        with self._lock:
+            yield self
+
     # ---- manifest ------------------------------------------------------------------------------------------
-    def manifest(self) -> dict:
+    def _empty_manifest(self) -> dict:
+        return {
+            "version": 2,
+            "tenant_id": self.tenant_id,
+            "service_principal_id": self.service_principal_id,
+            "app": {},
+            "parts": {k: [] for k in KINDS},
+            "covered": [],
+            "unsettled": [],
+            "ranges": {},
+            "fetches": [],
+        }
+
+    def _load_manifest(self) -> tuple[dict | None, str | None]:
+        """(manifest, None), (None, None) when there is none, or (None, what is wrong with it)."""
         file = self.path / MANIFEST
-        if not file.exists():
-            return {
-                "version": 1,
-                "tenant_id": self.tenant_id,
-                "service_principal_id": self.service_principal_id,
-                "app": {},
-                "parts": {k: [] for k in KINDS},
-                "covered": [],
-                "fetches": [],
-            }
-        remedy = "Move the folder aside and fetch again; the raw parts beside it are still Parquet files."
         try:
-            data = json.loads(file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise StoreError(f"The store's manifest {file} cannot be read ({exc}).", remedy=remedy) from None
+            raw = file.read_bytes()
+        except FileNotFoundError:
+            return None, None
+        except OSError as exc:
+            raise StoreError(
+                f"The store's manifest {file} cannot be read: {exc.strerror or exc}.",
+                remedy="Make the file readable for this user (it is the store's index; nothing else is wrong).",
+            ) from None
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return None, f"it is not JSON ({_short(exc)})"
         problem = _manifest_problem(data)
         if problem:
-            raise StoreError(f"The store's manifest {file} is damaged: {problem}.", remedy=remedy)
+            return None, problem
         for kind in KINDS:
             data.setdefault("parts", {}).setdefault(kind, [])
-        data.setdefault("covered", [])
-        data.setdefault("fetches", [])
-        return data
+        for key in ("covered", "unsettled", "fetches"):
+            data.setdefault(key, [])
+        data.setdefault("ranges", {})
+        data.setdefault("app", {})
+        return data, None
+
+    def manifest(self) -> dict:
+        """The committed manifest. One that is missing while parts exist, or that cannot be parsed, is set aside
+        and rebuilt from the parts (under the writer lock; in memory only when the folder cannot be written)."""
+        data, problem = self._load_manifest()
+        if data is not None:
+            return data
+        if problem is None and not self._has_parts():
+            return self._empty_manifest()
+        return self._recover(problem)
 
     def _save_manifest(self, data: dict) -> None:
         _atomic_write_bytes(self.path / MANIFEST, json.dumps(data, indent=1, sort_keys=True).encode())
 
-    # ---- writing -------------------------------------------------------------------------------------------
-    def _write_part(self, kind: str, df: pd.DataFrame) -> str:
+    def _has_parts(self) -> bool:
+        return any(self._files_on_disk(kind) for kind in KINDS)
+
+    def _files_on_disk(self, kind: str) -> list[str]:
         folder = self.path / kind
-        folder.mkdir(parents=True, exist_ok=True)
-        name = f"part-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}.parquet"
+        try:
+            return sorted(
+                p.name for p in folder.iterdir() if p.suffix == ".parquet" and not p.name.startswith(".")
+            )
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def _recover(self, problem: str | None) -> dict:
+        try:
+            self._lock.acquire()
+        except StoreError:  # a folder we cannot write: rebuild for this reader only
+            data, _ = self._rebuild(dry=True)
+            log.warning(
+                "The manifest of %s is %s; read from the parts, not saved.", self.path, problem or "missing"
+            )
+            return data
+        try:
+            data, again = self._load_manifest()  # another process may have rebuilt it meanwhile
+            if data is not None:
+                return data
+            if again is None and not self._has_parts():
+                return self._empty_manifest()
+            file = self.path / MANIFEST
+            if again is not None and file.exists():
+                self._set_aside(file, f"the manifest is damaged: {again}")
+            data, adopted = self._rebuild(dry=False)
+            self._save_manifest(data)
+            self._journal(
+                f"rebuilt the manifest from {adopted} part(s) ({'it was ' + again if again else 'it was missing'}); "
+                f"covered: {len(data['covered'])} range(s)"
+            )
+            return data
+        finally:
+            self._lock.release()
+
+    def _rebuild(self, *, dry: bool) -> tuple[dict, int]:
+        """A manifest made from the parts on disk: complete batches and jobs and audits parts are adopted with the
+        covered ranges they carry; unreadable parts are moved aside and provable leftovers removed (not when
+        ``dry``). Returns it and how many parts it lists."""
+        data = self._empty_manifest()
+        sp = self._read_meta_quietly("service_principal")
+        if isinstance(sp, dict):
+            data["app"] = {
+                "display_name": sp.get("displayName"),
+                "app_id": sp.get("appId"),
+                "service_principal_id": sp.get("id") or self.service_principal_id,
+            }
+        metas: dict[tuple[str, str], dict | None] = {}
+        for kind in KINDS:
+            for name in self._files_on_disk(kind):
+                try:
+                    metas[(kind, name)] = _part_meta(self.path / kind / name)
+                except _UNREADABLE as exc:
+                    if not dry:
+                        self._set_aside(self.path / kind / name, f"it cannot be read ({_short(exc)})")
+        adopted = self._place(data, metas, listed=set(), dry=dry)
+        return data, adopted
+
+    def _place(
+        self,
+        data: dict,
+        metas: dict[tuple[str, str], dict | None],
+        *,
+        listed: set[tuple[str, str]],
+        dry: bool,
+        listed_metas: dict[tuple[str, str], dict | None] | None = None,
+    ) -> int:
+        """Decide, for each readable part not in the manifest (``metas``: with their metadata), whether it is
+        adopted into ``data``, removed as provably redundant, or moved aside; ``listed`` are the parts the
+        manifest lists (with ``listed_metas``, their metadata). Returns how many parts were adopted."""
+        known = {**(listed_metas or {}), **metas}
+        replaced_by: dict[tuple[str, str], str] = {}
+        for (kind, name), meta in known.items():
+            for old in (meta or {}).get("replaces") or []:
+                replaced_by[(kind, old)] = name
+        present = set(known) | listed
+        batches = {n for k, n in listed if k == "events"}
+        adopted = 0
+        newest_app: tuple[str, dict] | None = None
+        for (kind, name), meta in sorted(metas.items(), key=lambda kv: (KINDS.index(kv[0][0]), kv[0][1])):
+            file = self.path / kind / name
+            if meta is None:
+                if listed:  # an older part beside a working manifest: where it came from is unknown
+                    if not dry:
+                        self._set_aside(file, "the manifest does not list it and it carries no batch")
+                    continue
+                data["parts"][kind].append(name)  # rebuilding an older store: keep everything readable
+                if kind == "events":
+                    batches.add(name)
+                adopted += 1
+                continue
+            replaces = meta.get("replaces") or []
+            if replaces and any((kind, old) in listed for old in replaces):
+                if not dry:
+                    self._remove(
+                        file, "an unfinished compaction's output; the parts it merged are still listed"
+                    )
+                continue
+            replacer = replaced_by.get((kind, name))
+            if replacer is not None and (
+                (kind, replacer) in listed
+                or (kind in ("jobs", "audits", "events") and (kind, replacer) in present)
+                or ("events", replacer) in present
+            ):
+                if not dry:
+                    self._remove(file, f"merged into {kind}/{replacer} by a finished compaction")
+                continue
+            if kind in ("steps", "properties") and name not in batches:
+                if not dry:
+                    self._remove(file, "its batch's events part never landed (an interrupted write)")
+                continue
+            data["parts"][kind].append(name)
+            adopted += 1
+            if kind == "events":
+                batches.add(name)
+                covered = _ranges(meta.get("covered") or [])
+                lost = merge_ranges(covered + _ranges(meta.get("span") or []))
+                if lost:
+                    data["ranges"][name] = _pairs(lost)
+                if covered:
+                    merged = [(_parse(a), _parse(b)) for a, b in data["covered"]] + covered
+                    data["covered"] = _pairs(merge_ranges(merged))
+                if isinstance(meta.get("app"), dict) and (newest_app is None or name > newest_app[0]):
+                    newest_app = (name, meta["app"])
+        if newest_app and not any(data.get("app", {}).values()):
+            data["app"] = dict(newest_app[1])
+        return adopted
+
+    def _tidy(self, data: dict) -> dict:
+        """Under the lock: settle files the manifest does not account for (see :meth:`_place`) and remove the
+        temporary files of interrupted writes. Returns the manifest, saved when it changed."""
+        for folder in (self.path, self.path / "meta", *(self.path / k for k in KINDS)):
+            try:
+                temps = [p for p in folder.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")]
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for file in temps:
+                self._remove(file, "the temporary file of an interrupted write", routine=True)
+        listed = {(kind, n) for kind in KINDS for n in data["parts"][kind]}
+        metas: dict[tuple[str, str], dict | None] = {}
+        for kind in KINDS:
+            for name in self._files_on_disk(kind):
+                if (kind, name) in listed:
+                    continue
+                try:
+                    metas[(kind, name)] = _part_meta(self.path / kind / name)
+                except _UNREADABLE as exc:
+                    self._set_aside(
+                        self.path / kind / name,
+                        f"the manifest does not list it and it cannot be read ({_short(exc)})",
+                    )
+        if not metas:
+            return data
+        listed_metas: dict[tuple[str, str], dict | None] = {}
+        for kind, name in listed:  # what the committed parts replaced, to recognise a compaction's leftovers
+            try:
+                listed_metas[(kind, name)] = _part_meta(self.path / kind / name)
+            except _UNREADABLE:
+                pass  # damage in a listed part is for `provkit store check` to report
+        before = {k: list(v) for k, v in data["parts"].items()}
+        adopted = self._place(data, metas, listed=listed, dry=False, listed_metas=listed_metas)
+        if adopted:
+            self._save_manifest(data)
+            added = [f"{k}/{n}" for k in KINDS for n in data["parts"][k] if n not in before[k]]
+            self._journal(f"adopted {adopted} part(s) an interrupted write had completed: {', '.join(added)}")
+        return data
+
+    # ---- journal, quarantine ---------------------------------------------------------------------------------
+    def _journal(self, text: str, *, routine: bool = False) -> None:
+        """Append a line to the app's journal.log; recoveries are also logged as warnings (shown on the
+        command line), routine steps (compaction, temporary files) at info level."""
+        log.log(logging.INFO if routine else logging.WARNING, "store %s: %s", self.path, text)
+        line = f"{datetime.now(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')} pid {os.getpid()}: {text}\n"
+        try:
+            with open(self.path / JOURNAL, "a", encoding="utf-8") as fh:
+                fh.write(line)
+        except OSError:
+            pass  # a read-only store: the log line above is all there is
+
+    def _set_aside(self, file: Path, reason: str) -> Path | None:
+        """Move ``file`` into quarantine/ (same relative path, never overwriting); journal it."""
+        rel = file.relative_to(self.path)
+        target = self.path / QUARANTINE / rel
+        if target.exists():
+            target = target.with_name(f"{target.stem}.{uuid.uuid4().hex[:6]}{target.suffix}")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(file, target)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.warning("could not move %s aside: %s", file, exc)
+            return None
+        self._journal(f"moved {rel.as_posix()} to {target.relative_to(self.path).as_posix()}: {reason}")
+        return target
+
+    def _remove(self, file: Path, reason: str, *, routine: bool = False) -> None:
+        try:
+            file.unlink()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            log.warning("could not remove %s: %s", file, exc)
+            return
+        self._journal(f"removed {file.relative_to(self.path).as_posix()}: {reason}", routine=routine)
+
+    # ---- writing -------------------------------------------------------------------------------------------
+    @staticmethod
+    def _part_name() -> str:
+        return f"part-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}.parquet"
+
+    def _write_part(
+        self, kind: str, df: pd.DataFrame, name: str | None = None, meta: dict | None = None
+    ) -> str:
+        name = name or self._part_name()
         table = pa.Table.from_pandas(df, preserve_index=False)
+        info = {"kind": kind, "batch": name, **(meta or {})}
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), _META_KEY: json.dumps(info)})
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, compression="zstd")
-        _atomic_write_bytes(folder / name, sink.getvalue().to_pybytes())
+        _atomic_write_bytes(self.path / kind / name, sink.getvalue().to_pybytes())
         return name
+
+    def _read_part(self, file: Path, columns: list[str] | None = None) -> pa.Table:
+        try:
+            _regular(file)
+            return pq.read_table(file, columns=columns)
+        except FileNotFoundError:
+            raise
+        except _UNREADABLE as exc:
+            raise self._damaged(file, exc) from None
+
+    def _damaged(self, file: Path, exc: BaseException) -> StoreError:
+        return StoreError(
+            f"The store file {file} cannot be read ({_short(exc)}).", remedy=_repair_remedy(self.root)
+        )
 
     def stored_ids(self) -> set[str]:
         """Ids of every stored log entry (read from the id column only).
@@ -225,17 +809,30 @@ class AppStore:
         if self._ids is None or parts[: len(known)] != known:
             self._ids, known = set(), []
         for name in parts[len(known) :]:
-            table = pq.read_table(self.path / "events" / name, columns=["id"])
+            file = self.path / "events" / name
+            try:
+                table = self._read_part(file, columns=["id"])
+            except FileNotFoundError:
+                raise self._damaged(file, FileNotFoundError("listed in the manifest but missing")) from None
             self._ids.update(table.column("id").to_pylist())
         self._ids_parts = parts
         return self._ids
 
     def write_events(
-        self, tables: Tables, *, covered: tuple[datetime, datetime] | None = None, source: str = "graph"
+        self,
+        tables: Tables,
+        *,
+        covered: tuple[datetime, datetime] | None = None,
+        source: str = "graph",
+        settled_before: datetime | None = None,
     ) -> WriteResult:
-        """Add log tables, dropping entries whose id is already stored; optionally record a covered range."""
+        """Add log tables, dropping entries whose id is already stored; optionally record a covered range.
+
+        ``settled_before``: entries dated from then on may still arrive late (logs are written with a delay), so
+        that tail of ``covered`` is recorded as unsettled and asked for again by the next fetch.
+        """
         with self._lock:
-            self._remove_orphans()
+            data = self._tidy(self.manifest())
             ids = self.stored_ids()
             events = tables.events
             if len(events):
@@ -244,7 +841,6 @@ class AppStore:
             else:
                 new_events = events
             duplicates = len(events) - len(new_events)
-            data = self.manifest()
             if len(new_events):
                 keep = set(new_events["id"])
                 steps = (
@@ -255,14 +851,35 @@ class AppStore:
                     if len(tables.properties)
                     else tables.properties
                 )
-                data["parts"]["events"].append(self._write_part("events", new_events))
+                # One batch: steps and properties first, the events part last (its presence completes the batch).
+                name = self._part_name()
+                meta = {
+                    "covered": _pairs([covered]) if covered else [],
+                    "span": _pairs(_span(new_events)),
+                    "with": [k for k, df in (("steps", steps), ("properties", props)) if len(df)],
+                    "source": source,
+                    "app": data.get("app", {}),
+                }
                 if len(steps):
-                    data["parts"]["steps"].append(self._write_part("steps", steps))
+                    data["parts"]["steps"].append(self._write_part("steps", steps, name, meta))
                 if len(props):
-                    data["parts"]["properties"].append(self._write_part("properties", props))
+                    data["parts"]["properties"].append(self._write_part("properties", props, name, meta))
+                data["parts"]["events"].append(self._write_part("events", new_events, name, meta))
+                # What to fetch again should this part be lost: its range and every entry in it (a piece holds
+                # the whole page that crossed its boundary, so entries can lie past the range it covers).
+                lost = ([covered] if covered is not None else []) + _span(new_events)
+                if lost:
+                    data["ranges"][name] = _pairs(merge_ranges((_utc(a), _utc(b)) for a, b in lost))
             if covered is not None:
-                ranges = [(_parse(a), _parse(b)) for a, b in data["covered"]] + [covered]
-                data["covered"] = [[_iso(a), _iso(b)] for a, b in merge_ranges(ranges)]
+                start, end = _utc(covered[0]), _utc(covered[1])
+                ranges = [(_parse(a), _parse(b)) for a, b in data["covered"]] + [(start, end)]
+                data["covered"] = _pairs(merge_ranges(ranges))
+                unsettled = remove_ranges(
+                    [(_parse(a), _parse(b)) for a, b in data["unsettled"]], [(start, end)]
+                )
+                if settled_before is not None and _utc(settled_before) < end:
+                    unsettled.append((max(start, _utc(settled_before)), end))
+                data["unsettled"] = _pairs(merge_ranges(unsettled))
             if len(new_events) or covered is not None:
                 self._save_manifest(data)
             if len(new_events):
@@ -274,16 +891,15 @@ class AppStore:
         if not len(jobs):
             return
         with self._lock:
-            self._remove_orphans()
-            data = self.manifest()
+            data = self._tidy(self.manifest())
             data["parts"]["jobs"].append(self._write_part("jobs", jobs))
             self._save_manifest(data)
 
     def write_audits(self, audits: list[dict]) -> int:
         """Store directory audits not seen before; returns how many were new."""
         with self._lock:
-            self._remove_orphans()
-            known = set(self.audits()["id"]) if self.manifest()["parts"]["audits"] else set()
+            data = self._tidy(self.manifest())
+            known = set(self.audits()["id"]) if data["parts"]["audits"] else set()
             fresh = [a for a in audits if a.get("id") and a["id"] not in known]
             if not fresh:
                 return 0
@@ -318,6 +934,27 @@ class AppStore:
             data["app"] = {**data.get("app", {}), **info}
             self._save_manifest(data)
 
+    def record_request(self, start: datetime, end: datetime) -> None:
+        """Note the window a fetch is about to ask for (kept even when the fetch is interrupted): the end of the
+        latest one is the store's "now" for offline analysis."""
+        with self._lock:
+            data = self.manifest()
+            data["requested"] = _pairs([(start, end)])[0]
+            self._save_manifest(data)
+
+    def store_now(self) -> datetime | None:
+        """The latest moment the store was asked to cover: the end of the last requested window or the watermark,
+        whichever is later; None for a store of imports only."""
+        data = self.manifest()
+        candidates = [_parse(data["covered"][-1][1])] if data["covered"] else []
+        requested = data.get("requested")
+        if isinstance(requested, list) and len(requested) == 2:
+            try:
+                candidates.append(_parse(requested[1]))
+            except (TypeError, ValueError):
+                pass
+        return max(candidates) if candidates else None
+
     def record_fetch(self, summary: dict) -> None:
         with self._lock:
             data = self.manifest()
@@ -328,26 +965,40 @@ class AppStore:
     def covered(self) -> list[tuple[datetime, datetime]]:
         return [(_parse(a), _parse(b)) for a, b in self.manifest()["covered"]]
 
+    def unsettled(self) -> list[tuple[datetime, datetime]]:
+        """Covered ranges recent enough at their fetch that entries may still have arrived late since."""
+        return [(_parse(a), _parse(b)) for a, b in self.manifest()["unsettled"]]
+
     def watermark(self) -> datetime | None:
         """The end of the latest covered range: entries before it have been fetched."""
         covered = self.covered()
         return covered[-1][1] if covered else None
 
     def gaps(
-        self, start: datetime, end: datetime, *, overlap: timedelta = timedelta(hours=1)
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        overlap: timedelta = timedelta(hours=1),
+        lookback: timedelta | None = None,
     ) -> list[tuple[datetime, datetime]]:
-        """The ranges of [start, end) still to fetch. The last ``overlap`` before the watermark is fetched again,
-        because Graph can record entries minutes to hours after they happened."""
-        covered = self.covered()
-        if covered and overlap:
+        """The ranges of [start, end) still to fetch: what is not covered, the unsettled tails (see
+        :meth:`write_events`), and the last ``lookback`` (alias ``overlap``) before the watermark, because Graph
+        can record entries minutes to hours after they happened."""
+        tail = overlap if lookback is None else lookback
+        data = self.manifest()
+        covered = [(_parse(a), _parse(b)) for a, b in data["covered"]]
+        if covered and tail:
             last_start, last_end = covered[-1]
-            covered[-1] = (last_start, max(last_start, last_end - overlap))
+            covered[-1] = (last_start, max(last_start, last_end - tail))
+        covered = remove_ranges(covered, [(_parse(a), _parse(b)) for a, b in data["unsettled"]])
         return subtract_ranges(_utc(start), _utc(end), covered)
 
     # ---- reading -------------------------------------------------------------------------------------------
     def _snapshot(self, read: Callable[[dict], T]) -> T:
         """``read(manifest)`` against one committed manifest. A compaction may delete the parts a manifest lists
         right after it was read; then the new manifest is read and ``read`` runs again."""
+        missing = None
         for _ in range(_READ_ATTEMPTS):
             data = self.manifest()
             try:
@@ -358,7 +1009,7 @@ class AppStore:
                     break
         raise StoreError(
             f"The store at {self.path} lists a part that is missing on disk ({missing}).",
-            remedy="Something removed files from the store folder. Move the folder aside and fetch again.",
+            remedy=_repair_remedy(self.root),
         )
 
     def _part_files(self, kind: str, data: dict | None = None) -> list[Path]:
@@ -367,11 +1018,16 @@ class AppStore:
 
     def _read(self, kind: str, columns: dict[str, str] | None, data: dict | None = None) -> pd.DataFrame:
         files = self._part_files(kind, data)
-        frames = [pq.read_table(f).to_pandas() for f in files]
-        frames = [f for f in frames if len(f)]
-        if not frames:
+        parts = [t for t in (self._read_part(f) for f in files) if t.num_rows]
+        if not parts:
             return self._read_empty(columns)
-        df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        try:  # one conversion to pandas for all parts: many small parts convert many times faster so
+            df = (
+                pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
+            ).to_pandas()
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):  # parts of other shapes
+            frames = [t.to_pandas() for t in parts]
+            df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         if columns:
             for col, dtype in columns.items():
                 if col not in df.columns:
@@ -410,7 +1066,13 @@ class AppStore:
         """(entries, first activity time, last activity time) from the events parts' footers."""
         count, first, last = 0, None, None
         for file in self._part_files("events", data):
-            meta = pq.ParquetFile(file).metadata
+            try:
+                _regular(file)
+                meta = pq.ParquetFile(file).metadata
+            except FileNotFoundError:
+                raise
+            except _UNREADABLE as exc:
+                raise self._damaged(file, exc) from None
             count += meta.num_rows
             column = meta.schema.to_arrow_schema().get_field_index("activity_time")
             for group in range(meta.num_row_groups) if column >= 0 else ():
@@ -438,68 +1100,279 @@ class AppStore:
         return [json.loads(r) for r in df["raw"]] if len(df) else []
 
     def meta(self, name: str) -> object | None:
+        """A metadata file's JSON, None when there is none; a StoreError naming the file when it is damaged."""
         file = self.path / "meta" / f"{name}.json"
-        if not file.exists():
+        try:
+            return json.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
             return None
-        return json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise StoreError(
+                f"The store file {file} cannot be read ({_short(exc)}).",
+                remedy=_repair_remedy(self.root) + " The next fetch writes a fresh copy of this file.",
+            ) from None
+
+    def _read_meta_quietly(self, name: str) -> object | None:
+        try:
+            return self.meta(name)
+        except StoreError:
+            return None
 
     # ---- housekeeping --------------------------------------------------------------------------------------
     def remove_orphans(self) -> int:
-        """Delete part files a crash left out of the manifest, and temporary files of interrupted writes; returns
-        how many."""
+        """Settle what a crash left beside the manifest (see :meth:`tidy`); returns how many files that were.
+        (The older name: nothing is removed any more that is not provably redundant.)"""
         with self._lock:
-            return self._remove_orphans()
+            listed = {(k, n) for k, names in self.manifest()["parts"].items() for n in names}
+            before = sum(1 for k in KINDS for n in self._files_on_disk(k) if (k, n) not in listed)
+            before += sum(
+                1
+                for folder in (self.path, self.path / "meta", *(self.path / k for k in KINDS))
+                if folder.is_dir()
+                for p in folder.iterdir()
+                if p.name.startswith(".") and p.name.endswith(".tmp")
+            )
+            self.tidy()
+            return before
 
-    def _remove_orphans(self) -> int:
-        data = self.manifest()
-        removed = 0
-        # A process killed inside an atomic write leaves its temporary file beside the manifest or a meta file.
-        for folder in (self.path, self.path / "meta"):
-            for file in folder.glob(".*.tmp") if folder.exists() else ():
-                file.unlink(missing_ok=True)
-                removed += 1
-        for kind in KINDS:
-            listed = set(data["parts"][kind])
-            folder = self.path / kind
-            if not folder.exists():
-                continue
-            for file in folder.iterdir():
-                if file.name not in listed:
-                    file.unlink(missing_ok=True)
-                    removed += 1
-        return removed
-
-    def compact(self) -> None:
-        """Rewrite each kind's parts as one part (atomic: the manifest switches to the new part in one rename)."""
+    def tidy(self) -> dict:
+        """Settle files a crash left beside the manifest (adopt, remove provable leftovers, move aside the rest);
+        returns the manifest."""
         with self._lock:
-            self._remove_orphans()
-            data = self.manifest()
-            read: dict[str, Tables] = {}
+            return self._tidy(self.manifest())
 
-            def logs() -> Tables:  # read once, and only when a log kind has parts to merge
-                if "logs" not in read:
-                    read["logs"] = self._tables(data)
-                return read["logs"]
-
-            readers = {
-                "events": lambda: logs().events,
-                "steps": lambda: logs().steps,
-                "properties": lambda: logs().properties,
-                "jobs": lambda: self._read("jobs", JOB_COLUMNS, data),
-                "audits": lambda: self._read("audits", None, data).drop_duplicates("id", ignore_index=True),
-            }
-            old: dict[str, list[str]] = {}
+    def check(self, *, repair: bool = False) -> CheckReport:
+        """Read every file of the app's folder in full; with ``repair``, move damaged ones aside, drop them from
+        the manifest and mark the time ranges they held as not covered (the next fetch gets them again)."""
+        loaded, problem = self._load_manifest()
+        report = CheckReport(path=str(self.path), app=self.service_principal_id)
+        if problem or (loaded is None and self._has_parts()):
+            report.problems.append(
+                f"{self.path / MANIFEST}: "
+                + (f"damaged ({problem})" if problem else "missing while parts exist")
+            )
+        with self._lock if repair else _nothing():
+            if repair:
+                data = self._tidy(self.manifest())
+                if report.problems:
+                    report.actions.append("set the manifest aside and rebuilt it from the parts")
+                back = self._readopt(data)
+                if back:
+                    report.actions.append(
+                        f"took back {len(back)} part(s) from quarantine that are readable again and hold "
+                        f"entries the store lacks: {', '.join(back)}"
+                    )
+            else:
+                data = loaded if loaded is not None else self._rebuild(dry=True)[0]
+            report.app = data.get("app", {}).get("display_name") or self.service_principal_id
+            damaged: dict[str, list[str]] = {kind: [] for kind in KINDS}
             for kind in KINDS:
-                if len(data["parts"][kind]) <= 1:
+                for name in data["parts"][kind]:
+                    file = self.path / kind / name
+                    report.parts += 1
+                    try:
+                        self._read_part(file)
+                    except FileNotFoundError:
+                        damaged[kind].append(name)
+                        report.problems.append(f"{file}: listed in the manifest but missing")
+                    except StoreError as exc:
+                        damaged[kind].append(name)
+                        report.problems.append(exc.message)
+            bad_meta = []
+            folder = self.path / "meta"
+            for file in sorted(folder.glob("*.json")) if folder.exists() else ():
+                try:
+                    json.loads(file.read_text(encoding="utf-8"))
+                except (OSError, UnicodeDecodeError, ValueError) as exc:
+                    bad_meta.append(file)
+                    report.problems.append(f"{file}: {_short(exc)}")
+            if not repair or not (any(damaged.values()) or bad_meta):
+                report.repaired = repair and bool(report.problems)
+                return report
+            # A damaged events, steps or properties part takes its whole batch aside: entries without their
+            # steps would be taken for complete, and a refetch would drop them as already stored.
+            batches = {n for kind in LOG_KINDS for n in damaged[kind]}
+            uncover: list[tuple[datetime, datetime]] = []
+            everything = False
+            for name in sorted(batches):
+                if name in data["ranges"]:
+                    uncover.extend(_ranges(data["ranges"].pop(name)))
+                elif name in data["parts"]["events"] or name in damaged["events"]:
+                    everything = True  # an older part with no recorded range: refetch whatever was covered
+                for kind in LOG_KINDS:
+                    if name in data["parts"][kind]:
+                        data["parts"][kind].remove(name)
+                        why = "damaged" if name in damaged[kind] else "its batch has a damaged part"
+                        self._set_aside(self.path / kind / name, why)
+            for kind in ("jobs", "audits"):
+                for name in damaged[kind]:
+                    data["parts"][kind].remove(name)
+                    self._set_aside(self.path / kind / name, "damaged")
+            covered = [(_parse(a), _parse(b)) for a, b in data["covered"]]
+            if everything:
+                uncover = covered
+            report.uncovered = merge_ranges(uncover)
+            data["covered"] = _pairs(remove_ranges(covered, report.uncovered))
+            self._save_manifest(data)
+            self._ids = None
+            for file in bad_meta:
+                self._set_aside(file, "damaged; the next fetch writes it again")
+            moved = sum(len(v) for v in damaged.values())
+            report.actions.append(
+                f"moved {moved} damaged part(s) and the rest of their batches to {self.path / QUARANTINE}"
+                if moved
+                else "nothing to move among the parts"
+            )
+            if bad_meta:
+                report.actions.append(f"moved {len(bad_meta)} damaged metadata file(s) aside")
+            report.repaired = True
+            return report
+
+    def _readopt(self, data: dict) -> list[str]:
+        """Under the lock: move back from quarantine the events parts that are readable again (a permission fixed,
+        a file restored) with the steps and properties of their batch, when they hold entries the store does
+        not; returns their names. Saves the manifest when something came back."""
+        folder = self.path / QUARANTINE / "events"
+        if not folder.is_dir():
+            return []
+        back: list[str] = []
+        for file in sorted(folder.glob("*.parquet")):
+            name = file.name
+            if name in data["parts"]["events"] or (self.path / "events" / name).exists():
+                continue
+            try:
+                meta = _part_meta(file)
+                ids = set(pq.read_table(file, columns=["id"]).column("id").to_pylist())
+            except _UNREADABLE:
+                continue  # still unreadable: it stays where it is
+            if meta is None or meta.get("batch") != name:
+                continue  # an older part, or one renamed by hand: where it belongs is unknown
+            companions = {}
+            for kind in ("steps", "properties"):
+                candidate = self.path / QUARANTINE / kind / name
+                if candidate.is_file():
+                    companions[kind] = candidate
+            if kind_missing := [k for k in meta.get("with", []) if k not in companions]:
+                log.info(
+                    "not taking back %s: its %s part is not in quarantine", name, ", ".join(kind_missing)
+                )
+                continue
+            try:
+                for candidate in companions.values():
+                    pq.read_table(candidate, columns=[])
+            except _UNREADABLE:
+                continue
+            if not ids - self.stored_ids():
+                continue  # everything in it was fetched again meanwhile
+            for kind, candidate in companions.items():
+                os.replace(candidate, self.path / kind / name)
+                data["parts"][kind].append(name)
+            os.replace(file, self.path / "events" / name)
+            data["parts"]["events"].append(name)
+            covered = _ranges(meta.get("covered") or [])
+            lost = merge_ranges(covered + _ranges(meta.get("span") or []))
+            if lost:
+                data["ranges"][name] = _pairs(lost)
+            if covered:
+                merged = [(_parse(a), _parse(b)) for a, b in data["covered"]] + covered
+                data["covered"] = _pairs(merge_ranges(merged))
+            back.append(name)
+            self._journal(f"took back events/{name} (and its batch) from quarantine: readable again")
+        if back:
+            self._save_manifest(data)
+        return back
+
+    def compact(self, *, small_rows: int | None = None, min_parts: int = 2) -> dict[str, int]:
+        """Merge parts: the events parts with fewer than ``small_rows`` rows (all when None) with their steps and
+        properties into one batch, and each of jobs and audits into one part. Atomic: the new parts are written,
+        then the manifest switches to them in one rename, then the merged parts are removed (a crash in between
+        leaves files the next write recognises). Returns the number of parts merged per kind."""
+        with self._lock:
+            data = self._tidy(self.manifest())
+            merged: dict[str, list[str]] = {}
+            events = data["parts"]["events"]
+            if small_rows is None:
+                chosen = list(events)
+            else:
+                chosen = []
+                for name in events:
+                    file = self.path / "events" / name
+                    try:
+                        rows = pq.read_metadata(file).num_rows
+                    except _UNREADABLE as exc:
+                        raise self._damaged(file, exc) from None
+                    if rows < small_rows:
+                        chosen.append(name)
+            if len(chosen) >= min_parts:
+                chosen_set = set(chosen)
+                batch = {
+                    kind: [n for n in data["parts"][kind] if n in chosen_set or n not in set(events)]
+                    for kind in LOG_KINDS
+                }
+                logs = self._tables({**data, "parts": {**data["parts"], **batch}})
+                name = self._part_name()
+                ranges = merge_ranges(r for n in chosen for r in _ranges(data["ranges"].get(n, [])))
+                covered_now = [(_parse(a), _parse(b)) for a, b in data["covered"]]
+                claimed = remove_ranges(ranges, remove_ranges(ranges, covered_now))  # ranges within coverage
+                for kind, frame in (
+                    ("steps", logs.steps),
+                    ("properties", logs.properties),
+                    ("events", logs.events),
+                ):
+                    if not batch[kind]:
+                        continue
+                    meta = {
+                        "covered": _pairs(claimed),
+                        "span": _pairs(ranges),
+                        "replaces": batch[kind],
+                        "app": data.get("app", {}),
+                    }
+                    keep = [n for n in data["parts"][kind] if n not in set(batch[kind])]
+                    data["parts"][kind] = keep + (
+                        [self._write_part(kind, frame, name, meta)] if len(frame) else []
+                    )
+                    merged[kind] = batch[kind]
+                for n in chosen:
+                    data["ranges"].pop(n, None)
+                if ranges and "events" in merged and data["parts"]["events"][-1:] == [name]:
+                    data["ranges"][name] = _pairs(ranges)
+            for kind in ("jobs", "audits"):
+                names = data["parts"][kind]
+                if len(names) < min_parts:
                     continue
-                df = readers[kind]()
-                old[kind] = data["parts"][kind]
-                data["parts"][kind] = [self._write_part(kind, df)] if len(df) else []
-            if old:
+                if kind == "jobs":
+                    frame = self._read("jobs", JOB_COLUMNS, data)
+                else:
+                    frame = self._read("audits", None, data).drop_duplicates("id", ignore_index=True)
+                merged[kind] = list(names)
+                data["parts"][kind] = (
+                    [self._write_part(kind, frame, meta={"replaces": list(names)})] if len(frame) else []
+                )
+            if merged:
                 self._save_manifest(data)
-                for kind, names in old.items():
-                    for name in names:
-                        (self.path / kind / name).unlink(missing_ok=True)
+                self._ids = None
+                for kind, names in merged.items():
+                    for old in names:
+                        (self.path / kind / old).unlink(missing_ok=True)
+                self._journal(
+                    routine=True,
+                    text="compacted "
+                    + ", ".join(f"{len(v)} {k} part(s)" for k, v in merged.items())
+                    + " into one part each (their content is in the new parts)",
+                )
+            return {k: len(v) for k, v in merged.items()}
+
+    def compact_if_needed(self) -> dict[str, int]:
+        """Compact when a kind has more than :data:`COMPACT_AT` parts (called at the end of each fetch)."""
+        data = self.manifest()
+        if all(len(data["parts"][k]) <= COMPACT_AT for k in KINDS):
+            return {}
+        return self.compact(small_rows=SMALL_PART_ROWS)
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
 
 
 class Store:
@@ -520,44 +1393,55 @@ class Store:
                 f"The store folder {path} cannot be created: {exc.strerror}.",
                 remedy="Set PROVKIT_STORE (or --store) to a folder you can write to.",
             ) from None
-        store = AppStore(path, tenant_id.lower(), service_principal_id.lower())
-        store.remove_orphans()
-        return store
+        return AppStore(path, tenant_id.lower(), service_principal_id.lower())
 
-    def apps(self, *, counts: bool = True) -> list[dict]:
-        """Every app in the store with what is known of it: tenant, ids, name, covered range (fetched windows;
-        none for imports) and, with ``counts``, the number of entries and the times of the first and last
-        (from the Parquet footers, not the data)."""
+    def app_stores(self) -> list[AppStore]:
+        """Every app folder in the store (one with a manifest or with parts), readable or not."""
         out = []
         if not self.root.exists():
             return out
         for tenant_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
             for app_dir in sorted(p for p in tenant_dir.iterdir() if p.is_dir()):
-                if not (app_dir / MANIFEST).exists():
-                    continue
                 store = AppStore(app_dir, tenant_dir.name, app_dir.name)
+                if (app_dir / MANIFEST).exists() or store._has_parts():
+                    out.append(store)
+        return out
+
+    def apps(self, *, counts: bool = True) -> list[dict]:
+        """Every app in the store with what is known of it: tenant, ids, name, covered range (fetched windows;
+        none for imports) and, with ``counts``, the number of entries and the times of the first and last
+        (from the Parquet footers, not the data). An app whose files cannot be read is listed with ``problem``
+        (what and which file) instead of stopping the others."""
+        out = []
+        for store in self.app_stores():
+            row: dict = {
+                "tenant_id": store.tenant_id,
+                "service_principal_id": store.service_principal_id,
+                "display_name": None,
+                "app_id": None,
+                "covered_from": None,
+                "covered_to": None,
+                "path": str(store.path),
+            }
+            out.append(row)
+            try:
                 data = store.manifest()
                 covered = data["covered"]
-                out.append(
-                    {
-                        "tenant_id": tenant_dir.name,
-                        "service_principal_id": app_dir.name,
-                        "display_name": data.get("app", {}).get("display_name"),
-                        "app_id": data.get("app", {}).get("app_id"),
-                        "covered_from": covered[0][0] if covered else None,
-                        "covered_to": covered[-1][1] if covered else None,
-                        "path": str(app_dir),
-                    }
+                row.update(
+                    display_name=data.get("app", {}).get("display_name"),
+                    app_id=data.get("app", {}).get("app_id"),
+                    covered_from=covered[0][0] if covered else None,
+                    covered_to=covered[-1][1] if covered else None,
                 )
                 if counts:
                     entries, first, last = store._snapshot(store._entry_span)
-                    out[-1].update(entries=entries, first_entry=first, last_entry=last)
+                    row.update(entries=entries, first_entry=first, last_entry=last)
+            except StoreError as exc:
+                row["problem"] = exc.message
         return out
 
     def find(self, app: str, tenant_id: str | None = None) -> AppStore:
         """Resolve APP (display name, appId or service principal id) among the stored apps, offline."""
-        from provkit.errors import ConfigError as _ConfigError
-
         candidates = [
             a for a in self.apps(counts=False) if tenant_id is None or a["tenant_id"] == tenant_id.lower()
         ]
@@ -570,16 +1454,16 @@ class Store:
                 ", ".join(sorted({a["display_name"] or a["service_principal_id"] for a in candidates}))
                 or "none"
             )
-            raise _ConfigError(
+            raise ConfigError(
                 f"No app matching {app!r} in the store at {self.root}.",
                 remedy=f"Fetch or import it first. Apps in the store: {known}.",
             )
         if len(exact) > 1:
             listing = "; ".join(f"{a['display_name']} ({a['service_principal_id']})" for a in exact)
-            raise _ConfigError(
-                f"{app!r} matches several stored apps: {listing}.", remedy="Use the object id."
-            )
+            raise ConfigError(f"{app!r} matches several stored apps: {listing}.", remedy="Use the object id.")
         a = exact[0]
+        if a.get("problem"):
+            raise StoreError(a["problem"], remedy=_repair_remedy(self.root))
         return AppStore(Path(a["path"]), a["tenant_id"], a["service_principal_id"])
 
     def remove(self) -> None:

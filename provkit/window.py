@@ -10,6 +10,7 @@ from provkit.errors import ConfigError
 _SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(d|h|m|w)\s*$", re.IGNORECASE)
 _UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
 RETENTION = timedelta(days=30)
+MAX_SPAN = timedelta(days=3660)  # ten years: beyond any retention, still far from datetime's limits
 
 
 def parse_span(text: str) -> timedelta:
@@ -19,7 +20,15 @@ def parse_span(text: str) -> timedelta:
         raise ConfigError(
             f"{text!r} is not a time span.", remedy="Write it as a number and a unit: 90m, 36h, 7d or 2w."
         )
-    span = float(match.group(1)) * _UNITS[match.group(2).lower()]
+    try:
+        span = float(match.group(1)) * _UNITS[match.group(2).lower()]
+    except OverflowError:
+        span = timedelta.max
+    if span > MAX_SPAN:
+        raise ConfigError(
+            f"The time span {text!r} reaches back further than any log exists.",
+            remedy="Give a span of at most a few years, such as 30d (Graph keeps provisioning logs for 30 days).",
+        )
     if span <= timedelta(0):
         raise ConfigError(f"The time span {text!r} is empty.", remedy="Give a positive span such as 7d.")
     return span
@@ -55,7 +64,7 @@ def resolve_window(
         )
     if since:
         w_end = now
-        w_start = now - parse_span(since)
+        w_start = now - parse_span(since)  # at most MAX_SPAN: cannot leave datetime's range
     else:
         w_end = parse_instant(end, name="end") if end else now
         w_start = parse_instant(start, name="start") if start else w_end - timedelta(days=7)

@@ -115,7 +115,20 @@ def load_evidence(
     if source == "store":
         st = Store(store)
         app_store = st.find(app, tenant_id)
-        return Loaded(from_store(app_store), None, f"Read {app!r} from the store at {app_store.path}")
+        coverage = None
+        if since or start or end:
+            # --since counts back from the last moment the store was asked to cover (its "now"); explicit
+            # --start/--end are taken as given, so missing days after an interrupted fetch show as missing.
+            stored_now = app_store.store_now()
+            if stored_now is not None:
+                coverage = resolve_window(
+                    since=since if not (start or end) else None,
+                    start=start,
+                    end=end,
+                    now=stored_now if not (start or end) else None,
+                )
+        evidence = from_store(app_store, coverage=coverage)
+        return Loaded(evidence, None, f"Read {app!r} from the store at {app_store.path}")
     if source == "demo":
         demo = demo_tenant(**(demo_options or {}))
         client = client or demo.client
@@ -151,7 +164,7 @@ def load_evidence(
     finally:
         if on_page is not None and hasattr(on_page, "close"):
             on_page.close()
-    evidence = from_store(app_store, now=window[1])
+    evidence = from_store(app_store, now=window[1], coverage=window)
     evidence.window = window
     evidence.source = source
     resolved = client.resolve_app(app).describe() if hasattr(client, "resolve_app") else app

@@ -7,14 +7,18 @@ returns, normalised by provkit.tables like a fetch would.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
-from provkit.errors import ConfigError, ProvkitError
+import provkit.store as store_module
+from provkit.errors import ConfigError
 from provkit.sim.logquery import LogQuery
 from provkit.sim.tenant import Tenant
 from provkit.store import AppStore, Store, StoreError
@@ -110,7 +114,20 @@ def test_a_second_store_object_sees_the_first_ones_writes(root: Path, records: l
 
 
 # ---- atomic writes ---------------------------------------------------------------------------------------------
-def test_a_crash_between_part_and_manifest_leaves_the_store_readable(
+def _crash_on(monkeypatch: pytest.MonkeyPatch, crash_kind: str) -> None:
+    """The next ``_write_part`` of ``crash_kind`` puts its file on disk, then the process dies."""
+    real = AppStore._write_part
+
+    def crash_after_writing(self: AppStore, kind: str, df: pd.DataFrame, *args, **kwargs) -> str:
+        name = real(self, kind, df, *args, **kwargs)  # the part file is on disk...
+        if kind == crash_kind:
+            raise KeyboardInterrupt("killed before the manifest")  # ...and the manifest never names it
+        return name
+
+    monkeypatch.setattr(AppStore, "_write_part", crash_after_writing)
+
+
+def test_a_crash_before_the_events_part_leaves_the_store_readable_and_the_leftovers_are_removed(
     root: Path, records: list[dict], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app = open_app(root)
@@ -118,18 +135,12 @@ def test_a_crash_between_part_and_manifest_leaves_the_store_readable(
     before = app.tables()
     covered_before = app.covered()
 
-    real = AppStore._write_part
-
-    def crash_after_writing(self: AppStore, kind: str, df: pd.DataFrame) -> str:
-        real(self, kind, df)  # the part file is on disk...
-        raise KeyboardInterrupt("killed before the manifest")  # ...and the manifest never names it
-
-    monkeypatch.setattr(AppStore, "_write_part", crash_after_writing)
+    _crash_on(monkeypatch, "steps")
     with pytest.raises(KeyboardInterrupt):
         app.write_events(events_from_records(records[100:]), covered=(NOW - D, NOW))
     monkeypatch.undo()
 
-    orphans = part_files(app, "events") - set(app.manifest()["parts"]["events"])
+    orphans = part_files(app, "steps") - set(app.manifest()["parts"]["steps"])
     assert len(orphans) == 1  # the crash really left a file behind
     for reader in (app, AppStore(app.path, TENANT, SP)):  # the same object, and a fresh reader
         assert_tables_equal(reader.tables(), before)
@@ -141,16 +152,39 @@ def test_a_crash_between_part_and_manifest_leaves_the_store_readable(
         assert part_files(app, kind) == set(app.manifest()["parts"][kind]), kind
     assert ids_of(app) == sorted(r["id"] for r in records)
     assert app.covered() == [(NOW - 2 * D, NOW)]
+    journal = (app.path / "journal.log").read_text()
+    assert f"removed steps/{orphans.pop()}" in journal and "never landed" in journal
 
 
-def test_opening_the_store_removes_orphans(root: Path, records: list[dict]) -> None:
+def test_a_crash_after_the_events_part_is_adopted_with_its_range_by_the_next_write(
+    root: Path, records: list[dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = open_app(root)
+    app.write_events(events_from_records(records[:100]), covered=(NOW - 2 * D, NOW - D))
+    _crash_on(monkeypatch, "events")
+    with pytest.raises(KeyboardInterrupt):
+        app.write_events(events_from_records(records[100:]), covered=(NOW - D, NOW))
+    monkeypatch.undo()
+    assert len(app.tables().events) == 100  # not committed: readers do not see it
+
+    result = app.write_events(events_from_records(records[:10]), covered=(NOW - 2 * D, NOW - D))
+    assert result.new == 0
+    assert ids_of(app) == sorted(r["id"] for r in records)  # the completed batch was adopted, not lost
+    assert_tables_equal(app.tables(), events_from_records(records))
+    assert app.covered() == [(NOW - 2 * D, NOW)]
+    assert "adopted 3 part(s)" in (app.path / "journal.log").read_text()
+
+
+def test_a_stray_file_is_moved_aside_not_deleted(root: Path, records: list[dict]) -> None:
     app = open_app(root)
     app.write_events(events_from_records(records[:10]))
     stray = app.path / "events" / "part-stray.parquet"
     stray.write_bytes(b"half a parquet file")
     assert len(app.tables().events) == 10  # never listed, never read
-    open_app(root)
+    open_app(root).write_events(events_from_records(records[10:20]))
     assert not stray.exists()
+    assert (app.path / "quarantine" / "events" / "part-stray.parquet").read_bytes() == b"half a parquet file"
+    assert len(app.tables().events) == 20
 
 
 def test_manifest_is_replaced_whole(root: Path, records: list[dict]) -> None:
@@ -296,21 +330,22 @@ def test_readers_during_writes_and_compaction_see_one_committed_state(
     ],
     ids=["truncated", "empty", "binary", "list", "parts-not-list", "path-escape", "bad-covered"],
 )
-def test_a_damaged_manifest_gives_a_clear_store_error(
+def test_a_damaged_manifest_is_set_aside_and_rebuilt_from_the_parts(
     root: Path, records: list[dict], content: bytes
 ) -> None:
     app = open_app(root)
-    app.write_events(events_from_records(records[:5]))
+    app.set_app({"display_name": "Salesforce"})
+    app.write_events(events_from_records(records[:5]), covered=(NOW - D, NOW))
+    app.write_events(events_from_records(records[5:9]), covered=(NOW - 2 * D, NOW - D))
+    want = app.tables()
     (app.path / "manifest.json").write_bytes(content)
-    with pytest.raises(StoreError) as caught:
-        AppStore(app.path, TENANT, SP).tables()
-    message = str(caught.value)
-    assert str(app.path / "manifest.json") in message and "What to do:" in message
-    assert isinstance(caught.value, ProvkitError)
-    with pytest.raises(StoreError):
-        Store(root).apps()
-    with pytest.raises(StoreError):
-        open_app(root).write_events(events_from_records(records[:5]))
+    reader = AppStore(app.path, TENANT, SP)
+    assert_tables_equal(reader.tables(), want)
+    assert reader.covered() == [(NOW - 2 * D, NOW)]
+    assert (app.path / "quarantine" / "manifest.json").read_bytes() == content  # kept, not deleted
+    assert "rebuilt the manifest from 6 part(s)" in (app.path / "journal.log").read_text()
+    assert [a["display_name"] for a in Store(root).apps()] == ["Salesforce"]
+    assert open_app(root).write_events(events_from_records(records[:9])).new == 0
 
 
 def test_a_part_deleted_behind_the_stores_back_is_reported_not_skipped(
@@ -343,3 +378,117 @@ def test_find_resolves_stored_apps_offline(root: Path, records: list[dict]) -> N
         store.find("Zendesk")
     listed = store.apps()
     assert [(a["display_name"], a["service_principal_id"]) for a in listed] == [("Salesforce", SP)]
+
+
+# ---- one writer across processes -------------------------------------------------------------------------------
+def test_a_second_process_waits_for_the_writer_then_gives_up_with_a_clear_message(
+    root: Path, records: list[dict], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = open_app(root)
+    app.write_events(events_from_records(records[:5]))
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from provkit.store import Store\n"
+            f"app = Store({str(root)!r}).app({TENANT!r}, {SP!r})\n"
+            "with app.writing():\n    print('holding', flush=True); sys.stdin.readline()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        monkeypatch.setenv("PROVKIT_STORE_LOCK_TIMEOUT", "0.5")
+        with pytest.raises(StoreError, match="kept writing") as caught:
+            open_app(root).write_events(events_from_records(records[5:10]))
+        assert f"pid {holder.pid}" in str(caught.value)
+        assert "waiting up to" in capsys.readouterr().err
+        assert len(open_app(root).tables().events) == 5  # readers take no lock; nothing was half-written
+    finally:
+        holder.communicate("done\n", timeout=30)
+    assert open_app(root).write_events(events_from_records(records[5:10])).new == 5  # released on exit
+
+
+def test_a_writer_killed_while_holding_the_lock_leaves_no_stale_lock(
+    root: Path, records: list[dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    open_app(root).write_events(events_from_records(records[:5]))
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; from provkit.store import Store\n"
+            f"app = Store({str(root)!r}).app({TENANT!r}, {SP!r})\n"
+            "with app.writing():\n    print('holding', flush=True); time.sleep(600)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "holding"
+    holder.kill()  # SIGKILL: no cleanup runs
+    holder.wait(timeout=30)
+    assert (open_app(root).path / ".lock").exists()  # the file stays...
+    monkeypatch.setenv("PROVKIT_STORE_LOCK_TIMEOUT", "0")
+    assert open_app(root).write_events(events_from_records(records[5:10])).new == 5  # ...the lock does not
+
+
+# ---- compaction interrupted ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "when", ["before the manifest", "before removing the merged parts", "and the manifest is lost"]
+)
+def test_an_interrupted_compaction_leaves_no_duplicate_and_no_stray_file(
+    root: Path, records: list[dict], monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    app = open_app(root)
+    for i in range(0, 200, 20):
+        app.write_events(events_from_records(records[i : i + 20]), covered=(NOW - 2 * D, NOW))
+    want = app.tables()
+    if when == "before the manifest":
+
+        def die(self: AppStore, data: dict) -> None:
+            raise KeyboardInterrupt("killed")
+
+        monkeypatch.setattr(AppStore, "_save_manifest", die)
+    else:  # killed after the manifest switched, before every merged part was removed
+        real_unlink = Path.unlink
+
+        def die(self: Path, missing_ok: bool = False) -> None:
+            if "part-" in self.name and self.parent.name == "events":
+                raise KeyboardInterrupt("killed")
+            real_unlink(self, missing_ok=missing_ok)
+
+        monkeypatch.setattr(store_module.Path, "unlink", die)
+    with pytest.raises(KeyboardInterrupt):
+        app.compact()
+    monkeypatch.undo()
+    if when == "and the manifest is lost":  # rebuilt from the parts: merged and merging parts both on disk
+        (app.path / "manifest.json").unlink()
+
+    again = open_app(root)
+    again.write_events(events_from_records(records[:200]))  # the next write settles the leftovers
+    assert_tables_equal(again.tables(), want)
+    ids = []
+    for name in again.manifest()["parts"]["events"]:
+        ids += pq.read_table(again.path / "events" / name, columns=["id"]).column("id").to_pylist()
+    assert len(ids) == len(set(ids)) == 200  # no entry twice in the parts
+    for kind in ("events", "steps", "properties"):
+        assert part_files(again, kind) == set(again.manifest()["parts"][kind]), kind
+
+
+def test_a_damaged_audits_part_is_named_and_set_aside_by_repair(root: Path) -> None:
+    app = open_app(root)
+    audit = {"id": "a1", "activityDateTime": "2025-03-01T10:00:00Z", "activityDisplayName": "Restart"}
+    app.write_audits([audit])
+    app.write_audits([{**audit, "id": "a2"}])
+    part = app.path / "audits" / app.manifest()["parts"]["audits"][0]
+    part.write_bytes(b"not parquet")
+    with pytest.raises(StoreError, match=str(part)):
+        app.audits()
+    report = app.check()
+    assert not report.ok and str(part) in report.text()
+    assert app.check(repair=True).ok
+    assert list(app.audits()["id"]) == ["a2"]
+    assert (app.path / "quarantine" / "audits" / part.name).read_bytes() == b"not parquet"
+    assert app.check().ok

@@ -11,7 +11,7 @@ credentials.target-rejected, credentials.validation-failed, credentials.validate
 credentials.validation-not-run; skipped.scoping-filter, skipped.not-assigned, skipped.nested-group-only,
 skipped.disabled-in-source, skipped.assignment-broken, skipped.required-attribute-missing,
 skipped.matching-attribute-empty, skipped.group-matching-id-empty; quarantine.escrow-risk, quarantine.active,
-quarantine.too-many-deletes.
+quarantine.too-many-deletes; store.coverage-gaps.
 """
 
 from provkit.checks.catalog import CatalogEntry, lookup

@@ -41,6 +41,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--env-file", type=Path, help="write the PROVKIT_* settings here once ready (mode 0600)"
     )
     parser.add_argument("--state-dir", type=Path, help="where the TLS and client certificates are written")
+    parser.add_argument(
+        "--late-entries",
+        metavar="SHARE,MINUTES",
+        help="write this share of log entries that many minutes after their time, as the service's logging "
+        "delay does (e.g. 0.2,120; default none)",
+    )
+
+
+def parse_late(text: str | None) -> tuple[float, float]:
+    """``0.2,120`` -> (0.2, 120.0); (0, 0) when not given; ValueError with the reason otherwise."""
+    if not text:
+        return 0.0, 0.0
+    share, _, minutes = text.partition(",")
+    try:
+        late = float(share), float(minutes)
+    except ValueError:
+        raise ValueError(f"{text!r} is not SHARE,MINUTES such as 0.2,120") from None
+    if not (0 <= late[0] <= 1 and 0 <= late[1] < 10**6):
+        raise ValueError(f"{text!r}: the share must be between 0 and 1 and the minutes at least 0")
+    return late
 
 
 def parse_now(text: str | None) -> datetime:
@@ -63,6 +83,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"provkit emulator: --faults: {exc}", file=sys.stderr)
         return 2
+    try:
+        late_share, late_minutes = parse_late(getattr(args, "late_entries", None))
+    except ValueError as exc:
+        print(f"provkit emulator: --late-entries: {exc}", file=sys.stderr)
+        return 2
     if args.users < 50 or args.days < 1:
         print("provkit emulator: --users must be at least 50 and --days at least 1", file=sys.stderr)
         return 2
@@ -72,7 +97,15 @@ def run(args: argparse.Namespace) -> int:
         f"Building the simulated tenant (seed {args.seed}, {args.users} users, {args.days} days)...",
         file=sys.stderr,
     )
-    tenant = Tenant(seed=args.seed, users_count=args.users, days=args.days, now=now, scenarios=scenarios)
+    tenant = Tenant(
+        seed=args.seed,
+        users_count=args.users,
+        days=args.days,
+        now=now,
+        scenarios=scenarios,
+        late_share=late_share,
+        late_minutes=late_minutes,
+    )
     server = start_server(
         tenant,
         port=args.port,

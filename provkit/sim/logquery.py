@@ -127,12 +127,22 @@ class LogQuery:
                     first = max(first, _cut_asc(cycle, a, first, last, after))
                 if first >= last:
                     continue
+            if not tenant.late_share:  # the usual case: every entry up to now is written
+                positions = range(last - 1, first - 1, -1) if self.descending else range(first, last)
+                for i in positions:
+                    yield (cycle.entry_time(i), a, cycle.no, i)
+                continue
+            written = tenant.written
             if self.descending:
                 for i in range(last - 1, first - 1, -1):
-                    yield (cycle.entry_time(i), a, cycle.no, i)
+                    t = cycle.entry_time(i)
+                    if written(t, a, cycle.no, i):
+                        yield (t, a, cycle.no, i)
             else:
                 for i in range(first, last):
-                    yield (cycle.entry_time(i), a, cycle.no, i)
+                    t = cycle.entry_time(i)
+                    if written(t, a, cycle.no, i):
+                        yield (t, a, cycle.no, i)
 
     def page(self, top: int, after: Key | None, scan_budget: int = 20_000) -> Page:
         tenant = self.tenant
@@ -152,7 +162,7 @@ class LogQuery:
                 if i >= cycle.entries:
                     continue
                 t = cycle.entry_time(i)
-                if tenant.window_start <= t <= tenant.now_ticks:
+                if tenant.window_start <= t <= tenant.now_ticks and tenant.written(t, a, c, i):
                     keys.append((t, a, c, i))
             keys.sort(reverse=self.descending)
             if after is not None:

@@ -442,6 +442,10 @@ class Tenant:
     # True: /auditLogs/provisioning refuses (400) operators and orderings its v1.0 page does not document,
     # and /auditLogs/directoryAudits refuses "or"
     documented_queries_only: bool = False
+    # Late entries: this share of log entries is written ``late_minutes`` after its activityDateTime (the real
+    # service logs with a delay), so a query made before then does not see them. 0 by default.
+    late_share: float = 0.0
+    late_minutes: float = 0.0
     apps: list[App] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -468,6 +472,15 @@ class Tenant:
             (len(self.apps) + k, name) for k, name in enumerate(SSO_ONLY_APPS)
         ]  # (index, display name)
         self._lock = threading.Lock()
+
+    # ---- late entries --------------------------------------------------------------------------------------
+    def written(self, ticks: int, app: int, cycle: int, index: int) -> bool:
+        """Whether the entry at ``ticks`` (app index, cycle number, entry index) has been written by now: always,
+        unless it is one of the ``late_share`` entries, which appear ``late_minutes`` after their time."""
+        if not self.late_share or ticks <= self.now_ticks - int(self.late_minutes * MINUTE):
+            return True
+        draw = ((app * 1_000_003 + cycle) * 1_000_033 + index) * 2_654_435_761 + self.seed
+        return (draw % 1_000_000) / 1_000_000 >= self.late_share
 
     # ---- clock ---------------------------------------------------------------------------------------------
     def advance(self, minutes: float) -> None:

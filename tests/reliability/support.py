@@ -46,13 +46,20 @@ class Tally:
     places_scanned: int = 0  # files, outputs, messages and log lines searched for them
     writes_sent: int = 0  # requests that change the tenant, sent without an explicit flag
     requests_checked: int = 0  # requests in the logs of the read-only tests
+    stores_damaged: int = (
+        0  # stores the store tests damaged (files removed, garbled, cut; disk full; bad pages)
+    )
+    writers_raced: int = 0  # fetch processes started against a store another one was writing
+    entries_checked: int = 0  # entries the store tests expected to find after the damage
+    entries_lost: int = 0  # of those, entries the store did not hold in the end
 
     def line(self) -> str:
         return (
             f"reliability: {self.requests_faulted} requests faulted (of {self.requests_seen}), "
             f"{self.inputs_tried} inputs tried, {self.secrets_found} secrets found "
             f"(in {self.places_scanned} files, outputs and log lines), {self.writes_sent} writes sent "
-            f"(of {self.requests_checked} requests checked)"
+            f"(of {self.requests_checked} requests checked), {self.stores_damaged} stores damaged, "
+            f"{self.writers_raced} writers raced, {self.entries_lost} entries lost (of {self.entries_checked})"
         )
 
 

@@ -165,7 +165,7 @@ def stray_files(app_store: AppStore) -> list[str]:
         if path.is_dir():
             continue
         rel = path.relative_to(app_store.path).as_posix()
-        if rel == "manifest.json" or rel in listed:
+        if rel in ("manifest.json", ".lock", "journal.log") or rel in listed:
             continue
         if rel.startswith("meta/") and rel.endswith(".json") and not path.name.startswith("."):
             continue
