@@ -48,6 +48,7 @@ __all__ = [
     "GraphStats",
     "ResolvedApp",
     "permission_for",
+    "shared_pacer",
     "time_slices",
 ]
 
@@ -62,6 +63,12 @@ BACKOFF_BASE = 1.0
 BACKOFF_CAP = 60.0
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _MAX_CANDIDATES = 10
+# inference: no documented default or maximum $top for /auditLogs/provisioning (reference 1.5 and 1.8); public
+# scripts use 500, 999 and 1000, and pages of up to 1,000 are reported. Refused sizes fall back in this order.
+MAX_PAGE_SIZE = 1000
+_PAGE_SIZE_FALLBACKS = (999, 500, 100)
+_PAGE_SIZES: dict[str, int] = {}  # Graph root -> the $top last accepted after a refusal, for this process
+_TOP_WORD = re.compile(r"(?<![a-z])top(?![a-z])", re.IGNORECASE)
 
 LINK_THROTTLING = "https://learn.microsoft.com/en-us/graph/throttling-limits"
 LINK_ERRORS = "https://learn.microsoft.com/en-us/graph/errors"
@@ -85,60 +92,126 @@ ID_HINT = (
 
 
 class AuditPacer:
-    """Let at most ``limit`` calls run in any ``per``-second window (sliding), waiting before a call as needed.
+    """Let at most ``limit`` calls be counted in any ``per``-second window (sliding), waiting before a call.
 
-    Graph counts reporting calls (``/auditLogs``) per app and tenant: 5 per 10 s, throttled ones included. A call
-    occupies its slot from when it starts until ``per`` seconds after its answer arrived, so the server, which
-    counts arrivals, never sees more than ``limit`` in a window. Thread-safe; waits use ``sleep`` and ``clock``.
+    Graph counts reporting calls (``/auditLogs``) per app and tenant: 5 per 10 s, any request type, throttled
+    ones included (reference 6.1, throttling-limits); the simulator does the same, counting each call when it
+    arrives. So a slot is taken when a call is sent and frees ``per`` + ``margin`` seconds later, whatever the
+    answer's duration. The former accounting (a slot held until ``per`` after the answer) lost one answer time
+    (about 0.5 s for a 1,000-entry page) every ``limit`` calls: 5 % of the rate, for nothing. ``margin`` covers a
+    later call reaching the service faster than an earlier one did (connection reuse, jitter): on the simulator
+    the tightest span of 6 consecutive calls the server saw was 10.02 s with margin 0.05 s, no 429
+    (``bench/bench_fetch.py`` prints it). When a 429 comes back anyway, the service's count and ours disagree:
+    :meth:`throttled` holds every call until the Retry-After has passed, counts that call from its answer, and
+    widens ``margin`` (up to ``MAX_MARGIN``), so later calls stay clear.
+
+    One pacer per caller identity (:func:`shared_pacer`) keeps every fetch in a process under one budget.
+    Thread-safe; waits use ``sleep`` and ``clock``.
     """
+
+    MAX_MARGIN = 2.0
 
     def __init__(
         self,
         limit: int = 5,
         per: float = 10.0,
         *,
+        margin: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if limit < 1 or per <= 0:
-            raise ConfigError(f"AuditPacer needs limit >= 1 and per > 0, got limit={limit}, per={per}.")
+        if limit < 1 or per <= 0 or margin < 0:
+            raise ConfigError(
+                f"AuditPacer needs limit >= 1, per > 0 and margin >= 0, got limit={limit}, per={per}, "
+                f"margin={margin}."
+            )
         self.limit = limit
         self.per = per
+        self.margin = margin
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._finished: deque[float] = deque()  # answer times of calls still inside the window, oldest first
-        self._running = 0
+        self._counted: deque[float] = deque()  # when each call inside the window was counted, oldest first
+        self._blocked_until = 0.0  # after a 429: nothing is sent before this
+        self.calls = 0
+        self.throttled_calls = 0
 
     def _wait_needed(self) -> float | None:
-        """Under the lock: None when a call may start now (and take its slot), else seconds to wait."""
+        """Under the lock: None when a call may go now (its slot is taken), else seconds to wait."""
         now = self._clock()
-        while self._finished and now - self._finished[0] >= self.per:
-            self._finished.popleft()
-        if self._running + len(self._finished) < self.limit:
-            self._running += 1
+        if now < self._blocked_until:
+            return self._blocked_until - now
+        span = self.per + self.margin
+        while self._counted and now - self._counted[0] >= span:
+            self._counted.popleft()
+        if len(self._counted) < self.limit:
+            self._counted.append(now)
+            self.calls += 1
             return None
-        if self._finished:
-            return max(self.per - (now - self._finished[0]), 0.001)
-        return 0.05  # every slot is held by a running call: poll until one answers
+        return max(span - (now - self._counted[0]), 0.001)
 
-    @contextlib.contextmanager
-    def slot(self) -> Iterator[float]:
-        """Wait for a free slot, yield the seconds waited, and free the slot's window when the call ends."""
+    def wait_for_slot(self) -> float:
+        """Wait until a call may be sent, take its slot, and return the seconds waited."""
         waited = 0.0
         while True:
             with self._lock:
                 wait = self._wait_needed()
             if wait is None:
-                break
+                return waited
             self._sleep(wait)
             waited += wait
-        try:
-            yield waited
-        finally:
-            with self._lock:
-                self._running -= 1
-                self._finished.append(self._clock())
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[float]:
+        """Wait for a slot and yield the seconds waited; the slot frees ``per`` (+ margin) after it was taken."""
+        yield self.wait_for_slot()
+
+    def throttled(self, retry_after: float | None) -> None:
+        """A call came back 429: send nothing until its Retry-After (default ``per``) has passed, count the call
+        from now, and widen the margin, since the service counted more than this pacer thought."""
+        now = self._clock()
+        with self._lock:
+            self.throttled_calls += 1
+            wait = self.per if retry_after is None else retry_after
+            self._blocked_until = max(self._blocked_until, now + wait)
+            self._counted.append(now)
+            self.margin = min(self.MAX_MARGIN, max(self.margin * 2, 0.25))
+
+    def seconds_for(self, calls: int) -> float:
+        """About how long ``calls`` more calls need under this pacer's budget from now (not their latency): the
+        free slots go at once, the rest in rounds of ``limit``, one round per window, the first when the oldest
+        call in the window leaves it. The service counts the same way, so this is what any client would wait."""
+        with self._lock:
+            now = self._clock()
+            span = self.per + self.margin
+            live = sorted(t for t in self._counted if now - t < span)
+            blocked = max(0.0, self._blocked_until - now)
+        free = max(0, self.limit - len(live))
+        beyond = calls - free
+        if beyond <= 0:
+            return blocked
+        # The window's occupants, oldest first: the calls in it now, and the free slots' calls, made at once.
+        occupants = (live + [now] * free)[-self.limit :]
+        last = beyond - 1  # the last call waits for occupant (last % limit), once per round before it
+        return blocked + max(0.0, occupants[last % self.limit] + span * (last // self.limit + 1) - now)
+
+
+_SHARED_PACERS: dict[tuple[str, str, str], AuditPacer] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_pacer(settings: Settings) -> AuditPacer:
+    """The process's one pacer for a caller identity (cloud or Graph root, tenant, client id).
+
+    Graph's reporting limit is per app and tenant, so every client of that identity in this process (each app
+    of ``provkit report --all-apps``, parallel notebook fetches) must draw on the same budget.
+    """
+    key = (settings.graph_root, (settings.tenant_id or "").lower(), (settings.client_id or "").lower())
+    with _SHARED_LOCK:
+        pacer = _SHARED_PACERS.get(key)
+        if pacer is None:
+            pacer = _SHARED_PACERS[key] = AuditPacer()
+        return pacer
 
 
 # --------------------------------------------------------------------------------------------- results
@@ -301,7 +374,8 @@ class GraphClient:
 
     ``timeout`` is (connect, read) seconds per request. A call is retried at most ``max_retries`` times and
     gives up once waiting again would pass ``retry_budget_seconds`` since it began. ``pacer`` paces
-    ``/auditLogs`` calls (default: 5 per 10 s, on ``clock`` and ``sleep``). ``on_event(kind, **data)`` hears
+    ``/auditLogs`` calls (default: 5 per 10 s, the process's :func:`shared_pacer` for this tenant and client id,
+    or a private one on an injected ``clock`` and ``sleep``). ``on_event(kind, **data)`` hears
     "request", "page", "retry", "throttle_wait" and "paced"; ``stats`` counts the same.
     """
 
@@ -327,7 +401,11 @@ class GraphClient:
         self.timeout = timeout
         self.max_retries = max_retries
         self.retry_budget_seconds = retry_budget_seconds
-        self.pacer = pacer if pacer is not None else AuditPacer(5, 10.0, clock=clock, sleep=sleep)
+        if pacer is None:
+            # Real time: the process's one pacer for this tenant and client id; an injected clock gets its own.
+            real_time = clock is time.monotonic and sleep is time.sleep
+            pacer = shared_pacer(settings) if real_time else AuditPacer(5, 10.0, clock=clock, sleep=sleep)
+        self.pacer = pacer
         self.allow_writes = allow_writes
         self.stats = GraphStats()
         self._sleep = sleep
@@ -510,11 +588,12 @@ class GraphClient:
         if status == 401:
             raise _Retry("token refused", status=401)
         if status in RETRYABLE_STATUS:
+            delay = _retry_after(response.headers.get("Retry-After"))
             if status == 429:
                 self._count(throttled=1)
-            raise _Retry(
-                f"HTTP {status}", status=status, delay=_retry_after(response.headers.get("Retry-After"))
-            )
+                if paced:
+                    self.pacer.throttled(delay)
+            raise _Retry(f"HTTP {status}", status=status, delay=delay)
         raise self._error(response, method, relative)
 
     # --------------------------------------------------------------------------------------- errors
@@ -917,14 +996,16 @@ class GraphClient:
         return [a for a in audits if any(t.get("id") == sp_id for t in a.get("targetResources") or [])]
 
     def provisioning_pages(
-        self, sp_id: str, start: datetime, end: datetime, *, page_size: int = 500
+        self, sp_id: str, start: datetime, end: datetime, *, page_size: int | None = None
     ) -> Iterator[dict[str, Any]]:
         """Yield the pages of provisioning log entries of one app in [start, end), oldest first.
 
         Oldest first (``$orderby=activityDateTime asc``): an interrupted fetch then holds a clean prefix of the
-        window, so it can resume from the last entry's time instead of starting over. Call it per slice of
-        :func:`time_slices` for large windows. Raises CloudNotSupportedError, before any request, in clouds
-        without the provisioning logs API (China).
+        window, so it can resume from the last entry's time instead of starting over. One query for the whole
+        window: each extra query costs a throttled call (see :mod:`provkit.fetch`). Raises
+        CloudNotSupportedError, before any request, in clouds without the provisioning logs API (China).
+        ``page_size`` None asks :attr:`page_size` (1,000 by default, the size public scripts use; fewer pages is
+        what counts under the throttle).
         """
         if not self.settings.cloud.provisioning_logs:
             raise CloudNotSupportedError(
@@ -939,9 +1020,16 @@ class GraphClient:
                 remedy="Resolve the app first (GraphClient.resolve_app) and pass its service_principal_id.",
                 link=LINK_APP_OBJECTS,
             )
-        if not 1 <= page_size <= 1000:
-            raise ConfigError(f"page_size must be between 1 and 1000, got {page_size}.")
-        return self._provisioning_pages(sp_id, _utc(start, "start"), _utc(end, "end"), page_size)
+        if page_size is not None and not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ConfigError(f"page_size must be between 1 and {MAX_PAGE_SIZE}, got {page_size}.")
+        return self._provisioning_pages(
+            sp_id, _utc(start, "start"), _utc(end, "end"), page_size or self.page_size
+        )
+
+    @property
+    def page_size(self) -> int:
+        """The ``$top`` asked of the logs by default: 1,000, or less once Graph refused that in this process."""
+        return _PAGE_SIZES.get(self.settings.graph_root, MAX_PAGE_SIZE)
 
     # How provisioning_pages queries, most to least preferred. The v1.0 page documents eq, contains, gt and lt
     # for $filter and shows $orderby only with desc; ge and "asc" work today (inference from use), so a 400 to
@@ -968,11 +1056,12 @@ class GraphClient:
     ) -> Iterator[dict[str, Any]]:
         """The pages of one provisioning query, oldest entry first.
 
-        A 400 to the query itself (before any page) steps down to the next of :data:`_PROVISIONING_QUERIES`,
-        remembered for the session. When a next-page link stops working part-way (an expired ``$skiptoken``, a
-        restarted server: 400 or 404), the query is asked again from the last entry's time and the entries already
-        yielded at that instant are left out, so each entry comes once; at most :data:`MAX_RESUMES` times in a row
-        without a new entry."""
+        A 400 to the query itself (before any page) naming ``$top`` asks the next smaller page size (a capped page,
+        fewer entries than asked with a nextLink, needs nothing: the link carries on and no entry is lost); any
+        other 400 steps down to the next of :data:`_PROVISIONING_QUERIES`; both are remembered for the process.
+        When a next-page link stops working part-way (an expired ``$skiptoken``, a restarted server: 400 or 404),
+        the query is asked again from the last entry's time and the entries already yielded at that instant are
+        left out, so each entry comes once; at most :data:`MAX_RESUMES` times in a row without a new entry."""
         modes = self._PROVISIONING_QUERIES
         resume_from = start
         at_resume: set[str] = set()  # ids already yielded whose time is ``resume_from``
@@ -1008,6 +1097,16 @@ class GraphClient:
                     yield {**page, "value": values} if at_resume else page
                 return
             except GraphError as exc:
+                smaller = [size for size in _PAGE_SIZE_FALLBACKS if size < page_size]
+                if exc.status == 400 and pages_read == 0 and smaller and _TOP_WORD.search(str(exc)):
+                    # inference: no documented error for a $top above the endpoint's maximum; a 400 whose message
+                    # names it is taken for one ("Invalid value '...' for $top query option.", "The limit of
+                    # '999' for Top query has been exceeded.").
+                    log.info(
+                        "Graph refused $top=%d on the provisioning logs; asking %d", page_size, smaller[0]
+                    )
+                    page_size = _PAGE_SIZES[self.settings.graph_root] = smaller[0]
+                    continue
                 if exc.status == 400 and pages_read == 0 and mode != modes[-1]:
                     self._provisioning_query = modes[modes.index(mode) + 1]  # remembered for the session
                     log.warning(

@@ -235,18 +235,42 @@ class FakeTime:
         self.now += seconds
 
 
-def test_pacer_is_a_sliding_window_counted_from_each_answer() -> None:
+def test_pacer_counts_each_call_when_it_is_sent_like_the_service() -> None:
     fake = FakeTime()
-    pacer = AuditPacer(5, 10.0, clock=fake.clock, sleep=fake.sleep)
+    pacer = AuditPacer(5, 10.0, margin=0.1, clock=fake.clock, sleep=fake.sleep)
     starts: list[float] = []
     for _ in range(12):
         with pacer.slot():
             starts.append(fake.now)
-            fake.now += 0.5  # the call takes half a second; its slot is held until 10 s after the answer
+            fake.now += 0.5  # the call takes half a second; the service counted it when it arrived
     assert starts[:5] == [0.0, 0.5, 1.0, 1.5, 2.0]
-    assert starts[5] == pytest.approx(0.5 + 10.0)  # the first answer (at 0.5 s) left the window
+    assert starts[5] == pytest.approx(10.1)  # the first call (sent at 0) left the window, plus the margin
     assert all(later - earlier >= 10.0 for earlier, later in zip(starts, starts[5:], strict=False))
-    assert len(starts) / (starts[-1] + 0.5) == pytest.approx(0.5, abs=0.1)  # about half a call per second
+    assert len(starts) == 12 and starts[10] == pytest.approx(20.2)  # 5 calls per 10.1 s, not per 10.5 s
+
+
+def test_pacer_after_a_429_holds_every_call_until_retry_after_and_widens_its_margin() -> None:
+    fake = FakeTime()
+    pacer = AuditPacer(5, 10.0, margin=0.1, clock=fake.clock, sleep=fake.sleep)
+    with pacer.slot():
+        pass
+    pacer.throttled(7.0)  # another tool with the same identity used the budget: the service said wait 7 s
+    assert pacer.wait_for_slot() == pytest.approx(7.0)
+    assert pacer.margin > 0.1 and pacer.throttled_calls == 1
+
+
+def test_one_pacer_per_caller_identity(
+    server: RunningServer, settings: Settings, tokens: TokenProvider
+) -> None:
+    from provkit.graph import shared_pacer
+
+    first, second = GraphClient(settings, tokens), GraphClient(settings, tokens)
+    assert first.pacer is second.pacer is shared_pacer(settings)
+    other_app = Settings.from_env({**server.env(), "PROVKIT_CLIENT_ID": server.restricted_client_id})
+    assert shared_pacer(other_app) is not first.pacer
+    # An injected clock (tests) gets a private pacer on that clock.
+    fake = FakeTime()
+    assert GraphClient(settings, tokens, clock=fake.clock, sleep=fake.sleep).pacer is not first.pacer
 
 
 # -------------------------------------------------------------------------------------------- typed errors
@@ -535,3 +559,18 @@ def test_a_refused_token_is_renewed_once(tokens: TokenProvider) -> None:
     with pytest.raises(GraphError, match="refused the access token twice") as caught:
         client.get("/x")
     assert caught.value.status == 401 and len(adapter.sent) == 2
+
+
+def test_the_pacer_says_how_long_more_calls_need_in_rounds_of_five() -> None:
+    fake = FakeTime()
+    pacer = AuditPacer(5, 10.0, margin=0.0, clock=fake.clock, sleep=fake.sleep)
+    assert pacer.seconds_for(5) == 0  # an idle budget: five go at once
+    assert pacer.seconds_for(6) == pytest.approx(10.0) and pacer.seconds_for(23) == pytest.approx(40.0)
+    for _ in range(5):
+        pacer.wait_for_slot()
+    fake.now = 4.0
+    estimate = pacer.seconds_for(6)
+    assert estimate == pytest.approx(16.0)  # the window frees 6 s from now; five then, the sixth 10 s later
+    for _ in range(6):
+        pacer.wait_for_slot()
+    assert fake.now - 4.0 == pytest.approx(estimate)  # and that is how long the pacer made them wait
