@@ -270,8 +270,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
             start=window[0],
             end=window[1],
             tenant_id=tenant_id,
-            on_page=bar,
-            page_size=1000 if args.demo else 500,
+            progress=bar,
             **options,
         )
     finally:

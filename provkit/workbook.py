@@ -21,7 +21,7 @@ from pathlib import Path
 
 from provkit.errors import ConfigError
 from provkit.evidence import Evidence, from_store
-from provkit.fetch import FetchSummary, fetch_app
+from provkit.fetch import FetchProgress, FetchSummary, fetch_app
 from provkit.store import Store
 from provkit.window import resolve_window
 
@@ -129,6 +129,45 @@ def load_evidence(
                 )
         evidence = from_store(app_store, coverage=coverage)
         return Loaded(evidence, None, f"Read {app!r} from the store at {app_store.path}")
+    client, tenant_id, st, window = fetch_target(
+        source,
+        since=since,
+        start=start,
+        end=end,
+        store=store,
+        client=client,
+        demo_options=demo_options,
+    )
+    bar = _progress_bar(app, stats=getattr(client, "stats", None)) if progress is True else None
+    try:
+        summary, app_store = fetch_app(
+            client,
+            st,
+            app,
+            start=window[0],
+            end=window[1],
+            tenant_id=tenant_id,
+            on_page=progress if callable(progress) else None,
+            progress=bar,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    resolved = client.resolve_app(app).describe() if hasattr(client, "resolve_app") else app
+    return loaded_after_fetch(summary, app_store, window, source, resolved)
+
+
+def fetch_target(
+    source: str,
+    *,
+    since: str | None,
+    start: str | None,
+    end: str | None,
+    store: str | Path | None,
+    client=None,
+    demo_options: dict | None = None,
+) -> tuple[object, str | None, Store, tuple[datetime, datetime]]:
+    """(client, tenant id, store, window) of a fetch from ``source`` ("demo" or "graph")."""
     if source == "demo":
         demo = demo_tenant(**(demo_options or {}))
         client = client or demo.client
@@ -145,60 +184,51 @@ def load_evidence(
         st = Store(store)
         now = None
     window = resolve_window(since=since if not (start or end) else None, start=start, end=end, now=now)
-    on_page = (
-        progress
-        if callable(progress)
-        else (_progress_bar(app, stats=getattr(client, "stats", None)) if progress else None)
-    )
-    try:
-        summary, app_store = fetch_app(
-            client,
-            st,
-            app,
-            start=window[0],
-            end=window[1],
-            tenant_id=tenant_id,
-            on_page=on_page,
-            page_size=1000 if source == "demo" else 500,
-        )
-    finally:
-        if on_page is not None and hasattr(on_page, "close"):
-            on_page.close()
+    return client, tenant_id, st, window
+
+
+def loaded_after_fetch(
+    summary: FetchSummary | None, app_store, window: tuple[datetime, datetime], source: str, resolved: str
+) -> Loaded:
+    """The evidence of an app just fetched into ``app_store`` for ``window``."""
     evidence = from_store(app_store, now=window[1], coverage=window)
     evidence.window = window
     evidence.source = source
-    resolved = client.resolve_app(app).describe() if hasattr(client, "resolve_app") else app
     return Loaded(evidence, summary, resolved)
 
 
 class _progress_bar:  # noqa: N801 - used like a function
-    """A tqdm bar over entries, with pages, the slice, and (given the client's ``stats``, a
-    :class:`provkit.graph.GraphStats`) the 429s received and the seconds spent waiting; quiet when stderr is
-    not a terminal or notebook."""
+    """A tqdm bar for :func:`provkit.fetch.fetch_app`'s ``progress``: entries (of those the window is expected to
+    hold), pages, rate, the time left that the throttle implies and, given the client's ``stats`` (a
+    :class:`provkit.graph.GraphStats`), the 429s received; quiet when stderr is not a terminal or notebook."""
 
     def __init__(self, app: str, stats: object | None = None) -> None:
         from tqdm.auto import tqdm
 
+        self.app = app
+        # The whole line is the description: tqdm's own rate and estimate know nothing of the throttle.
         self.bar = tqdm(
-            desc=f"fetching {app}",
+            desc=f"fetching {app}: 0 entries",  # drawn at once, before the first page
             unit=" entries",
             file=sys.stderr,
             leave=False,
             disable=None,
             mininterval=0.5,
+            bar_format="{desc}",
         )
-        self.pages = 0
         self.stats = stats
-        self._start = (getattr(stats, "throttled", 0), getattr(stats, "waited_seconds", 0.0))
+        self._throttled = getattr(stats, "throttled", 0)
 
-    def __call__(self, entries: int, slice_index: int) -> None:
-        self.pages += 1
-        self.bar.update(entries)
-        postfix: dict[str, object] = {"pages": self.pages, "slice": slice_index + 1}
-        if self.stats is not None:
-            postfix["throttled"] = getattr(self.stats, "throttled", 0) - self._start[0]
-            postfix["waited"] = f"{getattr(self.stats, 'waited_seconds', 0.0) - self._start[1]:.0f}s"
-        self.bar.set_postfix(postfix, refresh=False)
+    def __call__(self, progress: FetchProgress) -> None:
+        text = progress.line()
+        throttled = getattr(self.stats, "throttled", 0) - self._throttled if self.stats is not None else 0
+        if throttled:
+            text += f", {throttled} throttled (429)"
+        self.bar.set_description_str(f"fetching {self.app}: {text}", refresh=False)
+        expected = progress.entries_expected
+        if expected and self.bar.total != expected:
+            self.bar.total = expected
+        self.bar.update(progress.entries - self.bar.n)  # redraws (at most every half second)
 
     def close(self) -> None:
         self.bar.close()

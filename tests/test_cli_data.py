@@ -10,11 +10,13 @@ import io
 import json
 import re
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from provkit.cli import main
+from provkit.fetch import FetchProgress
 from provkit.graph import GraphStats
 from provkit.sim.scenarios import SCENARIOS, SSO_ONLY_APPS
 from provkit.store import Store
@@ -149,14 +151,25 @@ def test_progress_bar_counts_throttle_waits_of_this_fetch(monkeypatch: pytest.Mo
     monkeypatch.setattr(sys, "stderr", terminal)
     stats = GraphStats(throttled=4, waited_seconds=30.0)  # from an earlier fetch with the same client
     bar = _progress_bar("Zendesk", stats=stats)
-    bar(1000, 0)
+    start = datetime(2025, 3, 1, tzinfo=UTC)
+    state = FetchProgress(app="Zendesk", start=start, end=start + timedelta(days=4))
+    state.entries, state.pages, state.reached, state.seconds, state.seconds_left = 1000, 1, start, 2.0, None
+    bar(state)
     stats.throttled, stats.waited_seconds = 6, 42.4
-    bar(1000, 0)
+    # Half the window in 2,000 entries: about 4,000 expected; 2 more pages at 5 per 10 s, once the window frees.
+    state.entries, state.pages, state.reached, state.seconds, state.seconds_left = (
+        2000,
+        2,
+        start + timedelta(days=2),
+        4.0,
+        7.5,
+    )
+    bar(state)
     bar.bar.refresh()
     bar.close()
-    assert "2,000 entries" in terminal.getvalue() or "2000 entries" in terminal.getvalue()
-    assert "pages=2" in terminal.getvalue() and "throttled=2" in terminal.getvalue()
-    assert "waited=12s" in terminal.getvalue()
+    text = terminal.getvalue()
+    assert "2,000 of ~4,000 entries, 2 pages, 500 entries/s, about 8 s left under the throttle" in text
+    assert "2 throttled (429)" in text  # this fetch's, not the client's earlier ones
 
 
 # ---- bad parameters: exit 2 and a message, never a traceback ---------------------------------------------------

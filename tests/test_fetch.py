@@ -8,7 +8,8 @@ its clock forward is its own, so no test depends on another's order.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -18,7 +19,7 @@ import pytest
 import requests
 
 from provkit.fetch import DEFAULT_OVERLAP, FetchSummary, fetch_app
-from provkit.graph import GraphClient, time_slices
+from provkit.graph import AuditPacer, GraphClient, time_slices
 from provkit.sim.faults import FaultPlan
 from provkit.sim.timefmt import ticks_to_datetime
 from provkit.sources.demo import DemoTenant
@@ -336,20 +337,27 @@ def test_through_429_503_504_resets_and_truncated_bodies_the_entries_are_the_sam
     with make_demo(faults=FAULTS) as faulty:
         # Same shares; seed 33 puts every kind of fault in the first 30 calls, never two in a row.
         faulty.server.graph.faults = FaultPlan.parse(FAULTS, seed=33)
-        waits: list[float] = []
-        client = GraphClient(
-            faulty.settings,
-            faulty.client.tokens,
-            pacer=faulty.client.pacer,
-            sleep=waits.append,  # the waits are asked for, not slept, so the test stays fast
-        )
+        waits: list[float] = []  # the client's retry waits
+        held: list[float] = []  # the pacer's: after a 429 it holds the other thread's audit calls too
+        slept = [0.0]  # waits are asked for, not slept, so the test stays fast; the pacer's clock sees them
+
+        def sleep(into: list[float]) -> Callable[[float], None]:
+            def wait(seconds: float) -> None:
+                into.append(seconds)
+                slept[0] += seconds
+
+            return wait
+
+        # The server's throttle is off: the pacer only has the 429 faults' Retry-After to hold calls for.
+        pacer = AuditPacer(1_000_000, 1.0, clock=lambda: time.monotonic() + slept[0], sleep=sleep(held))
+        client = GraphClient(faulty.settings, faulty.client.tokens, pacer=pacer, sleep=sleep(waits))
         summary, app_store = fetch(faulty, Store(tmp_path), client=client, page_size=25)
         plan = faulty.server.graph.faults
         assert set(plan.injected) == {"429", "503", "504", "reset", "truncate"}, plan.injected
         assert_same_content(app_store, reference)
         assert summary.throttle_waits == plan.injected["429"]
         assert client.stats.retries == sum(plan.injected.values()) == len(waits)
-        assert summary.waited_seconds == pytest.approx(sum(waits))
+        assert summary.waited_seconds == pytest.approx(sum(waits) + sum(held))
         assert len(app_store.jobs()) == 1
 
 
@@ -376,3 +384,104 @@ def test_group_facts_match_the_server_and_a_huge_group_costs_a_capped_number_of_
     assert len(member_calls) == 2 * len(capped)  # one page per relation, not every member
     # Graph's largest member pages: a 15,000-member group costs 16 calls, not 150 at the default size.
     assert all(parse_qs(urlsplit(r.path).query).get("$top") == ["999"] for r in member_calls)
+
+
+# ---- page size, progress, side reads, several apps -------------------------------------------------------------
+def test_by_default_a_page_holds_1000_entries_and_a_refused_size_falls_back_without_losing_any(
+    tmp_path: Path, reference: AppStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from provkit import graph as graph_module
+    from provkit.sim import server as sim_server
+
+    with make_demo() as demo:
+        mark = settled(demo)
+        fetch(demo, Store(tmp_path / "a"))
+        tops = {parse_qs(urlsplit(r.path).query).get("$top", ["?"])[0] for r in log_calls(demo, mark)}
+        assert tops == {"1000"}
+
+        # A Graph that refuses more than 500 a page (400 naming $top, as OData does for a bad $top).
+        serve = sim_server.GraphApp.provisioning
+
+        def capped(self, path, query):
+            if int(query.get("$top") or 0) > 500:
+                raise sim_server.HttpError(
+                    400, "BadRequest", f"Invalid value '{query['$top']}' for $top query option."
+                )
+            return serve(self, path, query)
+
+        monkeypatch.setattr(sim_server.GraphApp, "provisioning", capped)
+        monkeypatch.setattr(graph_module, "_PAGE_SIZES", {})
+        mark = settled(demo)
+        summary, app_store = fetch(demo, Store(tmp_path / "b"))
+        assert_same_content(app_store, reference)
+        asked = [parse_qs(urlsplit(r.path).query).get("$top", ["?"])[0] for r in log_calls(demo, mark)]
+        assert asked[:3] == ["1000", "999", "500"]  # the refused sizes cost one call each, before any entry
+        assert demo.client.page_size == 500  # remembered: the next fetch asks 500 at once
+        mark = settled(demo)
+        fetch(demo, Store(tmp_path / "c"))
+        assert parse_qs(urlsplit(log_calls(demo, mark)[0].path).query)["$top"] == ["500"]
+
+
+def log_calls(demo: DemoTenant, since: int) -> list:
+    settled(demo)
+    return [
+        r
+        for r in demo.server.graph.requests[since:]
+        if urlsplit(r.path).path.endswith("/auditLogs/provisioning")
+    ]
+
+
+def test_progress_reports_entries_pages_rate_and_the_time_left_under_the_throttle(
+    clean: DemoTenant, tmp_path: Path
+) -> None:
+    from provkit.fetch import FetchProgress
+
+    seen: list[tuple[int, int, int | None, float | None, str]] = []
+
+    def progress(p: FetchProgress) -> None:
+        seen.append((p.entries, p.pages, p.entries_expected, p.seconds_left, p.line()))
+
+    # A pacer with Graph's 5 calls per window, the window shortened to 0.2 s so the test stays quick.
+    client = GraphClient(clean.settings, clean.client.tokens, pacer=AuditPacer(5, 0.2))
+    summary, _ = fetch(clean, Store(tmp_path), client=client, page_size=20, progress=progress)
+    assert len(seen) == summary.pages > 5
+    assert [s[0] for s in seen] == sorted(s[0] for s in seen) and seen[-1][0] == summary.entries
+    assert [s[1] for s in seen] == list(range(1, summary.pages + 1))
+    # Midway, the expected total is near the real one and some time is left; at the end nothing is.
+    middle = seen[len(seen) // 2]
+    assert middle[2] is not None and 0.5 * summary.entries <= middle[2] <= 1.5 * summary.entries
+    assert middle[3] is not None and middle[3] > 0 and seen[-1][3] == pytest.approx(0, abs=0.5)
+    assert "entries/s" in middle[4] and "left under the throttle" in middle[4]
+
+
+def test_group_membership_is_read_once_then_reused_by_the_next_fetch(
+    clean: DemoTenant, tmp_path: Path
+) -> None:
+    store = Store(tmp_path)
+    mark = settled(clean)
+    fetch(clean, store)
+    first = [r for r in clean.server.graph.requests[settled(clean) and mark :] if "/groups/" in r.path]
+    assert first, "the app has assigned groups, read by the first fetch"
+    mark = settled(clean)
+    _, app_store = fetch(clean, store)
+    again = [r for r in clean.server.graph.requests[mark : settled(clean)] if "/groups/" in r.path]
+    assert again == [] and app_store.meta("groups")  # the stored facts were kept, not re-read
+
+
+def test_a_report_fetches_its_apps_first_through_one_budget_and_says_how_long(tmp_path: Path) -> None:
+    from provkit.fetch import fetch_apps, plan_fetches
+
+    with make_demo() as demo:
+        apps = [demo.client.resolve_app(name) for name in ("Zendesk", "Salesforce")]
+        store = Store(tmp_path)
+        start, end = NOW - timedelta(days=DAYS), now_of(demo)
+        plan = plan_fetches(demo.client, store, apps, start=start, end=end, tenant_id=demo.tenant_id)
+        assert all(p is None for p in plan.pages.values())  # never fetched: size unknown, and said so
+        assert "Fetching 2 apps" in plan.line() and "at least" in plan.line()
+        results = fetch_apps(demo.client, store, plan, start=start, end=end, tenant_id=demo.tenant_id)
+        assert all(isinstance(r, tuple) and r[0].new > 0 for r in results.values())
+        # Fetched once, the next plan knows their sizes (in pages at 1,000 a page) from what they held.
+        again = plan_fetches(
+            demo.client, store, apps, start=start - timedelta(days=1), end=end, tenant_id=demo.tenant_id
+        )
+        assert all(p is not None and p >= 1 for p in again.pages.values()) and "at least" not in again.line()
