@@ -112,10 +112,11 @@ def pyproject() -> dict[str, object]:
 
 
 def pyproject_requirements() -> dict[str, str | None]:
-    """Return runtime and test-extra requirements of pyproject.toml as {conda-side name: minimum}."""
+    """Return runtime, test-extra and bench-extra requirements of pyproject.toml as {conda-side name: minimum}."""
     project = pyproject()["project"]
-    specs = list(project.get("dependencies", [])) + list(
-        project.get("optional-dependencies", {}).get("test", [])
+    extras = project.get("optional-dependencies", {})
+    specs = (
+        list(project.get("dependencies", [])) + list(extras.get("test", [])) + list(extras.get("bench", []))
     )
     result: dict[str, str | None] = {}
     for spec in specs:
@@ -157,7 +158,9 @@ def test_every_pyproject_dependency_is_in_environment_yml_with_the_same_minimum(
 
 def test_every_environment_yml_package_is_in_pyproject() -> None:
     extra = sorted(set(environment_requirements()) - set(pyproject_requirements()))
-    assert not extra, f"in environment.yml but not in pyproject dependencies or the test extra: {extra}"
+    assert not extra, (
+        f"in environment.yml but not in pyproject dependencies or the test and bench extras: {extra}"
+    )
 
 
 def test_environment_yml_names_the_env_channel_and_python_of_pyproject() -> None:
