@@ -190,10 +190,13 @@ class Authority:
         device_code_lifetime: int = 900,
         auto_approve_device_after_polls: int | None = None,
         auto_approve_user: str = "admin@contoso.onmicrosoft.com",
+        other_resources: Iterable[str] = (),
     ) -> None:
         self.issuer_base = issuer_base.rstrip("/")
         self.tenant_id = tenant_id.lower()
         self.graph_root = graph_root.rstrip("/")
+        # Resources besides Graph that app-only tokens may be asked for (e.g. Log Analytics); their ``aud``.
+        self.other_resources = tuple(r.rstrip("/") for r in other_resources)
         self.access_token_lifetime = int(access_token_lifetime)
         self.device_code_interval = int(device_code_interval)
         self.device_code_lifetime = int(device_code_lifetime)
@@ -407,8 +410,13 @@ class Authority:
                 70011,
                 "The provided value for the input parameter 'scope' is not valid.",
             )
-        self._require_graph(scopes[0].removesuffix("/.default"))
+        resource = scopes[0].removesuffix("/.default").rstrip("/")
+        other = next((r for r in self.other_resources if r.lower() == resource.lower()), None)
+        if other is None:
+            self._require_graph(resource)
         claims = self._access_claims(registration, method)
+        if other is not None:
+            claims["aud"] = other
         claims["idtyp"] = "app"
         claims["oid"] = claims["sub"] = self._service_principal_id(registration)
         if registration.app_roles:
@@ -547,11 +555,12 @@ class Authority:
 
     # ------------------------------------------------------------------------------------ bearer checks
 
-    def verify_bearer(self, authorization_header: str | None) -> Principal:
+    def verify_bearer(self, authorization_header: str | None, audience: str | None = None) -> Principal:
         """Return who a Graph request's ``Authorization`` header acts as, or raise :class:`GraphAuthError`.
 
         Checks what Graph checks: a Bearer JWT signed by this authority, for ``graph_root``, from this tenant,
-        within its lifetime (by ``clock``, no skew, so a short lifetime expires exactly).
+        within its lifetime (by ``clock``, no skew, so a short lifetime expires exactly). ``audience`` names
+        another resource the token must be for instead of Graph (Log Analytics).
         """
         code = "InvalidAuthenticationToken"
         text = (authorization_header or "").strip()
@@ -588,7 +597,8 @@ class Authority:
                 code,
                 f"IDX14102: Unable to decode the header '{_PII_HIDDEN}' as Base64Url encoded string.",
             ) from None
-        if claims.get("aud") not in (self.graph_root, GRAPH_APP_ID):
+        allowed = (audience,) if audience else (self.graph_root, GRAPH_APP_ID)
+        if claims.get("aud") not in allowed:
             raise GraphAuthError(401, code, "Access token validation failure. Invalid audience.")
         if claims.get("iss") != self.access_token_issuer or claims.get("tid") != self.tenant_id:
             raise GraphAuthError(401, code, "Access token validation failure. Invalid issuer.")

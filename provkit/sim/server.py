@@ -38,6 +38,9 @@ from provkit.sim import ids
 from provkit.sim.authority import Authority, GraphAuthError, Principal, Registration
 from provkit.sim.certs import make_client_certificate, make_tls_material
 from provkit.sim.faults import FaultPlan
+from provkit.sim.loganalytics import LOG_ANALYTICS_RESOURCE, Workspace, workspace_id_for
+from provkit.sim.loganalytics import THROTTLE_LIMIT as LA_THROTTLE_LIMIT
+from provkit.sim.loganalytics import THROTTLE_WINDOW as LA_THROTTLE_WINDOW
 from provkit.sim.logquery import DATETIMES, ENUMS, FILTERABLE, LogQuery
 from provkit.sim.odata import ODataError, compile_filter, parse_orderby
 from provkit.sim.tenant import App, Tenant
@@ -119,6 +122,8 @@ class GraphApp:
         self.throttle = throttle
         self.base_url = base_url
         self.requests: list[RequestRecord] = []
+        self.workspace = None  # the simulated Log Analytics workspace (provkit.sim.loganalytics.Workspace)
+        self.la_throttle: Throttle | None = None
         self._log_lock = threading.Lock()
         self._token_key = os.urandom(32)  # signs $skiptoken values, so only this server's own tokens page
 
@@ -683,6 +688,11 @@ class _Handler(BaseHTTPRequestHandler):
                 status, body = self._sim_endpoint(method, parts, query)
                 self._send_json(status, body, headers)
                 return
+            if parts[:2] == ["v1", "workspaces"] and app.workspace is not None:
+                status, body, extra = self._log_analytics(method, parts, raw_body)
+                headers.update(extra)
+                self._send_json(status, body, headers)
+                return
             if parts and parts[0] not in ("v1.0", "beta"):
                 status, body, extra = self._authority(method, parts, raw_body)
                 headers.update(extra)
@@ -770,6 +780,23 @@ class _Handler(BaseHTTPRequestHandler):
                 pass
         finally:
             self._rec.status, self._rec.answered = status, time.time()
+
+    def _log_analytics(self, method: str, parts: list[str], raw_body: bytes) -> tuple[int, dict, dict]:
+        """The Log Analytics query API over the simulated workspace (see provkit.sim.loganalytics)."""
+        from provkit.sim.loganalytics import handle_request
+
+        app = self.app
+        fault = self._rec.fault = app.faults.next()
+        if fault in ("429", "503"):
+            return (
+                int(fault),
+                {"error": {"code": "ServiceUnavailable", "message": "Retry later."}},
+                {"Retry-After": "1"},
+            )
+        authorization = self.headers.get("Authorization")
+        return handle_request(
+            app.workspace, app.authority, app.la_throttle, method, parts, authorization, raw_body
+        )
 
     def _authority(self, method: str, parts: list[str], raw_body: bytes) -> tuple[int, dict, dict]:
         authority = self.app.authority
@@ -918,6 +945,8 @@ class RunningServer:
             "PROVKIT_AUTHORITY_URL": self.base_url,
             "PROVKIT_GRAPH_URL": self.base_url,
             "PROVKIT_CA_BUNDLE": str(self.ca_path),
+            "PROVKIT_LOGANALYTICS_URL": self.base_url,
+            "PROVKIT_WORKSPACE_ID": self.graph.workspace.workspace_id,
         }
 
     def write_env_file(self, path: Path) -> None:
@@ -955,8 +984,13 @@ def start_server(
     client_secret: str | None = None,
     token_lifetime: int = 3600,
     background: bool = True,
+    workspace_tables: bool = True,
 ) -> RunningServer:
-    """Start the simulator on 127.0.0.1 (``port=0`` picks a free port); in a thread unless ``background=False``."""
+    """Start the simulator on 127.0.0.1 (``port=0`` picks a free port); in a thread unless ``background=False``.
+
+    It also serves a Log Analytics workspace over the same history (loaded on its first query);
+    ``workspace_tables=False`` plays one that Entra's diagnostic settings do not feed.
+    """
     state = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="provkit-sim-"))
     state.mkdir(parents=True, exist_ok=True)
     tls = make_tls_material(state)
@@ -1017,6 +1051,8 @@ def start_server(
     base_url = f"https://127.0.0.1:{actual_port}"
     authority = _make_authority(base_url, tenant.tenant_id, registrations, token_lifetime)
     graph = GraphApp(tenant, authority, faults or FaultPlan(), Throttle(enabled=throttle), base_url)
+    graph.workspace = Workspace(tenant, workspace_id_for(tenant.tenant_id), tables_present=workspace_tables)
+    graph.la_throttle = Throttle(limit=LA_THROTTLE_LIMIT, window=LA_THROTTLE_WINDOW, enabled=throttle)
     handler = type("Handler", (_Handler,), {"app": graph})
     httpd.RequestHandlerClass = handler
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -1058,6 +1094,7 @@ def _make_authority(
         access_token_lifetime=lifetime,
         auto_approve_device_after_polls=1,
         tenant_domains=["contoso.onmicrosoft.com", "contoso.com"],
+        other_resources=[LOG_ANALYTICS_RESOURCE],
     )
 
 
