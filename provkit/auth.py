@@ -652,8 +652,12 @@ def sign_in(
     cache_path: str | os.PathLike[str] | Literal[False] | None = None,
     session: requests.Session | None = None,
     environ: Mapping[str, str] | None = None,
+    resource: str | None = None,
 ) -> TokenProvider:
     """Sign in and return a TokenProvider that already holds a first token.
+
+    ``resource`` asks for tokens for another API than Graph (e.g. ``https://api.loganalytics.io``), with the same
+    settings, cloud and credential; the scope is ``<resource>/.default``.
 
     ``method="auto"`` picks a certificate when ``settings.cert_path`` is set, else a client secret when ``secret``
     is given or ``PROVKIT_CLIENT_SECRET`` is set, else the managed identity when ``IDENTITY_ENDPOINT`` or
@@ -689,18 +693,18 @@ def sign_in(
         )
         with _explained(settings, method, known):
             client = msal.ManagedIdentityClient(identity, http_client=session, token_cache=msal_cache)
-        resource = settings.graph_root
+        target = resource or settings.graph_root
 
         def acquire() -> Mapping[str, Any]:
             with _explained(settings, "managed-identity", ()):
-                return client.acquire_token_for_client(resource=resource)
+                return client.acquire_token_for_client(resource=target)
 
         which = f"user-assigned {settings.client_id}" if settings.client_id else "system-assigned"
-        summary = f"the {which} managed identity for {settings.graph_root}"
+        summary = f"the {which} managed identity for {target}"
     else:
         client_id = _require_client_id(settings)
         authority = settings.authority
-        scopes = [settings.scope]
+        scopes = [f"{resource.rstrip('/')}/.default" if resource else settings.scope]
         if method == "device-code":
             with _explained(settings, method, known):
                 public = msal.PublicClientApplication(

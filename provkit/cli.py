@@ -33,6 +33,17 @@ def _add_source(parser: argparse.ArgumentParser, *, offline: bool = True) -> Non
     )
 
 
+def _add_workspace(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--workspace",
+        nargs="?",
+        const="",
+        metavar="ID",
+        help="read the logs from this Log Analytics workspace with KQL (default ID: $PROVKIT_WORKSPACE_ID; "
+        "with --demo, the simulated tenant's workspace)",
+    )
+
+
 def _add_window(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--since", help="how far back, e.g. 7d, 36h (default 7d)")
     parser.add_argument("--start", help="window start, ISO-8601 (UTC unless an offset is given)")
@@ -135,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--app", required=True, help="display name, appId or service principal object id")
         _add_source(p)
+        _add_workspace(p)
         _add_window(p)
         p.add_argument("--json", action="store_true", help="print JSON")
         if name == "diagnose":
@@ -149,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--app", required=True, help="display name, appId or service principal object id")
     explain.add_argument("--object", required=True, help="user principal name, display name or object id")
     _add_source(explain)
+    _add_workspace(explain)
     _add_window(explain)
     explain.add_argument("--json", action="store_true", help="print JSON")
     explain.set_defaults(func=_lazy("cmd_explain"))

@@ -10,7 +10,9 @@ from provkit.errors import ConfigError
 from provkit.workbook import Loaded, load_evidence
 
 
-def _load(args: argparse.Namespace, **demo_options) -> Loaded:
+def _load(
+    args: argparse.Namespace, logs: str = "entries", object_ref: str | None = None, **demo_options
+) -> Loaded:
     if args.since and (args.start or args.end):  # load_evidence would silently prefer --start/--end
         raise ConfigError("Give either --since or --start/--end, not both.")
     source = (
@@ -25,6 +27,9 @@ def _load(args: argparse.Namespace, **demo_options) -> Loaded:
         end=args.end,
         store=args.store,
         demo_options=demo_options or None,
+        workspace=getattr(args, "workspace", None),
+        logs=logs,
+        object_ref=object_ref,
     )
     print(loaded.resolved, file=sys.stderr)
     if loaded.fetch is not None:
@@ -48,7 +53,8 @@ def _load(args: argparse.Namespace, **demo_options) -> Loaded:
 def cmd_cycles(args: argparse.Namespace) -> int:
     from provkit import cycles
 
-    evidence = _load(args).evidence
+    # From a workspace, the cycles are summarised in KQL: only per-cycle rows travel.
+    evidence = _load(args, logs="cycles").evidence
     table = cycles.cycles_table(evidence)
     result = cycles.summary(evidence, table)
     if args.json:
@@ -94,7 +100,7 @@ def _client_of(args: argparse.Namespace):
 def cmd_explain(args: argparse.Namespace) -> int:
     from provkit.checks.explain import explain, format_explanation
 
-    evidence = _load(args).evidence
+    evidence = _load(args, logs="object", object_ref=args.object).evidence
     result = explain(evidence, args.object)
     print(json.dumps(result.as_dict(), indent=2, default=str) if args.json else format_explanation(result))
     return 0 if result.object_id else 2  # an object the logs and directory facts do not know: a bad parameter

@@ -438,6 +438,10 @@ class _Context:
         events = evidence.events
         first_event = events["activity_time"].min() if len(events) else pd.NaT
         last_event = events["activity_time"].max() if len(events) else pd.NaT
+        pushed = getattr(evidence, "observed_cycles", None)
+        if pushed is not None and len(pushed[0]):
+            first_event = min(x for x in (first_event, pushed[0]["first"].min()) if not pd.isna(x))
+            last_event = max(x for x in (last_event, pushed[0]["last"].max()) if not pd.isna(x))
         if evidence.window is not None:
             window_start = _ts(evidence.window[0])
         else:
@@ -912,7 +916,9 @@ def cycles_table(evidence: Evidence) -> pd.DataFrame:
     placed in a cycle).
     """
     ctx = _Context.of(evidence)
-    observed, without_cycle = _observed_cycles(evidence.events)
+    # A source that summarised the entries itself (Log Analytics, in KQL) hands over the same per-cycle rows.
+    pushed = getattr(evidence, "observed_cycles", None)
+    observed, without_cycle = pushed if pushed is not None else _observed_cycles(evidence.events)
     frame = _match_executions(observed, ctx)
     frame = _add_inferred(frame, ctx)
     _assign_resets(frame, ctx.audits)

@@ -29,6 +29,9 @@ class Evidence:
     - ``audits``: directory audits about this app (restarts, mapping and scoping changes, quarantine).
     - ``users``: known user objects by id (the ones the checks needed to look at), Graph JSON.
     - ``now``: the moment the evidence describes (the fetch time, or the simulated now).
+    - ``observed_cycles``: per-cycle counts a source summarised itself (Log Analytics, in KQL) as
+      ``(frame, entries_without_cycle)``; cycles use them instead of summarising ``events``, which may then
+      hold only some entries.
     """
 
     tenant_id: str
@@ -50,6 +53,7 @@ class Evidence:
     # for where ``window`` is not set (offline commands); see ``coverage_gaps``.
     covered: list[tuple[datetime, datetime]] | None = None
     coverage_window: tuple[datetime, datetime] | None = None
+    observed_cycles: tuple[pd.DataFrame, int] | None = None
 
     @property
     def coverage_gaps(self) -> list[tuple[datetime, datetime]] | None:

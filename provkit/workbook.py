@@ -5,6 +5,10 @@
 - ``"demo"``: the simulated tenant, started in-process; fetched into a demo store through the same code;
 - ``"store"``: the store alone, offline (after ``provkit fetch`` or ``provkit import``).
 
+With ``workspace`` (a Log Analytics workspace id) the logs come from that workspace through KQL instead of the
+Graph reporting API (the configuration still comes from Graph, of the live or the simulated tenant); ``logs``
+says how much of them travels ("entries", "cycles" or "object", see provkit.sources.loganalytics).
+
 The demo tenant's size can be set with ``PROVKIT_DEMO_USERS`` and ``PROVKIT_DEMO_DAYS`` (default 6000 users,
 7 days); ``PROVKIT_DEMO_THROTTLE=1`` turns Graph's reporting throttle on (see provkit.sources.demo).
 """
@@ -35,6 +39,9 @@ class Loaded:
     evidence: Evidence
     fetch: FetchSummary | None
     resolved: str  # "Resolved 'Zendesk' by display name to ..." or the store path
+    transfer: object | None = (
+        None  # rows and bytes a Log Analytics workspace sent (sources.loganalytics.Transfer)
+    )
 
 
 DEMO_SIZE_SETTINGS = {"users": "PROVKIT_DEMO_USERS", "days": "PROVKIT_DEMO_DAYS"}
@@ -105,12 +112,19 @@ def load_evidence(
     progress: bool | Callable[[int, int], None] = True,
     client=None,
     demo_options: dict | None = None,
+    workspace: str | None = None,
+    logs: str = "entries",
+    object_ref: str | None = None,
 ) -> Loaded:
     """Fetch (unless offline) and read one app's evidence. ``app`` is a display name, appId or object id."""
     source = check_source(source)
     if not app or not str(app).strip():
         raise ConfigError(
             "No app given.", remedy="Name the app by display name, appId or service principal id."
+        )
+    if workspace is not None:
+        return _load_from_workspace(
+            app, source, workspace, since, start, end, tenant_id, client, demo_options, logs, object_ref
         )
     if source == "store":
         st = Store(store)
@@ -195,6 +209,55 @@ def loaded_after_fetch(
     evidence.window = window
     evidence.source = source
     return Loaded(evidence, summary, resolved)
+
+
+def _load_from_workspace(
+    app: str,
+    source: str,
+    workspace: str,
+    since: str | None,
+    start: str | None,
+    end: str | None,
+    tenant_id: str | None,
+    client,
+    demo_options: dict | None,
+    logs: str,
+    object_ref: str | None,
+) -> Loaded:
+    from provkit.sources.loganalytics import LogAnalytics, workspace_evidence
+
+    if source == "store":
+        raise ConfigError(
+            "A Log Analytics workspace cannot be read offline.",
+            remedy="Drop --offline to query the workspace, or drop --workspace to read the store.",
+        )
+    if source == "demo":
+        demo = demo_tenant(**(demo_options or {}))
+        client = client or demo.client
+        tenant_id = demo.tenant_id
+        env = demo.server.env()
+        workspace = workspace or env["PROVKIT_WORKSPACE_ID"]
+        la = LogAnalytics.connect(
+            workspace, environ=env, method="secret", secret=env["PROVKIT_CLIENT_SECRET"], cache_path=False
+        )
+        now = datetime.fromtimestamp(demo.tenant.now_ticks / 10**7).astimezone()
+    else:
+        from provkit.auth import Settings
+        from provkit.sources.graph import connect
+
+        settings = Settings.from_env()
+        client = client or connect(settings)
+        tenant_id = settings.tenant_id
+        la = LogAnalytics.connect(workspace or None, settings=settings)
+        now = None
+    window = resolve_window(since=since if not (start or end) else None, start=start, end=end, now=now)
+    evidence, resolved = workspace_evidence(
+        client, la, app, window=window, tenant_id=tenant_id, mode=logs, object_ref=object_ref
+    )
+    where = f"Log Analytics workspace {la.workspace_id}: {la.transfer.line()}"
+    if la.rejects:
+        where += f"; {len(la.rejects)} rows unreadable, e.g. {la.rejects[0]}"
+    return Loaded(evidence, None, f"{resolved.describe()}\n{where}", la.transfer)
 
 
 class _progress_bar:  # noqa: N801 - used like a function
