@@ -1,0 +1,160 @@
+"""The loganalytics source against the simulated workspace: the same cycles, findings and explanations as from
+Graph for the same window, with far fewer rows transferred, and its errors explained.
+
+Everything goes through HTTPS to the local server: msal sign-in for the Log Analytics resource,
+azure-monitor-query's LogsQueryClient, KQL evaluated by the workspace's engine.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from provkit import cycles
+from provkit.checks import run_checks
+from provkit.checks.explain import explain
+from provkit.cli import main
+from provkit.sim.server import start_server
+from provkit.sim.tenant import Tenant
+from provkit.sources.loganalytics import (
+    DiagnosticSettingsError,
+    LogAnalytics,
+    LogAnalyticsError,
+    PartialResultError,
+)
+from provkit.workbook import demo_tenant, load_evidence
+
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(__import__("os").environ):
+        if name.startswith("PROVKIT_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("PROVKIT_DEMO_USERS", "400")
+    monkeypatch.setenv("PROVKIT_DEMO_DAYS", "3")
+
+
+def connect(srv) -> LogAnalytics:
+    env = srv.env()
+    return LogAnalytics.connect(
+        environ=env, method="secret", secret=env["PROVKIT_CLIENT_SECRET"], cache_path=False
+    )
+
+
+def summary_of(table) -> tuple[int, dict]:
+    return len(table), table["kind"].value_counts().to_dict()
+
+
+@pytest.mark.parametrize("scenario", ["skipped-users", "healthy", "escrow-quarantine"])
+def test_cycles_from_the_workspace_match_graph_with_aggregates_only(scenario: str) -> None:
+    demo = demo_tenant()
+    app = next(a for a in demo.tenant.apps if a.scenario.name == scenario)
+    graph = load_evidence(app.sp_id, source="demo", since="3d", progress=False).evidence
+    pushed = load_evidence(app.sp_id, source="demo", since="3d", progress=False, workspace="", logs="cycles")
+    from_graph = cycles.cycles_table(graph)
+    from_la = cycles.cycles_table(pushed.evidence)
+    assert len(graph.events) > 0 and len(pushed.evidence.events) == 0  # no entry travelled
+    assert abs(len(from_la) - len(from_graph)) <= 1
+    assert summary_of(from_la)[1] == summary_of(from_graph)[1]
+    logged = from_graph[~from_graph["inferred"]]
+    assert list(from_la[~from_la["inferred"]]["cycle_id"]) == list(logged["cycle_id"])
+    for column in ("entries", "n_failure", "n_skipped", "distinct_objects"):
+        assert list(from_la[~from_la["inferred"]][column]) == list(logged[column]), column
+    # one row per logged cycle (plus the table check) came back, not the entries summarised
+    transfer = pushed.transfer
+    assert transfer.rows <= len(logged) + 2 < len(graph.events)
+    assert (
+        cycles.summary(pushed.evidence, from_la).as_dict()["cycles"]
+        == cycles.summary(graph, from_graph).as_dict()["cycles"]
+    )
+
+
+def test_findings_from_workspace_entries_match_graph() -> None:
+    demo = demo_tenant()
+    app = next(a for a in demo.tenant.apps if a.scenario.name == "skipped-users")
+    graph = load_evidence(app.sp_id, source="demo", since="3d", progress=False).evidence
+    loaded = load_evidence(app.sp_id, source="demo", since="3d", progress=False, workspace="")
+    assert len(loaded.evidence.events) == len(graph.events) > 0
+
+    def findings(evidence):
+        return [(f.check, f.severity, f.title, f.count) for f in run_checks(evidence)]
+
+    assert findings(loaded.evidence) == findings(graph)
+    assert {"skipped.scoping-filter", "skipped.disabled-in-source"} <= {f[0] for f in findings(graph)}
+    # every entry, plus the one row of the check that the tables exist
+    assert loaded.transfer.rows == len(graph.events) + 1 and loaded.transfer.bytes > 0
+
+
+def test_explain_pulls_only_the_objects_entries() -> None:
+    demo = demo_tenant()
+    app = next(a for a in demo.tenant.apps if a.scenario.name == "skipped-users")
+    graph = load_evidence(app.sp_id, source="demo", since="3d", progress=False).evidence
+    failed = graph.events[graph.events["status"] == "failure"].iloc[0]
+    ref = failed["source_id"]
+    loaded = load_evidence(
+        app.sp_id, source="demo", since="3d", progress=False, workspace="", logs="object", object_ref=ref
+    )
+    mine = graph.events[graph.events["source_id"] == ref]
+    assert len(loaded.evidence.events) == len(mine) < len(graph.events)
+    a, b = explain(graph, ref), explain(loaded.evidence, ref)
+    assert (b.object_id, b.decision) == (a.object_id, a.decision)
+
+
+def test_cli_cycles_with_workspace_prints_the_same_cycles_and_what_travelled(capsys) -> None:
+    assert main(["cycles", "--demo", "--app", "Zendesk", "--since", "3d", "--json"]) == 0
+    graph = json.loads(capsys.readouterr().out)
+    assert main(["cycles", "--demo", "--workspace", "--app", "Zendesk", "--since", "3d", "--json"]) == 0
+    out, err = capsys.readouterr()
+    pushed = json.loads(out)
+    assert "Log Analytics workspace" in err and "KQL queries" in err and "KiB transferred" in err
+    assert pushed["summary"]["cycles"] == graph["summary"]["cycles"]
+    assert [c["kind"] for c in pushed["cycles"]] == [c["kind"] for c in graph["cycles"]]
+
+
+def test_a_workspace_without_the_tables_says_diagnostic_settings_are_missing() -> None:
+    tenant = Tenant(seed=7, users_count=200, days=1, now=NOW)
+    with start_server(tenant, throttle=False, workspace_tables=False) as srv:
+        la = connect(srv)
+        with pytest.raises(DiagnosticSettingsError) as caught:
+            la.check_tables((NOW - timedelta(days=1), NOW))
+    text = str(caught.value)
+    assert (
+        "no Entra provisioning logs" in text and "Diagnostic settings" in text and "ProvisioningLogs" in text
+    )
+    assert srv.client_secret not in text
+
+
+def test_a_partial_result_is_an_error_not_a_short_table() -> None:
+    tenant = Tenant(seed=7, users_count=200, days=1, now=NOW)
+    with start_server(tenant, throttle=False) as srv:
+        srv.graph.workspace.max_rows = 10
+        la = connect(srv)
+        with pytest.raises(PartialResultError) as caught:
+            la.query("AADProvisioningLogs | project Id", None)
+        assert la.query("AADProvisioningLogs | count", None).iloc[0, 0] > 10
+    assert caught.value.rows == 10
+    assert "partial result" in str(caught.value) and "Narrow the window" in str(caught.value)
+
+
+def test_refusals_name_the_cause_and_hold_no_token() -> None:
+    tenant = Tenant(seed=7, users_count=200, days=1, now=NOW)
+    with start_server(tenant, throttle=False) as srv:
+        la = connect(srv)
+        with pytest.raises(LogAnalyticsError) as bad:
+            la.query("AADProvisioningLogs | wherez", None)
+        la.workspace_id = "00000000-0000-0000-0000-000000000001"
+        with pytest.raises(LogAnalyticsError) as unknown:
+            la.query("AADProvisioningLogs | count", None)
+        tokens = srv.authority.issued_tokens()
+    assert (
+        bad.value.status == 400
+        and "SyntaxError" not in str(bad.value)
+        or "recognition error" in str(bad.value)
+    )
+    assert unknown.value.status == 404 and "workspace ID" in str(unknown.value)
+    for exc in (bad.value, unknown.value):
+        assert not any(t in str(exc) or t in repr(exc) for t in tokens)
