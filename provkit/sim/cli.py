@@ -47,6 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="write this share of log entries that many minutes after their time, as the service's logging "
         "delay does (e.g. 0.2,120; default none)",
     )
+    parser.add_argument(
+        "--no-diagnostic-settings",
+        action="store_true",
+        help="serve a Log Analytics workspace that Entra does not send its logs to (no AADProvisioningLogs)",
+    )
 
 
 def parse_late(text: str | None) -> tuple[float, float]:
@@ -113,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         throttle=not args.no_throttle,
         state_dir=args.state_dir,
         background=True,
+        workspace_tables=not getattr(args, "no_diagnostic_settings", False),
     )
     if args.env_file:
         server.write_env_file(args.env_file)
@@ -121,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"  apps: {', '.join(a.display_name + ' (' + a.scenario.name + ')' for a in tenant.apps)}")
     print(f"  history: {args.days} days ending {tenant.now_text}; trust {server.ca_path}")
+    print(f"  Log Analytics workspace {server.graph.workspace.workspace_id} at {server.base_url}/v1")
     if args.env_file:
         print(f"  settings written to {args.env_file}")
     if faults.active:

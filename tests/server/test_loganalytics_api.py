@@ -206,3 +206,48 @@ def test_a_workspace_without_diagnostic_settings_has_no_tables() -> None:
         )
     assert answer.status_code == 400
     assert "Failed to resolve table or column expression named 'AADProvisioningLogs'" in answer.text
+
+
+@pytest.mark.parametrize("diagnostic_settings", [True, False])
+def test_the_emulator_writes_the_workspace_settings_that_provkit_reads(
+    tmp_path, diagnostic_settings: bool
+) -> None:
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from provkit.sources.loganalytics import DiagnosticSettingsError, LogAnalytics
+
+    script = Path(sys.executable).with_name("provkit")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "provkit.cli"]
+    env_file = tmp_path / "provkit.env"
+    command += ["emulator", "--port", "0", "--users", "200", "--days", "1", "--scenario", "healthy"]
+    command += ["--env-file", str(env_file), "--state-dir", str(tmp_path / "state")]
+    if not diagnostic_settings:
+        command.append("--no-diagnostic-settings")
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not env_file.exists():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the env file never appeared"
+            time.sleep(0.1)
+        values = dict(
+            line.split("=", 1)
+            for line in env_file.read_text().splitlines()
+            if line and not line.startswith("#")
+        )
+        assert values["PROVKIT_LOGANALYTICS_URL"] == values["PROVKIT_GRAPH_URL"]
+        la = LogAnalytics.connect(
+            environ=values, method="secret", secret=values["PROVKIT_CLIENT_SECRET"], cache_path=False
+        )
+        assert la.workspace_id == values["PROVKIT_WORKSPACE_ID"]
+        if diagnostic_settings:
+            assert la.query("AADProvisioningLogs | count", None).iloc[0, 0] > 0
+        else:
+            with pytest.raises(DiagnosticSettingsError):
+                la.check_tables()
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
