@@ -251,3 +251,43 @@ def test_the_emulator_writes_the_workspace_settings_that_provkit_reads(
     finally:
         process.terminate()
         process.wait(timeout=15)
+
+
+def test_loaded_rows_follow_the_documented_mapping_of_each_entry() -> None:
+    """The bulk load (JSON mapped in SQL) gives, column by column, what la_row says an entry becomes."""
+    import json
+
+    from provkit.sim.entries import render_entry
+    from provkit.sim.loganalytics import DYNAMIC_COLUMNS, PROVISIONING_COLUMNS, Workspace, la_row
+
+    tenant = Tenant(seed=3, users_count=300, days=2, now=NOW)
+    workspace = Workspace(tenant, "11111111-1111-1111-1111-111111111111")
+    workspace.load()
+    names = list(PROVISIONING_COLUMNS)
+    loaded = {
+        row[names.index("Id")]: row
+        for row in workspace._connection().execute("SELECT * FROM stored_AADProvisioningLogs").fetchall()
+    }
+    expected = {}
+    for app in tenant.apps:
+        for cycle in app.timeline().cycles:
+            for i in range(
+                cycle.entries_before(tenant.window_start), cycle.entries_before(tenant.now_ticks + 1)
+            ):
+                row = la_row(render_entry(app, cycle, i))
+                expected[row[names.index("Id")]] = row
+    assert len(loaded) == len(expected) > 100
+    statuses = set()
+    for key, want in expected.items():
+        got = loaded[key]
+        for c, name in enumerate(names):
+            if name == "TenantId":
+                assert got[c] == workspace.workspace_id
+            elif name == "TimeGenerated":
+                assert got[c].isoformat()[:26] == want[c][:26]
+            elif name in DYNAMIC_COLUMNS:
+                assert json.loads(got[c]) == json.loads(want[c]), (name, key)
+            else:
+                assert got[c] == want[c], (name, key)
+        statuses.add(got[names.index("ResultType")])
+    assert {"Success", "Failure", "Skipped"} <= statuses
