@@ -158,3 +158,40 @@ def test_refusals_name_the_cause_and_hold_no_token() -> None:
     assert unknown.value.status == 404 and "workspace ID" in str(unknown.value)
     for exc in (bad.value, unknown.value):
         assert not any(t in str(exc) or t in repr(exc) for t in tokens)
+
+
+def test_failures_by_code_and_skip_reasons_are_summarised_in_kql() -> None:
+    demo = demo_tenant()
+    app = next(a for a in demo.tenant.apps if a.scenario.name == "skipped-users")
+    graph = load_evidence(app.sp_id, source="demo", since="3d", progress=False).evidence
+    env = demo.server.env()
+    la = LogAnalytics.connect(
+        environ=env, method="secret", secret=env["PROVKIT_CLIENT_SECRET"], cache_path=False
+    )
+    window = graph.window
+    codes = la.failures_by_code(app.sp_id, window)
+    failed = graph.events[graph.events["status"] == "failure"]
+    assert (
+        dict(zip(codes["code"], codes["entries"], strict=True))
+        == failed["error_code"].value_counts().to_dict()
+    )
+    reasons = la.skip_reasons(app.sp_id, window)
+    skipped = graph.steps[
+        graph.steps["change_id"].isin(graph.events.loc[graph.events["status"] == "skipped", "change_id"])
+    ]
+    expected = skipped["skip_reason"].dropna()
+    expected = expected[expected != ""].value_counts().to_dict()
+    assert dict(zip(reasons["reason"], reasons["entries"], strict=True)) == expected
+    assert la.transfer.rows == len(codes) + len(reasons) < len(failed) + len(skipped)
+
+
+def test_a_query_that_times_out_is_reported_as_such() -> None:
+    from provkit.sim.faults import FaultPlan
+
+    tenant = Tenant(seed=7, users_count=200, days=1, now=NOW)
+    with start_server(tenant, throttle=False) as srv:
+        la = connect(srv)
+        srv.graph.faults = FaultPlan.parse("504=1.0")
+        with pytest.raises(PartialResultError) as caught:
+            la.query("AADProvisioningLogs | count", None)
+    assert "timed out" in str(caught.value) and "Narrow the window" in str(caught.value)

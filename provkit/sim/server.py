@@ -793,6 +793,8 @@ class _Handler(BaseHTTPRequestHandler):
                 {"error": {"code": "ServiceUnavailable", "message": "Retry later."}},
                 {"Retry-After": "1"},
             )
+        if fault == "504":  # a query that outlived the gateway: a timeout, no rows
+            return 504, {"error": {"code": "GatewayTimeout", "message": "The query timed out."}}, {}
         authorization = self.headers.get("Authorization")
         return handle_request(
             app.workspace, app.authority, app.la_throttle, method, parts, authorization, raw_body
