@@ -241,7 +241,16 @@ def _render_part(task: tuple[int, list[tuple[int, int, int, int]], str]) -> int:
     for app_index, cycle_pos, first, last in slices:
         app = tenant.apps[app_index]
         cycle = app.timeline().cycles[cycle_pos]
-        texts.extend(_dumps(render_entry(app, cycle, i)) for i in range(first, last))
+        if getattr(
+            tenant, "late_share", 0
+        ):  # late entries reach the workspace when Graph has them, not before
+            written = tenant.written
+            positions = [
+                i for i in range(first, last) if written(cycle.entry_time(i), app_index, cycle.no, i)
+            ]
+        else:
+            positions = range(first, last)
+        texts.extend(_dumps(render_entry(app, cycle, i)) for i in positions)
     table = pa.Table.from_arrays([pa.array(texts, pa.string())], names=["entry"])
     pq.write_table(table, os.path.join(folder, f"part-{part:04d}.parquet"), compression="none")
     return len(texts)
@@ -366,10 +375,9 @@ class Workspace:
                     # fork: the workers inherit the tenant as it is now (restarts and clock moves included).
                     ctx = multiprocessing.get_context("fork")
                     with ctx.Pool(workers) as pool:
-                        list(pool.imap_unordered(_render_part, tasks))
+                        written = sum(pool.imap_unordered(_render_part, tasks))
                 else:
-                    for task in tasks:
-                        _render_part(task)
+                    written = sum(_render_part(task) for task in tasks)
             finally:
                 _FORK_TENANT = None
             columns = ", ".join(f'"{n}" {t}' for n, t in PROVISIONING_COLUMNS.items())
@@ -382,7 +390,7 @@ class Workspace:
                     f"FROM (SELECT CAST(entry AS JSON) AS e FROM read_parquet('{glob}'))",
                     [self.workspace_id],
                 )
-            return total, workers
+            return written, workers
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 

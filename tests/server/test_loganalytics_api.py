@@ -291,3 +291,22 @@ def test_loaded_rows_follow_the_documented_mapping_of_each_entry() -> None:
                 assert got[c] == want[c], (name, key)
         statuses.add(got[names.index("ResultType")])
     assert {"Success", "Failure", "Skipped"} <= statuses
+
+
+def test_late_entries_reach_the_workspace_when_graph_has_them() -> None:
+    from provkit.sim.loganalytics import Workspace
+
+    tenant = Tenant(seed=7, users_count=300, days=1, now=NOW, late_share=0.5, late_minutes=600)
+    report = Workspace(tenant, "22222222-2222-2222-2222-222222222222").load()
+    written = sum(
+        tenant.written(c.entry_time(i), a.index, c.no, i)
+        for a in tenant.apps
+        for c in a.timeline().cycles
+        for i in range(c.entries_before(tenant.window_start), c.entries_before(tenant.now_ticks + 1))
+    )
+    everything = sum(
+        c.entries_before(tenant.now_ticks + 1) - c.entries_before(tenant.window_start)
+        for a in tenant.apps
+        for c in a.timeline().cycles
+    )
+    assert report.entries == written < everything
