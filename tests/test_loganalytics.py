@@ -195,3 +195,23 @@ def test_a_query_that_times_out_is_reported_as_such() -> None:
         with pytest.raises(PartialResultError) as caught:
             la.query("AADProvisioningLogs | count", None)
     assert "timed out" in str(caught.value) and "Narrow the window" in str(caught.value)
+
+
+def test_directory_audits_from_audit_logs_match_graphs() -> None:
+    demo = demo_tenant()
+    app = next(a for a in demo.tenant.apps if a.scenario.name == "bad-credentials")
+    graph = load_evidence(app.sp_id, source="demo", since="3d", progress=False).evidence
+    env = demo.server.env()
+    la = LogAnalytics.connect(
+        environ=env, method="secret", secret=env["PROVKIT_CLIENT_SECRET"], cache_path=False
+    )
+    from_la = la.audits(app.sp_id, graph.window)
+
+    def key(audit: dict) -> tuple:
+        return (audit["id"], audit["activityDisplayName"], audit["activityDateTime"][:19], audit["result"])
+
+    assert from_la and sorted(map(key, from_la)) == sorted(map(key, graph.audits))
+    assert {a["activityDisplayName"] for a in from_la} & {
+        "Quarantine",
+        "Enable/restart provisioning configuration",
+    }

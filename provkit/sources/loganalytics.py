@@ -392,6 +392,52 @@ base
 | order by TimeGenerated asc"""
         return self._records(self.query(kql, window))
 
+    def audits(self, sp_id: str, window: tuple[datetime, datetime]) -> list[dict]:
+        """The provisioning service's directory audits about the app, from AuditLogs, as Graph directoryAudit
+        records (for windows older than Graph's 30 days).
+
+        inference: the AuditLogs columns map to directoryAudit properties by name (ActivityDisplayName,
+        ActivityDateTime, Result, ResultReason, LoggedByService, AADOperationType, CorrelationId, and the JSON
+        columns InitiatedBy, TargetResources, AdditionalDetails).
+        """
+        kql = f"""AuditLogs
+| where LoggedByService =~ 'Account Provisioning' and TargetResources contains {_quote(sp_id)}
+| project Id, ActivityDateTime, ActivityDisplayName, Category, CorrelationId, Result, ResultReason,
+    LoggedByService, AADOperationType, InitiatedBy, TargetResources, AdditionalDetails
+| order by ActivityDateTime desc"""
+        frame = self.query(kql, window)
+        records = []
+        for row in frame.to_dict(orient="records"):
+            when = row.get("ActivityDateTime")
+            if isinstance(when, datetime):
+                when = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            record = {
+                "id": row.get("Id"),
+                "category": row.get("Category"),
+                "correlationId": row.get("CorrelationId"),
+                "result": row.get("Result"),
+                "resultReason": row.get("ResultReason"),
+                "activityDisplayName": row.get("ActivityDisplayName"),
+                "activityDateTime": when,
+                "loggedByService": row.get("LoggedByService"),
+                "operationType": row.get("AADOperationType"),
+            }
+            try:
+                for key, column in (
+                    ("initiatedBy", "InitiatedBy"),
+                    ("targetResources", "TargetResources"),
+                    ("additionalDetails", "AdditionalDetails"),
+                ):
+                    value = row.get(column)
+                    record[key] = json.loads(value) if isinstance(value, str) and value.strip() else value
+            except ValueError as exc:
+                self.rejects.append(f"AuditLogs row Id={row.get('Id')!r}: a JSON column is not JSON ({exc})")
+                continue
+            targets = record.get("targetResources") or []
+            if any(isinstance(t, dict) and str(t.get("id", "")).lower() == sp_id.lower() for t in targets):
+                records.append(record)
+        return records
+
     def entries(
         self, sp_id: str, window: tuple[datetime, datetime], *, slice_length: timedelta = timedelta(days=1)
     ) -> list[dict]:
@@ -442,8 +488,8 @@ def workspace_evidence(
     mode: str = "entries",
     object_ref: str | None = None,
 ) -> Any:
-    """An :class:`~provkit.evidence.Evidence` whose logs come from ``workspace`` and whose configuration (job
-    status, schema, assignments, groups, users, directory audits) comes from Graph through ``client``.
+    """An :class:`~provkit.evidence.Evidence` whose logs and directory audits come from ``workspace`` and whose
+    configuration (job status, schema, assignments, groups, users) comes from Graph through ``client``.
 
     ``mode`` says how much of the logs travels: "cycles" pulls per-cycle aggregates only (and the entries of
     failures; enough for cycles and their timing), "object" the entries about ``object_ref`` only (for explain),
@@ -475,7 +521,8 @@ def workspace_evidence(
             schema = None
     assignments = client.app_role_assignments(sp_id)
     groups, users = directory_facts(client, assignments)
-    audits = client.directory_audits(window[0], window[1], sp_id=sp_id)
+    # The workspace keeps the audits as long as the logs (Graph: 30 days).
+    audits = workspace.audits(sp_id, window)
     observed = None
     if mode == "cycles":
         observed = workspace.observed_cycles(sp_id, window)
