@@ -86,8 +86,9 @@ def test_findings_from_workspace_entries_match_graph() -> None:
 
     assert findings(loaded.evidence) == findings(graph)
     assert {"skipped.scoping-filter", "skipped.disabled-in-source"} <= {f[0] for f in findings(graph)}
-    # every entry, plus the one row of the check that the tables exist
-    assert loaded.transfer.rows == len(graph.events) + 1 and loaded.transfer.bytes > 0
+    # every entry, plus the one row of the check that the tables exist and the app's audit rows
+    expected_rows = len(graph.events) + 1 + len(loaded.evidence.audits)
+    assert loaded.transfer.rows == expected_rows and loaded.transfer.bytes > 0
 
 
 def test_explain_pulls_only_the_objects_entries() -> None:
