@@ -217,3 +217,29 @@ def test_directory_audits_from_audit_logs_match_graphs() -> None:
         "Quarantine",
         "Enable/restart provisioning configuration",
     }
+
+
+def test_long_history_trends_from_the_workspace_match_graph() -> None:
+    from provkit import trends
+
+    demo = demo_tenant()
+    app = next(a for a in demo.tenant.apps if a.scenario.name == "skipped-users")
+    graph = load_evidence(app.sp_id, source="demo", since="3d", progress=False).evidence
+    pushed = load_evidence(app.sp_id, source="demo", since="3d", progress=False, workspace="", logs="cycles")
+    from_graph, from_la = cycles.cycles_table(graph), cycles.cycles_table(pushed.evidence)
+    weekly_graph, weekly_la = trends.incremental_by_week(from_graph), trends.incremental_by_week(from_la)
+    assert len(weekly_graph) >= 1 and weekly_la["cycles"].tolist() == weekly_graph["cycles"].tolist()
+    assert weekly_la["timed"].tolist() == weekly_graph["timed"].tolist()
+    # Log Analytics keeps microseconds, Graph 100 ns ticks
+    starts_la = trends.initial_durations(from_la)["start"].dt.floor("us").tolist()
+    assert starts_la == trends.initial_durations(from_graph)["start"].dt.floor("us").tolist()
+    env = demo.server.env()
+    la = LogAnalytics.connect(
+        environ=env, method="secret", secret=env["PROVKIT_CLIENT_SECRET"], cache_path=False
+    )
+    daily = la.failures_by_day(app.sp_id, graph.window)
+    expected = trends.failures_by_day(graph.events)
+    assert len(daily) == len(expected) > 0
+    assert daily["entries"].tolist() == expected["entries"].tolist()
+    assert daily["code"].tolist() == expected["code"].tolist()
+    assert [d.date() for d in daily["day"]] == [d.date() for d in expected["day"]]

@@ -369,6 +369,19 @@ base
 | order by entries desc"""
         return self.query(kql, window)
 
+    def failures_by_day(self, sp_id: str, window: tuple[datetime, datetime]) -> pd.DataFrame:
+        """Failed entries by UTC day and error code: day, code, entries (as :func:`provkit.trends.failures_by_day`
+        computes them from entries)."""
+        kql = f"""{self._app_filter(sp_id)}
+| where ResultType =~ 'Failure'
+| summarize entries = count() by day = bin(TimeGenerated, 1d), code = ResultSignature
+| order by day asc, code asc"""
+        frame = self.query(kql, window)
+        if len(frame):
+            frame["day"] = pd.to_datetime(frame["day"], utc=True).astype("datetime64[ns, UTC]")
+            frame["entries"] = frame["entries"].astype("int64")
+        return frame
+
     def skip_reasons(self, sp_id: str, window: tuple[datetime, datetime]) -> pd.DataFrame:
         """Skipped entries by the SkipReason their steps carry: reason, entries, objects."""
         kql = f"""{self._app_filter(sp_id)}
