@@ -29,7 +29,8 @@ def incremental_by_week(cycles: pd.DataFrame) -> pd.DataFrame:
     if inc.empty:
         return pd.DataFrame(columns=columns)
     start = inc["start"].dt.tz_convert("UTC").dt.tz_localize(None)
-    inc["week"] = (start.dt.normalize() - pd.to_timedelta(start.dt.day_of_week, unit="D")).dt.tz_localize("UTC")
+    monday = start.dt.normalize() - pd.to_timedelta(start.dt.day_of_week, unit="D")
+    inc["week"] = monday.dt.tz_localize("UTC")
     rows = []
     for week, group in inc.groupby("week", sort=True):
         durations = group["duration"].dropna()
