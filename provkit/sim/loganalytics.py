@@ -226,10 +226,10 @@ def audit_row(audit: dict) -> tuple:
 _FORK_TENANT: Any = None  # the tenant a forked worker renders from
 
 
-def _render_part(task: tuple[int, list[tuple[int, int, int, int]], str]) -> int:
+def _render_part(task: tuple[int, list[tuple[int, int, int, int]], str]) -> tuple[int, str]:
     """Render (app index, cycle position, first, last) slices into one Parquet file of Graph entries as JSON
     text (one ``json.dumps`` per entry; DuckDB maps them to the table's columns, see :data:`_FROM_ENTRY`);
-    returns the row count."""
+    returns the row count and the file."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -252,8 +252,9 @@ def _render_part(task: tuple[int, list[tuple[int, int, int, int]], str]) -> int:
             positions = range(first, last)
         texts.extend(_dumps(render_entry(app, cycle, i)) for i in positions)
     table = pa.Table.from_arrays([pa.array(texts, pa.string())], names=["entry"])
-    pq.write_table(table, os.path.join(folder, f"part-{part:04d}.parquet"), compression="none")
-    return len(texts)
+    path = os.path.join(folder, f"part-{part:04d}.parquet")
+    pq.write_table(table, path, compression="none")
+    return len(texts), path
 
 
 def _cap(expr: str) -> str:
@@ -388,31 +389,41 @@ class Workspace:
                 for c in a.timeline().cycles
             )
             workers = self.workers or max(1, min(os.cpu_count() or 1, 8))
-            if total < 20_000:
+            if total < 20_000 and not self.workers:  # forking costs more than it saves
                 workers = 1
-            parts = _slices(self.tenant, max(5_000, -(-total // (workers * 4)) if total else 5_000))
+            parts = _slices(self.tenant, max(5_000, -(-total // (workers * 8)) if total else 5_000))
             tasks = [(n, s, folder) for n, s in enumerate(parts)]
+            columns = ", ".join(f'"{n}" {t}' for n, t in PROVISIONING_COLUMNS.items())
+            con.execute(f"CREATE TABLE {_STORED}{PROVISIONING_TABLE} ({columns})")
+            select = ", ".join(f'{expr} AS "{name}"' for name, expr in _FROM_ENTRY.items())
+            spec = json.dumps(_ENTRY_STRUCT)
+            written = 0
+
+            def insert(result: tuple[int, str]) -> None:
+                # Each part goes into DuckDB as soon as it is rendered, while the workers render the next.
+                nonlocal written
+                count, path = result
+                written += count
+                con.execute(
+                    f"INSERT INTO {_STORED}{PROVISIONING_TABLE} SELECT {select} "
+                    "FROM (SELECT json_transform(entry, ?) AS x FROM read_parquet(?))",
+                    [self.workspace_id, spec, path],
+                )
+                os.unlink(path)
+
             _FORK_TENANT = self.tenant
             try:
                 if workers > 1:
                     # fork: the workers inherit the tenant as it is now (restarts and clock moves included).
                     ctx = multiprocessing.get_context("fork")
                     with ctx.Pool(workers) as pool:
-                        written = sum(pool.imap_unordered(_render_part, tasks))
+                        for result in pool.imap_unordered(_render_part, tasks):
+                            insert(result)
                 else:
-                    written = sum(_render_part(task) for task in tasks)
+                    for task in tasks:
+                        insert(_render_part(task))
             finally:
                 _FORK_TENANT = None
-            columns = ", ".join(f'"{n}" {t}' for n, t in PROVISIONING_COLUMNS.items())
-            con.execute(f"CREATE TABLE {_STORED}{PROVISIONING_TABLE} ({columns})")
-            if tasks:
-                glob = os.path.join(folder, "*.parquet").replace("'", "''")
-                select = ", ".join(f'{expr} AS "{name}"' for name, expr in _FROM_ENTRY.items())
-                con.execute(
-                    f"INSERT INTO {_STORED}{PROVISIONING_TABLE} SELECT {select} "
-                    f"FROM (SELECT json_transform(entry, ?) AS x FROM read_parquet('{glob}'))",
-                    [self.workspace_id, json.dumps(_ENTRY_STRUCT)],
-                )
             return written, workers
         finally:
             shutil.rmtree(folder, ignore_errors=True)

@@ -261,8 +261,8 @@ def test_loaded_rows_follow_the_documented_mapping_of_each_entry() -> None:
     from provkit.sim.loganalytics import DYNAMIC_COLUMNS, PROVISIONING_COLUMNS, Workspace, la_row
 
     tenant = Tenant(seed=3, users_count=300, days=2, now=NOW)
-    workspace = Workspace(tenant, "11111111-1111-1111-1111-111111111111")
-    workspace.load()
+    workspace = Workspace(tenant, "11111111-1111-1111-1111-111111111111", workers=2)
+    assert workspace.load().workers == 2  # the worker processes' path, as a large tenant takes
     names = list(PROVISIONING_COLUMNS)
     loaded = {
         row[names.index("Id")]: row
