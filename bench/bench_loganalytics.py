@@ -60,7 +60,8 @@ def main() -> None:
         report = srv.graph.workspace.load()
         print(
             f"load: {report.entries:,} AADProvisioningLogs rows and {report.audits:,} AuditLogs rows in "
-            f"{report.seconds:.1f} s with {report.workers} worker(s) (target < 60 s)"
+            f"{report.seconds:.1f} s with {report.workers} worker(s), {report.cpu_seconds:.1f} CPU s "
+            f"(target < 60 s; an idle {os.cpu_count()}-core machine needs about CPU s / cores)"
         )
         env = srv.env()
         la = LogAnalytics.connect(

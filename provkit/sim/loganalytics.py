@@ -321,6 +321,15 @@ _FROM_ENTRY = {
 }
 
 
+def _cpu_seconds() -> float:
+    """CPU seconds used so far by this process and its finished child processes (user + system)."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def _slices(tenant: Any, per_part: int) -> list[list[tuple[int, int, int, int]]]:
     """The tenant's logged entries inside its window, cut into parts of about ``per_part`` entries."""
     parts: list[list[tuple[int, int, int, int]]] = [[]]
@@ -342,10 +351,14 @@ def _slices(tenant: Any, per_part: int) -> list[list[tuple[int, int, int, int]]]
 
 @dataclass
 class LoadReport:
+    """What a load put in the tables, its wall-clock ``seconds`` and the CPU seconds it used (this process and
+    its worker processes), which a shared machine does not inflate as much as the wall clock."""
+
     entries: int
     audits: int
     seconds: float
     workers: int
+    cpu_seconds: float = 0.0
 
 
 @dataclass
@@ -369,13 +382,16 @@ class Workspace:
         import duckdb_kql
 
         started = time.perf_counter()
+        cpu_before = _cpu_seconds()
         con = duckdb_kql.connect()
         entries = audits = 0
         workers = 0
         if self.tables_present:
             entries, workers = self._load_provisioning(con)
             audits = self._load_audits(con)
-        report = LoadReport(entries, audits, time.perf_counter() - started, workers)
+        report = LoadReport(
+            entries, audits, time.perf_counter() - started, workers, _cpu_seconds() - cpu_before
+        )
         self._con, self._loaded_at, self.last_load = con, self.tenant.now_ticks, report
         return report
 
