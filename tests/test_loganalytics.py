@@ -38,6 +38,13 @@ def environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROVKIT_DEMO_DAYS", "3")
 
 
+@pytest.fixture
+def store(tmp_path):
+    """A store of this test's own: the demo's default store is one folder per process, and entries fetched
+    here must not be read by another test's demo tenant (same ids, another clock)."""
+    return tmp_path / "store"
+
+
 def connect(srv) -> LogAnalytics:
     env = srv.env()
     return LogAnalytics.connect(
@@ -50,10 +57,10 @@ def summary_of(table) -> tuple[int, dict]:
 
 
 @pytest.mark.parametrize("scenario", ["skipped-users", "healthy", "escrow-quarantine"])
-def test_cycles_from_the_workspace_match_graph_with_aggregates_only(scenario: str) -> None:
+def test_cycles_from_the_workspace_match_graph_with_aggregates_only(scenario: str, store) -> None:
     demo = demo_tenant()
     app = next(a for a in demo.tenant.apps if a.scenario.name == scenario)
-    graph = load_evidence(app.sp_id, source="demo", since="3d", progress=False).evidence
+    graph = load_evidence(app.sp_id, source="demo", since="3d", progress=False, store=store).evidence
     pushed = load_evidence(app.sp_id, source="demo", since="3d", progress=False, workspace="", logs="cycles")
     from_graph = cycles.cycles_table(graph)
     from_la = cycles.cycles_table(pushed.evidence)
@@ -74,10 +81,10 @@ def test_cycles_from_the_workspace_match_graph_with_aggregates_only(scenario: st
     )
 
 
-def test_findings_from_workspace_entries_match_graph() -> None:
+def test_findings_from_workspace_entries_match_graph(store) -> None:
     demo = demo_tenant()
     app = next(a for a in demo.tenant.apps if a.scenario.name == "skipped-users")
-    graph = load_evidence(app.sp_id, source="demo", since="3d", progress=False).evidence
+    graph = load_evidence(app.sp_id, source="demo", since="3d", progress=False, store=store).evidence
     loaded = load_evidence(app.sp_id, source="demo", since="3d", progress=False, workspace="")
     assert len(loaded.evidence.events) == len(graph.events) > 0
 
@@ -91,10 +98,10 @@ def test_findings_from_workspace_entries_match_graph() -> None:
     assert loaded.transfer.rows == expected_rows and loaded.transfer.bytes > 0
 
 
-def test_explain_pulls_only_the_objects_entries() -> None:
+def test_explain_pulls_only_the_objects_entries(store) -> None:
     demo = demo_tenant()
     app = next(a for a in demo.tenant.apps if a.scenario.name == "skipped-users")
-    graph = load_evidence(app.sp_id, source="demo", since="3d", progress=False).evidence
+    graph = load_evidence(app.sp_id, source="demo", since="3d", progress=False, store=store).evidence
     failed = graph.events[graph.events["status"] == "failure"].iloc[0]
     ref = failed["source_id"]
     loaded = load_evidence(
@@ -106,8 +113,9 @@ def test_explain_pulls_only_the_objects_entries() -> None:
     assert (b.object_id, b.decision) == (a.object_id, a.decision)
 
 
-def test_cli_cycles_with_workspace_prints_the_same_cycles_and_what_travelled(capsys) -> None:
-    assert main(["cycles", "--demo", "--app", "Zendesk", "--since", "3d", "--json"]) == 0
+def test_cli_cycles_with_workspace_prints_the_same_cycles_and_what_travelled(capsys, store) -> None:
+    store = str(store)
+    assert main(["cycles", "--demo", "--app", "Zendesk", "--since", "3d", "--json", "--store", store]) == 0
     graph = json.loads(capsys.readouterr().out)
     assert main(["cycles", "--demo", "--workspace", "--app", "Zendesk", "--since", "3d", "--json"]) == 0
     out, err = capsys.readouterr()
@@ -162,10 +170,10 @@ def test_refusals_name_the_cause_and_hold_no_token() -> None:
         assert not any(t in str(exc) or t in repr(exc) for t in tokens)
 
 
-def test_failures_by_code_and_skip_reasons_are_summarised_in_kql() -> None:
+def test_failures_by_code_and_skip_reasons_are_summarised_in_kql(store) -> None:
     demo = demo_tenant()
     app = next(a for a in demo.tenant.apps if a.scenario.name == "skipped-users")
-    graph = load_evidence(app.sp_id, source="demo", since="3d", progress=False).evidence
+    graph = load_evidence(app.sp_id, source="demo", since="3d", progress=False, store=store).evidence
     env = demo.server.env()
     la = LogAnalytics.connect(
         environ=env, method="secret", secret=env["PROVKIT_CLIENT_SECRET"], cache_path=False
@@ -199,10 +207,10 @@ def test_a_query_that_times_out_is_reported_as_such() -> None:
     assert "timed out" in str(caught.value) and "Narrow the window" in str(caught.value)
 
 
-def test_directory_audits_from_audit_logs_match_graphs() -> None:
+def test_directory_audits_from_audit_logs_match_graphs(store) -> None:
     demo = demo_tenant()
     app = next(a for a in demo.tenant.apps if a.scenario.name == "bad-credentials")
-    graph = load_evidence(app.sp_id, source="demo", since="3d", progress=False).evidence
+    graph = load_evidence(app.sp_id, source="demo", since="3d", progress=False, store=store).evidence
     env = demo.server.env()
     la = LogAnalytics.connect(
         environ=env, method="secret", secret=env["PROVKIT_CLIENT_SECRET"], cache_path=False
@@ -219,12 +227,12 @@ def test_directory_audits_from_audit_logs_match_graphs() -> None:
     }
 
 
-def test_long_history_trends_from_the_workspace_match_graph() -> None:
+def test_long_history_trends_from_the_workspace_match_graph(store) -> None:
     from provkit import trends
 
     demo = demo_tenant()
     app = next(a for a in demo.tenant.apps if a.scenario.name == "skipped-users")
-    graph = load_evidence(app.sp_id, source="demo", since="3d", progress=False).evidence
+    graph = load_evidence(app.sp_id, source="demo", since="3d", progress=False, store=store).evidence
     pushed = load_evidence(app.sp_id, source="demo", since="3d", progress=False, workspace="", logs="cycles")
     from_graph, from_la = cycles.cycles_table(graph), cycles.cycles_table(pushed.evidence)
     weekly_graph, weekly_la = trends.incremental_by_week(from_graph), trends.incremental_by_week(from_la)

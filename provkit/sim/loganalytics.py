@@ -373,7 +373,7 @@ class Workspace:
     workers: int | None = None
     last_load: LoadReport | None = None
     _con: Any = field(default=None, repr=False)
-    _loaded_at: int | None = field(default=None, repr=False)
+    _loaded_at: tuple | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # -- loading ------------------------------------------------------------------------------------------------
@@ -392,8 +392,13 @@ class Workspace:
         report = LoadReport(
             entries, audits, time.perf_counter() - started, workers, _cpu_seconds() - cpu_before
         )
-        self._con, self._loaded_at, self.last_load = con, self.tenant.now_ticks, report
+        self._con, self._loaded_at, self.last_load = con, self._version(), report
         return report
+
+    def _version(self) -> tuple:
+        """What the tables were loaded from: the simulated clock and each app's controls (a restart, pause or
+        start changes the history from then on), so a query after either sees the history anew."""
+        return (self.tenant.now_ticks, tuple(len(getattr(app, "controls", ())) for app in self.tenant.apps))
 
     def _load_provisioning(self, con: Any) -> tuple[int, int]:
         global _FORK_TENANT
@@ -463,7 +468,7 @@ class Workspace:
 
     def _connection(self) -> Any:
         with self._lock:
-            if self._con is None or self._loaded_at != self.tenant.now_ticks:
+            if self._con is None or self._loaded_at != self._version():
                 self.load()
             return self._con
 

@@ -310,3 +310,18 @@ def test_late_entries_reach_the_workspace_when_graph_has_them() -> None:
         for c in a.timeline().cycles
     )
     assert report.entries == written < everything
+
+
+def test_a_restart_shows_in_the_workspace_at_the_next_query() -> None:
+    from provkit.sim.loganalytics import Workspace
+
+    tenant = Tenant(seed=7, users_count=200, days=1, now=NOW)
+    workspace = Workspace(tenant, "33333333-3333-3333-3333-333333333333")
+    query = {
+        "query": "AuditLogs | where ActivityDisplayName == 'Enable/restart provisioning configuration' | count"
+    }
+    before = workspace.query(query)["tables"][0]["rows"][0][0]
+    app = next(a for a in tenant.apps if a.scenario.name == "healthy")
+    tenant.control(app, "restart", actor="service")
+    after = workspace.query(query)["tables"][0]["rows"][0][0]
+    assert after == before + 1
