@@ -28,7 +28,36 @@ __all__ = [
 
 KIND_COLOURS = {"initial": "#d62728", "incremental": "#1f77b4", "unknown": "#7f7f7f"}
 STATUS_COLOURS = {"success": "#2ca02c", "failure": "#d62728", "skipped": "#7f7f7f", "warning": "#ff7f0e"}
-_LAYOUT: dict[str, Any] = {"template": "plotly_white", "legend": {"orientation": "h", "y": -0.2}}
+# The legend sits to the right of the plot, top-aligned: below it, it overlapped the x-axis title in JupyterLab.
+_LAYOUT: dict[str, Any] = {
+    "template": "plotly_white",
+    "legend": {"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1, "yanchor": "top"},
+}
+
+
+# Log-axis ticks for durations in minutes, labelled as a reader says them.
+_DURATION_TICKS = (
+    (0.1, "6 s"),
+    (0.5, "30 s"),
+    (1, "1 min"),
+    (5, "5 min"),
+    (15, "15 min"),
+    (60, "1 h"),
+    (240, "4 h"),
+    (1440, "1 d"),
+    (10080, "7 d"),
+)
+
+
+def _log_axis(figure: go.Figure) -> None:
+    """A log y-axis of durations in minutes, labelled 6 s, 30 s, 1 min, 5 min, 15 min, 1 h, ... with unlabelled
+    minor ticks: plotly's own minor labels (5, 2, 10, 5, 2, 1) were easy to misread."""
+    figure.update_yaxes(
+        type="log",
+        tickvals=[v for v, _ in _DURATION_TICKS],
+        ticktext=[t for _, t in _DURATION_TICKS],
+        minor={"ticks": "outside", "showgrid": False},
+    )
 
 
 def _minutes(durations: pd.Series) -> pd.Series:
@@ -58,8 +87,8 @@ def cycle_durations(cycles: pd.DataFrame) -> go.Figure:
     title = "Cycle durations: initial vs incremental cycles"
     if inferred:
         title += f" ({inferred} inferred empty cycles without timing not drawn)"
-    figure = _figure(title, "Cycle start (UTC)", "Duration (minutes, log scale)")
-    figure.update_yaxes(type="log")
+    figure = _figure(title, "Cycle start (UTC)", "Duration (log scale)")
+    _log_axis(figure)
     for kind, colour in KIND_COLOURS.items():
         for lower_bound in (False, True):
             part = timed[(timed["kind"] == kind) & (timed["duration_is_lower_bound"] == lower_bound)]
@@ -107,8 +136,17 @@ def incremental_distribution(cycles: pd.DataFrame) -> go.Figure:
     )
     minutes = _minutes(cycles.loc[mask, "duration"])
     bounds = int(cycles.loc[mask, "duration_is_lower_bound"].sum())
-    title = f"Incremental cycle durations ({len(minutes)} cycles"
-    title += f", {bounds} of them lower bounds from log spans)" if bounds else ")"
+    # Say how the drawn cycles relate to all incremental cycles, so the count matches the notebook's verdict.
+    total = int((cycles["kind"] == "incremental").sum())
+    title = f"Incremental cycle durations: {len(minutes)} of {total} incremental cycles"
+    left_out = total - len(minutes)
+    notes = []
+    if left_out:
+        notes.append(f"{left_out} without a duration, running or quarantine retries left out")
+    if bounds:
+        notes.append(f"{bounds} drawn are lower bounds from log spans")
+    if notes:
+        title += "<br><sup>" + "; ".join(notes) + "</sup>"
     figure = _figure(title, "Duration (minutes)", "Cycles")
     if minutes.empty:
         return _empty_note(figure, "no finished incremental cycle with a known duration")

@@ -1,10 +1,13 @@
 """Small helpers the workbook's notebooks call, so that their cells stay short.
 
-- :func:`setup`: errors from provkit shown as a short message instead of a traceback; plotly figures that render
-  in JupyterLab and in exported HTML pages;
-- :func:`load`: one app's evidence from the parameters cell's values (``source`` demo, graph or store);
+- :func:`setup`: errors from provkit shown as a short message instead of a traceback; plotly figures rendered by
+  JupyterLab itself (no script from a CDN; report pages get theirs from :mod:`provkit.reports`);
+- :func:`load` and :func:`show_origin`: one app's evidence from the parameters cell's values (``source`` demo,
+  graph or store; empty: the live tenant when ``PROVKIT_TENANT_ID`` is set, else the simulated one) and the
+  banner saying which tenant and source it came from;
 - :func:`pick_app` and :func:`pick_object`: ipywidgets pickers shown when no parameter named the app or object;
-  picking a value rebinds the notebook variable, so the cells below use it when run again;
+  picking a value rebinds the notebook variable, so the cells below use it when run again. A pick is kept in
+  the kernel: re-running the picker cell, or Run All, shows the picker again with the pick selected;
 - :func:`show_status`, :func:`show_findings`, :func:`verdict`: findings with a link to the notebook that goes
   deeper, and a short, stable verdict line per notebook (the line the notebook tests check);
 - :func:`validator`, :func:`restart_job`, :func:`provision_on_demand`: the calls that touch the tenant, each
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,10 +44,12 @@ __all__ = [
     "explain_verdict",
     "findings_html",
     "first_skipped_user",
+    "format_duration",
     "latest_failures",
     "load",
     "notebook_for",
     "notebooks_dir",
+    "object_name",
     "pick_app",
     "pick_object",
     "provision_on_demand",
@@ -51,8 +57,12 @@ __all__ = [
     "setup",
     "short_error",
     "show_findings",
+    "show_origin",
     "show_status",
     "skip_reasons",
+    "source_line",
+    "state_text",
+    "story",
     "status_row",
     "validator",
     "verdict",
@@ -85,10 +95,27 @@ _RESTART_SCOPE = "Watermark, Escrows, QuarantineState"
 
 
 # ---- setup and errors -----------------------------------------------------------------------------------
-def short_error(exc: BaseException) -> str:
-    """A provkit error as the few lines a reader needs: what failed, what to do, where to read more."""
-    kind = type(exc).__name__
-    return f"{kind}: {exc}"
+# The command line's options, as a notebook reader knows them: parameters-cell variables.
+_NOTEBOOK_WORDS = (
+    ("(GraphClient.resolve_app, or --app)", "(the `app` parameter)"),
+    ("--app", "`app` in the parameters cell"),
+    ("--since", "`since`"),
+    ("--start", "`start`"),
+    ("--end", "`end`"),
+    ("--store", "`store`"),
+)
+
+
+def short_error(exc: BaseException, *, in_notebook: bool = False) -> str:
+    """A provkit error as the few lines a reader needs: what failed, what to do, where to read more.
+
+    ``in_notebook`` words the remedy for a notebook reader (the parameters cell, not command-line options).
+    """
+    text = f"{type(exc).__name__}: {exc}"
+    if in_notebook:
+        for option, parameter in _NOTEBOOK_WORDS:
+            text = text.replace(option, parameter)
+    return text
 
 
 def setup() -> None:
@@ -100,8 +127,9 @@ def setup() -> None:
     try:
         import plotly.io as pio
 
-        # JupyterLab renders the mimetype; exported HTML pages use the HTML part (plotly.js from its CDN).
-        pio.renderers.default = "plotly_mimetype+notebook_connected"
+        # JupyterLab (and VS Code) render the mimetype with the plotly.js they ship: nothing is loaded from a CDN,
+        # so charts draw offline. Report pages draw the same JSON with a local copy (provkit.reports).
+        pio.renderers.default = "plotly_mimetype"
     except ImportError:  # pragma: no cover - plotly is a dependency
         pass
     try:
@@ -113,7 +141,7 @@ def setup() -> None:
         return
 
     def handler(shell, etype, value, tb, tb_offset=None):  # noqa: ANN001 - IPython's signature
-        lines = ["provkit could not do this:", short_error(value)]
+        lines = ["provkit could not do this:", short_error(value, in_notebook=True)]
         shell._showtraceback(etype, value, lines)
         return lines
 
@@ -173,7 +201,7 @@ def _demo(allow_writes: bool = False):
 def load(
     app: str,
     *,
-    source: str = "demo",
+    source: str | None = None,
     since: str | None = "7d",
     start: str | None = None,
     end: str | None = None,
@@ -182,7 +210,8 @@ def load(
     tenant_id: str | None = None,
     client_id: str | None = None,
 ) -> Loaded:
-    """One app's evidence for the window, from the parameters cell's values.
+    """One app's evidence for the window, from the parameters cell's values (``source`` empty: the live tenant
+    when ``PROVKIT_TENANT_ID`` is set, else the simulated one).
 
     With ``source="store"`` nothing is fetched: the app is read from the store and cut to the window
     (``start``/``end``, or ``since`` before the end of what the store covers).
@@ -263,6 +292,61 @@ def _cut_to_window(
         evidence.jobs = jobs[taken.isna() | (taken <= pd.Timestamp(w_end))].reset_index(drop=True)
 
 
+# ---- where the evidence comes from ---------------------------------------------------------------------------
+_ORIGIN_COLOURS = {"simulated": "#b54708", "live": "#175cd3", "stored": "#475467"}
+
+
+def source_line(source: str | None) -> str:
+    """One sentence saying which source the notebook reads, and why (the parameter or the environment)."""
+    chosen = check_source(source)
+    named = bool(source and str(source).strip())
+    why = (
+        f'source = "{chosen}" in the parameters cell'
+        if named
+        else (
+            "PROVKIT_TENANT_ID is set"
+            if chosen == "graph"
+            else "source is empty and PROVKIT_TENANT_ID is not set"
+        )
+    )
+    if chosen == "demo":
+        what = (
+            "the SIMULATED tenant (demo data, not your tenant). To read your tenant, set PROVKIT_TENANT_ID and "
+            'its sign-in settings before starting Jupyter, or source = "graph"'
+        )
+    elif chosen == "graph":
+        tenant = (os.environ.get("PROVKIT_TENANT_ID") or "").strip() or "(PROVKIT_TENANT_ID not set)"
+        what = f"the LIVE tenant {tenant}"
+    else:
+        what = "the local store only, offline (what provkit fetch or provkit import put there)"
+    return f"Source: {what} ({why})."
+
+
+def _origin_kind(text: str) -> str:
+    if "SIMULATED" in text:
+        return "simulated"
+    return "stored" if ("read offline" in text) else "live"
+
+
+def banner_html(text: str) -> str:
+    """The evidence banner as HTML: a coloured strip (amber for simulated data, blue for a live tenant, grey
+    for a stored copy or an import)."""
+    colour = _ORIGIN_COLOURS[_origin_kind(text)]
+    return (
+        f'<div class="provkit-banner" style="border-left:6px solid {colour};background:#f9fafb;'
+        'padding:6px 10px;margin:4px 0;color:#101828;font-family:system-ui,sans-serif;font-size:14px">'
+        f"{html.escape(text)}</div>"
+    )
+
+
+def show_origin(loaded: Loaded) -> None:
+    """Display the banner saying which tenant and source the evidence came from, and how the app resolved."""
+    from IPython.display import display
+
+    text = loaded.origin()
+    display(_Rich(f"{text}\n{loaded.resolved}", banner_html(text) + f"<p>{html.escape(loaded.resolved)}</p>"))
+
+
 # ---- pickers --------------------------------------------------------------------------------------------
 def _bind(name: str, value: Any) -> None:
     """Rebind ``name`` in the notebook's namespace (what the cells below read)."""
@@ -287,76 +371,141 @@ def _app_choices(source: str, store: str | None, tenant_id: str | None, cloud, c
     return provisioning_apps(client)
 
 
+# What the pickers last chose in this kernel. It outlives the notebook's variables: re-running the picker cell or
+# Run All (which resets ``app`` to the parameters cell's empty value) shows the pick again instead of losing it.
+_PICKS: dict[Any, Any] = {}
+_WINDOWS = ("1d", "3d", "7d", "14d", "30d")
+
+
 def pick_app(
     app: str | None,
     *,
-    source: str = "demo",
+    source: str | None = None,
     since: str | None = "7d",
     store: str | None = None,
     cloud: str | None = None,
     tenant_id: str | None = None,
     client_id: str | None = None,
     demo_scenario: str | None = None,
-) -> str:
-    """The app to investigate: ``app`` when a parameter named one, else a picker's choice.
+) -> tuple[str, str | None]:
+    """The app and window to investigate: ``(app, since)``.
 
-    Without ``app`` this lists the apps with provisioning jobs and shows two dropdowns (app and window); the
-    returned value is the preselected app (for the demo, the app of ``demo_scenario``, the scenario this
-    notebook is about). Changing a dropdown rebinds ``app`` and ``since`` in the notebook, so run the cells
-    below again to look at the new choice.
+    When a parameter named the app, that app and ``since`` are returned and no picker is shown. Otherwise (``app``
+    empty, or the value a picker set) it shows which source it reads, lists the apps with provisioning jobs and
+    shows two dropdowns (app and window). The preselected app is the last pick in this kernel, else (for the demo)
+    the app of ``demo_scenario``, the scenario this notebook is about. Changing a dropdown rebinds ``app`` and
+    ``since`` in the notebook, so run the cells below again to look at the new choice.
     """
-    if app and str(app).strip():
-        return str(app).strip()
-    source = check_source(source)
-    choices = _app_choices(source, store, tenant_id, cloud, client_id)
+    from IPython.display import display
+
+    named = str(app or "").strip()
+    if named and named != _PICKS.get("app"):
+        display(_Rich(source_line(source), f"<p>{html.escape(source_line(source))}</p>"))
+        return named, since
+    chosen_source = check_source(source)
+    choices = _app_choices(chosen_source, store, tenant_id, cloud, client_id)
     if not choices:
         raise ConfigError(
             "No app with a provisioning job was found.",
             remedy="Check the tenant (or the store), or name the app in the parameters cell.",
         )
-    default = choices[0]
-    if source == "demo" and demo_scenario:
+    ids = [c["service_principal_id"] for c in choices]
+    default = choices[0]["service_principal_id"]
+    if chosen_source == "demo" and demo_scenario:
         from provkit.sim.scenarios import SCENARIOS
 
         wanted = SCENARIOS[demo_scenario].app if demo_scenario in SCENARIOS else None
-        default = next((c for c in choices if c["display_name"] == wanted), default)
+        default = next((c["service_principal_id"] for c in choices if c["display_name"] == wanted), default)
+    value = _PICKS.get("app") if _PICKS.get("app") in ids else default
+    window = _PICKS.get("since") or since or "7d"
+    _PICKS.update(app=value, since=window)
     options = [
         (f"{c['display_name']} ({c.get('status_code') or '?'})", c["service_principal_id"]) for c in choices
     ]
-    _show_pickers(
-        [
-            ("app", "App", options, default["service_principal_id"]),
-            ("since", "Window", [(f"last {s}", s) for s in ("1d", "3d", "7d", "14d", "30d")], since or "7d"),
-        ]
-    )
-    return default["service_principal_id"]
+    windows = [(f"last {w}", w) for w in dict.fromkeys([*_WINDOWS, window])]
+    display(_Rich(source_line(source), f"<p>{html.escape(source_line(source))}</p>"))
+    _show_pickers([("app", "App", options, value), ("since", "Window", windows, window)])
+    return value, window
 
 
-def pick_object(obj: str | None, evidence: Evidence, *, limit: int = 200) -> str | None:
-    """The user or group to explain: ``obj`` when given, else a picker over the objects in the logs.
+def _object_label(row: Any, upn: str | None) -> str:
+    name = row.source_name or row.source_id
+    who = f"{name} <{upn}>" if upn and upn.lower() != str(name).lower() else str(name)
+    return f"{who} ({row.source_type or '?'}, last {row.status})"
 
-    Objects whose latest entry failed or was skipped come first (most recent first), then the others. Returns
-    the preselected object's id, or None when the logs hold no object.
+
+def pick_object(obj: str | None, evidence: Evidence, *, limit: int = 2000) -> str | None:
+    """The user or group to explain: ``obj`` when a parameter named it, else a searchable picker over the objects
+    in this app's logs, each shown with its display name and user principal name.
+
+    Objects whose latest entry failed or was skipped come first (most recent first), then the others. The pick
+    is kept per app: after the app changes, the picker offers the new app's objects (never the old app's pick).
+    Returns the selected object's id, or None when the logs hold no object.
     """
-    if obj and str(obj).strip():
-        return str(obj).strip()
+    key = ("object_id", evidence.service_principal_id)
+    picked_any = {v for k, v in _PICKS.items() if isinstance(k, tuple) and k[0] == "object_id"}
+    named = str(obj or "").strip()
+    if named and named not in picked_any:
+        return named
     events = evidence.events
     if events.empty:
         return None
-    frame = events[["source_id", "source_name", "source_type", "status", "activity_time"]].dropna(
-        subset=["source_id"]
-    )
+    frame = events[
+        ["source_id", "source_name", "source_type", "status", "activity_time", "reportable_identifier"]
+    ].dropna(subset=["source_id"])
     latest = frame.sort_values("activity_time").groupby("source_id", sort=False).tail(1)
+    upns = (
+        frame.dropna(subset=["reportable_identifier"])
+        .groupby("source_id")["reportable_identifier"]
+        .last()
+        .astype(str)
+        .to_dict()
+    )
     latest = latest.assign(problem=~latest["status"].astype(str).isin(["success"]))
     latest = latest.sort_values(["problem", "activity_time"], ascending=[False, False]).head(limit)
-    options = [
-        (f"{r.source_name or r.source_id} ({r.source_type or '?'}, last {r.status})", r.source_id)
-        for r in latest.itertuples()
-    ]
-    if not options:
+    labels: dict[str, str] = {}
+    for r in latest.itertuples():
+        upn = upns.get(r.source_id)
+        label = _object_label(r, upn if upn and "@" in upn else None)
+        if label in labels:  # two objects that look alike: the id tells them apart
+            label = f"{label} [{r.source_id}]"
+        labels[label] = r.source_id
+    if not labels:
         return None
-    _show_pickers([("object_id", "Object", options, options[0][1])])
-    return options[0][1]
+    ids = list(labels.values())
+    value = _PICKS.get(key) if _PICKS.get(key) in ids else ids[0]
+    _PICKS[key] = value
+    _show_object_picker(labels, value, key)
+    return value
+
+
+def _show_object_picker(labels: dict[str, str], value: str, key: tuple) -> None:
+    try:
+        import ipywidgets as widgets
+        from IPython.display import display
+    except ImportError:  # pragma: no cover - both are dependencies
+        return
+    names = list(labels)
+    current = next(label for label, oid in labels.items() if oid == value)
+    search = widgets.Combobox(
+        value=current,
+        options=names,
+        placeholder="type a name or UPN",
+        description="Object",
+        ensure_option=True,
+        layout=widgets.Layout(width="95%"),
+    )
+    status = widgets.HTML(f"{len(names)} objects in the logs; type to search by name or UPN.")
+
+    def changed(change: dict) -> None:
+        chosen = labels.get(change["new"])
+        if chosen is not None:
+            _PICKS[key] = chosen
+            _bind("object_id", chosen)
+
+    search.observe(changed, names="value")
+    hint = widgets.HTML("Pick, then run the cells below again (Run &#9656; Run Selected Cell and All Below).")
+    display(widgets.VBox([search, status, hint]))
 
 
 def _show_pickers(specs: Sequence[tuple[str, str, list[tuple[str, str]], str]]) -> None:
@@ -370,6 +519,7 @@ def _show_pickers(specs: Sequence[tuple[str, str, list[tuple[str, str]], str]]) 
         dropdown = widgets.Dropdown(options=options, value=value, description=label)
 
         def changed(change: dict, name: str = name) -> None:
+            _PICKS[name] = change["new"]
             _bind(name, change["new"])
 
         dropdown.observe(changed, names="value")
@@ -415,29 +565,46 @@ def _sections(findings: Iterable, sections: Iterable[str] | None) -> list:
     return [f for f in findings if wanted is None or f.check.split(".", 1)[0] in wanted]
 
 
-def findings_html(findings: Iterable, *, deeper: bool = True, rows: int = 5) -> str:
-    """Findings as an HTML table (severity, check, title, link to the deeper notebook) with details below."""
+def findings_html(findings: Iterable, *, deeper: bool = True, rows: int = 5, here: str | None = None) -> str:
+    """Findings as an HTML table (severity, check, link to the deeper notebook, title with details below).
+
+    The table keeps to the width of the output area: columns have fixed shares, long words wrap, and the
+    evidence inside *details* scrolls sideways on its own. ``here`` (the current notebook's name) leaves out
+    links that would point to the notebook being read.
+    """
     items = list(findings)
     if not items:
         return "<p>No findings.</p>"
     head = (
-        "<tr><th>severity</th><th>check</th><th>finding</th>"
+        '<colgroup><col style="width:6em"><col style="width:22%">'
+        + ('<col style="width:13em">' if deeper else "")
+        + "<col></colgroup>"
+        + "<tr><th>severity</th><th>check</th>"
         + ("<th>go deeper</th>" if deeper else "")
-        + "</tr>"
+        + "<th>finding</th></tr>"
     )
     body = []
     for f in items:
         colour = _SEVERITY_COLOURS.get(f.severity, "#475467")
-        target = notebook_for(f.check) if deeper else None
-        link = (
-            f'<td><a href="{target}.ipynb">{target}</a></td>' if target else ("<td></td>" if deeper else "")
-        )
+        target = notebook_for(f.check)
+        if not deeper:
+            link = ""
+        elif target and target == here:
+            link = "<td>(this notebook)</td>"
+        elif target:
+            link = f'<td><a href="{target}.ipynb">{target}</a></td>'
+        else:
+            link = "<td></td>"
         details = _finding_details(f, rows)
         body.append(
-            f'<tr><td style="color:{colour};font-weight:bold">{f.severity}</td><td><code>{html.escape(f.check)}'
-            f"</code></td><td>{html.escape(f.title)}{details}</td>{link}</tr>"
+            f'<tr><td style="color:{colour};font-weight:bold">{f.severity}</td>'
+            f'<td style="overflow-wrap:anywhere"><code>{html.escape(f.check)}</code></td>{link}'
+            f'<td style="overflow-wrap:anywhere">{html.escape(f.title)}{details}</td></tr>'
         )
-    return f'<table style="text-align:left">{head}{"".join(body)}</table>'
+    return (
+        '<table class="provkit-findings" style="text-align:left;table-layout:fixed;width:100%;max-width:100%">'
+        f"{head}{''.join(body)}</table>"
+    )
 
 
 def _finding_details(f, rows: int) -> str:
@@ -449,7 +616,8 @@ def _finding_details(f, rows: int) -> str:
     if f.evidence:
         frame = pd.DataFrame(f.evidence[:rows])
         more = len(f.evidence) - rows + f.omitted if len(f.evidence) > rows else f.omitted
-        parts.append(frame.to_html(index=False, na_rep="", border=0))
+        table = frame.to_html(index=False, na_rep="", border=0)
+        parts.append(f'<div class="provkit-evidence" style="overflow-x:auto;max-width:100%">{table}</div>')
         if more > 0:
             parts.append(f"<p>... and {more} more</p>")
     for link in f.links:
@@ -472,14 +640,21 @@ class _Rich:
         return self.text
 
 
-def show_findings(findings: Iterable, *, sections: Iterable[str] | None = None, deeper: bool = True) -> None:
-    """Display findings (optionally only some sections) with links to the notebook that goes deeper."""
+def show_findings(
+    findings: Iterable,
+    *,
+    sections: Iterable[str] | None = None,
+    deeper: bool = True,
+    here: str | None = None,
+) -> None:
+    """Display findings (optionally only some sections) with links to the notebook that goes deeper (none to
+    ``here``, the notebook being read)."""
     from IPython.display import display
 
     from provkit.checks import format_findings
 
     chosen = _sections(findings, sections)
-    display(_Rich(format_findings(chosen), findings_html(chosen, deeper=deeper)))
+    display(_Rich(format_findings(chosen), findings_html(chosen, deeper=deeper, here=here)))
 
 
 def verdict(evidence: Evidence, findings: Iterable, *, sections: Iterable[str] | None = None) -> str:
@@ -528,6 +703,13 @@ def change_eta_text(eta) -> str:
     return f"{eta.state}: {when}.\n{eta.explanation}\nBasis: {eta.basis}"
 
 
+def state_text(result) -> str:
+    """The job's state and its detail in one line (a :class:`provkit.cycles.CycleSummary`), without the
+    repetition ``Reason (Reason)`` that a quarantine whose reason and error code agree would give."""
+    detail = re.sub(r"\b(\w+) \(\1\)", r"\1", str(result.state_detail or ""))
+    return f"{result.state}: {detail}" if detail else str(result.state)
+
+
 def cycles_verdict(result) -> str:
     """The cycle summary (a :class:`provkit.cycles.CycleSummary`) as a short, stable verdict."""
     lines = [
@@ -547,6 +729,53 @@ def explain_verdict(explanation) -> str:
     who = explanation.display_name or explanation.query
     check = explanation.check or "nothing wrong"
     return f"{who} ({explanation.kind or 'object'}): {check}; assignment: {explanation.assignment}"
+
+
+def story(explanation) -> str:
+    """One object's explanation (:func:`provkit.checks.explain`) as text that says everything once.
+
+    Like :func:`provkit.checks.format_explanation`, but entries are numbered and a step that reads exactly as in
+    an earlier entry (the service's long skip text, the same scoping result) is not printed again: the entry
+    says which earlier entry it repeats.
+    """
+    from provkit.checks import format_explanation
+    from provkit.checks.facts import short_time
+
+    head = format_explanation(explanation, steps=False).split("\nEntries (oldest first):")[0].rstrip()
+    if not explanation.entries:
+        return head
+    lines = [head, "", "Entries (oldest first):"]
+    if explanation.omitted:
+        lines.append(f"  ({explanation.omitted} earlier entries not shown)")
+    seen: dict[tuple, int] = {}
+    for number, e in enumerate(explanation.entries, start=1):
+        head_line = f"  [{number}] {short_time(e['time'])}  {e['action']:<8} {e['status']:<8}"
+        code = e.get("error_code") or e.get("skip_reason")
+        lines.append(head_line + (f"  {code}" if code else "") + f"  cycle {e['cycle_id']}")
+        repeated: list[int] = []
+        for step in e["steps"]:
+            shown = {k: v for k, v in step["details"].items() if k != "ReportableIdentifier"}
+            key = (
+                step["name"],
+                step["status"],
+                step["description"],
+                tuple(sorted(map(str, shown.items()))),
+                tuple(step.get("scope_clauses", [])),
+            )
+            if key in seen:
+                repeated.append(seen[key])
+                continue
+            seen[key] = number
+            lines.append(f"      {step['name']} [{step['type']}] {step['status']}: {step['description']}")
+            if shown:
+                lines.append("        " + ", ".join(f"{k}={v}" for k, v in shown.items()))
+            for clause in step.get("scope_clauses", []):
+                lines.append(f"        scope: {clause}")
+        if repeated:
+            where = ", ".join(f"[{n}]" for n in sorted(set(repeated)))
+            lines.append(f"      ... and {len(repeated)} step(s) exactly as in {where}")
+    lines += [f"See: {link}" for link in explanation.links]
+    return "\n".join(lines)
 
 
 _FAILURE_COLUMNS = [
@@ -583,16 +812,38 @@ def credential_failures(evidence: Evidence, n: int = 20) -> pd.DataFrame:
     )
 
 
+# What each logged skip reason means and whether it needs anyone, from Microsoft's troubleshooting guide and
+# provisioning-logs how-to (skip reasons and error codes; the RedundantExport text is provisionOnDemand's
+# documented answer: "The state of the user in both the source and target systems already match.").
+SKIP_MEANINGS = {
+    "redundantexport": "Nothing to do: the app already holds the same values, so no change was sent. Not an error.",
+    "noteffectivelyentitled": (
+        "Not assigned as far as the service can tell (no direct assignment, a nested group, a broken assignment, "
+        "a disabled account) or, as the service words it, out of scope: see the findings below."
+    ),
+    "entryjoiningpropertyvalueismissing": (
+        "The matching attribute is empty on the user or group: fill it in, or fix the matching attribute."
+    ),
+    "importskipped": (
+        "The user lacks the matching property, so scoping, matching and export could not be evaluated."
+    ),
+    "entrysynchronizationskipped": "Out of scope, or already in the app with no change required.",
+}
+
+
 def skip_reasons(evidence: Evidence) -> pd.DataFrame:
-    """Skipped entries and distinct objects per logged skip reason, most objects first."""
+    """Skipped entries and distinct objects per logged skip reason, most objects first, with what each reason
+    means (``meaning``; empty for a reason the guide does not describe)."""
     events = evidence.events
     skipped = events[events["status"].astype(str) == "skipped"]
     if skipped.empty:
-        return pd.DataFrame(columns=["skip_reason", "entries", "objects"])
+        return pd.DataFrame(columns=["skip_reason", "entries", "objects", "meaning"])
     reason = skipped["skip_reason"].astype(object).where(skipped["skip_reason"].notna(), "(none logged)")
     table = skipped.assign(skip_reason=reason).groupby("skip_reason", dropna=False)
     out = pd.DataFrame({"entries": table.size(), "objects": table["source_id"].nunique()})
-    return out.sort_values(["objects", "entries"], ascending=False).reset_index()
+    out = out.sort_values(["objects", "entries"], ascending=False).reset_index()
+    out["meaning"] = [SKIP_MEANINGS.get(str(r).lower(), "") for r in out["skip_reason"]]
+    return out
 
 
 def first_skipped_user(evidence: Evidence) -> str | None:
@@ -605,11 +856,39 @@ def first_skipped_user(evidence: Evidence) -> str | None:
     return str(users.sort_values("activity_time").iloc[-1]["source_id"])
 
 
+def format_duration(value: Any) -> str:
+    """A duration as a reader says it: ``45 s``, ``12 min``, ``1 h 01 min``, ``2 d 3 h``; empty when unknown."""
+    if value is None or (not isinstance(value, pd.Timedelta) and pd.isna(value)):
+        return ""
+    delta = pd.Timedelta(value)
+    if pd.isna(delta):
+        return ""
+    seconds = int(round(delta.total_seconds()))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes:02d} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
 def watermark_resets(cycle_table: pd.DataFrame) -> pd.DataFrame:
-    """The cycles that followed a watermark reset: start, kind, reason, duration and entries."""
+    """The cycles that followed a watermark reset: start (UTC), kind, reason, duration (``1 h 01 min``; a ``≥``
+    marks a lower bound from the log span) and entries."""
     columns = ["start", "kind", "reset_reason", "duration", "entries", "kind_reason"]
-    resets = cycle_table[cycle_table["reset_before"]]
-    return resets[columns].reset_index(drop=True)
+    resets = cycle_table[cycle_table["reset_before"]].reset_index(drop=True)
+    out = resets[columns].copy()
+    out["start"] = [_time(v) for v in resets["start"]]
+    bound = resets.get("duration_is_lower_bound", pd.Series(False, index=resets.index)).fillna(False)
+    out["duration"] = [
+        ("≥ " if is_bound and text else "") + text
+        for text, is_bound in zip((format_duration(v) for v in resets["duration"]), bound, strict=True)
+    ]
+    return out
 
 
 # ---- calls that touch the tenant --------------------------------------------------------------------------
@@ -699,10 +978,9 @@ def provision_on_demand(
     """Provision one user on demand when ``allow_changes``; the service's answer, in a line or two."""
     if not object_id:
         return "No object chosen."
+    who = object_name(evidence, object_id)
     if not allow_changes:
-        return _not_run(
-            f"provision {object_id} to {evidence.display_name} on demand (it may create or change it)"
-        )
+        return _not_run(f"provision {who} to {evidence.display_name} on demand (it may create or change it)")
     import json
 
     client = _write_client(source, cloud, tenant_id, client_id, allow_writes=True)
@@ -718,9 +996,23 @@ def provision_on_demand(
     except ValueError:
         key = {}
     details = key.get("details") or {}
-    return f"provisionOnDemand: {key.get('result', 'unknown result')}" + (
+    return f"provisionOnDemand for {who}: {key.get('result', 'unknown result')}" + (
         f" ({details.get('errorCode')}: {details.get('errorMessage')})" if details.get("errorCode") else ""
     )
+
+
+def object_name(evidence: Evidence, object_id: str) -> str:
+    """An object as a reader knows it: ``Name <upn>`` from its log entries, else its id."""
+    events = evidence.events
+    rows = events[events["source_id"].astype(str) == str(object_id)]
+    if rows.empty:
+        return str(object_id)
+    last = rows.sort_values("activity_time").iloc[-1]
+    name = last["source_name"] if pd.notna(last["source_name"]) else None
+    upn = last["reportable_identifier"] if pd.notna(last["reportable_identifier"]) else None
+    if name and upn and "@" in str(upn) and str(upn).lower() != str(name).lower():
+        return f"{name} <{upn}>"
+    return str(name or upn or object_id)
 
 
 def _rule_id(evidence: Evidence) -> str:

@@ -387,6 +387,8 @@ def save_static(figure: Any, path: Path) -> Path:
         for shape in layout.shapes or ():
             _draw_shape(ax, shape)
         title = layout.title.text if layout.title and layout.title.text else ""
+        # Plotly titles may carry a subtitle line (<br><sup>...</sup>): plain text for matplotlib.
+        title = re.sub(r"<[^>]+>", "", re.sub(r"<br\s*/?>", "\n", title))
         ax.set_title(title, fontsize=10, loc="left")
         ax.set_xlabel(layout.xaxis.title.text or "")
         ax.set_ylabel(layout.yaxis.title.text or "")
@@ -540,17 +542,23 @@ def render_markdown(
     damage: Impact,
     images: list[tuple[str, Path]],
     cycle_summary: Any,
+    *,
+    origin: str | None = None,
 ) -> str:
-    """The write-up as Markdown (not yet redacted); ``images`` are (caption, file) pairs beside it."""
+    """The write-up as Markdown (not yet redacted); ``images`` are (caption, file) pairs beside it; ``origin``
+    (where the evidence came from) is quoted at the top."""
+    from provkit.notebook import state_text
+
     start, end = evidence.window or (None, evidence.now)
     counts = {s: sum(1 for f in findings if f.severity == s) for s in ("error", "warning", "info")}
     out = [
         f"# Postmortem: {evidence.display_name} provisioning, {_fmt(start)} to {_fmt(end)}",
         "",
+        *([f"> **Source.** {origin}", ""] if origin else []),
         f"- App: {evidence.display_name} (service principal {evidence.service_principal_id}, "
         f"appId {evidence.app_id or 'unknown'})",
         f"- Window: {_fmt(start)} to {_fmt(end)}; {len(evidence.events)} log entries",
-        f"- State at the end: {cycle_summary.state} ({cycle_summary.state_detail})",
+        f"- State at the end: {state_text(cycle_summary)}",
         f"- Findings: {counts['error']} error, {counts['warning']} warning, {counts['info']} information",
         f"- Written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by provkit",
         "",
@@ -672,14 +680,19 @@ def write_postmortem(
     *,
     redact: bool = False,
     key: bytes | None = None,
+    origin: str | None = None,
 ) -> Written:
     """Write ``postmortem.md`` and its PNG charts into ``out/<app>-<start>-<end>/``; return what was written.
 
     The window is ``evidence.window`` (load the evidence for the incident's window). With ``redact`` every user
-    name and email in the text is replaced by a pseudonym (see :class:`Redactor`).
+    name and email in the text is replaced by a pseudonym (see :class:`Redactor`). ``origin`` says where the
+    evidence came from (``Loaded.origin()``; default: :func:`provkit.workbook.describe_origin` of the evidence);
+    it opens the write-up. The charts are PNG files beside the Markdown, linked by relative paths: the folder
+    reads the same opened from disk, in a repository or offline.
     """
     from provkit import cycles
     from provkit.checks import run_checks
+    from provkit.workbook import describe_origin
 
     cycle_table = cycles.cycles_table(evidence)
     cycle_summary = cycles.summary(evidence, cycle_table)
@@ -692,7 +705,9 @@ def write_postmortem(
     images = []
     for name, caption, figure in _charts(evidence, cycle_table):
         images.append((caption, save_static(figure, folder / f"{name}.png")))
-    text = render_markdown(evidence, events, findings, damage, images, cycle_summary)
+    text = render_markdown(
+        evidence, events, findings, damage, images, cycle_summary, origin=origin or describe_origin(evidence)
+    )
     if redact:
         text = Redactor.for_evidence(evidence, key or _redact_key()).apply(text)
     path = folder / "postmortem.md"
@@ -758,7 +773,7 @@ def run_postmortem(args: argparse.Namespace) -> int:
         store=str(args.store) if args.store else None,
     )
     print(loaded.resolved, file=sys.stderr)
-    written = write_postmortem(loaded.evidence, args.out, redact=args.redact)
+    written = write_postmortem(loaded.evidence, args.out, redact=args.redact, origin=loaded.origin())
     print(written.verdict(), file=sys.stderr)
     print(written.markdown)
     return 0

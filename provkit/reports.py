@@ -5,7 +5,10 @@ against that store offline (``source="store"``), two at a time in a small proces
 under ``OUT/<run id>/<app>/``:
 
 - the executed notebooks (``00-triage.ipynb``, ...), each a record of its parameters, outputs and errors;
-- standalone HTML pages of them (inputs hidden unless asked otherwise), linking to each other;
+- standalone HTML pages of them (inputs hidden unless asked otherwise), linking to each other, each opening with
+  a banner that says which tenant and source the evidence came from. The pages draw their charts with one copy
+  of plotly.js in the run folder (``OUT/<run id>/plotly.min.js``, loaded by a plain ``<script src>``) and load
+  nothing else: they work opened from disk (file://), over http and offline, with no request to a CDN;
 - ``summary.json``: status, findings by severity with their check ids, cycle statistics, the notebooks' outcome.
 
 ``OUT/<run id>/summary.json`` gathers the apps of the run, and ``OUT/index.html`` shows every app's latest state
@@ -69,7 +72,7 @@ EXIT_FAILED = 1
 EXIT_FINDINGS = 3
 CELL_TIMEOUT = 600  # seconds a single cell may run before the notebook counts as failed
 _SECRET_VARIABLES = ("PROVKIT_CLIENT_SECRET",)
-_NOTEBOOK_LINK = re.compile(r'href="(\d\d-[a-z0-9-]+)\.ipynb"')
+_NOTEBOOK_ANCHOR = re.compile(r'<a href="(\d\d-[a-z0-9-]+)\.ipynb"([^>]*)>(.*?)</a>', re.DOTALL)
 
 
 # ---- one notebook -------------------------------------------------------------------------------------
@@ -192,57 +195,147 @@ def export_html(
     hide_input: bool = True,
     title: str | None = None,
     siblings: Sequence[str] | None = None,
+    banner: str | None = None,
 ) -> Path:
     """Write a standalone HTML page of an executed notebook; links to ``siblings`` (notebook names without
     .ipynb, default: the notebooks beside it) point to their HTML pages instead.
 
     ``hide_input`` leaves the code out (nbconvert's ``--no-input``): the headings, prose and outputs remain.
+    ``banner`` (one line: where the evidence came from) opens the page. Charts are drawn from the notebook's plotly
+    JSON with a local copy of plotly.js (see :func:`_draw_charts_locally`); the page loads no script, font or
+    style from the network (no require.js, MathJax, mermaid or widget manager from a CDN).
     """
     import nbformat
     from nbconvert import HTMLExporter
 
+    from provkit.notebook import banner_html
+
     notebook = nbformat.read(notebook_path, as_version=4)
-    exporter = HTMLExporter(exclude_input=hide_input, exclude_input_prompt=True, exclude_output_prompt=True)
+    charts = _draw_charts_locally(notebook)
+    script = _local_plotly(html_path) if charts else None
+    exporter = HTMLExporter(
+        exclude_input=hide_input,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+        extra_loaders=[_page_loader()],
+        template_file=_PAGE_TEMPLATE_NAME,
+    )
     body, _ = exporter.from_notebook_node(
-        notebook, resources={"metadata": {"name": title or notebook_path.stem}}
+        notebook,
+        resources={
+            "metadata": {"name": title or notebook_path.stem},
+            "provkit_plotly": script,
+            "provkit_banner": banner_html(banner) if banner else "",
+        },
     )
     pages = set(siblings) if siblings is not None else {p.stem for p in notebook_path.parent.glob("*.ipynb")}
-    body = _NOTEBOOK_LINK.sub(
-        lambda m: f'href="{m.group(1)}.html"' if m.group(1) in pages else m.group(0),
+    # Links to the pages of this report go to their HTML; a link to a notebook the report did not run (06, 07)
+    # would be a dead end on disk, so it becomes its name in plain text.
+    body = _NOTEBOOK_ANCHOR.sub(
+        lambda m: (
+            f'<a href="{m.group(1)}.html"{m.group(2)}>{m.group(3)}</a>'
+            if m.group(1) in pages
+            else f'<span class="provkit-not-in-report" title="not part of this report">{m.group(3)}</span>'
+        ),
         body,
     )
-    body = _local_plotly(body, html_path)
     html_path.write_text(body, encoding="utf-8")
     return html_path
 
 
 _RUN_NAME = re.compile(r"^\d{8}T\d{6}Z")
-_PLOTLY_CDN = re.compile(r"https://cdn\.plot\.ly/plotly-[0-9.]+\.min")
+_PLOTLY_MIME = "application/vnd.plotly.v1+json"
+_PAGE_TEMPLATE_NAME = "provkit-page.html.j2"
+# nbconvert's lab page without what it would fetch from CDNs: require.js (nothing on these pages needs it),
+# MathJax (no formulas), mermaid (no diagrams) and the widget manager (report pages have no pickers). The head
+# gets one classic script tag for the local plotly.js: no type="module", crossorigin or integrity, which
+# Chromium refuses for file:// pages.
+_PAGE_TEMPLATE = """{%- extends 'index.html.j2' -%}
+{%- block html_head_js -%}
+{%- if resources.provkit_plotly -%}
+<script src="{{ resources.provkit_plotly }}" charset="utf-8"></script>
+{%- endif -%}
+{%- endblock html_head_js -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block body_header -%}
+{{ super() }}
+{{ resources.provkit_banner }}
+{%- endblock body_header -%}
+"""
 
 
-def _local_plotly(body: str, html_path: Path) -> str:
-    """Point the page's charts at a copy of plotly.js in the run folder instead of its CDN, so pages work
-    offline and on air-gapped machines; the copy (about 4.6 MB) is written once per run folder."""
-    if not _PLOTLY_CDN.search(body):
-        return body
+def _page_loader() -> Any:
+    import jinja2
+
+    return jinja2.DictLoader({_PAGE_TEMPLATE_NAME: _PAGE_TEMPLATE})
+
+
+def _draw_charts_locally(notebook: Any) -> int:
+    """Give every plotly output an HTML part that draws it with the page's local plotly.js; returns how many.
+
+    The notebooks display figures as plotly's JSON mimetype only (JupyterLab draws it itself); an HTML part a
+    renderer may have added (plotly.js from its CDN, require.js) is replaced.
+    """
+    count = 0
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data") or {}
+            figure = data.get(_PLOTLY_MIME)
+            if not isinstance(figure, dict):
+                continue
+            count += 1
+            data["text/html"] = _chart_html(figure, f"provkit-chart-{count}")
+    return count
+
+
+def _chart_html(figure: dict[str, Any], element_id: str) -> str:
+    layout = figure.get("layout") or {}
+    height = layout.get("height") if isinstance(layout.get("height"), int | float) else 450
+    # "<" escaped as \u003c: the JSON stays valid and cannot close the script element.
+    payload = json.dumps(
+        {"data": figure.get("data") or [], "layout": layout, "config": figure.get("config") or {}},
+        separators=(",", ":"),
+    ).replace("<", "\\u003c")
+    return (
+        f'<div id="{element_id}" class="provkit-chart" style="width:100%;height:{int(height)}px"></div>\n'
+        "<script>(function () {\n"
+        f"  var figure = {payload};\n"
+        f'  var element = document.getElementById("{element_id}");\n'
+        "  if (!window.Plotly) {\n"
+        '    element.textContent = "This chart needs plotly.min.js, which should sit in the report\'s run folder "'
+        ' + "beside the app folders; copy it back to see the charts.";\n'
+        "    return;\n"
+        "  }\n"
+        "  var config = Object.assign({responsive: true, displaylogo: false}, figure.config);\n"
+        "  Plotly.newPlot(element, figure.data, figure.layout, config);\n"
+        "})();</script>"
+    )
+
+
+def _local_plotly(html_path: Path) -> str:
+    """The relative address of plotly.js for a page at ``html_path``, copying the plotly package's
+    ``plotly.min.js`` (about 4.6 MB) once per run folder: one copy serves every app's pages."""
     import plotly
 
     source = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
-    if not source.exists():  # pragma: no cover - the plotly wheel ships it
-        return body
     # Report pages live in <out>/<run>/<app>/: one copy per run serves every app's pages.
-    run_dir = html_path.parent.parent if _RUN_NAME.match(html_path.parent.parent.name) else html_path.parent
+    parent = html_path.parent
+    run_dir = parent.parent if _RUN_NAME.match(parent.parent.name) else parent
     target = run_dir / "plotly.min.js"
     if not target.exists():
-        shutil.copyfile(source, target)
-    relative = os.path.relpath(target, html_path.parent).replace(os.sep, "/")
-    return _PLOTLY_CDN.sub(relative[: -len(".js")], body)
+        tmp = target.with_name(f".plotly.min.js.{os.getpid()}.tmp")
+        shutil.copyfile(source, tmp)
+        tmp.replace(target)  # two workers exporting at once must not see half a file
+    return os.path.relpath(target, parent).replace(os.sep, "/")
 
 
 def execute_notebook(task: dict[str, Any]) -> dict[str, Any]:
     """Run one notebook with papermill and export its HTML page; never raises.
 
-    ``task``: input, output (paths), parameters (dict), hide_input (bool), title (str). Returns the task's
+    ``task``: input, output (paths), parameters (dict), hide_input (bool), title (str), banner (str: where the
+    evidence came from, shown at the top of the page). Returns the task's
     name, app, status ("ok" or "failed"), seconds, the written files (relative names) and, on failure, a
     short error naming the cell.
     """
@@ -295,6 +388,7 @@ def execute_notebook(task: dict[str, Any]) -> dict[str, Any]:
                 hide_input=task.get("hide_input", True),
                 title=task.get("title"),
                 siblings=task.get("siblings"),
+                banner=task.get("banner"),
             )
             result["html"] = html_path.name
         except Exception as exc:
@@ -627,7 +721,11 @@ def _prepare_app(
     app_dir = run_dir / folder
     app_dir.mkdir(parents=True)
     window = evidence.window or (evidence.now, evidence.now)
+    from provkit.workbook import describe_origin
+
+    origin = describe_origin(evidence, source=fetcher.source, when=datetime.now(UTC))
     entry.update(
+        origin=origin,
         folder=folder,
         window={"start": window[0].isoformat(), "end": window[1].isoformat()},
         fetch=loaded.fetch.as_dict() if loaded.fetch is not None else None,
@@ -660,6 +758,7 @@ def _prepare_app(
                 "hide_input": hide_input,
                 "title": f"{evidence.display_name}: {source.stem}",
                 "siblings": [p.stem for p in sources],
+                "banner": origin,
                 "app": folder,
             }
         )
@@ -772,7 +871,10 @@ def write_index(out: Path) -> Path:
     for _key, items in sorted(history.items(), key=lambda kv: _app_name(kv[1][-1][1]).lower()):
         rows.append(_index_row(items))
     run_rows = [_run_row(run) for run in reversed(runs)]
+    from provkit.notebook import banner_html
+
     page = _INDEX_TEMPLATE.format(
+        banner=banner_html(_index_origin(runs[-1])) if runs else "",
         generated=html.escape(datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")),
         runs=len(runs),
         app_rows="\n".join(rows) or '<tr><td colspan="6">No runs yet.</td></tr>',
@@ -782,6 +884,21 @@ def write_index(out: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def _index_origin(run: dict[str, Any]) -> str:
+    """The latest run's source in one line, for the index's banner."""
+    tenants = sorted(
+        {str((a.get("app") or {}).get("tenant_id")) for a in run["apps"] if a.get("app")} - {"None"}
+    )
+    source = str(run.get("source"))
+    what = {
+        "demo": "the SIMULATED tenant (demo data, not a real tenant)",
+        "graph": "the LIVE tenant",
+        "store": "the local store, read offline",
+    }.get(source, source)
+    tenant = f" ({', '.join(tenants)})" if tenants else ""
+    return f"Latest run {run['_folder']}: evidence from {what}{tenant}. Each page says where its evidence came from."
 
 
 def _app_name(app: dict[str, Any]) -> str:
@@ -846,6 +963,7 @@ th, td {{ border-bottom: 1px solid #eaecf0; padding: 6px 10px; text-align: left;
 </style></head>
 <body>
 <h1>Provisioning reports</h1>
+{banner}
 <p>Generated {generated} from {runs} run(s) in this folder. Each row is an app's latest run; the trend shows its
 state in up to 30 runs, oldest first (hover for the time and counts).</p>
 <table>

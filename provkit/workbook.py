@@ -3,7 +3,11 @@
 ``source`` chooses where data comes from:
 - ``"graph"``: the live tenant named by the PROVKIT_* settings; fetched into the store, then read from it;
 - ``"demo"``: the simulated tenant, started in-process; fetched into a demo store through the same code;
-- ``"store"``: the store alone, offline (after ``provkit fetch`` or ``provkit import``).
+- ``"store"``: the store alone, offline (after ``provkit fetch`` or ``provkit import``);
+- empty or None: :func:`default_source`, the live tenant when ``PROVKIT_TENANT_ID`` is set, else the simulated one.
+
+:func:`describe_origin` says in one line where an app's evidence came from (the banner of notebooks, report pages
+and postmortems).
 
 With ``workspace`` (a Log Analytics workspace id) the logs come from that workspace through KQL instead of the
 Graph reporting API (the configuration still comes from Graph, of the live or the simulated tenant); ``logs``
@@ -20,7 +24,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from provkit.errors import ConfigError
@@ -42,6 +46,12 @@ class Loaded:
     transfer: object | None = (
         None  # rows and bytes a Log Analytics workspace sent (sources.loganalytics.Transfer)
     )
+    source: str = ""  # the source it was read from: graph, demo or store
+    store: Path | None = None  # the store's root folder, when known
+
+    def origin(self) -> str:
+        """Where the evidence came from, in one line (:func:`describe_origin`)."""
+        return describe_origin(self.evidence, source=self.source, store=self.store)
 
 
 DEMO_SIZE_SETTINGS = {"users": "PROVKIT_DEMO_USERS", "days": "PROVKIT_DEMO_DAYS"}
@@ -91,8 +101,18 @@ def demo_store_root() -> Path:
     return _DEMO_STORE["store"]
 
 
-def check_source(source: str) -> str:
-    value = (source or "").strip().lower()
+def default_source(environ: Mapping[str, str] | None = None) -> str:
+    """The source used when none is named: ``"graph"`` (the live tenant) when ``PROVKIT_TENANT_ID`` is set,
+    else ``"demo"`` (the simulated tenant), so that real settings are never silently ignored."""
+    env = os.environ if environ is None else environ
+    return "graph" if (env.get("PROVKIT_TENANT_ID") or "").strip() else "demo"
+
+
+def check_source(source: str | None) -> str:
+    """``source`` checked and normalised; empty or None means :func:`default_source`."""
+    if source is None or not str(source).strip():
+        return default_source()
+    value = str(source).strip().lower()
     if value in ("offline",):
         value = "store"
     if value not in SOURCES:
@@ -103,7 +123,7 @@ def check_source(source: str) -> str:
 def load_evidence(
     app: str,
     *,
-    source: str = "demo",
+    source: str | None = None,
     since: str | None = "7d",
     start: str | None = None,
     end: str | None = None,
@@ -116,7 +136,8 @@ def load_evidence(
     logs: str = "entries",
     object_ref: str | None = None,
 ) -> Loaded:
-    """Fetch (unless offline) and read one app's evidence. ``app`` is a display name, appId or object id."""
+    """Fetch (unless offline) and read one app's evidence. ``app`` is a display name, appId or object id;
+    ``source`` None means :func:`default_source`."""
     source = check_source(source)
     if not app or not str(app).strip():
         raise ConfigError(
@@ -142,7 +163,9 @@ def load_evidence(
                     now=stored_now if not (start or end) else None,
                 )
         evidence = from_store(app_store, coverage=coverage)
-        return Loaded(evidence, None, f"Read {app!r} from the store at {app_store.path}")
+        return Loaded(
+            evidence, None, f"Read {app!r} from the store at {app_store.path}", source="store", store=st.root
+        )
     client, tenant_id, st, window = fetch_target(
         source,
         since=since,
@@ -208,7 +231,58 @@ def loaded_after_fetch(
     evidence = from_store(app_store, now=window[1], coverage=window)
     evidence.window = window
     evidence.source = source
-    return Loaded(evidence, summary, resolved)
+    # The store's root folder: app folders sit at <root>/<tenant>/<service principal>.
+    return Loaded(evidence, summary, resolved, source=source, store=Path(app_store.path).parent.parent)
+
+
+def simulated_tenant_ids(environ: Mapping[str, str] | None = None) -> set[str]:
+    """Tenant ids the simulated tenant uses (its default seed, and ``PROVKIT_DEMO_SEED`` when set): stored
+    evidence with one of them came from the simulator, not from a real tenant."""
+    from provkit.sim import ids
+
+    env = os.environ if environ is None else environ
+    seeds = {7}
+    text = (env.get("PROVKIT_DEMO_SEED") or "").strip()
+    if text.isdigit():
+        seeds.add(int(text))
+    return {ids.IdCodec(seed).encode(ids.MISC, 0, 0, 1) for seed in seeds}
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC) if moment.tzinfo is not None else moment
+
+
+def describe_origin(
+    evidence: Evidence,
+    *,
+    source: str | None = None,
+    store: str | Path | None = None,
+    when: datetime | None = None,
+) -> str:
+    """Where ``evidence`` came from, in one line: the simulated tenant, a live tenant (its id), a stored copy
+    read offline (``source="store"``), or an import; with the app and the window (and ``when`` it was fetched,
+    default "just now"). Never holds a secret."""
+    tenant = evidence.tenant_id or "unknown"
+    simulated = tenant.lower() in simulated_tenant_ids()
+    read = (source or evidence.source or "").lower()
+    fetched = f"at {_utc(when):%Y-%m-%d %H:%M} UTC" if when else "just now"
+    where = f"the store at {store}" if store else "the local store"
+    if (evidence.source or "").lower() == "import":
+        text = f"an IMPORT of downloaded logs in {where} (tenant {tenant}), read offline"
+    elif read == "store":
+        kind = "the SIMULATED tenant (demo data)" if simulated else "the LIVE tenant"
+        text = f"a copy of {kind} kept in {where} (tenant {tenant}), read offline"
+    elif read in ("demo", "simulator") or simulated:
+        text = f"the SIMULATED tenant (demo data, tenant {tenant}), fetched {fetched}"
+    else:
+        text = f"the LIVE tenant {tenant}, fetched {fetched}"
+    window = evidence.window
+    span = (
+        f"{_utc(window[0]):%Y-%m-%d %H:%M} to {_utc(window[1]):%Y-%m-%d %H:%M} UTC"
+        if window
+        else "all stored"
+    )
+    return f"Evidence for {evidence.display_name} from {text}; window {span}."
 
 
 def _load_from_workspace(
@@ -257,7 +331,7 @@ def _load_from_workspace(
     where = f"Log Analytics workspace {la.workspace_id}: {la.transfer.line()}"
     if la.rejects:
         where += f"; {len(la.rejects)} rows unreadable, e.g. {la.rejects[0]}"
-    return Loaded(evidence, None, f"{resolved.describe()}\n{where}", la.transfer)
+    return Loaded(evidence, None, f"{resolved.describe()}\n{where}", la.transfer, source=source)
 
 
 class _progress_bar:  # noqa: N801 - used like a function

@@ -40,6 +40,7 @@ KERNEL_ENV = {
     "PROVKIT_DEMO_NOW": "2024-06-03T12:00:00Z",
     "PROVKIT_DEMO_THROTTLE": "0",
 }
+LIVE_SETTINGS = ("PROVKIT_TENANT_ID", "PROVKIT_CLIENT_ID", "PROVKIT_CLIENT_SECRET", "PROVKIT_CERT_PATH")
 UPDATE = os.environ.get("PROVKIT_UPDATE_VERDICTS") == "1"
 _recorded: dict[str, list[str]] = defaultdict(list)
 
@@ -100,8 +101,10 @@ class WorkbookNotebook(IPyNbFile):
     def setup(self) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="provkit-nbval-")) / "notebooks"
         self.workdir.mkdir()
-        saved = {name: os.environ.get(name) for name in KERNEL_ENV}
+        saved = {name: os.environ.get(name) for name in (*KERNEL_ENV, *LIVE_SETTINGS)}
         os.environ.update(KERNEL_ENV)  # the kernel process copies the environment when it starts
+        for name in LIVE_SETTINGS:  # the notebooks' empty source means the simulated tenant only without these
+            os.environ.pop(name, None)
         try:
             self.kernel = RunningKernel(
                 CURRENT_ENV_KERNEL_NAME,

@@ -69,7 +69,8 @@ def test_one_parameters_cell_with_safe_defaults(path: Path) -> None:
     params = _parameters(nb)
     assert set(params) <= ALLOWED_PARAMETERS, set(params) - ALLOWED_PARAMETERS
     assert {"app", "since", "source", "store", "cloud", "tenant_id", "client_id"} <= set(params)
-    assert params["source"] == '"demo"'  # runs anywhere, offline, against the simulated tenant
+    # Empty: the live tenant when PROVKIT_TENANT_ID is set, the simulated one otherwise (said in the output).
+    assert params["source"] == '""'
     assert not any(re.search("secret|password|token|cert", name) for name in params)
     for flag in ("allow_changes", "validate_credentials"):
         if flag in params:
