@@ -37,26 +37,30 @@ _LAYOUT: dict[str, Any] = {
 
 # Log-axis ticks for durations in minutes, labelled as a reader says them.
 _DURATION_TICKS = (
-    (0.1, "6 s"),
+    (1 / 60, "1 s"),
+    (5 / 60, "5 s"),
+    (10 / 60, "10 s"),
     (0.5, "30 s"),
     (1, "1 min"),
+    (2, "2 min"),
     (5, "5 min"),
     (15, "15 min"),
+    (30, "30 min"),
     (60, "1 h"),
+    (120, "2 h"),
     (240, "4 h"),
+    (720, "12 h"),
     (1440, "1 d"),
+    (4320, "3 d"),
     (10080, "7 d"),
 )
 
 
 def _log_axis(figure: go.Figure) -> None:
-    """A log y-axis of durations in minutes, labelled 6 s, 30 s, 1 min, 5 min, 15 min, 1 h, ... with unlabelled
-    minor ticks: plotly's own minor labels (5, 2, 10, 5, 2, 1) were easy to misread."""
+    """A log y-axis of durations in minutes, labelled as 10 s, 30 s, 1 min, 5 min, 1 h, 1 d: plotly's own log
+    labels (5, 2, 10, 5, 2, 1) were easy to misread."""
     figure.update_yaxes(
-        type="log",
-        tickvals=[v for v, _ in _DURATION_TICKS],
-        ticktext=[t for _, t in _DURATION_TICKS],
-        minor={"ticks": "outside", "showgrid": False},
+        type="log", tickvals=[v for v, _ in _DURATION_TICKS], ticktext=[t for _, t in _DURATION_TICKS]
     )
 
 

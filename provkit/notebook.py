@@ -132,6 +132,8 @@ def setup() -> None:
         pio.renderers.default = "plotly_mimetype"
     except ImportError:  # pragma: no cover - plotly is a dependency
         pass
+    # Error reasons and skip-reason meanings are sentences: show them whole, not cut at 50 characters.
+    pd.set_option("display.max_colwidth", 400)
     try:
         from IPython import get_ipython
     except ImportError:  # pragma: no cover - IPython comes with Jupyter
@@ -549,10 +551,12 @@ def status_row(evidence: Evidence) -> dict[str, Any]:
 
 
 def show_status(evidence: Evidence) -> None:
-    """Display :func:`status_row` as a one-row table."""
+    """Display :func:`status_row` as a one-row table (the window is in the banner above it)."""
     from IPython.display import display
 
-    display(pd.DataFrame([status_row(evidence)]).set_index("app"))
+    row = status_row(evidence)
+    row.pop("window", None)
+    display(pd.DataFrame([row]).set_index("app"))
 
 
 def notebook_for(check: str) -> str | None:
@@ -563,6 +567,10 @@ def notebook_for(check: str) -> str | None:
 def _sections(findings: Iterable, sections: Iterable[str] | None) -> list:
     wanted = tuple(sections) if sections else None
     return [f for f in findings if wanted is None or f.check.split(".", 1)[0] in wanted]
+
+
+# JupyterLab right-aligns table cells; findings read left to right, and long ids wrap instead of widening.
+_CELL = "text-align:left;vertical-align:top;overflow-wrap:anywhere;"
 
 
 def findings_html(findings: Iterable, *, deeper: bool = True, rows: int = 5, here: str | None = None) -> str:
@@ -579,9 +587,9 @@ def findings_html(findings: Iterable, *, deeper: bool = True, rows: int = 5, her
         '<colgroup><col style="width:6em"><col style="width:22%">'
         + ('<col style="width:13em">' if deeper else "")
         + "<col></colgroup>"
-        + "<tr><th>severity</th><th>check</th>"
-        + ("<th>go deeper</th>" if deeper else "")
-        + "<th>finding</th></tr>"
+        + f'<tr><th style="{_CELL}">severity</th><th style="{_CELL}">check</th>'
+        + (f'<th style="{_CELL}">go deeper</th>' if deeper else "")
+        + f'<th style="{_CELL}">finding</th></tr>'
     )
     body = []
     for f in items:
@@ -590,16 +598,16 @@ def findings_html(findings: Iterable, *, deeper: bool = True, rows: int = 5, her
         if not deeper:
             link = ""
         elif target and target == here:
-            link = "<td>(this notebook)</td>"
+            link = f'<td style="{_CELL}">(this notebook)</td>'
         elif target:
-            link = f'<td><a href="{target}.ipynb">{target}</a></td>'
+            link = f'<td style="{_CELL}"><a href="{target}.ipynb">{target}</a></td>'
         else:
-            link = "<td></td>"
+            link = f'<td style="{_CELL}"></td>'
         details = _finding_details(f, rows)
         body.append(
-            f'<tr><td style="color:{colour};font-weight:bold">{f.severity}</td>'
-            f'<td style="overflow-wrap:anywhere"><code>{html.escape(f.check)}</code></td>{link}'
-            f'<td style="overflow-wrap:anywhere">{html.escape(f.title)}{details}</td></tr>'
+            f'<tr><td style="{_CELL}color:{colour};font-weight:bold">{f.severity}</td>'
+            f'<td style="{_CELL}"><code>{html.escape(f.check)}</code></td>{link}'
+            f'<td style="{_CELL}">{html.escape(f.title)}{details}</td></tr>'
         )
     return (
         '<table class="provkit-findings" style="text-align:left;table-layout:fixed;width:100%;max-width:100%">'

@@ -6,7 +6,8 @@ user is root; otherwise these tests are skipped with a message saying what to in
 machines that run them is closed, so Chromium is started with everything that phones home turned off, and the
 tests check that no page makes a request leaving the machine.
 
-A failing test leaves a full-page screenshot in ``tests/browser/artifacts/`` (git-ignored; CI keeps it).
+A failing test leaves a full-page screenshot of each page it opened in ``tests/browser/artifacts/`` (git-ignored;
+CI keeps it); ``PROVKIT_BROWSER_SCREENSHOTS=1`` keeps them for passing tests too, to look at the pages.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ def pages(browser: object, request: pytest.FixtureRequest) -> Iterator[Pages]:
     opened = Pages(browser)
     yield opened
     report = getattr(request.node, "report_call", None)
-    if report is not None and report.failed:
+    if (report is not None and report.failed) or os.environ.get("PROVKIT_BROWSER_SCREENSHOTS") == "1":
         for path in opened.keep_screenshots(request.node.nodeid):
             print(f"screenshot of the failure: {path}")
     opened.close()
