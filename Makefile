@@ -1,7 +1,8 @@
 # provkit developer commands. Needs only Python 3.11+ and make; everything else goes into .venv.
 #
 #   make demo    install into .venv, then run the workbook against the simulated tenant
-#   make test    install into .venv, then ruff check and the whole pytest suite
+#   make test    install into .venv (and Chromium for the browser tests), then ruff check and the whole suite
+#   make browser install Debian's Chromium for the browser tests when it is missing (needs root)
 #   make lint    ruff check and ruff format --check
 #   make bench   run every bench/bench_*.py in turn
 #   make clean   remove caches and build output (keeps .venv, reports/ and bench results)
@@ -17,11 +18,12 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.provkit-installed
 PIP_FLAGS := --quiet --disable-pip-version-check --progress-bar off
 
-.PHONY: help install test demo lint bench clean
+.PHONY: help install test demo lint bench clean browser
 
 help:
 	@echo "make demo    install into $(VENV), report on every app of the simulated tenant into reports/demo"
-	@echo "make test    install into $(VENV), run 'ruff check .' and the pytest suite"
+	@echo "make test    install into $(VENV), run 'ruff check .' and the pytest suite (browser tests need Chromium)"
+	@echo "make browser install Chromium for the browser tests (apt-get, as root) when it is missing"
 	@echo "make lint    ruff check and ruff format --check"
 	@echo "make bench   run every bench/bench_*.py"
 	@echo "make clean   remove caches and build output (keeps $(VENV))"
@@ -64,9 +66,25 @@ $(STAMP): pyproject.toml | $(VPY)
 
 install: $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(VENV)/bin/ruff check .
 	$(VPY) -m pytest
+
+# The browser tests (tests/browser) drive the system's Chromium with Playwright, which cannot download its own
+# browsers here. As root, a missing Chromium is installed with apt; otherwise say what to do and go on (those
+# tests are then skipped, with the same advice in pytest's summary). PROVKIT_CHROMIUM names another binary.
+browser:
+	@if [ -n "$$PROVKIT_CHROMIUM" ] || command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "Installing Chromium for the browser tests (apt-get install -y chromium)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || \
+	    { echo "error: apt-get could not install chromium; install it and run make test again." >&2; exit 1; }; \
+	else \
+	  echo "note: Chromium is not installed, so the browser tests (tests/browser) will be skipped." >&2; \
+	  echo "  Install it as root: apt-get install chromium (Debian) or chromium-browser (Ubuntu), then run make test;" >&2; \
+	  echo "  or set PROVKIT_CHROMIUM=/path/to/chromium." >&2; \
+	fi
 
 # The report prints the path of reports/demo/index.html as its last line.
 demo: $(STAMP)
