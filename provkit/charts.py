@@ -91,7 +91,7 @@ def cycle_durations(cycles: pd.DataFrame) -> go.Figure:
     title = "Cycle durations: initial vs incremental cycles"
     if inferred:
         title += f" ({inferred} inferred empty cycles without timing not drawn)"
-    figure = _figure(title, "Cycle start (UTC)", "Duration (log scale)")
+    figure = _figure(title, "Cycle start (UTC)", "Duration (log scale, seconds to days; data in minutes)")
     _log_axis(figure)
     for kind, colour in KIND_COLOURS.items():
         for lower_bound in (False, True):

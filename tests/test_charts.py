@@ -3,6 +3,7 @@ drawn from aggregates (a million log entries make a small figure)."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -46,6 +47,8 @@ def test_cycle_durations_tell_initial_from_incremental_and_mark_resets(tables):
     figure = charts.cycle_durations(table)
     labelled(figure, "cycle durations", "initial", "incremental")
     assert figure.layout.yaxis.type == "log"
+    # Ticks say their unit ("30 s", "5 min", "1 h"): bare minor labels (5, 2, 10, 5, 2, 1) were misread.
+    assert all(re.fullmatch(r"\d+ (s|min|h|d)", t) for t in figure.layout.yaxis.ticktext)
     names = [t.name for t in figure.data]
     assert any(n.startswith("initial") for n in names) and any(n.startswith("incremental") for n in names)
     initial = [t for t in figure.data if t.name.startswith("initial")]

@@ -361,8 +361,10 @@ def test_make_test_reinstalls_only_after_pyproject_changes(tmp_path: Path) -> No
     unchanged = _make(project, bin_dir, "-n", "test")
     assert unchanged.returncode == 0, unchanged.stderr
     assert "pip install" not in unchanged.stdout
-    lines = unchanged.stdout.splitlines()
+    lines = unchanged.stdout.splitlines()[-2:]
     assert lines == [".venv/bin/ruff check .", ".venv/bin/python -m pytest"]
+    # Before them, `make browser` looks for Chromium (and installs it with apt as root when it is missing).
+    assert "command -v chromium" in unchanged.stdout
 
     os.utime(pyproject_file, (stamp.stat().st_mtime + 60,) * 2)
     changed = _make(project, bin_dir, "-n", "test")

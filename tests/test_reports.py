@@ -145,7 +145,11 @@ def test_html_pages_hide_the_code_and_link_to_each_other(zendesk) -> None:
     assert "Triage: start here" in page
     assert "nb.verdict(" not in page and "run_checks(evidence)" not in page
     assert 'href="04-skipped-users.html"' in page  # run in this report: its page
-    assert 'href="05-cycles-and-watermarks.ipynb"' in page  # not run: left as it was
+    # Not run in this report: its name in plain text, not a link that would lead nowhere on disk.
+    assert "05-cycles-and-watermarks.ipynb" not in page and "05-cycles-and-watermarks" in page
+    # Where the evidence came from, before anything else on the page.
+    body = page.split("<main>", 1)[1]
+    assert body.lstrip().startswith('<div class="provkit-banner"') and "SIMULATED tenant" in body[:600]
 
 
 def test_index_shows_the_trend_across_runs(zendesk, out: Path, capsys) -> None:

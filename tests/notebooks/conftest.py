@@ -103,7 +103,8 @@ class WorkbookNotebook(IPyNbFile):
         self.workdir.mkdir()
         saved = {name: os.environ.get(name) for name in (*KERNEL_ENV, *LIVE_SETTINGS)}
         os.environ.update(KERNEL_ENV)  # the kernel process copies the environment when it starts
-        for name in LIVE_SETTINGS:  # the notebooks' empty source means the simulated tenant only without these
+        # The notebooks' empty source reads the simulated tenant only without the live settings.
+        for name in LIVE_SETTINGS:
             os.environ.pop(name, None)
         try:
             self.kernel = RunningKernel(
