@@ -1207,7 +1207,8 @@ def _job_state(latest: pd.Series | None, cycles: pd.DataFrame) -> tuple[str, str
     if code.lower() == "quarantine":
         reason = _text(latest.get("quarantine_reason")) or "reason not given"
         error = _text(latest.get("quarantine_error_code"))
-        return "Quarantine", reason + (f" ({error})" if error else "")
+        # The escrow quarantine records the same text as reason and error code: say it once.
+        return "Quarantine", reason + (f" ({error})" if error and error.lower() != reason.lower() else "")
     if code.lower() == "paused" or _same(latest.get("schedule_state"), "Paused"):
         return "Paused", "paused (usually by an admin); start resumes where it stopped"
     if code.lower() == "notconfigured":
