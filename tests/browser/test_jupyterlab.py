@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import demo_environment
+from .conftest import LOCAL_PREFIXES, demo_environment
 
 pytestmark = pytest.mark.slow
 
@@ -124,6 +124,16 @@ def _wait_until_run(page, *, cell: int, after: int | None) -> dict:
 
 def test_triage_runs_picks_another_app_and_draws(lab: str, pages) -> None:
     page = pages.new("00-triage")
+    outside: list[str] = []
+
+    def route(r) -> None:  # the machine is offline: nothing may be fetched from elsewhere (plotly's CDN was)
+        if r.request.url.startswith(LOCAL_PREFIXES):
+            r.continue_()
+        else:
+            outside.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
     page.goto(lab)
     idle = f"() => {{ const s = ({_STATE})(); return s !== null && s.kernel === 'idle'; }}"
     page.wait_for_function(idle, timeout=120_000)
@@ -168,3 +178,4 @@ def test_triage_runs_picks_another_app_and_draws(lab: str, pages) -> None:
     app_picker.wait_for(timeout=30_000)
     assert app_picker.evaluate("s => s.options[s.selectedIndex].textContent") == other_label
     page.locator(".jp-OutputArea .js-plotly-plot .main-svg").first.wait_for(timeout=30_000)
+    assert outside == [], outside

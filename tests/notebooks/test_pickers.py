@@ -104,3 +104,42 @@ def test_story_says_the_long_skip_text_once() -> None:
     assert len(text.splitlines()) < 40
     message = nb.provision_on_demand(evidence, explanation.object_id, False)
     assert explanation.display_name in message and explanation.object_id not in message
+
+
+def test_default_source_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from provkit.workbook import default_source
+
+    monkeypatch.delenv("PROVKIT_TENANT_ID", raising=False)
+    assert default_source() == "demo"
+    assert "SIMULATED tenant" in nb.source_line("") and "PROVKIT_TENANT_ID is not set" in nb.source_line("")
+    monkeypatch.setenv("PROVKIT_TENANT_ID", "11111111-2222-3333-4444-555555555555")
+    assert default_source() == "graph"
+    line = nb.source_line(None)
+    assert "LIVE tenant 11111111-2222-3333-4444-555555555555" in line and "PROVKIT_TENANT_ID is set" in line
+    assert "SIMULATED" in nb.source_line("demo") and 'source = "demo"' in nb.source_line("demo")
+
+
+def test_smaller_defects_read_right() -> None:
+    from provkit import charts, cycles
+    from provkit.errors import ConfigError
+
+    evidence = nb.load("Contoso SCIM App", source="demo", since="7d").evidence
+    table = cycles.cycles_table(evidence)
+    summary = cycles.summary(evidence, table)
+    # The histogram's count and the verdict's count of incremental cycles agree.
+    title = charts.incremental_distribution(table).layout.title.text
+    assert f"of {summary.incremental_cycles} incremental cycles" in title
+    # Durations read as durations, not "0 days 01:01:11.476655".
+    assert nb.format_duration(__import__("pandas").Timedelta(seconds=3671.4)) == "1 h 01 min"
+    resets = nb.watermark_resets(table)
+    assert all("days" not in str(v) for v in resets["duration"])
+    # A reason said twice is said once.
+    assert nb.state_text(type("S", (), {"state": "Quarantine", "state_detail": "Escrow (Escrow)"})()) == (
+        "Quarantine: Escrow"
+    )
+    # In a notebook, remedies speak of the parameters cell, not of command-line options.
+    text = nb.short_error(ConfigError("No app.", remedy="Pass --app APP or --since 7d."), in_notebook=True)
+    assert "--" not in text and "`app` in the parameters cell" in text
+    # Every skip reason the demo logs is explained, RedundantExport included.
+    reasons = nb.skip_reasons(nb.load("Zendesk", source="demo", since="7d").evidence)
+    assert "RedundantExport" in set(reasons["skip_reason"]) and all(reasons["meaning"])
