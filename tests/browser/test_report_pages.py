@@ -4,6 +4,7 @@ logs no console error and requests nothing from outside the machine; it says whe
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -23,7 +24,11 @@ REFUSED_ON_DISK = re.compile(
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``provkit report --demo --all-apps`` (the command behind ``make demo``) on the small demo tenant."""
+    """``provkit report --demo --all-apps`` (the command behind ``make demo``) on the small demo tenant;
+    ``PROVKIT_BROWSER_REPORT=DIR`` checks an existing report folder instead (e.g. one made by ``make demo``)."""
+    existing = os.environ.get("PROVKIT_BROWSER_REPORT")
+    if existing:
+        return Path(existing)
     out = tmp_path_factory.mktemp("report")
     command = [
         sys.executable,
@@ -49,6 +54,22 @@ def _plotly_outputs(notebook: Path) -> int:
         for output in cell.get("outputs", [])
         if "application/vnd.plotly.v1+json" in (output.get("data") or {})
     )
+
+
+def _wait_for_charts(page, expected: int, timeout: int = 15_000) -> None:
+    """Wait until ``expected`` charts have drawn; on a timeout return anyway (the caller reports what is missing,
+    page by page, rather than stopping at the first page)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(
+            "n => document.querySelectorAll('.provkit-chart').length === n && "
+            "[...document.querySelectorAll('.provkit-chart')].every(c => c.querySelector('.main-svg'))",
+            arg=expected,
+            timeout=timeout,
+        )
+    except PlaywrightTimeout:
+        pass
 
 
 def _open(pages, path: Path) -> tuple[object, list[str], list[str]]:
@@ -86,13 +107,7 @@ def test_every_report_page_draws_its_charts_from_disk(report: Path, pages) -> No
         expected = _plotly_outputs(path.with_suffix(".ipynb"))
         page, errors, outside = _open(pages, path)
         if expected:
-            page.wait_for_function(
-                "n => document.querySelectorAll('.provkit-chart .main-svg').length > 0 && "
-                "[...document.querySelectorAll('.provkit-chart')].every(c => c.querySelector('.main-svg'))"
-                " && document.querySelectorAll('.provkit-chart').length === n",
-                arg=expected,
-                timeout=20_000,
-            )
+            _wait_for_charts(page, expected)
         charts = page.locator(".provkit-chart").count()
         drawn = page.locator(".provkit-chart.js-plotly-plot").count()
         drawn_total += drawn
@@ -125,6 +140,7 @@ def test_every_report_page_draws_its_charts_from_disk(report: Path, pages) -> No
 
 def test_index_from_disk_names_the_source_and_links_the_pages(report: Path, pages) -> None:
     page, errors, outside = _open(pages, report / "index.html")
+    assert page.locator(".provkit-banner").count() == 1, "no banner saying where the evidence came from"
     assert "SIMULATED" in page.locator(".provkit-banner").inner_text()
     links = page.eval_on_selector_all("a[href]", "els => els.map(e => e.getAttribute('href'))")
     assert any(href.endswith("00-triage.html") for href in links)
@@ -138,7 +154,8 @@ def test_charts_and_findings_fit_the_page(report: Path, pages) -> None:
     table that grows wider than the page when its details are opened."""
     run = next(p for p in report.iterdir() if p.is_dir())
     page, errors, _ = _open(pages, run / "contoso-scim-app" / "05-cycles-and-watermarks.html")
-    page.wait_for_function("document.querySelectorAll('.provkit-chart .main-svg').length > 0")
+    _wait_for_charts(page, _plotly_outputs(run / "contoso-scim-app" / "05-cycles-and-watermarks.ipynb"))
+    assert page.locator(".provkit-chart.js-plotly-plot").count() > 0, errors
     overlaps = page.evaluate(
         """() => [...document.querySelectorAll('.provkit-chart')].flatMap(chart => {
             const legend = chart.querySelector('.legend'), title = chart.querySelector('.xtitle');
