@@ -105,6 +105,16 @@ class Pages:
         self.opened.append((label, page))
         return page
 
+    def snapshot(self, page: object, name: str) -> Path | None:
+        """Keep a full-page screenshot of ``page`` now (for a page about to be closed)."""
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / f"{_artifact_name(name)}.png"
+        try:
+            page.screenshot(path=str(path), full_page=True)
+        except Exception:
+            return None
+        return path
+
     def keep_screenshots(self, nodeid: str) -> list[Path]:
         ARTIFACTS.mkdir(exist_ok=True)
         kept = []

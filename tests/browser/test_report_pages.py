@@ -101,6 +101,7 @@ def test_every_report_page_draws_its_charts_from_disk(report: Path, pages) -> No
     problems: list[str] = []
     drawn_total = 0
     for path in html_pages:
+        before = len(problems)
         text = path.read_text(encoding="utf-8")
         if REFUSED_ON_DISK.search(text):
             problems.append(f"{path.parent.name}/{path.name}: {REFUSED_ON_DISK.search(text).group(0)!r}")
@@ -133,6 +134,8 @@ def test_every_report_page_draws_its_charts_from_disk(report: Path, pages) -> No
                 problems.append(f"{where}: dead link {href!r}")
             if href == path.name:
                 problems.append(f"{where}: a link to the page itself")
+        if len(problems) > before:  # keep what the reader would have seen, before the page goes
+            pages.snapshot(page, f"report-{path.parent.name}-{path.stem}")
         page.context.close()
     assert not problems, "\n".join(problems[:40])
     assert drawn_total >= 7 * 6  # at least one chart per notebook and app on average
