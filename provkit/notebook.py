@@ -900,7 +900,7 @@ def watermark_resets(cycle_table: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---- calls that touch the tenant --------------------------------------------------------------------------
-def _write_client(source: str, cloud=None, tenant_id=None, client_id=None, *, allow_writes: bool):
+def _write_client(source: str | None, cloud=None, tenant_id=None, client_id=None, *, allow_writes: bool):
     source = check_source(source)
     if source == "store":
         raise ConfigError(
@@ -923,7 +923,7 @@ def validator(
     evidence: Evidence,
     validate_credentials: bool,
     *,
-    source: str = "demo",
+    source: str | None = None,
     store: str | None = None,
     cloud: str | None = None,
     tenant_id: str | None = None,
@@ -951,7 +951,7 @@ def restart_job(
     evidence: Evidence,
     allow_changes: bool,
     *,
-    source: str = "demo",
+    source: str | None = None,
     store: str | None = None,
     cloud: str | None = None,
     tenant_id: str | None = None,
@@ -977,7 +977,7 @@ def provision_on_demand(
     object_id: str | None,
     allow_changes: bool,
     *,
-    source: str = "demo",
+    source: str | None = None,
     store: str | None = None,
     cloud: str | None = None,
     tenant_id: str | None = None,
