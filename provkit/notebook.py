@@ -989,7 +989,6 @@ def provision_on_demand(
     who = object_name(evidence, object_id)
     if not allow_changes:
         return _not_run(f"provision {who} to {evidence.display_name} on demand (it may create or change it)")
-    import json
 
     client = _write_client(source, cloud, tenant_id, client_id, allow_writes=True)
     rule_id = _rule_id(evidence)
@@ -999,14 +998,11 @@ def provision_on_demand(
         ]
     }
     answer = client.post(_job_path(evidence) + "/provisionOnDemand", json=body, changes_tenant=True) or {}
-    try:
-        key = json.loads(answer.get("key") or "{}")
-    except ValueError:
-        key = {}
-    details = key.get("details") or {}
-    return f"provisionOnDemand for {who}: {key.get('result', 'unknown result')}" + (
-        f" ({details.get('errorCode')}: {details.get('errorMessage')})" if details.get("errorCode") else ""
-    )
+    # Either documented shape of the answer (provkit.ondemand says which pages document them).
+    from provkit.ondemand import read_on_demand
+
+    result = read_on_demand(answer)
+    return result.words.replace("provisionOnDemand:", f"provisionOnDemand for {who}:", 1)
 
 
 def object_name(evidence: Evidence, object_id: str) -> str:

@@ -143,3 +143,12 @@ def test_smaller_defects_read_right() -> None:
     # Every skip reason the demo logs is explained, RedundantExport included.
     reasons = nb.skip_reasons(nb.load("Zendesk", source="demo", since="7d").evidence)
     assert "RedundantExport" in set(reasons["skip_reason"]) and all(reasons["meaning"])
+
+
+def test_provision_on_demand_names_the_user_and_reads_the_answer() -> None:
+    evidence = nb.load("Zendesk", source="demo", since="7d").evidence
+    user = nb.first_skipped_user(evidence)
+    message = nb.provision_on_demand(evidence, user, True, source="demo")  # the simulated tenant only
+    assert message.startswith(f"provisionOnDemand for {nb.object_name(evidence, user)}: ")
+    assert "@" in message and user not in message
+    assert message.split(": ", 1)[1].split()[0] in ("Success", "Skipped", "Failure")
