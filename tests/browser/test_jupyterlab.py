@@ -33,7 +33,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """JupyterLab on 127.0.0.1 with a token, serving a copy of the workbook; yields the URL of 00-triage."""
+    """JupyterLab on 127.0.0.1 with a token, serving a copy of the workbook; yields the URL of a notebook with
+    ``{name}`` in place of its name."""
     root = tmp_path_factory.mktemp("lab")
     work = root / "notebooks"
     shutil.copytree(NOTEBOOKS, work)
@@ -71,7 +72,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                     pytest.fail("JupyterLab did not start:\n" + (root / "jupyterlab.log").read_text()[-3000:])
                 time.sleep(0.5)
         # A workspace of its own, reset: only this notebook open, whatever an earlier session left.
-        yield f"{base}/lab/workspaces/provkit-test/tree/00-triage.ipynb?reset&token={token}"
+        yield f"{base}/lab/workspaces/{{name}}/tree/{{name}}.ipynb?reset&token={token}"
     finally:
         server.terminate()
         try:
@@ -124,6 +125,7 @@ def _wait_until_run(page, *, cell: int, after: int | None) -> dict:
 
 def test_triage_runs_picks_another_app_and_draws(lab: str, pages) -> None:
     page = pages.new("00-triage")
+    url = lab.format(name="00-triage")
     outside: list[str] = []
 
     def route(r) -> None:  # the machine is offline: nothing may be fetched from elsewhere (plotly's CDN was)
@@ -134,7 +136,7 @@ def test_triage_runs_picks_another_app_and_draws(lab: str, pages) -> None:
             r.abort()
 
     page.route("**/*", route)
-    page.goto(lab)
+    page.goto(url)
     idle = f"() => {{ const s = ({_STATE})(); return s !== null && s.kernel === 'idle'; }}"
     page.wait_for_function(idle, timeout=120_000)
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
@@ -179,3 +181,63 @@ def test_triage_runs_picks_another_app_and_draws(lab: str, pages) -> None:
     assert app_picker.evaluate("s => s.options[s.selectedIndex].textContent") == other_label
     page.locator(".jp-OutputArea .js-plotly-plot .main-svg").first.wait_for(timeout=30_000)
     assert outside == [], outside
+
+
+def _story(state: dict) -> str:
+    """The output of 06's story cell (the one that prints the decision)."""
+    return next(text for text in state["text"] if "\nDecision: " in text)
+
+
+def _run_below(page, marker: str) -> None:
+    """Select the code cell whose output contains ``marker`` and run it and all below."""
+    page.evaluate(
+        """(marker) => {
+            const panel = window.jupyterapp.shell.currentWidget;
+            panel.content.activeCellIndex = panel.content.widgets.findIndex(c => c.model.type === 'code' &&
+                c.model.outputs.toJSON().some(o => JSON.stringify(o).includes(marker)));
+            return window.jupyterapp.commands.execute('notebook:run-all-below');
+        }""",
+        marker,
+    )
+
+
+def test_explain_object_picker_is_searchable_and_follows_the_app(lab: str, pages) -> None:
+    page = pages.new("06-explain-an-object")
+    page.goto(lab.format(name="06-explain-an-object"))
+    idle = f"() => {{ const s = ({_STATE})(); return s !== null && s.kernel === 'idle'; }}"
+    page.wait_for_function(idle, timeout=120_000)
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    last = len(page.evaluate(_STATE)["counts"]) - 1
+    state = _wait_until_run(page, cell=last, after=None)
+    assert state["errors"] == [], state["errors"]
+
+    # The object picker is a search box over display names with UPNs.
+    search = page.locator(".jp-OutputArea .widget-text input[list]")
+    search.wait_for(timeout=30_000)
+    labels = search.evaluate("i => [...i.list.options].map(o => o.value)")
+    assert len(labels) > 50 and sum("@" in label for label in labels) > len(labels) / 2
+    story = _story(state)
+    assert story.startswith(("User ", "Group ")), story[:200]
+    target = next(label for label in labels if "<" in label and label != search.input_value())
+    upn = target.split("<", 1)[1].split(">", 1)[0]
+    search.fill(target)  # what choosing the suggestion for a typed UPN enters
+    search.press("Enter")
+    before = state["counts"][last]
+    _run_below(page, "objects in the logs; type to search")
+    state = _wait_until_run(page, cell=last, after=before)
+    assert state["errors"] == [], state["errors"]
+    assert upn in _story(state).splitlines()[0] and _story(state) != story
+
+    # Another app, then run the app picker's cell and all below: the object picker offers the new app's
+    # objects, and the story is about one of them (not the previous app's object).
+    app_picker = page.locator(".jp-OutputArea .widget-dropdown select").first
+    options = app_picker.evaluate("s => [...s.options].map(o => [o.value, o.textContent])")
+    other = next(label for value, label in options if label.startswith("Salesforce"))
+    app_picker.select_option(label=other)
+    before = state["counts"][last]
+    _run_below(page, "Source:")
+    state = _wait_until_run(page, cell=last, after=before)
+    assert state["errors"] == [], state["errors"]
+    assert "Evidence for Salesforce" in "".join(state["text"])
+    assert upn not in _story(state), "the previous app's object was explained against the new app"
+    assert "not found" not in _story(state).lower()[:300]
