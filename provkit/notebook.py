@@ -59,6 +59,7 @@ __all__ = [
     "show_findings",
     "show_origin",
     "show_status",
+    "show_table",
     "skip_reasons",
     "source_line",
     "state_text",
@@ -557,6 +558,13 @@ def show_status(evidence: Evidence) -> None:
     row = status_row(evidence)
     row.pop("window", None)
     display(pd.DataFrame([row]).set_index("app"))
+
+
+def show_table(frame: pd.DataFrame, *, empty: str) -> None:
+    """Display ``frame``, or the sentence ``empty`` when it has no rows (a bare header row says nothing)."""
+    from IPython.display import display
+
+    display(frame if len(frame) else _Rich(empty, f"<p>{html.escape(empty)}</p>"))
 
 
 def notebook_for(check: str) -> str | None:
