@@ -321,7 +321,9 @@ def source_line(source: str | None) -> str:
         tenant = (os.environ.get("PROVKIT_TENANT_ID") or "").strip() or "(PROVKIT_TENANT_ID not set)"
         what = f"the LIVE tenant {tenant}"
     else:
-        what = "the local store only, offline (what provkit fetch or provkit import put there)"
+        what = (
+            "the local store only, offline (what provkit fetch, provkit import or a report's fetch put there)"
+        )
     return f"Source: {what} ({why})."
 
 

@@ -897,7 +897,7 @@ def _index_origin(run: dict[str, Any]) -> str:
         "graph": "the LIVE tenant",
         "store": "the local store, read offline",
     }.get(source, source)
-    tenant = f" ({', '.join(tenants)})" if tenants else ""
+    tenant = f", tenant {', '.join(tenants)}" if tenants else ""
     return f"Latest run {run['_folder']}: evidence from {what}{tenant}. Each page says where its evidence came from."
 
 
