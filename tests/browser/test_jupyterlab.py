@@ -5,6 +5,7 @@ below changes the findings, and the pickers are still there (with the pick) afte
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -152,6 +153,25 @@ def test_triage_runs_picks_another_app_and_draws(lab: str, pages) -> None:
     dropdowns.first.wait_for(timeout=30_000)
     assert dropdowns.count() == 2
     page.locator(".jp-OutputArea .js-plotly-plot .main-svg").first.wait_for(timeout=30_000)
+
+    # The chart's legend keeps clear of the x-axis title, its log axis says units, and the findings table
+    # stays inside the output area with every finding's details open (the "go deeper" column visible).
+    chart = page.locator(".jp-OutputArea .js-plotly-plot").first
+    clear = chart.evaluate(
+        """c => { const a = c.querySelector('.legend').getBoundingClientRect();
+                  const b = c.querySelector('.xtitle').getBoundingClientRect();
+                  return a.right <= b.left || b.right <= a.left || a.bottom <= b.top || b.bottom <= a.top; }"""
+    )
+    assert clear, "the legend overlaps the x-axis title"
+    ticks = chart.evaluate("c => [...c.querySelectorAll('.ytick text')].map(t => t.textContent)")
+    assert ticks and all(re.search(r"\d (s|min|h|d)$", t) for t in ticks), ticks
+    page.evaluate("() => document.querySelectorAll('.jp-OutputArea details').forEach(d => d.open = true)")
+    widths = page.evaluate(
+        """() => [...document.querySelectorAll('table.provkit-findings')].map(t => [
+            t.getBoundingClientRect().right,
+            t.closest('.jp-OutputArea-output').getBoundingClientRect().right])"""
+    )
+    assert widths and all(right <= area + 1 for right, area in widths), widths
 
     # Pick another app, then run the picker cell and all below (what the notebook tells the reader to do).
     app_picker = dropdowns.first
