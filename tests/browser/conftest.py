@@ -55,7 +55,7 @@ def demo_environment() -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # closed after each test file: the rest of the suite runs without it
 def browser() -> Iterator[object]:
     try:
         from playwright.sync_api import sync_playwright
