@@ -247,11 +247,13 @@ _RUN_NAME = re.compile(r"^\d{8}T\d{6}Z")
 _PLOTLY_MIME = "application/vnd.plotly.v1+json"
 _PAGE_TEMPLATE_NAME = "provkit-page.html.j2"
 # nbconvert's lab page without what it would fetch from CDNs: require.js (nothing on these pages needs it),
+# an empty icon (no favicon.ico request, a 404 when served over http),
 # MathJax (no formulas), mermaid (no diagrams) and the widget manager (report pages have no pickers). The head
 # gets one classic script tag for the local plotly.js: no type="module", crossorigin or integrity, which
 # Chromium refuses for file:// pages.
 _PAGE_TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- block html_head_js -%}
+<link rel="icon" href="data:,">
 {%- if resources.provkit_plotly -%}
 <script src="{{ resources.provkit_plotly }}" charset="utf-8"></script>
 {%- endif -%}
@@ -952,7 +954,7 @@ def _run_row(run: dict[str, Any]) -> str:
 
 
 _INDEX_TEMPLATE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>provkit reports</title>
+<html lang="en"><head><meta charset="utf-8"><title>provkit reports</title><link rel="icon" href="data:,">
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em; color: #101828; }}
 table {{ border-collapse: collapse; margin-bottom: 2em; }}

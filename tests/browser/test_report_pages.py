@@ -190,3 +190,32 @@ def test_charts_and_findings_fit_the_page(report: Path, pages) -> None:
     )
     assert deeper and max(deeper) <= page.viewport_size["width"], deeper
     assert not errors, errors
+
+
+def test_report_pages_over_http(report: Path, pages) -> None:
+    """The same pages served over http (a share or a CI artefact viewer) draw their charts too."""
+    import functools
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(report))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        run = next(p for p in report.iterdir() if p.is_dir())
+        for name in ("contoso-scim-app/05-cycles-and-watermarks", "zendesk/00-triage"):
+            page = pages.new(name)
+            errors: list[str] = []
+            page.on("console", lambda m, errors=errors: errors.append(m.text) if m.type == "error" else None)
+            page.goto(f"http://127.0.0.1:{server.server_address[1]}/{run.name}/{name}.html")
+            expected = _plotly_outputs(run / f"{name}.ipynb")
+            _wait_for_charts(page, expected)
+            assert page.locator(".provkit-chart.js-plotly-plot").count() == expected > 0, errors
+            assert not errors, errors
+    finally:
+        server.shutdown()
