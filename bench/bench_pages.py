@@ -116,7 +116,11 @@ def main() -> int:
     if not executable:
         raise SystemExit("Chromium is not installed: apt-get install chromium, or set PROVKIT_CHROMIUM.")
     with tempfile.TemporaryDirectory(prefix="provkit-bench-pages-") as tmp:
-        report = args.report or _demo_report(Path(tmp) / "report", args.users, args.days)
+        report = (
+            args.report.resolve()
+            if args.report
+            else _demo_report(Path(tmp) / "report", args.users, args.days)
+        )
         run = max(p for p in report.iterdir() if p.is_dir() and (p / "summary.json").exists())
         baseline = _inline_copy(run, Path(tmp) / "inline")
         relative = sorted(str(p.relative_to(run)) for p in run.glob("*/*.html"))
