@@ -179,3 +179,65 @@ def test_catalog_keys_are_lower_case_codes():
 )
 def test_http_status_is_read_from_reason_text(text, status):
     assert http_status(text) == status
+
+
+@pytest.mark.parametrize(
+    ("text", "status"),
+    [
+        ("StatusCode: BadRequest Message: Processing of the HTTP request resulted in an exception.", 400),
+        ("StatusCode: NotFound Message: the resource was not found", 404),
+        ("The remote server returned an error: (401) Unauthorized.", 401),
+        ("StatusCode: 403", 403),
+        ("StatusCode: SomethingNew", None),
+        ("a value (12) Apples", None),
+    ],
+)
+def test_http_status_reads_dotnet_status_texts(text, status):
+    assert http_status(text) == status
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "SalesforceDuplicateUsername",
+        "SlackUserNameTaken",
+        "AzureActiveDirectoryDuplicateValue",
+        "BoxEmailAlreadyExists",
+    ],
+)
+def test_connector_duplicate_codes_resolve_to_a_conflict(code):
+    entry = lookup(code)
+    assert entry.known and entry.base == "EntryConflict" and entry.kind == "data"
+    assert entry.code == code
+
+
+def test_the_documented_duplicate_codes_keep_their_own_meaning():
+    assert lookup("DuplicateTargetEntries").base == "DuplicateTargetEntries"
+    assert lookup("ContosoDuplicateSourceEntries").base == "DuplicateSourceEntries"
+
+
+def test_scim_bad_request_is_a_refused_request_not_a_credentials_failure():
+    entry = lookup("SystemForCrossDomainIdentityManagementBadRequest")
+    assert entry.known and entry.base == "BadRequest" and entry.kind == "request"
+    assert "aadOptscim062020" in entry.fix
+    assert lookup("SystemForCrossDomainIdentityManagementNotFound").kind == "scim"
+
+
+@pytest.mark.parametrize(
+    ("reason", "label"),
+    [
+        ("Error: No more than one app role assignment was expected for the user.", "SingleAppRoleAssignment"),
+        ("The application has duplicate roles defined.", "DuplicateRoles"),
+        ("ConstraintViolation-AtrErr: DSID-0315xxx CONSTRAINT_ATT_TYPE - company", "AttributeLengthExceeded"),
+        ("The value of 'title' is too long for the target.", "AttributeLengthExceeded"),
+        ("Filter query failed: the value contains a special character.", "SpecialCharactersInMatchingValue"),
+    ],
+)
+def test_known_messages_without_a_code_are_explained(reason, label):
+    entry = lookup("SomeConnectorFailure", reason)
+    assert entry.known and entry.base == label
+    assert entry.fix and entry.link.startswith("https://learn.microsoft.com/")
+
+
+def test_an_unknown_code_with_an_unknown_message_stays_unknown():
+    assert not lookup("SomeConnectorFailure", "Something odd happened").known

@@ -19,11 +19,12 @@ from functools import lru_cache
 
 from provkit.checks.finding import LINKS
 
-__all__ = ["CATALOG", "CONNECTOR_PREFIXES", "CatalogEntry", "KINDS", "http_status", "lookup"]
+__all__ = ["CATALOG", "CONNECTOR_PREFIXES", "MESSAGES", "CatalogEntry", "KINDS", "http_status", "lookup"]
 
 KINDS = (
     "credentials",  # the target refused the admin credentials or could not be reached to validate them
     "scim",  # the target's SCIM endpoint is not compatible with the Entra SCIM client
+    "request",  # the target refused the request's shape or a value in it (HTTP 400), not the credentials
     "transient",  # target or service hiccup; retried automatically
     "data",  # a value on the object (missing, conflicting, duplicate, invalid)
     "mapping",  # the attribute mappings or matching attributes
@@ -307,6 +308,42 @@ _ROWS: list[tuple[tuple[str, ...], str, str, bool, str, str]] = [
         _LOGS,
         "data",
     ),
+    # --- beyond the error table: codes engineers meet (documentation or community, as marked) -------------
+    (
+        ("BadRequest",),
+        "The target answered HTTP 400 Bad Request: it refused the shape or a value of the request. For a SCIM "
+        "app this is often a PATCH it does not accept: 'Replace' in capitals, the boolean active sent as the "
+        'string "False" on disable, or a group member removed through a path filter (community reports; the '
+        "code is not in the documented error table).",
+        "Read the target's error body in the reason. For a non-gallery SCIM app, make the endpoint accept the "
+        "Entra SCIM client's PATCH shapes, or append the documented flag aadOptscim062020 to the Tenant URL "
+        "for spec-compliant PATCH, and check the endpoint with the SCIM validator; for a gallery app, tell the "
+        "app's vendor.",
+        False,
+        _SCIM,
+        "request",
+    ),
+    (
+        ("NotFound",),
+        "The target answered HTTP 404 Not Found: for a SCIM endpoint a 404 on a list or filter query is a "
+        "compliance failure (an empty result must be a ListResponse with totalResults 0 and HTTP 200), and it "
+        "can quarantine the job.",
+        "Check the Tenant URL; the app developer must return 200 with an empty ListResponse when nothing "
+        "matches (RFC 7644 section 3.4.2).",
+        False,
+        _SCIM,
+        "scim",
+    ),
+    (
+        ("DuplicateRoles", "DuplicateAppRoles"),
+        "The app's service principal has duplicate app roles (apps such as Salesforce or Zendesk import their "
+        "roles), which the quarantine documentation lists as a cause of quarantine.",
+        "Remove the duplicate role from the app's manifest (App registrations > the app > Manifest > appRoles), "
+        "then restart provisioning.",
+        False,
+        _Q,
+        "quarantine",
+    ),
     # --- cross-tenant synchronization ------------------------------------------------------------------------
     (
         (
@@ -529,6 +566,96 @@ _HTTP_NAMED = re.compile(
     r"\b([45]\d\d)\s*\(?(?:Unauthorized|Forbidden|Not ?Found|Conflict|Too Many Requests|Bad Request)\b",
     re.IGNORECASE,
 )
+# "StatusCode: BadRequest" / "StatusCode: 400" (the .NET HttpResponseMessage text in SCIM reasons) and
+# "(401) Unauthorized" (the .NET WebException text "The remote server returned an error: (401) Unauthorized.").
+_STATUS_CODE = re.compile(r"\bStatus\s*Code\s*[:=]\s*\(?([A-Za-z]+|[1-5]\d\d)\b", re.IGNORECASE)
+_PARENTHESISED = re.compile(r"\(([1-5]\d\d)\)\s*[A-Z][a-z]")
+_STATUS_NAMES = {
+    "badrequest": 400,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "notfound": 404,
+    "methodnotallowed": 405,
+    "conflict": 409,
+    "preconditionfailed": 412,
+    "unprocessableentity": 422,
+    "toomanyrequests": 429,
+    "internalservererror": 500,
+    "notimplemented": 501,
+    "badgateway": 502,
+    "serviceunavailable": 503,
+    "gatewaytimeout": 504,
+}
+
+# Connector-specific duplicate codes (SalesforceDuplicateUsername, SlackUserNameTaken,
+# AzureActiveDirectoryDuplicateValue, ...) end in words a catalog code does not; they all mean a unique value
+# already taken in the target, the documented EntryConflict.
+_CONFLICT_WORDS = re.compile(
+    r"(duplicate[a-z]*|[a-z]*(?:taken|alreadyexists|alreadyinuse|notunique))$", re.IGNORECASE
+)
+
+_MAPPING_LINK = LINKS["attributes"]
+_KNOWN_ISSUES = LINKS["known-issues"]
+# Messages without a documented code of their own: (pattern, label, meaning, fix, link, kind, source).
+# ``source`` says where the remedy comes from: "documentation" or "community".
+MESSAGES: list[tuple[re.Pattern[str], str, str, str, str, str, str]] = [
+    (
+        re.compile(r"no more than one app ?role assignment", re.IGNORECASE),
+        "SingleAppRoleAssignment",
+        "The mapping's SingleAppRoleAssignment expression found several app role assignments on the user; it "
+        "expects exactly one.",
+        "Give the user one app role for this app, or map roles with AppRoleAssignmentsComplex (which sends "
+        "every role) where the app supports it.",
+        _MAPPING_LINK,
+        "mapping",
+        "documentation",
+    ),
+    (
+        re.compile(r"duplicate (?:app ?)?roles?", re.IGNORECASE),
+        "DuplicateRoles",
+        "The app has duplicate app roles; the quarantine documentation lists them as a cause of quarantine "
+        "for apps such as Salesforce and Zendesk.",
+        "Remove the duplicate role from the app's manifest, then restart provisioning.",
+        _Q,
+        "quarantine",
+        "documentation",
+    ),
+    (
+        re.compile(
+            r"too long|exceed(?:s|ed)? (?:the )?(?:maximum|max) (?:length|size)|length (?:limit|constraint)|"
+            r"CONSTRAINT_ATT_TYPE|maximum (?:of )?\d+ characters|string or binary data would be truncated",
+            re.IGNORECASE,
+        ),
+        "AttributeLengthExceeded",
+        "A value is longer than the target attribute allows (for example company and CN in Active Directory "
+        "allow 64 characters).",
+        "Shorten the value in the mapping with an expression such as Mid([attribute], 1, 64), or map another "
+        "attribute.",
+        _MAPPING_LINK,
+        "data",
+        "documentation",
+    ),
+    (
+        re.compile(r"special character", re.IGNORECASE),
+        "SpecialCharactersInMatchingValue",
+        "A matching (joining) or filter attribute value contains special characters the service cannot put "
+        "in a filter query (a known issue), so the object cannot be looked up in the target.",
+        "Remove the special characters from the matching value (for example a group's display name), or match "
+        "on another attribute.",
+        _KNOWN_ISSUES,
+        "data",
+        "documentation",
+    ),
+]
+
+
+def _message_entry(code: str, reason: str | None) -> CatalogEntry | None:
+    if not reason:
+        return None
+    for pattern, label, meaning, fix, link, kind, _source in MESSAGES:
+        if pattern.search(reason):
+            return CatalogEntry(code or label, label, meaning, fix, False, link, kind, reason=reason)
+    return None
 
 
 @lru_cache(maxsize=4096)
@@ -545,6 +672,8 @@ def _resolve(code: str) -> CatalogEntry | None:
         start = len(code) - len(base)
         if code[start].isupper() or code[start - 1] in "_.-":  # a word boundary in a PascalCase code
             return CATALOG[base]
+    if _CONFLICT_WORDS.search(lowered):
+        return replace(CATALOG["entryconflict"], code=code)
     return None
 
 
@@ -558,6 +687,9 @@ def lookup(code: str | None, reason: str | None = None) -> CatalogEntry:
     found = _resolve(text) if text else None
     if found is not None:
         return replace(found, code=text, reason=reason)
+    by_message = _message_entry(text, reason)
+    if by_message is not None:
+        return by_message
     said = f' The service said: "{reason.strip()}"' if reason and reason.strip() else ""
     meaning = f"The code {text!r} is not in the documented catalog." if text else "No error code was given."
     status = http_status(reason)
@@ -585,8 +717,15 @@ def lookup(code: str | None, reason: str | None = None) -> CatalogEntry:
 
 
 def http_status(text: str | None) -> int | None:
-    """The HTTP status code a reason text mentions ("... HTTP status code 409 ...", "HTTP 401"), or None."""
+    """The HTTP status code a reason text mentions ("... HTTP status code 409 ...", "HTTP 401",
+    "StatusCode: BadRequest", "(401) Unauthorized"), or None."""
     if not text:
         return None
-    match = _HTTP.search(text) or _HTTP_NAMED.search(text)
-    return int(match.group(1)) if match else None
+    match = _HTTP.search(text) or _HTTP_NAMED.search(text) or _PARENTHESISED.search(text)
+    if match:
+        return int(match.group(1))
+    named = _STATUS_CODE.search(text)
+    if named:
+        word = named.group(1)
+        return int(word) if word.isdigit() else _STATUS_NAMES.get(word.lower())
+    return None
