@@ -23,7 +23,8 @@ class Evidence:
     - ``job``: the latest job JSON as Graph returned it, or None when unknown (e.g. imported files only).
     - ``schema``: the job's synchronization schema JSON, or None.
     - ``assignments``: the app's appRoleAssignedTo entries (principalType User or Group, principalId).
-    - ``groups``: for each assigned group id, ``{"display_name", "mail", "direct": [user ids],
+    - ``groups``: for each assigned group id, ``{"display_name", "mail", "security_enabled", "group_types",
+      "membership_rule_processing_state" (dynamic groups), "direct": [user ids],
       "transitive": [user ids], "nested": [group ids], "nested_groups": [{"id", "display_name",
       "direct": [user ids]}]}``.
     - ``audits``: directory audits about this app (restarts, mapping and scoping changes, quarantine).
@@ -176,6 +177,8 @@ def group_facts(tenant, group) -> dict:
     return {
         "display_name": group.display_name,
         "mail": group.mail,
+        "security_enabled": group.security_enabled,
+        "group_types": list(group.group_types),
         "direct": [users.get(u).id for u in group.user_members],
         "transitive": [users.get(u).id for u in directory.transitive_users(group)],
         "nested": [directory.groups[n].id for n in group.group_members],

@@ -223,6 +223,25 @@ class Facts:
             return Assignment()
         return self.assignments.get(user_id.lower(), Assignment())
 
+    @cached_property
+    def groups_by_name(self) -> dict[str, dict]:
+        """Assigned groups' facts (``evidence.groups`` values) by display name, lower-cased."""
+        out = {}
+        for gid, g in self.evidence.groups.items():
+            if isinstance(g, dict):
+                name = str(g.get("display_name") or self.group_names.get(str(gid).lower()) or gid)
+                out[name.lower()] = g
+        return out
+
+    def group_not_security_enabled(self, name: str) -> bool:
+        """True only when the group's facts say securityEnabled is false (unknown counts as enabled)."""
+        g = self.groups_by_name.get(name.lower()) or {}
+        return g.get("security_enabled") is False or is_false(g.get("security_enabled"))
+
+    def group_is_dynamic(self, name: str) -> bool:
+        g = self.groups_by_name.get(name.lower()) or {}
+        return any(str(t).lower() == "dynamicmembership" for t in g.get("group_types") or [])
+
     # ---- schema ---------------------------------------------------------------------------------------------
     def object_mapping(self, source_object: str) -> dict | None:
         """The first enabled object mapping whose source object is ``source_object`` (User, Group)."""

@@ -51,6 +51,11 @@ LINKS = {
     "scim": f"{_LEARN}/app-provisioning/use-scim-to-provision-users-and-groups",
     "on-demand": f"{_LEARN}/app-provisioning/provision-on-demand",
     "skip-out-of-scope": f"{_LEARN}/app-provisioning/skip-out-of-scope-deletions",
+    "assign-groups": f"{_LEARN}/enterprise-apps/assign-user-or-group-access-portal",
+    "group-app-role": "https://learn.microsoft.com/en-us/graph/api/group-post-approleassignments",
+    "deprovisioning": f"{_LEARN}/app-provisioning/how-provisioning-works#deprovisioning",
+    "scim-validator": f"{_LEARN}/app-provisioning/scim-validator-tutorial",
+    "functions": f"{_LEARN}/app-provisioning/functions-for-customizing-application-data",
 }
 
 # Section titles of the troubleshooting guide the checks follow.
@@ -60,6 +65,10 @@ SECTIONS = {
     "credentials": "Can't save configuration due to app credentials not working",
     "skipped": "Users are skipped and not provisioned even though they're assigned",
     "quarantine": "Application provisioning in quarantine status",
+    "scope": "Provisioning scope: sync all or only assigned",
+    "deprovisioning": "Users are not disabled or deleted in the app",
+    "references": "Manager and group member references",
+    "scim": "The SCIM endpoint refuses the Entra SCIM client's requests",
 }
 
 

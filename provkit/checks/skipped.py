@@ -49,7 +49,8 @@ BROKEN = "skipped.assignment-broken"
 REQUIRED = "skipped.required-attribute-missing"
 MATCHING = "skipped.matching-attribute-empty"
 GROUP_MATCHING = "skipped.group-matching-id-empty"
-CAUSES = (SCOPING, NOT_ASSIGNED, NESTED, DISABLED, BROKEN, REQUIRED, MATCHING, GROUP_MATCHING)
+NOT_SECURITY = "skipped.group-not-security-enabled"
+CAUSES = (SCOPING, NOT_ASSIGNED, NESTED, DISABLED, BROKEN, REQUIRED, MATCHING, GROUP_MATCHING, NOT_SECURITY)
 
 _MATCHING_SKIPS = frozenset({"importskipped", "entryjoiningpropertyvalueismissing"})
 _REQUIRED_CODES = frozenset({"mandatoryfieldsmissing", "missingvalues"})
@@ -73,6 +74,9 @@ REMEDIES = {
     GROUP_MATCHING: "Give the group a value for its matching attribute (e.g. a mail alias or display name), or "
     "change the group mapping's matching attribute; neither the group nor its members are provisioned "
     "until then.",
+    NOT_SECURITY: "Assign a security group instead (or turn on securityEnabled for the Microsoft 365 group, or "
+    "assign the users directly). Group-based assignment entitles the members of security groups and of "
+    "Microsoft 365 groups whose securityEnabled is true; re-adding the same assignment does not help.",
 }
 
 WHY = {
@@ -92,6 +96,9 @@ WHY = {
     "matching and export are not evaluated; every object needs a value for at least one matching attribute.",
     GROUP_MATCHING: "If a group's matching property is empty, neither the group nor its members are "
     "provisioned (per the troubleshooting guide).",
+    NOT_SECURITY: "The assignment lists the group, but the group is not security-enabled, so its members are "
+    "not effectively entitled: the documentation supports assigning security groups (dynamic membership "
+    "included) and Microsoft 365 groups only when securityEnabled is true.",
 }
 
 LINKS_BY_CAUSE = {
@@ -103,7 +110,10 @@ LINKS_BY_CAUSE = {
     REQUIRED: [LINKS["attributes"], LINKS["analyze-logs"]],
     MATCHING: [LINKS["attributes"], LINKS["no-users"]],
     GROUP_MATCHING: [LINKS["no-users"], LINKS["attributes"]],
+    NOT_SECURITY: [LINKS["assign-groups"], LINKS["group-app-role"], LINKS["no-users"]],
 }
+
+RECENT_ASSIGNMENT = pd.Timedelta(hours=2)
 
 
 @dataclass(frozen=True)
@@ -200,6 +210,8 @@ def classify(row: Any, facts: Facts, details: dict[str, Any] | None = None) -> C
         return None
     if status != "skipped" or skip in ("redundantexport", "stageddelete"):
         return None  # no change needed; or a deletion held by the accidental-deletions threshold
+    if is_true(((details or {}).get("_source") or {}).get("IsSoftDeleted")):
+        return None  # a deleted user leaving the app: the deprovision.* checks tell that story
     if skip in _MATCHING_SKIPS or base in _MATCHING_SKIPS:
         source, target = _matching_attribute(facts, kind, details)
         what = f"'{source}'" + (f" (matched to '{target}' in the app)" if target else "") if source else ""
@@ -249,12 +261,21 @@ def classify(row: Any, facts: Facts, details: dict[str, Any] | None = None) -> C
         and not is_true(assigned_flag)
     )
     if not_entitled and not facts.sync_all:
+        unentitling = [g for g in assignment.via_groups if facts.group_not_security_enabled(g)]
+        if unentitling and not assignment.direct and len(unentitling) == len(assignment.via_groups):
+            names = ", ".join(f"'{g}'" for g in unentitling)
+            return Cause(
+                NOT_SECURITY,
+                f"skipped as not effectively entitled: assigned only through {names}, a group that is not "
+                "security-enabled (securityEnabled false)",
+                via=assignment.words(),
+            )
         if assignment.effective:
             via = assignment.words()
             return Cause(
                 BROKEN,
                 f"skipped as not assigned (NotEffectivelyEntitled, 'Assigned to the application' False), although "
-                f"it is {via}: the assignment record is broken",
+                f"it is {via}: the assignment record is broken{_before_reassigning(facts, assignment, when)}",
                 via=via,
             )
         if assignment.nested:
@@ -288,6 +309,23 @@ def classify(row: Any, facts: Facts, details: dict[str, Any] | None = None) -> C
     if not_entitled:
         return Cause(NOT_ASSIGNED, "skipped as not effectively entitled", expected=True)
     return None
+
+
+def _before_reassigning(facts: Facts, assignment: Assignment, when: pd.Timestamp | None) -> str:
+    """What to rule out before calling an assignment broken: a dynamic group whose membership may still be
+    processing, an assignment made just before the entry ('' when neither applies)."""
+    notes = []
+    dynamic = [g for g in assignment.via_groups if facts.group_is_dynamic(g)]
+    if dynamic:
+        notes.append(
+            f"{', '.join(repr(g) for g in dynamic)} is a dynamic group: its membership may still be processing"
+        )
+    if assignment.since is not None and when is not None and when - assignment.since < RECENT_ASSIGNMENT:
+        minutes = max(0, int((when - assignment.since).total_seconds() // 60))
+        notes.append(
+            f"the assignment was made {minutes} min before this entry: the next cycle may still take it"
+        )
+    return f" (unless {'; or '.join(notes)})" if notes else ""
 
 
 _SOURCE_EVIDENCE = ("accountEnabled", "IsSoftDeleted")
@@ -620,7 +658,24 @@ def skipped(facts: Facts) -> list[Finding]:
             f"{_kinds(group)} assigned to the app yet skipped as not effectively entitled "
             f"(NotEffectivelyEntitled: {'; '.join(reasons)})"
         )
-        findings.append(_finding(BROKEN, "warning", title, _rows(group, ("via", "words")), facts, len(group)))
+        finding = _finding(BROKEN, "warning", title, _rows(group, ("via", "words")), facts, len(group))
+        caveats = group["words"].str.contains("(unless ", regex=False)
+        if caveats.any():
+            finding.remedy = (
+                f"First rule out the {int(caveats.sum()):,} with a caveat in the evidence: a dynamic group whose "
+                "membership is still processing, or an assignment made minutes before (wait one cycle, about 40 "
+                "minutes). Then: " + finding.remedy
+            )
+        findings.append(finding)
+
+    group = by_cause.get(NOT_SECURITY)
+    if group is not None:
+        groups = sorted({g for words in group["words"] for g in re.findall(r"'([^']+)', a group", words)})
+        title = (
+            f"{_kinds(group)} skipped as not effectively entitled: assigned only through "
+            f"{', '.join(repr(g) for g in groups) or 'a group'} that is not security-enabled"
+        )
+        findings.append(_finding(NOT_SECURITY, "warning", title, _rows(group, ("via",)), facts, len(group)))
 
     group = by_cause.get(REQUIRED)
     if group is not None:

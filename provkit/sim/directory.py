@@ -134,6 +134,7 @@ class Group:
     description: str
     user_members: list[int] = field(default_factory=list)  # user indexes
     group_members: list[int] = field(default_factory=list)  # nested group indexes
+    group_types: tuple[str, ...] = ()  # "Unified" for a Microsoft 365 group, "DynamicMembership"
 
     def graph(self) -> dict:
         return {
@@ -144,7 +145,7 @@ class Group:
             "mailNickname": self.mail_nickname,
             "mailEnabled": self.mail_enabled,
             "securityEnabled": self.security_enabled,
-            "groupTypes": [],
+            "groupTypes": list(self.group_types),
         }
 
 

@@ -92,6 +92,8 @@ def render_entry(app: App, cycle: Cycle, i: int) -> dict:
 def _exists_in_target(action: str, status: str, steps: list[dict]) -> bool:
     """Whether the object is in the target after this entry: targetIdentity.id is set whenever it is (the
     documented create example carries the target's id)."""
+    if any(s["name"] in ("EntryExportAdd", "EntryExportUpdate") and s["status"] == "success" for s in steps):
+        return True  # exported, whatever failed after (a reference)
     if status == "skipped":
         return any(s["details"].get("SkipReason") == "RedundantExport" for s in steps)
     if action == "create":
@@ -204,14 +206,28 @@ def _outcome(app: App, cycle: Cycle, subject: Subject, i: int, rng: random.Rando
     cat = subject.category
     incremental = cycle.kind == "incremental"
     change_type = "Update" if incremental else "Add"
-    if cat.startswith("leaver-"):
+    if cat.startswith("leaver-") or cat == "gone-unassigned-deleted":
         return _deprovision(app, subject, cat, ident)
-    import_step = _import_step(app, subject, change_type, cat not in ("disabled", "disabled-expected"))
+    if cat == "late-manager-in-scope":
+        cat, exists_now = "ok", False  # the manager comes into scope: created in the app
+    else:
+        exists_now = None
+    inactive = ("disabled", "disabled-expected", "late-manager")
+    import_step = _import_step(app, subject, change_type, cat not in inactive)
 
     # ---- skips decided before matching ----------------------------------------------------------------------
-    if cat in ("not-assigned", "nested-only", "disabled", "broken", "scope-fail", "disabled-expected"):
-        active = cat not in ("disabled", "disabled-expected")
-        assigned = cat in ("scope-fail", "disabled", "disabled-expected")
+    if cat in (
+        "not-assigned",
+        "nested-only",
+        "disabled",
+        "broken",
+        "scope-fail",
+        "disabled-expected",
+        "group-not-security",
+        "late-manager",
+    ):
+        active = cat not in inactive
+        assigned = cat in ("scope-fail", "disabled", "disabled-expected", "late-manager")
         in_scope = cat != "scope-fail"
         details = _scope_details(app, subject, assigned, active, in_scope)
         scoping = _step(
@@ -328,7 +344,11 @@ def _outcome(app: App, cycle: Cycle, subject: Subject, i: int, rng: random.Rando
             _props(user, rng, True),
             _error(code, reason, "nonServiceFailure", "Fix the attribute mapping for costCenter."),
         )
-    exists = cycle.mode != "initial-first"
+    exists = cycle.mode != "initial-first" if exists_now is None else exists_now
+    if "scim-patch" in sc.problems and kind == "Group" and incremental:
+        return _scim_patch_refused(app, subject, ident, name, import_step, scoping)
+    if cat in ("manager-ref", "member-ref"):
+        return _reference_unresolved(app, subject, ident, exists, import_step, scoping, user, rng)
     if cat == "required-missing":
         source, target_attr = sc.required_attributes[0]
         reason = (
@@ -472,19 +492,45 @@ def _deprovision(app: App, subject: Subject, cat: str, ident: str) -> tuple:
     one.
     """
     target = app.scenario.app
-    soft = cat in ("leaver-soft-deleted", "leaver-hard-deleted")
+    soft = cat in ("leaver-soft-deleted", "leaver-hard-deleted", "gone-unassigned-deleted")
+    unassigned = cat in ("leaver-unassigned", "leaver-staged", "gone-unassigned-deleted")
     change = "Delete" if soft else "Update"
     step_import = _import_step(app, subject, change, active=not soft)
     step_import["details"]["IsSoftDeleted"] = str(soft)
-    if cat == "leaver-unassigned":
+    if unassigned:
         step_import["details"]["appRoleAssignments"] = ""
     scoping = _step(
         "EntrySynchronizationScoping",
         "scoping",
         "success",
         "Determine if User in scope by evaluating against each scoping filter",
-        _scope_details(app, subject, cat != "leaver-unassigned", not soft, True),
+        _scope_details(app, subject, not unassigned, not soft, True),
     )
+    if cat == "gone-unassigned-deleted":
+        # inference: a deletion of a user the app no longer manages (unassigned earlier) is evaluated and
+        # skipped as not assigned, like any change to an unassigned object; nothing is sent to the app.
+        skip = _step(
+            "EntrySynchronizationSkip",
+            "export",
+            "skipped",
+            NOT_ENTITLED_TEXT.format(kind="User", name=ident),
+            {"SkipReason": "NotEffectivelyEntitled", "ReportableIdentifier": ident},
+        )
+        return "update", "skipped", [step_import, scoping, skip], [], None
+    if cat == "leaver-staged":
+        # inference: no documented JSON of a staged deletion exists; the docs name the action StagedDelete.
+        threshold = app.scenario.delete_threshold
+        staged = _step(
+            "EntrySynchronizationSkip",
+            "export",
+            "skipped",
+            f"User '{ident}' will be disabled in {target} once the deletion is approved: this cycle's deletions "
+            f"exceed the accidental-deletion threshold ({threshold})",
+            {"SkipReason": "StagedDelete", "ReportableIdentifier": ident},
+        )
+        return "stagedDelete", "skipped", [step_import, scoping, staged], [], None
+    if "scim-patch" in app.scenario.problems:
+        return _scim_disable_refused(app, subject, ident, step_import, scoping, unassigned)
     if cat == "leaver-hard-deleted":
         export = _step(
             "EntryExportDelete",
@@ -504,6 +550,151 @@ def _deprovision(app: App, subject: Subject, cat: str, ident: str) -> tuple:
     )
     props = [{"displayName": "accountEnabled", "oldValue": "True", "newValue": "False"}]
     return "disable", "success", [step_import, scoping, export], props, None
+
+
+SCIM_BAD_REQUEST = "SystemForCrossDomainIdentityManagementBadRequest"
+
+
+def _scim_400(detail: str) -> str:
+    """The reason text of a SCIM 400: the .NET status line and the endpoint's SCIM error body.
+
+    inference: the wording follows community reports ("StatusCode: BadRequest ... Web Response: {...}"); the
+    error body is the RFC 7644 section 3.12 Error shape."""
+    body = json.dumps(
+        {"schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"], "status": "400", "detail": detail},
+        separators=(",", ":"),
+    )
+    return (
+        "StatusCode: BadRequest Message: Processing of the HTTP request resulted in an exception. Please see the "
+        "HTTP response returned by the 'Response' property of this exception for details. "
+        f"Web Response: {body}"
+    )
+
+
+def _scim_disable_refused(
+    app: App, subject: Subject, ident: str, step_import: dict, scoping: dict, unassigned: bool
+) -> tuple:
+    """A disable the endpoint refuses: the Entra SCIM client's PATCH ("Replace", active as the string
+    "False") is not what a strict SCIM 2.0 endpoint accepts (reference 4.3)."""
+    target = app.scenario.app
+    export = _step(
+        "EntryExportUpdate",
+        "export",
+        "failure",
+        f"Failed to disable User '{ident}' in {target}",
+        {"ReportableIdentifier": ident},
+    )
+    reason = _scim_400(
+        "Invalid PATCH request: operation 'Replace' is not supported (use 'replace'); attribute 'active' "
+        'expects a boolean, got the string "False".'
+    )
+    props = [{"displayName": "active", "oldValue": "True", "newValue": "False"}]
+    return (
+        "disable",
+        "failure",
+        [step_import, scoping, export],
+        props,
+        _error(SCIM_BAD_REQUEST, reason, "nonServiceFailure", None),
+    )
+
+
+def _scim_patch_refused(
+    app: App, subject: Subject, ident: str, name: str, step_import: dict, scoping: dict
+) -> tuple:
+    """A group membership update whose member removal (a PATCH with a path filter) the endpoint refuses."""
+    target = app.scenario.app
+    group = app.tenant.directory.groups[subject.index]
+    member = app.tenant.users.get(group.user_members[0]) if group.user_members else None
+    member_id = member.id if member else "00000000-0000-0000-0000-000000000000"
+    match = _step(
+        "EntrySynchronizationUpdate", "matching", "success", f"Group '{name}' will be updated in {target}"
+    )
+    export = _step(
+        "EntryExportUpdate",
+        "export",
+        "failure",
+        f"Failed to update Group '{name}' in {target}",
+        {"ReportableIdentifier": name},
+    )
+    reason = _scim_400(
+        f"Invalid PATCH request: the path 'members[value eq \"{member_id}\"]' of a 'Remove' operation is not "
+        "supported; send the members to remove as the operation's value."
+    )
+    props = [{"displayName": "members", "oldValue": member_id, "newValue": None}]
+    return (
+        "update",
+        "failure",
+        [step_import, scoping, match, export],
+        props,
+        _error(SCIM_BAD_REQUEST, reason, "nonServiceFailure", None),
+    )
+
+
+REFERENCE_CODE = "UnableToResolveReferenceAttributeValue"
+
+
+def _reference_unresolved(
+    app: App, subject: Subject, ident: str, exists: bool, step_import: dict, scoping: dict, user, rng
+) -> tuple:
+    """The object is exported but a reference on it (its manager, a group member) cannot be resolved: the
+    referenced user is not in the app (not in scope, or not yet).
+
+    inference: the reason text and the step details (PropertyName, SkipReason) follow a public Q&A thread
+    quoting the provisioning log; the step name follows the documented EntryReferenceResolution pattern."""
+    target = app.scenario.app
+    kind = subject.kind
+    tenant = app.tenant
+    if kind == "User":
+        manager = tenant.users.get(app.managers[subject.index])
+        other, prop = manager.user_principal_name, "manager"
+        reason = (
+            f"We were unable to assign {other} as the manager of {ident}. In order to ensure that the references "
+            f"are updated properly, you have two options. First, ensure that {other} is in scope for "
+            f"provisioning. Provision {other} on-demand and then provision {ident} on-demand. Alternatively, you "
+            f"can restart provisioning after ensuring that {other} is in scope for provisioning."
+        )
+    else:
+        member = tenant.users.get(app.late_manager) if app.late_manager is not None else None
+        other, prop = (member.user_principal_name if member else "a member"), "members"
+        reason = (
+            f"We were unable to add {other} as a member of {ident}. In order to ensure that the references are "
+            f"updated properly, ensure that {other} is in scope for provisioning, then restart provisioning or "
+            f"provision {other} and {ident} on demand."
+        )
+    verb = "updated" if exists else "created"
+    match = _step(
+        "EntrySynchronizationUpdate" if exists else "EntrySynchronizationAdd",
+        "matching",
+        "success",
+        f"{kind} '{ident}' will be {verb} in {target}",
+    )
+    export = _step(
+        "EntryExportUpdate" if exists else "EntryExportAdd",
+        "export",
+        "success",
+        f"{kind} '{ident}' was {verb} in {target}",
+        {"ReportableIdentifier": ident},
+    )
+    reference = _step(
+        "EntryReferenceResolution",
+        "referenceResolution",
+        "failure",
+        reason,
+        {"PropertyName": prop, "SkipReason": REFERENCE_CODE, "ReportableIdentifier": ident},
+    )
+    props = _props(user, rng, update=exists) if user else _group_props(app, subject)
+    return (
+        "update" if exists else "create",
+        "failure",
+        [step_import, scoping, match, export, reference],
+        props,
+        _error(
+            REFERENCE_CODE,
+            reason,
+            "nonServiceFailure",
+            f"Bring {other} into scope, then restart provisioning.",
+        ),
+    )
 
 
 def _connector_code(sc: Scenario, base: str) -> tuple[str, str]:

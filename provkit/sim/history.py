@@ -61,6 +61,12 @@ class Cycle:
     state: str = "Succeeded"  # Succeeded | Failed | EntryLevelErrors
     error_code: str | None = None
     error_message: str | None = None
+    extra: list = field(
+        default_factory=list
+    )  # Subjects of scheduled changes appended to this cycle's entries
+    reference_failures: int = (
+        0  # failures that are unresolved references (counted raw, not toward quarantine)
+    )
 
     def entry_time(self, i: int) -> int:
         return self.start + ((2 * i + 1) * (self.end - self.start)) // (2 * self.entries)
@@ -118,6 +124,7 @@ class Timeline:
     paused_at: int | None
     disabled_at: int | None
     starts: list[int] = field(default_factory=list)
+    unassigned: set[str] = field(default_factory=set)  # assigned groups removed from the app by now
 
     def __post_init__(self) -> None:
         self.starts = [c.start for c in self.cycles]
@@ -213,6 +220,11 @@ def build_timeline(
             elif control.kind == "disable":
                 disabled_at = when
                 audits.append(Audit(when, STOP, "disable", actor=control.actor))
+            elif control.kind == "scope-to-assigned":
+                # inference: the audit's modified property names the SyncAll secret and its new value; the
+                # documented mapping only says the activity is "Update provisioning setting or credentials".
+                # Per the known issue the change does not take effect until a restart, so cycles go on as before.
+                audits.append(Audit(when, SETTINGS, "scope-change", {"SyncAll": "False"}, control.actor))
         if paused_at is not None or disabled_at is not None:
             # Nothing runs until a resume event; jump to it if one exists.
             if ev < len(events) and events[ev][0] < now and disabled_at is None:

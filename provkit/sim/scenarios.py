@@ -26,9 +26,9 @@ class ScopingClause:
 class Control:
     """A control event in an app's timeline: ``before`` now, or ``after_origin`` of the job's first cycle."""
 
-    kind: str  # reset | credential-failure | mapping-breaks | pause | resume | disable
+    kind: str  # reset | credential-failure | mapping-breaks | pause | resume | disable | unassign | scope-to-assigned
     before: timedelta | None = None
-    reason: str = ""  # for resets: restart, attribute-mapping, scoping
+    reason: str = ""  # for resets: restart, attribute-mapping, scoping; for unassign: the group's name
     actor: object = None  # who did it, for the audit: None for the scenario's admin, else the API caller
 
 
@@ -55,6 +55,8 @@ class Scenario:
     direct_users: int = 5
     connector: str = ""  # prefix of connector error codes ("" for SCIM apps)
     problems: tuple[str, ...] = field(default=())  # extra subjects: nested-only, disabled, broken, ...
+    leavers_per_mille: int = 15  # share of incremental changes that are a user leaving the app
+    delete_threshold: int = 500  # the job setting QuarantineTooManyDeletesThreshold
 
 
 SCIM_USER = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -160,6 +162,93 @@ SCENARIOS: dict[str, Scenario] = {
             start_before=33 * D,
             controls=(Control("credential-failure", before=30 * D),),
             connector="Atlassian",
+        ),
+        Scenario(
+            # A non-gallery SCIM app whose endpoint refuses the Entra SCIM client's PATCH shapes: disables
+            # ("Replace" with active "False" as a string) and group member removals answer 400.
+            name="scim-patch-incompatible",
+            app="Fabrikam SCIM App",
+            template_id="scim",
+            job_prefix="scim",
+            target_user_object=SCIM_USER,
+            scope="assigned",
+            groups=("Operations",),
+            provision_groups=True,
+            minutes_per_object=0.03,
+            problems=("scim-patch",),
+            leavers_per_mille=120,
+        ),
+        Scenario(
+            # An admin unassigns a whole group; the next cycle would disable more users than the deletion
+            # threshold allows, so the deletions are staged and the job is quarantined (TooManyDeletes).
+            name="deletion-threshold",
+            app="Zoom",
+            template_id="zoom",
+            job_prefix="ZoomOutDelta",
+            target_user_object="User",
+            scope="assigned",
+            groups=("Finance", "Human Resources"),
+            minutes_per_object=0.02,
+            controls=(Control("unassign", before=14 * H, reason="Finance"),),
+            connector="Zoom",
+            delete_threshold=20,
+        ),
+        Scenario(
+            # Managers and group members that are not in scope when the user or group is exported; some of
+            # the managers come into scope later, which the service does not notice until a restart.
+            name="manager-references",
+            app="Asana",
+            template_id="asana",
+            job_prefix="AsanaOutDelta",
+            target_user_object=SCIM_USER,
+            scope="assigned",
+            groups=("Engineering", "Legal"),
+            provision_groups=True,
+            minutes_per_object=0.03,
+            connector="Asana",
+            problems=("manager-references",),
+        ),
+        Scenario(
+            # "Sync all users and groups", and an admin who switched it to "Sync only assigned" without the
+            # restart the known issue asks for: the logs keep showing unassigned users provisioned.
+            name="sync-all",
+            app="Google Workspace",
+            template_id="gsuite",
+            job_prefix="GoogleAppsOutDelta",
+            target_user_object="User",
+            scope="all",
+            matching_target="primaryEmail",
+            minutes_per_object=0.015,
+            controls=(Control("scope-to-assigned", before=30 * H),),
+            connector="GoogleApps",
+        ),
+        Scenario(
+            # Leavers: soft deletes (disable), hard deletes days later (delete), unassigned users later deleted
+            # in Entra ID (never deleted in the app).
+            name="deprovisioning",
+            app="Miro",
+            template_id="miro",
+            job_prefix="MiroOutDelta",
+            target_user_object=SCIM_USER,
+            scope="assigned",
+            groups=("Marketing",),
+            minutes_per_object=0.03,
+            connector="Miro",
+            problems=("deprovisioning-stories",),
+            leavers_per_mille=40,
+        ),
+        Scenario(
+            # One of the assigned groups is a Microsoft 365 group that is not security-enabled: its members are
+            # not effectively entitled.
+            name="group-not-security-enabled",
+            app="Adobe Identity Management",
+            template_id="adobeidentitymanagement",
+            job_prefix="AdobeOutDelta",
+            target_user_object="User",
+            scope="assigned",
+            groups=("Legal", "Design Guild"),
+            minutes_per_object=0.03,
+            connector="Adobe",
         ),
     )
 }

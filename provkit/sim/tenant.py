@@ -25,6 +25,7 @@ from provkit.sim.history import (
     build_timeline,
 )
 from provkit.sim.scenarios import DEFAULT_SCENARIOS, SCENARIOS, SSO_ONLY_APPS, Control, Scenario
+from provkit.sim.stories import apply_stories, story_users
 from provkit.sim.timefmt import NEVER, TICKS, format_seconds, format_ticks, to_ticks
 
 DISABLED_INTERVAL = "P10675199DT2H48M5.4775807S"
@@ -42,7 +43,10 @@ GROUP_NAMES = (
     "Support Escalations",
     "Contractors",
     "Leavers",
+    "Design Guild",
 )
+# Microsoft 365 groups that are not security-enabled (securityEnabled false, groupTypes ["Unified"]).
+NOT_SECURITY_ENABLED = ("Design Guild",)
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,7 @@ class Directory:
         for gi, name in enumerate(GROUP_NAMES):
             nickname = name.lower().replace(" ", "-")
             security_only = name in ("Support Escalations", "Leavers", "Contractors")
+            unified = name in NOT_SECURITY_ENABLED
             group = Group(
                 index=gi,
                 id=codec.encode(ids.GROUP, 0, 0, gi),
@@ -72,8 +77,9 @@ class Directory:
                 mail_nickname=nickname,
                 mail=None if security_only else f"{nickname}@{domain}",
                 mail_enabled=not security_only,
-                security_enabled=True,
+                security_enabled=not unified,
                 description=f"{name} ({'security group' if security_only else 'Microsoft 365 group'})",
+                group_types=("Unified",) if unified else (),
             )
             self.groups.append(group)
             by_name[name] = group
@@ -94,6 +100,8 @@ class Directory:
                 by_name[dept].user_members.append(i)
             if dept == "Support" and i % 7 == 1:
                 by_name["Support Escalations"].user_members.append(i)
+            if dept == "Marketing" and i % 3 == 2:
+                by_name["Design Guild"].user_members.append(i)
         by_name["Sales"].group_members.append(by_name["Sales EMEA"].index)
         by_name["Support"].group_members.append(by_name["Support Tier 2"].index)
 
@@ -148,6 +156,7 @@ class App:
         self._timeline: Timeline | None = None
         self._timeline_now: int | None = None
         self._build_subjects()
+        self.story_users = story_users(self)
         self.validate_ok = scenario.name not in ("bad-credentials", "disabled")
 
     # ---- scope ---------------------------------------------------------------------------------------------
@@ -159,6 +168,9 @@ class App:
         self.assigned_groups = [directory.by_name[g] for g in sc.groups]
         self.direct_users: list[int] = []
         self.broken: set[int] = set()
+        self.managers: dict[int, int] = {}  # user index -> manager's user index (manager-references)
+        self.late_manager: int | None = None
+        self.member_ref_groups: set[int] = set()
         subjects: list[Subject] = []
         categories: dict[int, str] = {}
         if sc.scope == "all":
@@ -168,15 +180,22 @@ class App:
         else:
             direct_members: set[int] = set()
             nested_only: set[int] = set()
+            unentitled: set[int] = set()  # members of an assigned group that is not security-enabled
             for g in self.assigned_groups:
+                if not g.security_enabled:
+                    unentitled.update(g.user_members)
+                    continue
                 direct_members.update(g.user_members)
                 for ng in g.group_members:
                     nested_only.update(directory.transitive_users(directory.groups[ng]))
             nested_only -= direct_members
+            unentitled -= direct_members
             # Direct assignments: a few healthy users outside the groups, and the problem subjects.
             rng = random.Random(t.seed * 31 + self.index)
             pool = range(users.count) if users.count <= 5000 else rng.sample(range(users.count), 5000)
-            candidates = [i for i in pool if i not in direct_members and i not in nested_only]
+            candidates = [
+                i for i in pool if i not in direct_members and i not in nested_only and i not in unentitled
+            ]
             rng.shuffle(candidates)
             enabled = [i for i in candidates if users.enabled[i]]
             take = iter(enabled)
@@ -193,6 +212,8 @@ class App:
             if "nested-only" in sc.problems:
                 for i in sorted(nested_only):
                     categories[i] = "nested-only"
+            for i in sorted(unentitled):
+                categories.setdefault(i, "group-not-security")
             # A few failures from the reference's catalog, on otherwise healthy users.
             ok = [i for i in sorted(categories) if categories[i] == "ok"]
             if "conflict" in sc.problems:
@@ -201,12 +222,17 @@ class App:
             if "duplicate" in sc.problems:
                 for i in ok[2:3]:
                     categories[i] = "duplicate"
+            if "manager-references" in sc.problems:
+                self._manager_references(categories)
         for i in sorted(categories):
             subjects.append(Subject("User", i, categories[i]))
         if sc.provision_groups:
             for g in self.assigned_groups:
                 value = g.mail if sc.group_matching_attribute == "mail" else g.display_name
-                subjects.append(Subject("Group", g.index, "ok" if value else "group-matching-empty"))
+                category = "ok" if value else "group-matching-empty"
+                if g.index in self.member_ref_groups:
+                    category = "member-ref"
+                subjects.append(Subject("Group", g.index, category))
         self.subjects = subjects
         self.categories = categories
         self.in_scope = sum(1 for s in subjects if s.category in ("ok", "conflict", "duplicate"))
@@ -215,6 +241,25 @@ class App:
             self.broken_subjects = [s for s in subjects if s.category == "ok" and s.index % 10 != 0]
         else:
             self.broken_subjects = []
+
+    def _manager_references(self, categories: dict[int, int | str]) -> None:
+        """A manager who was not in scope yet (a future hire, disabled at first) and comes into scope later;
+        users whose manager is that one, or a user never assigned; a group with that late member."""
+        directory = self.tenant.directory
+        last = self.assigned_groups[-1]
+        late = next((i for i in last.user_members if categories.get(i) == "ok"), None)
+        if late is None:
+            return
+        self.late_manager = late
+        categories[late] = "late-manager"
+        self.member_ref_groups.add(last.index)
+        outsider = next(i for i in range(self.tenant.users.count) if i not in categories)
+        first = self.assigned_groups[0]
+        refs = [i for i in first.user_members if categories.get(i) == "ok"][:6]
+        for k, i in enumerate(refs):
+            categories[i] = "manager-ref"
+            self.managers[i] = late if k < 4 else outsider
+        del directory  # the directory is only read through the groups
 
     def _classify(self, u: User) -> str:
         sc = self.scenario
@@ -285,12 +330,29 @@ class App:
             credential_error=cred,
             counts=self.cycle_counts,
         )
-        return timeline
+        return apply_stories(self, timeline)
 
-    FAILING = frozenset({"conflict", "required-missing", "duplicate"})
+    def unassign_controls(self) -> list[tuple[int, Control]]:
+        """(time, control) of the scenario's group unassignments that fall after its first cycle."""
+        t = self.tenant
+        initial_end_guess = (
+            self.origin + int(len(self.subjects) * self.scenario.minutes_per_object * MINUTE) + HOUR
+        )
+        out = []
+        for c in self.scenario.controls:
+            if c.kind == "unassign" and c.before is not None:
+                when = t.start_now_ticks - int(c.before.total_seconds() * TICKS)
+                if when > initial_end_guess:
+                    out.append((when, c))
+        return out
+
+    FAILING = frozenset({"conflict", "required-missing", "duplicate", "manager-ref", "member-ref"})
+    REFERENCE_FAILING = frozenset({"manager-ref", "member-ref"})
+    LEAVING = frozenset({"leaver-unassigned", "leaver-soft-deleted"})
     SKIPPED = frozenset(
         {
             "not-assigned",
+            "group-not-security",
             "nested-only",
             "disabled",
             "broken",
@@ -298,6 +360,9 @@ class App:
             "disabled-expected",
             "matching-empty",
             "group-matching-empty",
+            "late-manager",
+            "gone-unassigned-deleted",
+            "leaver-staged",
         }
     )
 
@@ -312,6 +377,10 @@ class App:
     def entry_fails(self, cycle: Cycle, subject: Subject) -> bool:
         if cycle.mode in ("cred-fail", "escrow-retry"):
             return True
+        if "scim-patch" in self.scenario.problems and (
+            subject.category in self.LEAVING or (subject.kind == "Group" and cycle.kind == "incremental")
+        ):
+            return True  # the endpoint refuses the PATCH of a disable or of a member removal
         if cycle.mode == "broken-initial" and subject in self.broken_set:
             return True
         return subject.category in self.FAILING
@@ -336,7 +405,7 @@ class App:
             s = self.subject_for(cycle, i)
             if self.entry_fails(cycle, s):
                 failures += 1
-            elif s.category in LEAVERS:
+            elif s.category in LEAVERS or s.category == "leaver-hard-deleted":
                 exported += 1
             elif s.category not in self.SKIPPED and not self.is_redundant(cycle, i):
                 exported += 1
@@ -344,6 +413,9 @@ class App:
 
     # ---- log entries ---------------------------------------------------------------------------------------
     def subject_for(self, cycle: Cycle, i: int) -> Subject:
+        scheduled = cycle.entries - len(cycle.extra)
+        if i >= scheduled:
+            return cycle.extra[i - scheduled]
         if cycle.mode in ("initial-first", "initial-reset", "broken-initial"):
             return self.subjects[i]
         if cycle.mode == "escrow-retry":
@@ -354,20 +426,35 @@ class App:
             u = rng.randrange(self.tenant.users.count)
             if u not in self.categories:
                 return Subject("User", u, "not-assigned")
-        subject = self.subjects[rng.randrange(len(self.subjects))]
+        if self.groups_changing and rng.random() < 0.08:
+            return self.groups_changing[rng.randrange(len(self.groups_changing))]
+        pick = rng.randrange(len(self.subjects))
+        subject = self.subjects[pick]
+        while subject.kind == "User" and subject.index in self.story_users:
+            # a user with a scheduled story changes only through it
+            pick = (pick + 1) % len(self.subjects)
+            subject = self.subjects[pick]
         leaving = (self.tenant.seed * 92_821 + self.index * 6_271 + cycle.no * 3_571 + i * 131) % 1000
         if (
             cycle.mode == "incremental"
             and subject.kind == "User"
             and subject.category == "ok"
-            and leaving < 15
+            and leaving < self.scenario.leavers_per_mille
         ):
-            # Deprovisioning (reference 3.5): a user unassigned or soft-deleted (disable), or hard-deleted 30
-            # days later (delete). Staged deletes need a cycle past the deletion threshold (a scenario of its
-            # own, not simulated here).
+            # Deprovisioning (reference 3.5): a user unassigned or soft-deleted (disable). A hard delete
+            # (delete) comes only after an earlier soft delete of the same user, so it is a scheduled story
+            # (provkit.sim.stories), as are staged deletes (a cycle past the deletion threshold).
             kinds = LEAVERS if self.scenario.scope == "assigned" else LEAVERS[1:]
             return Subject("User", subject.index, kinds[leaving % len(kinds)])
         return subject
+
+    @cached_property
+    def groups_changing(self) -> list[Subject]:
+        """Group subjects whose membership changes in incremental cycles often enough to be seen (the SCIM
+        PATCH scenario's member removals)."""
+        if "scim-patch" not in self.scenario.problems:
+            return []
+        return [s for s in self.subjects if s.kind == "Group" and s.category == "ok"]
 
     def visible_entries(self, cycle: Cycle) -> int:
         """Entries of ``cycle`` written by now (the window's start is :meth:`first_visible`)."""
@@ -411,8 +498,8 @@ def credential_error(sc: Scenario) -> tuple[str, str]:
     )
 
 
-# Deprovisioning subjects of incremental cycles (see App.subject_for).
-LEAVERS = ("leaver-unassigned", "leaver-soft-deleted", "leaver-hard-deleted")
+# Deprovisioning subjects of incremental cycles (see App.subject_for); hard deletes are scheduled stories.
+LEAVERS = ("leaver-unassigned", "leaver-soft-deleted")
 
 _EXECUTION_COUNTERS = (
     "countEntitled",
@@ -548,7 +635,10 @@ class Tenant:
         out = []
         role_id = self.codec.encode(ids.MISC, app.index, 1)
         created = format_seconds(app.origin - DAY)
+        gone = app.timeline().unassigned
         for g in app.assigned_groups:
+            if g.display_name in gone:
+                continue
             out.append(self._assignment(app, "Group", g.id, g.display_name, role_id, created, g.index))
         for u in app.direct_users:
             user = self.users.get(u)
@@ -590,7 +680,8 @@ class Tenant:
                 "activityIdentifier": self.codec.encode(ids.ACTIVITY, app.index, c.no),
                 "countEntitled": c.entries - c.failures if c.mode != "attempt" else 0,
                 "countEntitledForProvisioning": c.entries - c.failures if c.mode != "attempt" else 0,
-                "countEscrowed": c.failures,
+                # reference failures (manager, members) are escrows too, but not counted toward quarantine
+                "countEscrowed": c.failures - c.reference_failures,
                 "countEscrowedRaw": c.failures,
                 "countExported": c.exported,
                 "countExports": c.exported + c.failures,
@@ -693,7 +784,7 @@ class Tenant:
                 ),
             },
             "synchronizationJobSettings": [
-                {"name": "QuarantineTooManyDeletesThreshold", "value": "500"},
+                {"name": "QuarantineTooManyDeletesThreshold", "value": str(sc.delete_threshold)},
                 {"name": "AzureIngestionAttributeOptimization", "value": "False"},
             ],
         }

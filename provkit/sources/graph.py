@@ -156,6 +156,10 @@ def _group_facts(client: GraphClient, gid: str) -> dict:
     return {
         "display_name": group.get("displayName"),
         "mail": group.get("mail"),
+        # only security-enabled groups entitle their members (NotEffectivelyEntitled otherwise)
+        "security_enabled": group.get("securityEnabled"),
+        "group_types": group.get("groupTypes") or [],
+        "membership_rule_processing_state": group.get("membershipRuleProcessingState"),
         "direct": direct[:MAX_GROUP_MEMBERS],
         "transitive": transitive,
         "nested": nested,
