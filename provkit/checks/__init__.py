@@ -11,7 +11,9 @@ credentials.target-rejected, credentials.validation-failed, credentials.validate
 credentials.validation-not-run; skipped.scoping-filter, skipped.not-assigned, skipped.nested-group-only,
 skipped.disabled-in-source, skipped.assignment-broken, skipped.required-attribute-missing,
 skipped.matching-attribute-empty, skipped.group-matching-id-empty; quarantine.escrow-risk, quarantine.active,
-quarantine.too-many-deletes; store.coverage-gaps.
+quarantine.too-many-deletes; store.coverage-gaps; skipped.group-not-security-enabled; scope.sync-all,
+scope.switch-needs-restart; failures.scim-incompatible; references.unresolved; deprovision.pending-hard-delete,
+deprovision.unassigned-never-deleted, deprovision.skip-out-of-scope, deprovision.soft-delete-not-mapped.
 """
 
 from provkit.checks.catalog import CatalogEntry, lookup

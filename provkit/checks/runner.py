@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from provkit.checks import coverage, credentials, quarantine, skipped, start, working
+from provkit.checks import (
+    coverage,
+    credentials,
+    deprovision,
+    quarantine,
+    references,
+    scim,
+    scope,
+    skipped,
+    start,
+    working,
+)
 from provkit.checks.credentials import ValidateCredentials
 from provkit.checks.facts import gather
 from provkit.checks.finding import Finding, sort_findings
@@ -21,7 +32,17 @@ def run_checks(
     """
     facts = gather(evidence)
     findings: list[Finding] = []
-    for check in (*coverage.CHECKS, *working.CHECKS, *start.CHECKS, *skipped.CHECKS, *quarantine.CHECKS):
+    for check in (
+        *coverage.CHECKS,
+        *working.CHECKS,
+        *start.CHECKS,
+        *skipped.CHECKS,
+        *quarantine.CHECKS,
+        *scope.CHECKS,
+        *scim.CHECKS,
+        *references.CHECKS,
+        *deprovision.CHECKS,
+    ):
         findings.extend(check(facts))
     findings.extend(credentials.credential_checks(facts, validate_credentials))
     return sort_findings(findings)

@@ -129,6 +129,9 @@ _SEE_ALSO = {
     "mandatoryfieldsmissing": "skipped.required-attribute-missing names the attribute and the users.",
     "missingvalues": "skipped.required-attribute-missing names the attribute and the users.",
     "importskipped": "skipped.matching-attribute-empty names the attribute and the objects.",
+    "badrequest": "failures.scim-incompatible says what a SCIM endpoint refused and what to do for this job.",
+    "unabletoresolvereferenceattributevalue": "references.unresolved splits managers from group members and "
+    "says which referenced objects came into scope later.",
 }
 
 
