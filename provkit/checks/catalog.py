@@ -444,6 +444,16 @@ _ROWS: list[tuple[tuple[str, ...], str, str, bool, str, str]] = [
         "skip",
     ),
     (
+        ("StagedDelete", "StagedAction"),
+        "A deletion (or disable) held back because its cycle passed the accidental-deletion threshold; it waits "
+        "for an admin (the accidental-deletions page names the action StagedDelete, once StagedAction).",
+        "Review the staged deletions; if they are intended, Allow deletes (restart with ForceDeletes), otherwise "
+        "fix the cause (for example restore the assignment) and restart.",
+        False,
+        LINKS["accidental-deletions"],
+        "skip",
+    ),
+    (
         ("ScopingFilterEvaluatedFalse",),
         "The object failed a scoping filter clause (null values always evaluate false).",
         "Fix the object's attribute value, or the scoping filter.",
