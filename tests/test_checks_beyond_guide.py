@@ -568,3 +568,25 @@ def test_group_facts_from_the_simulator_carry_security_and_types(not_security):
     assert by_name["Design Guild"]["group_types"] == ["Unified"]
     assert by_name["Legal"]["security_enabled"] is True
     assert json.dumps(ev.groups)  # plain data
+
+
+def test_explain_tells_each_deprovisioning_story(leavers):
+    from provkit.checks import explain, format_explanation
+
+    tenant, app, ev = leavers
+    told = {}
+    for u, story in app.story_users.items():
+        told[story] = explain(ev, tenant.users.get(u).user_principal_name)
+    hard = told["soft-then-hard"]
+    assert "disabled in the app" in hard.deprovisioning and "at the hard delete on" in hard.deprovisioning
+    assert "days after the soft delete" in hard.deprovisioning and hard.check is None
+    pending = told["soft-pending"]
+    assert (
+        pending.check == "deprovision.pending-hard-delete"
+        and "due at the hard delete" in pending.deprovisioning
+    )
+    never = told["unassigned-then-deleted"]
+    assert never.check == "deprovision.unassigned-never-deleted"
+    assert "never deleted there" in never.deprovisioning and "by hand" in never.remedy
+    assert "Deprovisioning: unassigned from the app" in format_explanation(never)
+    assert never.as_dict()["deprovisioning"] == never.deprovisioning

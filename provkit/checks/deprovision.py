@@ -292,6 +292,7 @@ def deprovision_story(facts: Facts, object_id: str) -> str:
         return ""
     parts = []
     soft_at = None
+    gone = 0
     for row in mine.itertuples(index=False):
         when = short_time(row.time)
         if row.what == "soft-deleted":
@@ -305,8 +306,10 @@ def deprovision_story(facts: Facts, object_id: str) -> str:
             gap = f", {(row.time - soft_at).days} days after the soft delete" if soft_at is not None else ""
             parts.append(f"deleted in the app at the hard delete on {when}{gap}")
         elif row.what == "deleted-unmanaged":
+            gone += 1
+            which = "soft delete" if gone == 1 else "hard delete"
             parts.append(
-                f"deleted in Entra ID on {when}, skipped as not assigned: nothing was sent to the app"
+                f"deleted in Entra ID ({which}) on {when}, skipped as not assigned: nothing sent to the app"
             )
     last = mine.iloc[-1]
     if last["what"] == "soft-deleted":

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from provkit.checks.catalog import lookup
+from provkit.checks.deprovision import deprovision_story
 from provkit.checks.facts import Assignment, Facts, ago, gather, nested_words, short_time, step_details
 from provkit.checks.finding import LINKS, jsonable
 from provkit.checks.skipped import LINKS_BY_CAUSE, REMEDIES, _source_import_step, classify
@@ -49,6 +50,7 @@ class Explanation:
     history: str = ""
     job_note: str = ""
     links: list[str] = field(default_factory=list)
+    deprovisioning: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready data (times as ISO-8601 text)."""
@@ -65,6 +67,7 @@ class Explanation:
                 "check": self.check,
                 "history": self.history,
                 "job_note": self.job_note,
+                "deprovisioning": self.deprovisioning,
                 "entries": self.entries,
                 "entries_omitted": self.omitted,
                 "links": self.links,
@@ -363,6 +366,11 @@ def explain(evidence: Evidence, object: str) -> Explanation:  # noqa: A002 - the
         if step.get("type") == "import" and _source_import_step(name) and step["details"]:
             merged.setdefault("_source", step["details"])  # the source attributes the import step carried
     decision, remedy, check, links = _decide(facts, _Row(latest), merged)
+    story = deprovision_story(facts, real_id)
+    if story:
+        decision, remedy, check, links = _deprovision_decision(
+            facts, latest, merged, story, decision, remedy, check, links
+        )
     return Explanation(
         query=object,
         object_id=real_id,
@@ -378,7 +386,53 @@ def explain(evidence: Evidence, object: str) -> Explanation:  # noqa: A002 - the
         history=_history(mine),
         job_note=note,
         links=list(dict.fromkeys([*links, LINKS["analyze-logs"]])),
+        deprovisioning=story,
     )
+
+
+def _deprovision_decision(
+    facts: Facts,
+    latest: pd.Series,
+    merged: dict[str, Any],
+    story: str,
+    decision: str,
+    remedy: str,
+    check: str | None,
+    links: list[str],
+) -> tuple[str, str, str | None, list[str]]:
+    """The decision for a user whose latest entry is part of leaving the app (reference 3.5)."""
+    when = f"{short_time(latest['activity_time'])} ({ago(latest['activity_time'], facts.now)})"
+    soft = str((merged.get("_source") or {}).get("IsSoftDeleted", "")).lower() == "true"
+    action = str(_text(latest["action"]) or "").lower()
+    status = str(_text(latest["status"]) or "").lower()
+    deprovision_links = [LINKS["deprovisioning"], LINKS["skip-out-of-scope"]]
+    if status == "skipped" and soft:
+        if "unassigned from the app" in story:
+            return (
+                f"Last evaluated {when}: deleted in Entra ID after it was unassigned from the app, so the service "
+                "no longer manages it and sent nothing (see Deprovisioning).",
+                "Delete the account in the app by hand if it must go; the service will never delete it.",
+                "deprovision.unassigned-never-deleted",
+                deprovision_links,
+            )
+        return (
+            f"Last evaluated {when}: deleted in Entra ID (see Deprovisioning).",
+            "Nothing, unless the account must go sooner: permanently delete the user in Entra ID.",
+            None,
+            deprovision_links,
+        )
+    if status == "success" and action in ("disable", "delete"):
+        pending = action == "disable" and soft
+        return (
+            f"{decision} (see Deprovisioning)",
+            "Nothing to do; the delete follows at the hard delete (up to 30 days after the soft delete), unless "
+            "the user is restored."
+            if pending
+            else remedy,
+            "deprovision.pending-hard-delete" if pending else check,
+            deprovision_links,
+        )
+    return decision, remedy, check, links
 
 
 class _Row:
@@ -404,6 +458,8 @@ def format_explanation(expl: Explanation, *, steps: bool = True) -> str:
     lines += ["", f"Decision: {expl.decision}"]
     if expl.job_note:
         lines.append(f"Job: {expl.job_note}")
+    if expl.deprovisioning:
+        lines.append(f"Deprovisioning: {expl.deprovisioning}")
     lines.append(f"What to do: {expl.remedy}")
     if expl.check:
         lines.append(f"Check: {expl.check}")
