@@ -987,32 +987,46 @@ def provision_on_demand(
     object_id: str | None,
     allow_changes: bool,
     *,
+    kind: str = "User",
+    members: list[str] | tuple[str, ...] = (),
     source: str | None = None,
     store: str | None = None,
     cloud: str | None = None,
     tenant_id: str | None = None,
     client_id: str | None = None,
 ) -> str:
-    """Provision one user on demand when ``allow_changes``; the service's answer, in a line or two."""
+    """Provision one user, or one group with up to five members, on demand when ``allow_changes``; the
+    service's answer with every step (:func:`provkit.ondemand.format_on_demand`). Refuses, sending nothing,
+    where the documentation says the job must be stopped first (OAuth apps) or the request is out of limits."""
+    from provkit.ondemand import format_on_demand, on_demand_request, read_on_demand
+
     if not object_id:
         return "No object chosen."
     who = object_name(evidence, object_id)
+    groups = {
+        str(a.get("principalId") or "").lower()
+        for a in evidence.assignments
+        if str(a.get("principalType") or "").lower() == "group"
+    }
+    try:
+        body = on_demand_request(
+            rule_id=_rule_id(evidence),
+            object_id=object_id,
+            kind=kind,
+            members=members,
+            job=evidence.job,
+            assigned_groups=groups if evidence.assignments else None,
+            app=evidence.display_name,
+        )
+    except ConfigError as exc:
+        return f"Not sent: {exc}"
     if not allow_changes:
         return _not_run(f"provision {who} to {evidence.display_name} on demand (it may create or change it)")
-
     client = _write_client(source, cloud, tenant_id, client_id, allow_writes=True)
-    rule_id = _rule_id(evidence)
-    body = {
-        "parameters": [
-            {"ruleId": rule_id, "subjects": [{"objectId": object_id, "objectTypeName": "User"}]},
-        ]
-    }
     answer = client.post(_job_path(evidence) + "/provisionOnDemand", json=body, changes_tenant=True) or {}
-    # Either documented shape of the answer (provkit.ondemand says which pages document them).
-    from provkit.ondemand import read_on_demand
-
-    result = read_on_demand(answer)
-    return result.words.replace("provisionOnDemand:", f"provisionOnDemand for {who}:", 1)
+    # Either documented shape of the answer (provkit.ondemand says which pages document them), every step shown.
+    text = format_on_demand(read_on_demand(answer))
+    return text.replace("provisionOnDemand:", f"provisionOnDemand for {who}:", 1)
 
 
 def object_name(evidence: Evidence, object_id: str) -> str:
