@@ -590,3 +590,46 @@ def test_explain_tells_each_deprovisioning_story(leavers):
     assert "never deleted there" in never.deprovisioning and "by hand" in never.remedy
     assert "Deprovisioning: unassigned from the app" in format_explanation(never)
     assert never.as_dict()["deprovisioning"] == never.deprovisioning
+
+
+def test_a_just_created_job_is_in_the_documented_brand_new_state_and_yields_no_bogus_finding():
+    from provkit import cycles
+
+    tenant, app, ev = _scenario("just-created", users=500)
+    status = ev.job["status"]
+    assert ev.job["schedule"] == {"expiration": None, "interval": "PT40M", "state": "Disabled"}
+    assert (
+        status["code"] == "Paused"
+        and status["progress"] == []
+        and status["synchronizedEntryCountByType"] == []
+    )
+    assert all(
+        status[k] is None
+        for k in ("lastExecution", "lastSuccessfulExecution", "lastSuccessfulExecutionWithExports")
+    )
+    assert (
+        status["steadyStateFirstAchievedTime"]
+        == status["steadyStateLastAchievedTime"]
+        == "0001-01-01T00:00:00Z"
+    )
+    assert ev.events.empty and ev.audits == []
+    assert cycles.cycles_table(ev).empty
+    found = _checks(run_checks(ev))
+    assert set(found) == {"start.not-started", "working.summary"}
+    assert "0001" not in " ".join(f.title for f in found.values())
+
+
+def test_a_stopped_jobs_empty_dated_quarantine_block_is_no_quarantine():
+    from provkit import cycles
+
+    tenant, app, ev = _scenario("paused", users=500)
+    block = ev.job["status"]["quarantine"]
+    assert block["currentBegan"] == block["nextAttempt"] == block["seriesBegan"] == ""
+    row = ev.jobs.iloc[-1]
+    assert all(
+        row[c] is None or row[c] != row[c] for c in ("quarantine_current_began", "quarantine_series_began")
+    )
+    found = _checks(run_checks(ev))
+    assert not {"quarantine.active", "credentials.quarantined"} & set(found)
+    assert found["start.paused"].severity == "warning"
+    assert not cycles.cycles_table(ev).empty

@@ -57,6 +57,7 @@ class Scenario:
     problems: tuple[str, ...] = field(default=())  # extra subjects: nested-only, disabled, broken, ...
     leavers_per_mille: int = 15  # share of incremental changes that are a user leaving the app
     delete_threshold: int = 500  # the job setting QuarantineTooManyDeletesThreshold
+    created_only: bool = False  # the job was created and never started (the documented brand-new state)
 
 
 SCIM_USER = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -249,6 +250,18 @@ SCENARIOS: dict[str, Scenario] = {
             groups=("Legal", "Design Guild"),
             minutes_per_object=0.03,
             connector="Adobe",
+        ),
+        Scenario(
+            # A job created and never started: the documented brand-new state (cross-tenant guide, step 8).
+            name="just-created",
+            app="Cisco Webex",
+            template_id="ciscowebex",
+            job_prefix="CiscoWebexOutDelta",
+            target_user_object="User",
+            scope="assigned",
+            groups=("Sales",),
+            connector="CiscoWebex",
+            created_only=True,
         ),
     )
 }

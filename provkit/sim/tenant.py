@@ -295,6 +295,8 @@ class App:
         t = self.tenant
         sc = self.scenario
         rng = random.Random(t.seed * 17 + self.index)
+        if sc.created_only:
+            return t.now_ticks + 365 * DAY  # never started: no cycle before now
         if sc.started_fraction is not None:
             minutes = len(self.subjects) * sc.minutes_per_object
             return t.now_ticks - int(minutes * MINUTE * sc.started_fraction)
@@ -670,6 +672,8 @@ class Tenant:
         tl = app.timeline()
         now = self.now_ticks
         sc = app.scenario
+        if sc.created_only:
+            return self._created_job(app)
         done = [c for c in tl.cycles if c.end <= now]
         running = next((c for c in tl.cycles if c.start <= now < c.end), None)
 
@@ -748,6 +752,16 @@ class Tenant:
                 t += step
             progress = progress[-12:]
         q = tl.quarantine
+        # A stopped job keeps a quarantine block with empty dates, as the documented get example of a paused job
+        # shows it (synchronization-synchronizationjob-get.md): not a quarantine, and read as none.
+        leftover = {
+            "currentBegan": "",
+            "nextAttempt": "",
+            "reason": "EncounteredBaseEscrowThreshold",
+            "seriesBegan": "",
+            "seriesCount": 1,
+            "error": {"code": "None", "message": "", "tenantActionable": False},
+        }
         user_key = f"User to {sc.target_user_object}"
         synced = sum(c.exported for c in done if c.kind == "initial")
         entry_counts = [{"key": user_key, "value": synced}]
@@ -780,12 +794,39 @@ class Tenant:
                         "error": {"code": q.error_code, "message": q.error_message, "tenantActionable": True},
                     }
                     if q is not None
-                    else None
+                    else (leftover if tl.paused_at is not None else None)
                 ),
             },
             "synchronizationJobSettings": [
                 {"name": "QuarantineTooManyDeletesThreshold", "value": str(sc.delete_threshold)},
                 {"name": "AzureIngestionAttributeOptimization", "value": "False"},
+            ],
+        }
+
+    def _created_job(self, app: App) -> dict:
+        """The documented job just created (cross-tenant guide, step 8): schedule Disabled, code Paused, every
+        execution null, steady-state times 0001-01-01, no progress, no synchronized entries."""
+        return {
+            "id": app.job_id,
+            "templateId": app.scenario.template_id,
+            "schedule": {"expiration": None, "interval": "PT40M", "state": "Disabled"},
+            "status": {
+                "code": "Paused",
+                "countSuccessiveCompleteFailures": 0,
+                "escrowsPruned": False,
+                "lastExecution": None,
+                "lastSuccessfulExecution": None,
+                "lastSuccessfulExecutionWithExports": None,
+                "progress": [],
+                "quarantine": None,
+                "steadyStateFirstAchievedTime": NEVER,
+                "steadyStateLastAchievedTime": NEVER,
+                "synchronizedEntryCountByType": [],
+                "troubleshootingUrl": None,
+            },
+            "synchronizationJobSettings": [
+                {"name": "AzureIngestionAttributeOptimization", "value": "False"},
+                {"name": "LookaheadQueryEnabled", "value": "False"},
             ],
         }
 
