@@ -94,6 +94,8 @@ def _exists_in_target(action: str, status: str, steps: list[dict]) -> bool:
     documented create example carries the target's id)."""
     if any(s["name"] in ("EntryExportAdd", "EntryExportUpdate") and s["status"] == "success" for s in steps):
         return True  # exported, whatever failed after (a reference)
+    if action == "stagedDelete":
+        return True  # held back: still in the target
     if status == "skipped":
         return any(s["details"].get("SkipReason") == "RedundantExport" for s in steps)
     if action == "create":
