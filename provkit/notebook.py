@@ -79,6 +79,7 @@ NOTEBOOKS = (
     "05-cycles-and-watermarks",
     "06-explain-an-object",
     "07-postmortem",
+    "08-leavers-and-references",
 )
 
 # The notebook that goes deeper into each check section (the part of a check id before the dot).
@@ -89,6 +90,9 @@ SECTION_NOTEBOOKS = {
     "credentials": "03-credentials",
     "skipped": "04-skipped-users",
     "quarantine": "05-cycles-and-watermarks",
+    "scope": "08-leavers-and-references",
+    "deprovision": "08-leavers-and-references",
+    "references": "08-leavers-and-references",
 }
 
 _SEVERITY_COLOURS = {"error": "#b42318", "warning": "#b54708", "info": "#475467"}

@@ -633,3 +633,24 @@ def test_a_stopped_jobs_empty_dated_quarantine_block_is_no_quarantine():
     assert not {"quarantine.active", "credentials.quarantined"} & set(found)
     assert found["start.paused"].severity == "warning"
     assert not cycles.cycles_table(ev).empty
+
+
+def test_leavers_table_and_first_leaver_for_the_notebook(leavers):
+    from provkit.checks.deprovision import first_leaver, leavers_table
+
+    tenant, app, ev = leavers
+    table = leavers_table(ev)
+    never = {
+        tenant.users.get(u).user_principal_name
+        for u, s in app.story_users.items()
+        if s == "unassigned-then-deleted"
+    }
+    assert never <= set(table.index)
+    assert table.loc[sorted(never), "deleted_unmanaged"].notna().all()
+    assert table.loc[sorted(never), "deleted"].isna().all()
+    chosen = first_leaver(ev)
+    assert chosen in {
+        tenant.users.get(u).id for u, s in app.story_users.items() if s == "unassigned-then-deleted"
+    }
+    empty = evidence([e("ann")])
+    assert leavers_table(empty).empty and first_leaver(empty) is None

@@ -32,7 +32,15 @@ import pandas as pd
 from provkit.checks.facts import Facts, is_false, is_true, short_time, step_details
 from provkit.checks.finding import LINKS, SECTIONS, Finding, evidence_rows
 
-__all__ = ["CHECKS", "HARD_DELETE_AFTER", "Leaving", "deprovision_story", "leaving_events"]
+__all__ = [
+    "CHECKS",
+    "HARD_DELETE_AFTER",
+    "Leaving",
+    "deprovision_story",
+    "first_leaver",
+    "leavers_table",
+    "leaving_events",
+]
 
 SECTION = SECTIONS["deprovisioning"]
 HARD_DELETE_AFTER = pd.Timedelta(days=30)
@@ -319,6 +327,39 @@ def deprovision_story(facts: Facts, object_id: str) -> str:
     elif last["what"] in ("unassigned", "deleted-unmanaged") and (mine["what"] == "unassigned").any():
         parts.append("the account stays disabled in the app: an unassigned user is never deleted there")
     return "; then ".join(parts)
+
+
+def leavers_table(evidence) -> pd.DataFrame:
+    """For a notebook: each user who left the app (or started to) in the evidence, one row per user with how
+    and when (disabled at, deleted at, deleted in Entra ID while unmanaged), newest first."""
+    from provkit.checks.facts import gather
+
+    table = leaving_events(gather(evidence))
+    if table.empty:
+        return pd.DataFrame(columns=["name", "unassigned", "soft_deleted", "deleted", "deleted_unmanaged"])
+    wide = table.pivot_table(index=["object_id", "name"], columns="what", values="time", aggfunc="min")
+    wide = wide.reindex(columns=["unassigned", "soft-deleted", "deleted", "deleted-unmanaged"])
+    wide.columns = ["unassigned", "soft_deleted", "deleted", "deleted_unmanaged"]
+    latest = wide.max(axis=1)
+    return (
+        wide.assign(_latest=latest)
+        .sort_values("_latest", ascending=False)
+        .drop(columns="_latest")
+        .reset_index(level="object_id", drop=True)
+    )
+
+
+def first_leaver(evidence) -> str | None:
+    """The object id of the user whose deprovisioning most needs a look: one never to be deleted, else one
+    waiting for its hard delete, else any leaver (None without leavers)."""
+    from provkit.checks.facts import gather
+
+    table = leaving_events(gather(evidence))
+    for what in ("deleted-unmanaged", "soft-deleted", "unassigned", "deleted"):
+        found = table[table["what"] == what]
+        if len(found):
+            return str(found["object_id"].iloc[-1])
+    return None
 
 
 CHECKS = (pending_hard_delete, unassigned_never_deleted, skip_out_of_scope, soft_delete_not_mapped)
