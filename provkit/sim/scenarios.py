@@ -192,7 +192,7 @@ SCENARIOS: dict[str, Scenario] = {
             minutes_per_object=0.02,
             controls=(Control("unassign", before=14 * H, reason="Finance"),),
             connector="Zoom",
-            delete_threshold=20,
+            delete_threshold=10,
         ),
         Scenario(
             # Managers and group members that are not in scope when the user or group is exported; some of
