@@ -143,8 +143,11 @@ def from_simulator(tenant, app, *, max_entries: int | None = None) -> Evidence:
     )
     directory = tenant.directory
     groups = {}
+    assignments = tenant.app_role_assigned_to(app)
+    assigned = {a["principalId"] for a in assignments if a["principalType"] == "Group"}
     for g in app.assigned_groups:
-        groups[g.id] = group_facts(tenant, g)
+        if g.id in assigned:  # as a fetch sees them: the groups the app's assignments name now
+            groups[g.id] = group_facts(tenant, g)
     audits = [a for a in tenant.directory_audits() if a["targetResources"][0]["id"] == app.sp_id]
     users = {}
     for a in tenant.app_role_assigned_to(app):
@@ -161,7 +164,7 @@ def from_simulator(tenant, app, *, max_entries: int | None = None) -> Evidence:
         jobs=jobs,
         job=job,
         schema=tenant.schema(app),
-        assignments=tenant.app_role_assigned_to(app),
+        assignments=assignments,
         groups=groups,
         audits=audits,
         users=users,

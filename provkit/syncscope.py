@@ -77,7 +77,11 @@ def infer_sync_scope(
         unassigned = _flag(events, "assigned", False)
         if assigned_users is not None and "source_id" in events.columns:
             users = _lower(events, "source_type").isin(("user", ""))
-            outside = ~_lower(events, "source_id").isin(assigned_users) & users
+            ids = _lower(events, "source_id")
+            # A user disabled, deleted or staged for deletion later was unassigned since (under "sync all" an
+            # unassignment changes nothing): its earlier exports say nothing about the scope.
+            left = set(ids[_lower(events, "action").isin(("disable", "delete", "stageddelete"))])
+            outside = ~ids.isin(assigned_users) & ~ids.isin(left) & users
             unassigned = unassigned | outside
         exported = unassigned & (status == "success") & action.isin(("create", "update"))
         if exported.any():

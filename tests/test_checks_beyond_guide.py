@@ -90,6 +90,8 @@ def test_deletion_threshold_scenario_stages_the_unassigned_groups_users(deletion
     assert set(staged["source_id"]) == expected
     assert len(expected) > app.scenario.delete_threshold
     found = _checks(run_checks(ev))
+    # the unassigned group's members were exported before: that is no sign of "sync all"
+    assert "scope.sync-all" not in found
     assert found["quarantine.too-many-deletes"].severity == "error"
     assert found["quarantine.too-many-deletes"].count == len(expected)
     assert ev.job["status"]["quarantine"]["reason"] == "TooManyDeletes"
@@ -654,3 +656,14 @@ def test_leavers_table_and_first_leaver_for_the_notebook(leavers):
     }
     empty = evidence([e("ann")])
     assert leavers_table(empty).empty and first_leaver(empty) is None
+
+
+def test_an_unassigned_user_exported_before_its_disable_is_no_sign_of_sync_all():
+    from provkit.syncscope import infer_sync_scope
+
+    exported = e("ann", action="create", minutes_ago=600)
+    disabled = e("ann", action="disable", assigned=False, minutes_ago=60)
+    tables = events_from_records([exported, disabled])
+    assert infer_sync_scope(tables.events, tables.steps, {"bob"}).value != "all"
+    tables = events_from_records([exported])
+    assert infer_sync_scope(tables.events, tables.steps, {"bob"}).value == "all"
