@@ -667,3 +667,19 @@ def test_an_unassigned_user_exported_before_its_disable_is_no_sign_of_sync_all()
     assert infer_sync_scope(tables.events, tables.steps, {"bob"}).value != "all"
     tables = events_from_records([exported])
     assert infer_sync_scope(tables.events, tables.steps, {"bob"}).value == "all"
+
+
+@pytest.mark.parametrize(
+    ("reason", "fires"),
+    [
+        ("The remote server returned an error: (401) Unauthorized.", True),
+        ("StatusCode: Unauthorized Message: the bearer token was rejected", True),
+        ("StatusCode: BadRequest Message: invalid attribute", False),
+    ],
+)
+def test_target_rejected_reads_dotnet_status_texts_on_unknown_codes(reason, fires):
+    failed = e("ann", status="failure", code="AcmeExportFailure", reason=reason, minutes_ago=30)
+    assert (
+        _has(evidence([failed], template="acme", job_id="AcmeOutDelta.x"), "credentials.target-rejected")
+        is fires
+    )

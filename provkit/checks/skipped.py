@@ -74,9 +74,10 @@ REMEDIES = {
     GROUP_MATCHING: "Give the group a value for its matching attribute (e.g. a mail alias or display name), or "
     "change the group mapping's matching attribute; neither the group nor its members are provisioned "
     "until then.",
-    NOT_SECURITY: "Assign a security group instead (or turn on securityEnabled for the Microsoft 365 group, or "
-    "assign the users directly). Group-based assignment entitles the members of security groups and of "
-    "Microsoft 365 groups whose securityEnabled is true; re-adding the same assignment does not help.",
+    NOT_SECURITY: "Assign a security group instead (or set securityEnabled to true on the Microsoft 365 or "
+    "distribution group, or assign the users directly). Group-based assignment is supported for security groups, "
+    "and for Microsoft 365 and distribution groups only when their securityEnabled setting is true; removing and "
+    "re-adding the same assignment does not help.",
 }
 
 WHY = {
@@ -97,8 +98,9 @@ WHY = {
     GROUP_MATCHING: "If a group's matching property is empty, neither the group nor its members are "
     "provisioned (per the troubleshooting guide).",
     NOT_SECURITY: "The assignment lists the group, but the group is not security-enabled, so its members are "
-    "not effectively entitled: the documentation supports assigning security groups (dynamic membership "
-    "included) and Microsoft 365 groups only when securityEnabled is true.",
+    "not effectively entitled (assign-user-or-group-access-portal: group-based assignment is supported for "
+    "security groups, dynamic membership included, and for Microsoft 365 and distribution groups whose "
+    "securityEnabled is true only).",
 }
 
 LINKS_BY_CAUSE = {
