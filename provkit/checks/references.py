@@ -150,6 +150,11 @@ def unresolved(facts: Facts) -> list[Finding]:
         )
     raw = job_value(facts.job, "last_execution_count_escrowed_raw")
     counted = job_value(facts.job, "last_execution_count_escrowed")
+    if raw is not None and counted is not None and int(raw) > int(counted):
+        title += (
+            f" (the last run holds {int(raw):,} escrows raw, {int(counted):,} counted toward quarantine: the "
+            "difference is reference failures)"
+        )
     evidence = table.assign(came_into_scope=table["came_into_scope"].map(short_time))
     listed, omitted = evidence_rows(evidence)
     if raw is not None and counted is not None:

@@ -61,12 +61,12 @@ class Cycle:
     state: str = "Succeeded"  # Succeeded | Failed | EntryLevelErrors
     error_code: str | None = None
     error_message: str | None = None
-    extra: list = field(
-        default_factory=list
-    )  # Subjects of scheduled changes appended to this cycle's entries
-    reference_failures: int = (
-        0  # failures that are unresolved references (counted raw, not toward quarantine)
-    )
+    # Subjects of scheduled changes appended to this cycle's entries
+    extra: list = field(default_factory=list)
+    # failures that are unresolved references (counted raw, not toward quarantine)
+    reference_failures: int = 0
+    # unresolved references still held in escrow after their cycle (in the raw count only)
+    reference_escrows: int = 0
 
     def entry_time(self, i: int) -> int:
         return self.start + ((2 * i + 1) * (self.end - self.start)) // (2 * self.entries)

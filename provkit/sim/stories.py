@@ -87,9 +87,15 @@ def apply_stories(app, timeline: Timeline) -> Timeline:
     """The timeline with the app's scheduled changes appended to the cycles after them; a cycle whose
     disables and deletes pass the deletion threshold stages them and quarantines the job (TooManyDeletes)."""
     cycles = timeline.cycles
+    held = 0
     for c in cycles:
         if c.mode in ("initial-first", "initial-reset", "broken-initial"):
             c.reference_failures = sum(1 for s in app.subjects if s.category in app.REFERENCE_FAILING)
+            held = c.reference_failures
+        elif c.mode == "incremental":
+            # inference: unresolved references stay escrowed (retried) and show in countEscrowedRaw only;
+            # the docs say reference failures do not count toward the quarantine thresholds.
+            c.reference_escrows = held
     events = _scheduled(app, timeline)
     unassigned = {c.reason for when, c in app.unassign_controls() if when <= app.tenant.now_ticks}
     timeline.unassigned = unassigned

@@ -686,7 +686,7 @@ class Tenant:
                 "countEntitledForProvisioning": c.entries - c.failures if c.mode != "attempt" else 0,
                 # reference failures (manager, members) are escrows too, but not counted toward quarantine
                 "countEscrowed": c.failures - c.reference_failures,
-                "countEscrowedRaw": c.failures,
+                "countEscrowedRaw": c.failures + c.reference_escrows,
                 "countExported": c.exported,
                 "countExports": c.exported + c.failures,
                 "countImported": c.entries,
