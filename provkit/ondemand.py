@@ -226,6 +226,8 @@ def format_on_demand(result: OnDemandResult) -> str:
             )
             details = step.get("details") if isinstance(step.get("details"), dict) else {}
             for key, value in details.items():
+                if str(key).lower() in ("objectid", "id"):
+                    continue  # the object is named above; its id adds nothing for the reader
                 text = value if isinstance(value, str) else json.dumps(value)
                 lines.append(f"       {key}: {text if len(text) <= 200 else text[:197] + '...'}")
     return "\n".join(lines)
