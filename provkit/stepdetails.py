@@ -34,6 +34,7 @@ __all__ = [
     "ScopeClause",
     "ScopeFailure",
     "detail_column",
+    "parse_bool",
     "parse_scope_key",
     "scope_clauses",
     "scope_failure",
@@ -134,7 +135,8 @@ class ScopeFailure:
 _BOOL_TEXT = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
 
 
-def _bool(value: object) -> bool | None:
+def parse_bool(value: object) -> bool | None:
+    """A detail's truth value from a bool, a number or text (True/False, yes/no, 1/0, any case); None if unreadable."""
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, str):
@@ -203,7 +205,7 @@ def _structured(groups: list[Any]) -> list[ScopeClause]:
         clauses = [c for c in (_ci_get(group, "clauses") or []) if isinstance(c, dict)]
         if not clauses:
             # A group with only its result: one clause standing for it.
-            out.append(ScopeClause(name, None, None, None, _bool(_ci_get(group, "result")), group=index))
+            out.append(ScopeClause(name, None, None, None, parse_bool(_ci_get(group, "result")), group=index))
         for c in clauses:
             target = _ci_get(c, "targetOperand")
             if isinstance(target, list):
@@ -220,7 +222,7 @@ def _structured(groups: list[Any]) -> list[ScopeClause]:
                     None if attribute is None else str(attribute),
                     None if operator is None else str(operator),
                     None if target in (None, "") else str(target),
-                    _bool(_ci_get(c, "result")),
+                    parse_bool(_ci_get(c, "result")),
                     None if value is None else str(value),
                     has_value,
                     index,
@@ -247,7 +249,9 @@ def scope_clauses(evaluation: object) -> list[ScopeClause] | None:
         if not isinstance(key, str):
             continue
         filter_name, attribute, operator, value = parse_scope_key(key)
-        out.append(ScopeClause(filter_name, attribute, operator, value, _bool(result), group=filter_name))
+        out.append(
+            ScopeClause(filter_name, attribute, operator, value, parse_bool(result), group=filter_name)
+        )
     return out
 
 
@@ -288,7 +292,7 @@ def _failure_of(evaluation: object) -> ScopeFailure | None:
     if isinstance(groups, list):
         for index, group in enumerate(groups):
             if isinstance(group, dict):
-                passed[index] = _bool(_ci_get(group, "result"))
+                passed[index] = parse_bool(_ci_get(group, "result"))
     return _failure(clauses, passed)
 
 

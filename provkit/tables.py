@@ -153,7 +153,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from provkit.stepdetails import DETAIL_KEYS, detail_column, is_scope_evaluation_key, scope_failure
+from provkit.stepdetails import DETAIL_KEYS, detail_column, is_scope_evaluation_key, parse_bool, scope_failure
 
 __all__ = [
     "ACTIONS",
@@ -624,21 +624,8 @@ def _categorical(
     return pd.Categorical.from_codes(mapping[codes], categories=pd.Index(categories, dtype=STR))
 
 
-_BOOL_TEXT = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
-
-
-def _bool(value: object) -> bool | None:
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        return _BOOL_TEXT.get(value.strip().lower())
-    if isinstance(value, int | float) and value == value:
-        return bool(value)
-    return None
-
-
 def _booleans(codes: np.ndarray, uniques: list[Any]) -> pd.arrays.BooleanArray:
-    parsed = [_bool(u) for u in uniques]
+    parsed = [parse_bool(u) for u in uniques]
     truth = np.array([p is True for p in parsed] + [False], dtype=bool)
     missing = np.array([p is None for p in parsed] + [True], dtype=bool)
     return pd.arrays.BooleanArray(truth[codes], missing[codes])
