@@ -93,6 +93,11 @@ def nested_words(nested: Iterable[tuple[str | None, str]]) -> str:
     return "; ".join(dict.fromkeys(phrases))
 
 
+def object_label(row: Any) -> Any:
+    """How a finding names an entry's object: its ReportableIdentifier when the log gives one, else the source name."""
+    return row.reportable_identifier if isinstance(row.reportable_identifier, str) else row.source_name
+
+
 def job_value(job: pd.Series | None, name: str) -> Any:
     """A field of a job-status row, or None when the row or field is missing or NA."""
     if job is None or name not in job.index:

@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from provkit.checks.catalog import lookup
-from provkit.checks.facts import Facts, as_time, job_value, short_time, step_details
+from provkit.checks.facts import Facts, as_time, job_value, object_label, short_time, step_details
 from provkit.checks.finding import LINKS, SECTIONS, Finding, evidence_rows
 
 __all__ = ["CHECKS", "reference_failures"]
@@ -112,9 +112,7 @@ def reference_failures(facts: Facts) -> pd.DataFrame:
         rows.append(
             {
                 "object_id": row.source_id,
-                "name": row.reportable_identifier
-                if isinstance(row.reportable_identifier, str)
-                else row.source_name,
+                "name": object_label(row),
                 "type": row.source_type,
                 "property": prop,
                 "references": other,

@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from provkit.checks.catalog import http_status, lookup
-from provkit.checks.facts import Facts, job_value
+from provkit.checks.facts import Facts, job_value, object_label
 from provkit.checks.finding import LINKS, SECTIONS, Finding, evidence_rows
 
 __all__ = ["CHECKS", "job_kind", "scim_refusals"]
@@ -103,9 +103,7 @@ def scim_refusals(facts: Facts) -> pd.DataFrame:
         rows.append(
             {
                 "object_id": row.source_id,
-                "name": row.reportable_identifier
-                if isinstance(row.reportable_identifier, str)
-                else row.source_name,
+                "name": object_label(row),
                 "type": row.source_type,
                 "refused": _refused(row, by_event),
                 "error_code": row.error_code,

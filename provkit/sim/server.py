@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import functools
 import hashlib
 import hmac
 import json
@@ -1154,6 +1155,18 @@ def _check_reset_scope(body: dict | None) -> None:
         )
 
 
+def _on_demand_step(stamp: str, name: str, kind: str, status: str, description: str, details: dict) -> dict:
+    """One step of a provisionOnDemand answer, as the documented example lists them (reference 2.2)."""
+    return {
+        "name": name,
+        "type": kind,
+        "status": status,
+        "description": description,
+        "timestamp": stamp,
+        "details": details,
+    }
+
+
 def on_demand_answer(tenant, app: App, user, category: str) -> dict:
     """provisionOnDemand's stringKeyStringValuePair, in one of the two documented shapes.
 
@@ -1186,15 +1199,7 @@ def on_demand_answer(tenant, app: App, user, category: str) -> dict:
     in_scope = all(evaluation.values()) if evaluation else True
     entitled = active and (assigned or sc.scope == "all")
 
-    def step(name: str, kind: str, status: str, description: str, details: dict) -> dict:
-        return {
-            "name": name,
-            "type": kind,
-            "status": status,
-            "description": description,
-            "timestamp": stamp,
-            "details": details,
-        }
+    step = functools.partial(_on_demand_step, stamp)
 
     steps = [
         step(
@@ -1284,15 +1289,7 @@ def on_demand_group_answer(tenant, app: App, group, users: list) -> dict:
     member_ids = set(group.user_members)
     outside = [u for u in users if u.index not in member_ids]
 
-    def step(name: str, kind: str, status: str, description: str, details: dict) -> dict:
-        return {
-            "name": name,
-            "type": kind,
-            "status": status,
-            "description": description,
-            "timestamp": stamp,
-            "details": details,
-        }
+    step = functools.partial(_on_demand_step, stamp)
 
     steps = [
         step(
