@@ -26,12 +26,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from provkit.cycles import cycles_table
-from provkit.evidence import from_store
+from provkit.analysis.cycles import cycles_table
+from provkit.data.evidence import from_store
+from provkit.data.store import Store
+from provkit.data.tables import events_from_records
 from provkit.sim.logquery import LogQuery
 from provkit.sim.tenant import Tenant
-from provkit.store import Store
-from provkit.tables import events_from_records
 
 NOW = datetime(2025, 3, 1, 12, tzinfo=UTC)
 

@@ -1,4 +1,4 @@
-"""Benchmark: provkit.cycles.cycles_table on a million log entries, against a per-cycle Python loop.
+"""Benchmark: provkit.analysis.cycles.cycles_table on a million log entries, against a per-cycle Python loop.
 
 Builds a synthetic events table directly as a DataFrame with the events columns and dtypes that matter to the
 cycles (``cycle_id``, ``job_id``, ``activity_time``, ``action``, ``status``, ``source_id``, plus ``id``,
@@ -31,9 +31,9 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from provkit.cycles import cycles_table
-from provkit.evidence import Evidence
-from provkit.tables import ACTIONS, EVENT_COLUMNS, STATUSES, Tables, empty_tables, jobs_from_records
+from provkit.analysis.cycles import cycles_table
+from provkit.data.evidence import Evidence
+from provkit.data.tables import ACTIONS, EVENT_COLUMNS, STATUSES, Tables, empty_tables, jobs_from_records
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 INTERVAL = timedelta(minutes=40)

@@ -46,9 +46,9 @@ from urllib.parse import urlsplit
 
 import requests
 
-from provkit.auth import Settings
-from provkit.graph import AuditPacer, GraphClient
-from provkit.sources.graph import connect
+from provkit.data.auth import Settings
+from provkit.data.graph import AuditPacer, GraphClient
+from provkit.data.sources.graph import connect
 
 NOW = "2025-03-01T12:00:00Z"
 APP = "Dropbox Business"
@@ -63,7 +63,7 @@ class Emulator:
     def __init__(self, args: Sequence[str], *, timeout: float = 300) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="provkit-bench-"))
         env_file = self.folder / "emulator.env"
-        command = [sys.executable, "-m", "provkit.cli", "emulator", "--env-file", str(env_file), *args]
+        command = [sys.executable, "-m", "provkit.cli.main", "emulator", "--env-file", str(env_file), *args]
         self.log = open(self.folder / "emulator.log", "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
@@ -244,7 +244,7 @@ def run_fetch_command(emulator: Emulator, start: datetime, end: datetime, store:
     command = [
         sys.executable,
         "-m",
-        "provkit.cli",
+        "provkit.cli.main",
         "fetch",
         "--app",
         APP,

@@ -23,9 +23,9 @@ from pathlib import Path
 
 from bench_fetch import NOW, Emulator
 
-from provkit.fetch import FETCH_WORKERS, fetch_apps, plan_fetches
-from provkit.sources.graph import provisioning_apps
-from provkit.store import Store
+from provkit.data.fetch import FETCH_WORKERS, fetch_apps, plan_fetches
+from provkit.data.sources.graph import provisioning_apps
+from provkit.data.store import Store
 
 
 def run(client, root: Path, apps, start: datetime, end: datetime, tenant_id: str, workers: int) -> dict:

@@ -30,10 +30,10 @@ from pathlib import Path
 
 from bench_fetch import Emulator, rss_mb
 
-from provkit.fetch import FetchSummary, fetch_app
-from provkit.graph import GraphClient
-from provkit.sources.graph import provisioning_apps
-from provkit.store import Store
+from provkit.data.fetch import FetchSummary, fetch_app
+from provkit.data.graph import GraphClient
+from provkit.data.sources.graph import provisioning_apps
+from provkit.data.store import Store
 
 NOW = "2025-03-01T12:00:00Z"
 

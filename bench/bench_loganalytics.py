@@ -28,12 +28,12 @@ import os
 import time
 from datetime import UTC, datetime
 
-from provkit import cycles
-from provkit.evidence import from_simulator
+from provkit.analysis import cycles
+from provkit.data.evidence import from_simulator
+from provkit.data.sources.loganalytics import LogAnalytics
+from provkit.data.tables import empty_tables
 from provkit.sim.server import start_server
 from provkit.sim.tenant import Tenant
-from provkit.sources.loganalytics import LogAnalytics
-from provkit.tables import empty_tables
 
 GRAPH_PAGE = 1000  # entries per provisioning page at $top=1000 (reference 1.5)
 GRAPH_RATE = (5, 10.0)  # requests per seconds, per app and tenant (reference 6.1)

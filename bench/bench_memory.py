@@ -41,11 +41,11 @@ BEFORE = r"""
 import sys
 import pandas as pd
 import pyarrow.parquet as pq
-from provkit import cycles
-from provkit.checks import run_checks
-from provkit.evidence import from_store
-from provkit.store import Store
-from provkit.tables import EVENT_COLUMNS, PROPERTY_COLUMNS, STEP_COLUMNS, Tables
+from provkit.analysis import cycles
+from provkit.analysis.checks import run_checks
+from provkit.data.evidence import from_store
+from provkit.data.store import Store
+from provkit.data.tables import EVENT_COLUMNS, PROPERTY_COLUMNS, STEP_COLUMNS, Tables
 
 def read(app_store, kind, columns):
     frames = [pq.read_table(f).to_pandas() for f in app_store._part_files(kind)]
@@ -78,10 +78,10 @@ else:
 
 def build_store(root: Path, entries: int, users: int) -> None:
     """A store holding ``entries`` entries of one app (see the module docstring)."""
-    from provkit.evidence import from_simulator
+    from provkit.data.evidence import from_simulator
+    from provkit.data.store import Store
+    from provkit.data.tables import Tables
     from provkit.sim.tenant import Tenant
-    from provkit.store import Store
-    from provkit.tables import Tables
 
     tenant = Tenant(seed=7, users_count=users, days=7, now=NOW, scenarios=(SCENARIO,))
     app = next(a for a in tenant.apps if a.display_name == APP)
@@ -163,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for command in ("cycles", "diagnose"):
             before = peak_rss_mb([python, "-c", BEFORE, command, str(root), APP])
             after = peak_rss_mb(
-                [python, "-m", "provkit.cli", command, "--offline", "--app", APP, "--store", str(root)]
+                [python, "-m", "provkit.cli.main", command, "--offline", "--app", APP, "--store", str(root)]
             )
             rows.append((command, before, after))
             print(

@@ -1,4 +1,4 @@
-"""Benchmark: provkit.tables.events_from_records against pandas.json_normalize.
+"""Benchmark: provkit.data.tables.events_from_records against pandas.json_normalize.
 
 Generates realistic Graph provisioning log entries (a deterministic mix of create, update, skip, failure and
 redundant-export entries with 3-6 steps each, modified properties and seven-digit timestamps) as JSON pages of
@@ -256,7 +256,7 @@ def run_worker(method: str, entries: int, batch_pages: int) -> dict[str, Any]:
     import pandas as pd
     import pyarrow as pa
 
-    from provkit.tables import concat_tables, events_from_records
+    from provkit.data.tables import concat_tables, events_from_records
 
     clock, loads = _Clock(), _Clock()
     parts: list[Any] = []

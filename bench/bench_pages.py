@@ -49,7 +49,7 @@ def _demo_report(out: Path, users: int, days: int) -> Path:
     env = dict(os.environ, PROVKIT_DEMO_USERS=str(users), PROVKIT_DEMO_DAYS=str(days))
     for name in ("PROVKIT_TENANT_ID", "PROVKIT_CLIENT_ID", "PROVKIT_CLIENT_SECRET", "PROVKIT_CERT_PATH"):
         env.pop(name, None)
-    command = [sys.executable, "-c", "import sys; from provkit.cli import main; sys.exit(main())"]
+    command = [sys.executable, "-c", "import sys; from provkit.cli.main import main; sys.exit(main())"]
     command += ["report", "--demo", "--all-apps", "--out", str(out)]
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode not in (0, 3):

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def _run(label: str, *, workers: int, warm: bool, out: Path) -> dict:
-    from provkit.reports import build_report, exit_code
+    from provkit.workbook.reports import build_report, exit_code
 
     began = time.perf_counter()
     run = build_report(None, out=out, source="demo", since="7d", workers=workers, warm_kernels=warm)

@@ -8,10 +8,14 @@ The public names are re-exported here; the modules behind them are free to chang
     explain(evidence, object)                                      -> one object's story
 """
 
-from provkit.auth import CLOUDS, Settings, sign_in
-from provkit.checks import Finding, explain, format_findings, run_checks
-from provkit.cycles import cycles_table
-from provkit.cycles import summary as cycle_summary
+from provkit.analysis.checks import Finding, explain, format_findings, run_checks
+from provkit.analysis.cycles import cycles_table
+from provkit.analysis.cycles import summary as cycle_summary
+from provkit.data.auth import CLOUDS, Settings, sign_in
+from provkit.data.evidence import Evidence
+from provkit.data.graph import GraphClient
+from provkit.data.store import Store
+from provkit.data.tables import Tables, events_from_records, jobs_from_records
 from provkit.errors import (
     AmbiguousAppError,
     CloudNotSupportedError,
@@ -26,11 +30,7 @@ from provkit.errors import (
     SignInError,
     ThrottledError,
 )
-from provkit.evidence import Evidence
-from provkit.graph import GraphClient
-from provkit.store import Store
-from provkit.tables import Tables, events_from_records, jobs_from_records
-from provkit.workbook import load_evidence
+from provkit.workbook.session import load_evidence
 
 __version__ = "0.1.0"
 

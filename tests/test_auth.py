@@ -25,7 +25,7 @@ import jwt
 import pytest
 import requests
 
-from provkit.auth import (
+from provkit.data.auth import (
     CLOUDS,
     Settings,
     TokenProvider,
@@ -35,8 +35,8 @@ from provkit.auth import (
     sign_in,
     sign_in_error_from,
 )
+from provkit.data.graph import GraphClient
 from provkit.errors import ConfigError, SignInError
-from provkit.graph import GraphClient
 from provkit.sim.authority import GRANT_DEVICE_CODE, GRANT_REFRESH_TOKEN, Authority, Registration
 from provkit.sim.certs import make_client_certificate
 from provkit.sim.server import RunningServer, start_server

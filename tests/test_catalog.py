@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from provkit.checks.catalog import CATALOG, http_status, lookup
-from provkit.tables import QUARANTINE_REASONS
+from provkit.analysis.checks.catalog import CATALOG, http_status, lookup
+from provkit.data.tables import QUARANTINE_REASONS
 
 # The analyze-logs error table (reference 4.2), the extra codes below it, cross-tenant and SCIM codes.
 DOCUMENTED = [
@@ -248,7 +248,7 @@ def test_every_code_the_simulator_can_emit_has_a_catalog_entry():
     writes resolves to a catalog entry, so no finding ever says 'not in the documented catalog' on the demo."""
     from datetime import UTC, datetime
 
-    from provkit.evidence import from_simulator
+    from provkit.data.evidence import from_simulator
     from provkit.sim.scenarios import SCENARIOS
     from provkit.sim.tenant import Tenant
 

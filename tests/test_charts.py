@@ -11,11 +11,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from provkit import charts
-from provkit import cycles as cyc
-from provkit.evidence import Evidence, from_simulator
+from provkit.analysis import cycles as cyc
+from provkit.data.evidence import Evidence, from_simulator
+from provkit.data.tables import ACTIONS, STATUSES, Tables, empty_tables
 from provkit.sim.tenant import Tenant
-from provkit.tables import ACTIONS, STATUSES, Tables, empty_tables
+from provkit.workbook import charts
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 UNIT_WORDS = ("minutes", "UTC", "entries", "%", "cycles", "code", "episode")

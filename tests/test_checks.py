@@ -11,16 +11,16 @@ from itertools import count
 import pandas as pd
 import pytest
 
-from provkit.checks import Finding, findings_json, format_findings, run_checks
-from provkit.checks import skipped as skipped_module
-from provkit.checks.facts import gather
-from provkit.checks.quarantine import escrow_verdict
-from provkit.checks.skipped import skip_table
-from provkit.checks.start import initial_cycle_eta, start_state
+from provkit.analysis.checks import Finding, findings_json, format_findings, run_checks
+from provkit.analysis.checks import skipped as skipped_module
+from provkit.analysis.checks.facts import gather
+from provkit.analysis.checks.quarantine import escrow_verdict
+from provkit.analysis.checks.skipped import skip_table
+from provkit.analysis.checks.start import initial_cycle_eta, start_state
+from provkit.data.evidence import Evidence, from_simulator
+from provkit.data.tables import events_from_records, jobs_from_records
 from provkit.errors import GraphError, PermissionDeniedError
-from provkit.evidence import Evidence, from_simulator
 from provkit.sim.tenant import Tenant, credential_error
-from provkit.tables import events_from_records, jobs_from_records
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 
@@ -911,7 +911,7 @@ def test_too_many_deletes():
 
 
 def test_the_package_docstring_lists_every_skip_check():
-    from provkit import checks as package
+    from provkit.analysis import checks as package
 
     for cause in skipped_module.CAUSES:
         assert cause in package.__doc__

@@ -9,14 +9,14 @@ from itertools import count
 
 import pytest
 
-from provkit.checks import Finding, run_checks
-from provkit.checks.deprovision import leaving_events
-from provkit.checks.facts import gather
-from provkit.checks.skipped import skip_table
-from provkit.evidence import Evidence, from_simulator
+from provkit.analysis.checks import Finding, run_checks
+from provkit.analysis.checks.deprovision import leaving_events
+from provkit.analysis.checks.facts import gather
+from provkit.analysis.checks.skipped import skip_table
+from provkit.data.evidence import Evidence, from_simulator
+from provkit.data.tables import events_from_records, jobs_from_records
 from provkit.sim.stories import STORY_USERS
 from provkit.sim.tenant import Tenant
-from provkit.tables import events_from_records, jobs_from_records
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 
@@ -578,7 +578,7 @@ def test_group_facts_from_the_simulator_carry_security_and_types(not_security):
 
 
 def test_explain_tells_each_deprovisioning_story(leavers):
-    from provkit.checks import explain, format_explanation
+    from provkit.analysis.checks import explain, format_explanation
 
     tenant, app, ev = leavers
     told = {}
@@ -600,7 +600,7 @@ def test_explain_tells_each_deprovisioning_story(leavers):
 
 
 def test_a_just_created_job_is_in_the_documented_brand_new_state_and_yields_no_bogus_finding():
-    from provkit import cycles
+    from provkit.analysis import cycles
 
     tenant, app, ev = _scenario("just-created", users=500)
     status = ev.job["status"]
@@ -627,7 +627,7 @@ def test_a_just_created_job_is_in_the_documented_brand_new_state_and_yields_no_b
 
 
 def test_a_stopped_jobs_empty_dated_quarantine_block_is_no_quarantine():
-    from provkit import cycles
+    from provkit.analysis import cycles
 
     tenant, app, ev = _scenario("paused", users=500)
     block = ev.job["status"]["quarantine"]
@@ -643,7 +643,7 @@ def test_a_stopped_jobs_empty_dated_quarantine_block_is_no_quarantine():
 
 
 def test_leavers_table_and_first_leaver_for_the_notebook(leavers):
-    from provkit.checks.deprovision import first_leaver, leavers_table
+    from provkit.analysis.checks.deprovision import first_leaver, leavers_table
 
     tenant, app, ev = leavers
     table = leavers_table(ev)
@@ -664,7 +664,7 @@ def test_leavers_table_and_first_leaver_for_the_notebook(leavers):
 
 
 def test_an_unassigned_user_exported_before_its_disable_is_no_sign_of_sync_all():
-    from provkit.syncscope import infer_sync_scope
+    from provkit.analysis.syncscope import infer_sync_scope
 
     exported = e("ann", action="create", minutes_ago=600)
     disabled = e("ann", action="disable", assigned=False, minutes_ago=60)

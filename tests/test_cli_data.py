@@ -1,6 +1,6 @@
 """The data commands as a user runs them: ``provkit apps``, ``provkit fetch``, ``provkit import``.
 
-Everything goes through ``provkit.cli.main`` with captured output. ``--demo`` starts the simulated tenant in the
+Everything goes through ``provkit.cli.main.main`` with captured output. ``--demo`` starts the simulated tenant in the
 process; PROVKIT_DEMO_USERS/PROVKIT_DEMO_DAYS keep it small here.
 """
 
@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from provkit.cli import main
-from provkit.fetch import FetchProgress
-from provkit.graph import GraphStats
+from provkit.cli.main import main
+from provkit.data.fetch import FetchProgress
+from provkit.data.graph import GraphStats
+from provkit.data.store import Store
 from provkit.sim.scenarios import SCENARIOS, SSO_ONLY_APPS
-from provkit.store import Store
-from provkit.workbook import _progress_bar, demo_size_from_env, load_evidence
+from provkit.workbook.session import _progress_bar, demo_size_from_env, load_evidence
 
 FIXTURES = Path(__file__).parent / "fixtures" / "files"
 MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())

@@ -12,11 +12,11 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from provkit import cycles as cyc
-from provkit.evidence import Evidence, from_simulator
+from provkit.analysis import cycles as cyc
+from provkit.data.evidence import Evidence, from_simulator
+from provkit.data.tables import events_from_records, jobs_from_records
 from provkit.sim import ids
 from provkit.sim.tenant import Tenant
-from provkit.tables import events_from_records, jobs_from_records
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 TOLERANCE = pd.Timedelta(minutes=5)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from provkit.cli import main
+from provkit.cli.main import main
 
 DOCUMENTED = Path(__file__).parent / "fixtures" / "documented"
 FILES = {
@@ -148,11 +148,11 @@ def test_simulator_graph_answers_and_an_equivalent_export_give_the_same_findings
     import importlib.util
     from datetime import timedelta
 
-    from provkit.checks import run_checks
-    from provkit.evidence import from_simulator
-    from provkit.sources.files import read_files
-    from provkit.tables import events_from_records
-    from provkit.workbook import demo_tenant
+    from provkit.analysis.checks import run_checks
+    from provkit.data.evidence import from_simulator
+    from provkit.data.sources.files import read_files
+    from provkit.data.tables import events_from_records
+    from provkit.workbook.session import demo_tenant
 
     demo = demo_tenant(users=400, days=3)
     tenant = demo.tenant
@@ -214,10 +214,10 @@ def datetime_of(ticks: int):
 def test_documented_job_quirks_give_no_bogus_cycle_run_or_finding(name: str) -> None:
     from datetime import UTC, datetime
 
-    from provkit import cycles
-    from provkit.checks import run_checks
-    from provkit.evidence import Evidence
-    from provkit.tables import empty_tables, jobs_from_records
+    from provkit.analysis import cycles
+    from provkit.analysis.checks import run_checks
+    from provkit.data.evidence import Evidence
+    from provkit.data.tables import empty_tables, jobs_from_records
 
     job = json.loads((DOCUMENTED / "jobs.json").read_text())[name]
     now = datetime(2022, 12, 11, 1, 0, tzinfo=UTC)

@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from provkit.checks import explain, format_explanation
+from provkit.analysis.checks import explain, format_explanation
+from provkit.data.evidence import Evidence, from_simulator
+from provkit.data.tables import events_from_records, jobs_from_records
 from provkit.errors import ConfigError
-from provkit.evidence import Evidence, from_simulator
 from provkit.sim.tenant import Tenant
-from provkit.tables import events_from_records, jobs_from_records
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 

@@ -18,12 +18,12 @@ import pandas as pd
 import pytest
 import requests
 
-from provkit.fetch import DEFAULT_OVERLAP, FetchSummary, fetch_app
-from provkit.graph import AuditPacer, GraphClient, time_slices
+from provkit.data.fetch import DEFAULT_OVERLAP, FetchSummary, fetch_app
+from provkit.data.graph import AuditPacer, GraphClient, time_slices
+from provkit.data.store import AppStore, Store
+from provkit.sim.embedded import DemoTenant
 from provkit.sim.faults import FaultPlan
 from provkit.sim.timefmt import ticks_to_datetime
-from provkit.sources.demo import DemoTenant
-from provkit.store import AppStore, Store
 
 NOW = datetime(2025, 3, 1, 12, tzinfo=UTC)
 DAYS = 3
@@ -365,7 +365,7 @@ def test_through_429_503_504_resets_and_truncated_bodies_the_entries_are_the_sam
 def test_group_facts_match_the_server_and_a_huge_group_costs_a_capped_number_of_pages(
     clean: DemoTenant, sp_id: str, reference: AppStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from provkit.sources import graph as graph_source
+    from provkit.data.sources import graph as graph_source
 
     groups = reference.meta("groups")
     assert groups, "the app has assigned groups"
@@ -390,7 +390,7 @@ def test_group_facts_match_the_server_and_a_huge_group_costs_a_capped_number_of_
 def test_by_default_a_page_holds_1000_entries_and_a_refused_size_falls_back_without_losing_any(
     tmp_path: Path, reference: AppStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from provkit import graph as graph_module
+    from provkit.data import graph as graph_module
     from provkit.sim import server as sim_server
 
     with make_demo() as demo:
@@ -434,7 +434,7 @@ def log_calls(demo: DemoTenant, since: int) -> list:
 def test_progress_reports_entries_pages_rate_and_the_time_left_under_the_throttle(
     clean: DemoTenant, tmp_path: Path
 ) -> None:
-    from provkit.fetch import FetchProgress
+    from provkit.data.fetch import FetchProgress
 
     seen: list[tuple[int, int, int | None, float | None, str]] = []
 
@@ -469,7 +469,7 @@ def test_group_membership_is_read_once_then_reused_by_the_next_fetch(
 
 
 def test_a_report_fetches_its_apps_first_through_one_budget_and_says_how_long(tmp_path: Path) -> None:
-    from provkit.fetch import fetch_apps, plan_fetches
+    from provkit.data.fetch import fetch_apps, plan_fetches
 
     with make_demo() as demo:
         apps = [demo.client.resolve_app(name) for name in ("Zendesk", "Salesforce")]

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from provkit.data.sources.files import FileLoad, Reject, detect_format, parse_timestamp, read_files
 from provkit.errors import InputError, ProvkitError
-from provkit.sources.files import FileLoad, Reject, detect_format, parse_timestamp, read_files
 
 FIXTURES = Path(__file__).parent / "fixtures" / "files"
 CASES = json.loads((FIXTURES / "manifest.json").read_text(encoding="utf-8"))
@@ -544,7 +544,7 @@ def test_reject_names_file_line_and_record() -> None:
 
 
 def test_records_load_into_the_tables() -> None:
-    tables = pytest.importorskip("provkit.tables")
+    tables = pytest.importorskip("provkit.data.tables")
     for case in CASES:
         if case.get("unreadable"):
             continue

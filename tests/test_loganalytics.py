@@ -12,19 +12,19 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from provkit import cycles
-from provkit.checks import run_checks
-from provkit.checks.explain import explain
-from provkit.cli import main
-from provkit.sim.server import start_server
-from provkit.sim.tenant import Tenant
-from provkit.sources.loganalytics import (
+from provkit.analysis import cycles
+from provkit.analysis.checks import run_checks
+from provkit.analysis.checks.explain import explain
+from provkit.cli.main import main
+from provkit.data.sources.loganalytics import (
     DiagnosticSettingsError,
     LogAnalytics,
     LogAnalyticsError,
     PartialResultError,
 )
-from provkit.workbook import demo_tenant, load_evidence
+from provkit.sim.server import start_server
+from provkit.sim.tenant import Tenant
+from provkit.workbook.session import demo_tenant, load_evidence
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -228,7 +228,7 @@ def test_directory_audits_from_audit_logs_match_graphs(store) -> None:
 
 
 def test_long_history_trends_from_the_workspace_match_graph(store) -> None:
-    from provkit import trends
+    from provkit.analysis import trends
 
     demo = demo_tenant()
     app = next(a for a in demo.tenant.apps if a.scenario.name == "skipped-users")

@@ -11,8 +11,8 @@ import plotly.graph_objects as go
 import pytest
 
 from provkit.errors import ConfigError
-from provkit.notebook import load
-from provkit.postmortem import (
+from provkit.workbook.notebook import load
+from provkit.workbook.postmortem import (
     Redactor,
     add_postmortem_arguments,
     run_postmortem,

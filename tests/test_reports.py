@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from provkit.reports import (
+from provkit.workbook.reports import (
     EXIT_FAILED,
     EXIT_FINDINGS,
     add_report_arguments,

@@ -1,7 +1,7 @@
 """The on-disk store: atomic writes, dedupe by id, covered ranges and gaps, compaction, concurrent readers.
 
 Log entries come from the simulated tenant's history, rendered in-process (no server): the same JSON Graph
-returns, normalised by provkit.tables like a fetch would.
+returns, normalised by provkit.data.tables like a fetch would.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-import provkit.store as store_module
+import provkit.data.store as store_module
+from provkit.data.store import AppStore, Store, StoreError
+from provkit.data.tables import Tables, events_from_records, jobs_from_records
 from provkit.errors import ConfigError
 from provkit.sim.logquery import LogQuery
 from provkit.sim.tenant import Tenant
-from provkit.store import AppStore, Store, StoreError
-from provkit.tables import Tables, events_from_records, jobs_from_records
 
 NOW = datetime(2025, 3, 1, 12, tzinfo=UTC)
 TENANT = "tenant-a"
@@ -390,7 +390,7 @@ def test_a_second_process_waits_for_the_writer_then_gives_up_with_a_clear_messag
         [
             sys.executable,
             "-c",
-            "import sys, time; from provkit.store import Store\n"
+            "import sys, time; from provkit.data.store import Store\n"
             f"app = Store({str(root)!r}).app({TENANT!r}, {SP!r})\n"
             "with app.writing():\n    print('holding', flush=True); sys.stdin.readline()\n",
         ],
@@ -419,7 +419,7 @@ def test_a_writer_killed_while_holding_the_lock_leaves_no_stale_lock(
         [
             sys.executable,
             "-c",
-            "import time; from provkit.store import Store\n"
+            "import time; from provkit.data.store import Store\n"
             f"app = Store({str(root)!r}).app({TENANT!r}, {SP!r})\n"
             "with app.writing():\n    print('holding', flush=True); time.sleep(600)\n",
         ],

@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from provkit.evidence import from_simulator, from_store
+from provkit.data.evidence import from_simulator, from_store
+from provkit.data.store import Store
+from provkit.data.tables import Tables
 from provkit.sim.tenant import Tenant
-from provkit.store import Store
-from provkit.tables import Tables
 
 NOW = datetime(2025, 3, 1, 12, tzinfo=UTC)
 

@@ -10,8 +10,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from provkit import tables
-from provkit.tables import (
+from provkit.data import tables
+from provkit.data.tables import (
     EVENT_COLUMNS,
     JOB_COLUMNS,
     PROPERTY_COLUMNS,

@@ -9,8 +9,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from provkit import tables
-from provkit.tables import Tables, events_from_records
+from provkit.data import tables
+from provkit.data.tables import Tables, events_from_records
 
 UPNS = ("ann@contoso.com", 'o"neil@contoso.com', "back\\slash@contoso.com", "zoë@contoso.com", "")
 SCOPE = json.dumps(

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 def test_postmortem_markdown_and_its_charts_from_disk(tmp_path: Path, pages) -> None:
     import mistune
 
-    command = [sys.executable, "-c", "import sys; from provkit.cli import main; sys.exit(main())"]
+    command = [sys.executable, "-c", "import sys; from provkit.cli.main import main; sys.exit(main())"]
     command += ["postmortem", "--app", "Contoso SCIM App", "--demo", "--since", "3d", "--out", str(tmp_path)]
     done = subprocess.run(command, env=demo_environment(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

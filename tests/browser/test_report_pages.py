@@ -33,7 +33,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     command = [
         sys.executable,
         "-c",
-        "import sys; from provkit.cli import main; sys.exit(main())",
+        "import sys; from provkit.cli.main import main; sys.exit(main())",
         "report",
         "--demo",
         "--all-apps",

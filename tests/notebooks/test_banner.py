@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from provkit.evidence import Evidence
-from provkit.notebook import banner_html
-from provkit.workbook import describe_origin, simulated_tenant_ids
+from provkit.data.evidence import Evidence
+from provkit.workbook.notebook import banner_html
+from provkit.workbook.session import describe_origin, simulated_tenant_ids
 
 LIVE = "0f1e2d3c-4b5a-6978-8695-a4b3c2d1e0f9"
 WINDOW = (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 8, tzinfo=UTC))

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from provkit import notebook as nb
-from provkit.checks import explain
+from provkit.analysis.checks import explain
+from provkit.workbook import notebook as nb
 
 from .conftest import KERNEL_ENV, LIVE_SETTINGS
 
@@ -107,7 +107,7 @@ def test_story_says_the_long_skip_text_once() -> None:
 
 
 def test_default_source_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from provkit.workbook import default_source
+    from provkit.workbook.session import default_source
 
     monkeypatch.delenv("PROVKIT_TENANT_ID", raising=False)
     assert default_source() == "demo"
@@ -120,8 +120,9 @@ def test_default_source_follows_the_environment(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_smaller_defects_read_right() -> None:
-    from provkit import charts, cycles
+    from provkit.analysis import cycles
     from provkit.errors import ConfigError
+    from provkit.workbook import charts
 
     evidence = nb.load("Contoso SCIM App", source="demo", since="7d").evidence
     table = cycles.cycles_table(evidence)

@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from provkit.notebook import NOTEBOOKS
+from provkit.workbook.notebook import NOTEBOOKS
 
 from .conftest import NOTEBOOKS as FOLDER
 from .conftest import VERDICTS, sanitized

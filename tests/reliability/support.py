@@ -21,14 +21,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from provkit import cli
-from provkit.auth import Settings, sign_in
-from provkit.graph import AuditPacer, GraphClient
+from provkit.cli import main as cli
+from provkit.data.auth import Settings, sign_in
+from provkit.data.graph import AuditPacer, GraphClient
+from provkit.data.store import AppStore, Store
 from provkit.sim.faults import FaultPlan
 from provkit.sim.server import RunningServer, start_server
 from provkit.sim.tenant import Tenant
 from provkit.sim.timefmt import ticks_to_datetime
-from provkit.store import AppStore, Store
 
 NOW = datetime(2025, 3, 1, 12, tzinfo=UTC)
 DAYS = 3
@@ -259,10 +259,12 @@ def run_in_process(server: RunningServer, label: str, argv: list[str], env: dict
 def run_subprocess(
     server: RunningServer, label: str, argv: list[str], env: dict[str, str], *, flagged: bool = False
 ) -> CommandRun:
-    """``python -m provkit.cli ARGV`` (or ``python -c CODE ARGV`` when argv[0] is ``-c``) with ``env``."""
+    """``python -m provkit.cli.main ARGV`` (or ``python -c CODE ARGV`` when argv[0] is ``-c``) with ``env``."""
     mark = settled(server)
     base = {k: v for k, v in os.environ.items() if not k.startswith("PROVKIT_")}
-    command = [sys.executable, *argv] if argv[0] == "-c" else [sys.executable, "-m", "provkit.cli", *argv]
+    command = (
+        [sys.executable, *argv] if argv[0] == "-c" else [sys.executable, "-m", "provkit.cli.main", *argv]
+    )
     done = subprocess.run(
         command, env={**base, **env}, capture_output=True, text=True, timeout=600, check=False
     )
@@ -284,7 +286,7 @@ def cli_has(command: str) -> bool:
 
 _REPORT_WITHOUT_CLI = (
     "import argparse, sys\n"
-    "from provkit import reports\n"
+    "from provkit.workbook import reports\n"
     "parser = argparse.ArgumentParser(prog='provkit report')\n"
     "reports.add_report_arguments(parser)\n"
     "sys.exit(reports.run_report(parser.parse_args(sys.argv[1:])))\n"

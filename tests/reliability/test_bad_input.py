@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from provkit.store import Store
+from provkit.data.store import Store
 
 from .support import Tally, run_cli
 

@@ -21,12 +21,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import provkit.store as store_module
-from provkit.fetch import fetch_app
-from provkit.graph import GraphClient
+import provkit.data.store as store_module
+from provkit.data.fetch import fetch_app
+from provkit.data.graph import GraphClient
+from provkit.data.store import AppStore, Store
 from provkit.sim.faults import KINDS
 from provkit.sim.server import RunningServer
-from provkit.store import AppStore, Store
 
 from .support import (
     APPS,

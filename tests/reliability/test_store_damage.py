@@ -26,18 +26,18 @@ from pathlib import Path
 import pytest
 import requests
 
-from provkit import cli as provkit_cli
-from provkit import cycles
-from provkit.auth import Settings
-from provkit.checks import run_checks
+from provkit.analysis import cycles
+from provkit.analysis.checks import run_checks
+from provkit.cli import main as provkit_cli
+from provkit.data.auth import Settings
+from provkit.data.fetch import fetch_app
+from provkit.data.graph import GraphClient, _odata_datetime
+from provkit.data.store import COMPACT_AT, AppStore, Store
 from provkit.errors import ConfigError, GraphError, GraphUnavailableError
-from provkit.fetch import fetch_app
-from provkit.graph import GraphClient, _odata_datetime
-from provkit.notebook import load as notebook_load
-from provkit.reports import app_summary
 from provkit.sim.server import RunningServer
 from provkit.sim.tenant import Tenant
-from provkit.store import COMPACT_AT, AppStore, Store
+from provkit.workbook.notebook import load as notebook_load
+from provkit.workbook.reports import app_summary
 
 from .support import (
     NOW,
@@ -161,7 +161,7 @@ def _race(server: RunningServer, reference: dict, tmp_path: Path, tally: Tally) 
             **{k: v for k, v in os.environ.items() if not k.startswith("PROVKIT_")},
             **live_env(server, home),
         }
-        command = [sys.executable, "-m", "provkit.cli", "fetch", "--app", APP, *WINDOW]
+        command = [sys.executable, "-m", "provkit.cli.main", "fetch", "--app", APP, *WINDOW]
         first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(0.2)
         second = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

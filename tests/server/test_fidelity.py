@@ -10,14 +10,14 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from provkit.auth import Settings, sign_in
+from provkit.data.auth import Settings, sign_in
+from provkit.data.graph import AuditPacer, GraphClient
+from provkit.data.ondemand import read_on_demand
+from provkit.data.stepdetails import scope_clauses
+from provkit.data.tables import events_from_records
 from provkit.errors import PermissionDeniedError
-from provkit.graph import AuditPacer, GraphClient
-from provkit.ondemand import read_on_demand
 from provkit.sim.server import RunningServer, start_server
 from provkit.sim.tenant import Tenant
-from provkit.stepdetails import scope_clauses
-from provkit.tables import events_from_records
 
 NOW = datetime(2025, 3, 1, 12, tzinfo=UTC)
 START, END = NOW - timedelta(days=2), NOW

@@ -776,7 +776,7 @@ def test_job_actions_change_the_state_as_the_service_would(tmp_path: Path) -> No
 
 def emulator_command() -> list[str]:
     script = Path(sys.executable).with_name("provkit")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "provkit.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "provkit.cli.main"]
 
 
 def read_env_file(path: Path) -> dict[str, str]:

@@ -217,10 +217,10 @@ def test_the_emulator_writes_the_workspace_settings_that_provkit_reads(
     import time
     from pathlib import Path
 
-    from provkit.sources.loganalytics import DiagnosticSettingsError, LogAnalytics
+    from provkit.data.sources.loganalytics import DiagnosticSettingsError, LogAnalytics
 
     script = Path(sys.executable).with_name("provkit")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "provkit.cli"]
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "provkit.cli.main"]
     env_file = tmp_path / "provkit.env"
     command += ["emulator", "--port", "0", "--users", "200", "--days", "1", "--scenario", "healthy"]
     command += ["--env-file", str(env_file), "--state-dir", str(tmp_path / "state")]

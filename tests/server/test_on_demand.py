@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from provkit.auth import Settings, sign_in
+from provkit.data.auth import Settings, sign_in
+from provkit.data.graph import GraphClient
+from provkit.data.ondemand import format_on_demand, on_demand_request, read_on_demand
 from provkit.errors import ConfigError, GraphError
-from provkit.graph import GraphClient
-from provkit.ondemand import format_on_demand, on_demand_request, read_on_demand
 from provkit.sim.server import RunningServer, start_server
 from provkit.sim.tenant import Tenant
 

@@ -1,0 +1,205 @@
+"""Is provisioning working at all? The job's status in one line, and the failing objects grouped by error code.
+
+Checks:
+- ``working.summary`` (info): status code, last execution state and age, steady state, counts, recent
+  failure rate.
+- ``failures.by-code``: one finding per error code that objects are failing with now (their latest entry is
+  a failure), with the catalog's meaning and fix. Severity follows the share of attempted objects failing
+  (10 % or more, or 5,000 objects: error; otherwise warning; a code the service retries by itself and that
+  affects under 10 %: info).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pandas as pd
+
+from provkit.analysis.checks.catalog import lookup
+from provkit.analysis.checks.facts import Facts, ago, job_value
+from provkit.analysis.checks.finding import EVIDENCE_ROWS, LINKS, SECTIONS, Finding, evidence_rows
+
+__all__ = ["CHECKS", "failures_by_code", "summary"]
+
+SECTION = SECTIONS["working"]
+ERROR_SHARE = 0.10
+ERROR_OBJECTS = 5_000
+RECENT = timedelta(hours=24)
+
+
+def summary(facts: Facts) -> list[Finding]:
+    """``working.summary``: always one info finding describing the job and the logs."""
+    job = facts.job
+    events = facts.events
+    now = facts.now
+    rows: list[dict[str, object]] = []
+    parts: list[str] = []
+    if job is None:
+        parts.append("No job status in the evidence")
+    else:
+        code, schedule = job_value(job, "status_code"), job_value(job, "schedule_state")
+        parts.append(f"Job {code or 'unknown'} (schedule {schedule or 'unknown'})")
+        state, began = job_value(job, "last_execution_state"), job_value(job, "last_execution_began")
+        ended = job_value(job, "last_execution_ended")
+        if state is not None:
+            parts.append(f"last run {state} {ago(ended or began, now)}".rstrip())
+        else:
+            parts.append("no completed run yet")
+        for name in (
+            "status_code",
+            "schedule_state",
+            "schedule_interval",
+            "last_execution_state",
+            "last_execution_began",
+            "last_execution_ended",
+            "last_execution_error_code",
+            "last_execution_count_imported",
+            "last_execution_count_exported",
+            "last_execution_count_escrowed",
+            "last_successful_ended",
+            "count_successive_complete_failures",
+            "steady_state_first",
+            "steady_state_last",
+            "synchronized_entries",
+            "quarantine_reason",
+        ):
+            value = job_value(job, name)
+            if value is not None:
+                rows.append({"field": name, "value": value})
+        steady = job_value(job, "steady_state_last")
+        rows.append(
+            {"field": "steady_state_age", "value": ago(steady, now) if steady is not None else "never"}
+        )
+    if events.empty:
+        parts.append("no log entries in the evidence")
+    else:
+        first, last = events["activity_time"].min(), events["activity_time"].max()
+        hours = (last - first).total_seconds() / 3600
+        span = f"{hours / 24:.1f} days" if hours >= 48 else f"{hours:.1f} h"
+        parts.append(f"{len(events):,} log entries over {span}")
+        by_status = events["status"].value_counts()
+        for status, n in by_status.items():
+            if n:
+                rows.append({"field": f"entries_{status}", "value": int(n)})
+        recent = events[events["activity_time"] >= now - RECENT]
+        if len(recent):
+            failed = int((recent["status"] == "failure").sum())
+            rate = failed / len(recent)
+            parts.append(f"{rate:.1%} of the last 24 h's {len(recent):,} entries failed")
+            rows.append({"field": "failure_rate_24h", "value": round(rate, 4)})
+        else:
+            parts.append("no entries in the last 24 h")
+        rows.append({"field": "latest_entry", "value": last})
+    listed, omitted = evidence_rows(rows)
+    return [
+        Finding(
+            check="working.summary",
+            section=SECTION,
+            severity="info",
+            title="; ".join(parts),
+            evidence=listed,
+            omitted=omitted,
+            why="The job status and the logs together say whether the service runs, when it last ran and how "
+            "many objects fail.",
+            remedy="Read the other findings for anything that needs action. Steady state means the last cycle "
+            "had nothing left to do.",
+            links=[LINKS["config-problem"], LINKS["check-status"]],
+        )
+    ]
+
+
+def _object_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    name = frame["reportable_identifier"].fillna(frame["source_name"])
+    reason = frame["error_reason"].fillna("").astype(str).str.slice(0, 240)
+    return pd.DataFrame(
+        {
+            "object_id": frame["source_id"].to_numpy(),
+            "name": name.to_numpy(),
+            "type": frame["source_type"].to_numpy(),
+            "action": frame["action"].astype(object).to_numpy(),
+            "time": frame["activity_time"].to_numpy(),
+            "error_code": frame["error_code"].to_numpy(),
+            "reason": reason.to_numpy(),
+            "change_id": frame["change_id"].to_numpy(),
+        }
+    ).sort_values(["time", "object_id"], ascending=[False, True], kind="stable")
+
+
+_SEE_ALSO = {
+    "mandatoryfieldsmissing": "skipped.required-attribute-missing names the attribute and the users.",
+    "missingvalues": "skipped.required-attribute-missing names the attribute and the users.",
+    "importskipped": "skipped.matching-attribute-empty names the attribute and the objects.",
+    "badrequest": "failures.scim-incompatible says what a SCIM endpoint refused and what to do for this job.",
+    "unabletoresolvereferenceattributevalue": "references.unresolved splits managers from group members and "
+    "says which referenced objects came into scope later.",
+}
+
+
+def failures_by_code(facts: Facts) -> list[Finding]:
+    """``failures.by-code``: objects whose latest entry failed, one finding per error code."""
+    latest = facts.latest
+    if latest.empty:
+        return []
+    failing = latest[latest["status"] == "failure"]
+    if failing.empty:
+        return []
+    # Objects the service tried to bring in line: exported, failed, or already matching (RedundantExport).
+    redundant = (latest["status"] == "skipped") & (latest["skip_reason"].str.lower() == "redundantexport")
+    attempted = int((latest["status"].isin(["success", "failure"]) | redundant.fillna(False)).sum()) or len(
+        latest
+    )
+    events = facts.events
+    entry_counts = events.loc[events["status"] == "failure", "error_code"].fillna("").value_counts()
+    findings = []
+    for code, group in failing.groupby(failing["error_code"].fillna(""), sort=True):
+        reason = group["error_reason"].dropna()
+        entry = lookup(code or None, reason.iloc[0] if len(reason) else None)
+        objects = group["source_id"].nunique()
+        share = objects / attempted
+        if share >= ERROR_SHARE or objects >= ERROR_OBJECTS:
+            severity = "error"
+        elif entry.retried:
+            severity = "info"
+        else:
+            severity = "warning"
+        label = entry.label if code else "(no error code)"
+        failed_entries = int(entry_counts.get(code, 0))
+        title = (
+            f"{label}: {objects:,} object{'s' if objects != 1 else ''} failing now ({share:.1%} of "
+            f"{attempted:,} attempted), {failed_entries:,} failed entries in the logs"
+        )
+        newest = group.loc[group["activity_time"].nlargest(EVIDENCE_ROWS, keep="first").index]
+        listed, _ = evidence_rows(_object_rows(newest))
+        omitted = len(group) - len(listed)
+        why = entry.meaning
+        if entry.retried:
+            why += " The service retries it by itself."
+        else:
+            why += (
+                " The service retries failed objects (escrows) each cycle, but they keep failing until the "
+                "cause is fixed; enough of them quarantine the job."
+            )
+        remedy = entry.fix
+        if entry.base and entry.base.lower() in _SEE_ALSO:
+            remedy += " " + _SEE_ALSO[entry.base.lower()]
+        elif entry.kind in ("credentials", "scim"):
+            remedy += " See credentials.target-rejected."
+        links = list(dict.fromkeys([entry.link, LINKS["analyze-logs"]]))
+        findings.append(
+            Finding(
+                check="failures.by-code",
+                section=SECTION,
+                severity=severity,
+                title=title,
+                evidence=listed,
+                omitted=omitted,
+                count=objects,
+                why=why,
+                remedy=remedy,
+                links=links,
+            )
+        )
+    return findings
+
+
+CHECKS = (summary, failures_by_code)

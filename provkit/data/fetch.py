@@ -1,0 +1,676 @@
+"""Fetch an app's provisioning logs, job status, schema, assignments and audits from Graph into the store.
+
+Each range still to fetch is one query, oldest entry first, read in pieces. A piece ends after a page whose last
+entry is at or past a slice boundary (whole days by default; everything before the boundary has then arrived),
+or after ``max_entries`` entries (at that last entry's time); it is written and its range recorded as covered in
+one atomic manifest update. Entries stream from the pages into the tables, so memory holds one piece, not one
+day of raw JSON (a day of an initial cycle can hold a hundred thousand entries).
+
+The app's store folder is locked for the whole fetch (a second writer waits). A damaged events part found on the
+way in is set aside with its batch (:meth:`provkit.data.store.AppStore.check`) and its range fetched again. After the
+pieces, small parts are compacted once there are many.
+
+Late arrivals: Graph writes a log entry some time after it happened, so the tail of a fetched range is recorded as
+*unsettled* (the last ``lookback`` before the fetch's end) and asked for again by the next fetch; entries already
+stored are dropped by id. Entries Graph returns dated outside the range asked for are not stored, only counted.
+
+Under Graph's reporting throttle (5 calls per 10 s per app registration and tenant) the calls are the cost, so:
+1,000 entries a page; one query per range, not one per slice (each slice would cost a short last page, which for a
+quiet app is most of its calls); the log pages are requested by a thread of their own, ahead of the normalising
+and writing; every other read (job status, schema, assignments, group membership, directory audits) runs in a
+side thread alongside the logs, so none delays the first log page (what they read is written from the fetch's
+own thread, which holds the store's writer lock); and every client of one identity shares one pacer
+(:func:`provkit.data.graph.shared_pacer`), so several fetches in a process (:func:`fetch_apps`, as ``provkit report``
+does) stay under the limit together.
+
+An interrupted fetch loses at most the piece it was reading, and the next fetch asks only for what is not covered
+yet, plus the unsettled tail. Duplicate ids are dropped, so repeating a fetch changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+
+from provkit.data.graph import ResolvedApp, time_slices
+from provkit.data.store import AppStore, Store, StoreError
+from provkit.data.tables import events_from_records, jobs_from_records, parse_graph_time
+
+log = logging.getLogger("provkit.data.fetch")
+
+DEFAULT_SLICE = timedelta(days=1)  # commit granularity: an interrupted fetch loses at most about this much
+# inference: no latency is documented for provisioning logs. The retired "Azure AD reporting latencies" page gave
+# audit and sign-in logs 2 min (95th percentile) and 5 min (99th); the current "Log latency in Microsoft Entra ID"
+# page names no figure and says delays in the underlying infrastructure delay the logs. Three hours covers the
+# documented tail many times over, and hours-late entries seen in practice, at the cost of one short query.
+DEFAULT_LOOKBACK = timedelta(hours=3)
+DEFAULT_OVERLAP = DEFAULT_LOOKBACK  # the older name
+DEFAULT_MAX_ENTRIES = 20_000  # entries read before a commit (a day of an initial cycle can hold 100,000)
+
+
+@dataclass
+class FetchSummary:
+    """What one fetch did: the numbers the command line prints in its closing line."""
+
+    app: str
+    service_principal_id: str
+    start: datetime
+    end: datetime
+    slices: int = 0
+    pages: int = 0
+    entries: int = 0
+    new: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    repaired: int = 0  # damaged store files set aside before fetching (their ranges are fetched again)
+    outside: int = 0  # entries Graph returned dated outside the range asked for: counted, not stored
+    compacted: int = 0  # parts merged by the compaction at the end of the fetch
+    audits_new: int = 0
+    jobs: int = 0
+    throttle_waits: int = 0
+    waited_seconds: float = 0.0
+    seconds: float = 0.0
+    reject_reasons: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (
+            f"{self.app}: {self.new} new entries, {self.duplicates} duplicates dropped"
+            + (f", {self.rejected} rejected" if self.rejected else "")
+            + (f", {self.outside} dated outside the window (not stored)" if self.outside else "")
+            + (
+                f", {self.repaired} damaged store file(s) set aside and fetched again"
+                if self.repaired
+                else ""
+            )
+            + f", {self.pages} pages in {self.slices} slices, {self.jobs} job snapshot(s), "
+            f"{self.throttle_waits} throttled (429), {self.waited_seconds:.1f} s waiting (pacing and retries), "
+            f"{self.seconds:.1f} s in all"
+        )
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["start"], d["end"] = self.start.isoformat(), self.end.isoformat()
+        return d
+
+
+@dataclass
+class FetchProgress:
+    """Where a running fetch is, for progress bars: entries and pages so far, how far through the window the
+    oldest-first stream has reached, and the time left that the throttle implies for the rest."""
+
+    app: str
+    start: datetime
+    end: datetime
+    entries: int = 0
+    pages: int = 0
+    pieces: int = 0
+    reached: datetime | None = None  # the last entry's time: the stream is oldest first
+    page_size: int = 1000
+    seconds: float = 0.0
+    seconds_left: float | None = None  # None until the rate of entries over time is known
+
+    @property
+    def rate(self) -> float:
+        """Entries per second so far."""
+        return self.entries / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def entries_expected(self) -> int | None:
+        """The entries the whole window will hold, extrapolated from how far the stream has reached."""
+        if self.reached is None or self.entries == 0:
+            return None
+        done = (self.reached - self.start) / (self.end - self.start)
+        if done <= 0:
+            return None
+        return max(self.entries, round(self.entries / min(done, 1.0)))
+
+    def line(self) -> str:
+        """E.g. "12,000 of ~31,600 entries, 12 pages, 480 entries/s, about 40 s left under the throttle"."""
+        expected = self.entries_expected
+        text = f"{self.entries:,}" + (f" of ~{expected:,}" if expected else "") + " entries"
+        text += f", {self.pages} page{'s' if self.pages != 1 else ''}, {self.rate:.0f} entries/s"
+        if self.seconds_left is not None:
+            text += f", about {_duration(self.seconds_left)} left under the throttle"
+        return text
+
+
+def _duration(seconds: float) -> str:
+    """A short duration: "40 s", "3 min 20 s", "1 h 05 min"."""
+    total = round(seconds)
+    if total < 60:
+        return f"{total} s"
+    if total < 3600:
+        return f"{total // 60} min {total % 60:02d} s"
+    return f"{total // 3600} h {total % 3600 // 60:02d} min"
+
+
+def fetch_app(
+    client,
+    store: Store,
+    app: str | ResolvedApp,
+    *,
+    start: datetime,
+    end: datetime,
+    tenant_id: str,
+    slice_length: timedelta = DEFAULT_SLICE,
+    overlap: timedelta | None = None,
+    lookback: timedelta = DEFAULT_LOOKBACK,
+    page_size: int | None = None,
+    on_page: Callable[[int, int], None] | None = None,
+    progress: Callable[[FetchProgress], None] | None = None,
+    max_entries: int = DEFAULT_MAX_ENTRIES,
+) -> tuple[FetchSummary, AppStore]:
+    """Fetch APP's data for [start, end) into ``store``; ``client`` is a :class:`provkit.data.graph.GraphClient`.
+
+    ``page_size`` None asks for the client's page size (1,000 unless Graph refused it before). ``on_page(
+    entries_in_page, slice_index)`` is called after each page; ``slice_index`` counts the pieces committed so
+    far. ``progress(FetchProgress)`` is called after each page too, with the rate and the time left under the
+    throttle. A piece is committed at each ``slice_length`` boundary inside the one query's stream of pages, and
+    after ``max_entries`` entries, whichever comes first, which bounds both memory and what an interruption loses.
+    ``lookback`` (``overlap`` is its older name) is how far back from its end a range counts as unsettled. The
+    app's store folder is locked for the whole fetch: a second writer waits for it.
+    """
+    if overlap is not None:
+        lookback = overlap
+    began = time.monotonic()
+    # APP may already be resolved (the command line resolves it first to say which object it found).
+    resolved = app if hasattr(app, "service_principal_id") else client.resolve_app(app)
+    sp_id = resolved.service_principal_id
+    app_store = store.app(tenant_id, sp_id)
+    with app_store.writing():
+        return _fetch_locked(
+            client,
+            app_store,
+            resolved,
+            start,
+            end,
+            slice_length,
+            lookback,
+            page_size,
+            on_page,
+            progress,
+            max_entries,
+            began,
+        )
+
+
+def _fetch_locked(
+    client,
+    app_store,
+    resolved,
+    start,
+    end,
+    slice_length,
+    lookback,
+    page_size,
+    on_page,
+    progress,
+    max_entries,
+    began,
+) -> tuple[FetchSummary, AppStore]:
+    sp_id = resolved.service_principal_id
+    app_store.set_app(
+        {"display_name": resolved.display_name, "app_id": resolved.app_id, "service_principal_id": sp_id}
+    )
+    app_store.record_request(start, end)
+    summary = FetchSummary(app=resolved.display_name, service_principal_id=sp_id, start=start, end=end)
+    try:
+        app_store.stored_ids()  # reads every events part's ids: damage shows here, before anything is fetched
+    except StoreError as damage:
+        # A fetch is a writer and fetches the lost ranges right away: set the damaged batches aside (nothing is
+        # deleted; `provkit store check --repair` takes them back once readable) and go on.
+        report = app_store.check(repair=True)
+        summary.repaired = len(report.problems)
+        log.warning("%s\nprovkit: %s", damage.message, "; ".join(report.actions))
+    stats_before = _stats(client)
+
+    gaps = app_store.gaps(start, end, lookback=lookback)
+    side = _SideReads(client, sp_id, app_store.meta("groups"), app_store.meta("groups_read_at"), gaps)
+    state = FetchProgress(app=resolved.display_name, start=start, end=end)
+    if page_size is not None:
+        state.page_size = page_size
+    try:
+        for gap_start, gap_end in gaps:
+            pages = _Prefetch(client.provisioning_pages(sp_id, gap_start, gap_end, page_size=page_size))
+            cursor = _Cursor(gap_start, [b for _, b in time_slices(gap_start, gap_end, slice_length)[:-1]])
+            cursor.range_start, cursor.end = gap_start, gap_end
+            watch = _Watch(client, state, began, on_page, progress, summary, side, app_store, resolved)
+            try:
+                while not cursor.done:
+                    # The piece's entries stream into the tables page by page; raw pages do not pile up.
+                    tables = events_from_records(cursor.piece(pages, max_entries, summary, watch))
+                    covered = (cursor.start, cursor.cut or gap_end)
+                    summary.entries += cursor.read
+                    summary.rejected += len(tables.rejects)
+                    summary.reject_reasons.extend(
+                        r for _, r in tables.rejects[: max(0, 20 - len(summary.reject_reasons))]
+                    )
+                    summary.outside += cursor.outside
+                    result = app_store.write_events(tables, covered=covered, settled_before=end - lookback)
+                    summary.new += result.new
+                    summary.duplicates += result.duplicates
+                    summary.slices += 1
+                    state.pieces = summary.slices
+                    cursor.start = covered[1]
+            finally:
+                pages.close()
+    except BaseException:
+        # What the side reads got is stored (the job snapshot first); they end at their next step.
+        side.stop()
+        side.store(app_store, summary, resolved)
+        raise
+    side.join()
+    side.store(app_store, summary, resolved)
+    if side.error is not None:
+        raise side.error
+
+    summary.compacted = sum(app_store.compact_if_needed().values())
+    stats_after = _stats(client)
+    summary.throttle_waits = stats_after[0] - stats_before[0]
+    summary.waited_seconds = stats_after[1] - stats_before[1]
+    summary.seconds = time.monotonic() - began
+    app_store.record_fetch({**summary.as_dict(), "fetched_at": datetime.now(UTC).isoformat()})
+    return summary, app_store
+
+
+class _SideReads:
+    """The reads a fetch makes besides the logs, in a thread of their own and in this order: job status (a
+    snapshot per fetch keeps cycle history beyond Graph's single lastExecution), schema, assignments, directory
+    facts (unthrottled calls), then the directory audits (throttled; the pacer is shared with the log pages, so
+    together they stay under the limit). Each result waits in ``_ready`` until the fetch's thread, which holds
+    the store's writer lock, stores it (:meth:`store`, after every page and at the end). ``error`` holds what
+    stopped the reads, if anything."""
+
+    def __init__(self, client, sp_id: str, groups: object, groups_read_at: object, gaps: list) -> None:
+        from provkit.data.sources.graph import directory_facts
+
+        self.error: BaseException | None = None
+        self._ready: queue.SimpleQueue = queue.SimpleQueue()
+        self._stopped = False
+        ready = self._ready
+
+        def read() -> None:
+            snapshot_time = datetime.now(UTC)
+            jobs = client.list_jobs(sp_id)
+            schema: tuple[str, object] | None = None
+            if jobs:
+                try:
+                    schema = ("schema", client.get_schema(sp_id, jobs[0]["id"]))
+                except Exception as exc:  # a schema we cannot read must not cost the logs
+                    schema = ("schema_error", {"error": str(exc)})
+            ready.put(("jobs", (snapshot_time, jobs, schema)))
+            if self._stopped:
+                return
+            assignments = client.app_role_assignments(sp_id)
+            ready.put(("assignments", assignments))
+            read_at = dict(groups_read_at) if isinstance(groups_read_at, dict) else {}
+            found, users = directory_facts(
+                client,
+                assignments,
+                previous=groups if isinstance(groups, dict) else None,
+                read_at=read_at,
+                stop=lambda: self._stopped,
+            )
+            if self._stopped:
+                return
+            ready.put(("directory", (found, {g: read_at[g] for g in found if g in read_at}, users)))
+            if gaps:  # audits of covered ranges were stored by the fetch that covered them
+                ready.put(("audits", client.directory_audits(gaps[0][0], gaps[-1][1], sp_id=sp_id)))
+
+        def run() -> None:
+            try:
+                read()
+            except BaseException as exc:  # handed to the fetch's thread
+                self.error = exc
+
+        # A daemon: an interrupted fetch (Ctrl-C) does not wait for directory reads to end.
+        self._thread = threading.Thread(target=run, name="provkit-side-reads", daemon=True)
+        self._thread.start()
+
+    def store(self, app_store: AppStore, summary: FetchSummary, resolved) -> None:
+        """Write what has been read so far (from the thread that holds the store's writer lock)."""
+        sp_id = resolved.service_principal_id
+        while True:
+            try:
+                kind, value = self._ready.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "jobs":
+                snapshot_time, jobs, schema = value
+                if jobs:
+                    frame = jobs_from_records(
+                        jobs,
+                        snapshot_time=snapshot_time,
+                        service_principal_id=sp_id,
+                        service_principal_name=resolved.display_name,
+                    )
+                    app_store.write_jobs(frame)
+                    summary.jobs = len(frame)
+                if schema is not None:
+                    app_store.write_meta(*schema)
+                app_store.write_meta(
+                    "service_principal",
+                    {"id": sp_id, "appId": resolved.app_id, "displayName": resolved.display_name},
+                )
+                app_store.write_meta("jobs", jobs)
+            elif kind == "assignments":
+                app_store.write_meta("assignments", value)
+            elif kind == "directory":
+                groups, read_at, users = value
+                app_store.write_meta("groups", groups)
+                app_store.write_meta("groups_read_at", read_at)
+                app_store.write_meta("users", users)
+            elif kind == "audits":
+                summary.audits_new = app_store.write_audits(value)
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def stop(self) -> None:
+        """The fetch failed or was interrupted: let the side reads end at their next step, and wait for that
+        (a read in flight finishes; the directory audits are not started)."""
+        self._stopped = True
+        self._thread.join()
+
+
+class _Watch:
+    """After each page: stores what the side reads have got, then calls ``on_page`` and ``progress``, the
+    latter with the time left that the throttle implies."""
+
+    def __init__(
+        self,
+        client,
+        state: FetchProgress,
+        began: float,
+        on_page,
+        progress,
+        summary,
+        side,
+        app_store,
+        resolved,
+    ) -> None:
+        self.client = client
+        self.state = state
+        self.began = began
+        self.on_page = on_page
+        self.progress = progress
+        self.summary = summary
+        self.side = side
+        self.app_store = app_store
+        self.resolved = resolved
+
+    def __call__(self, values: list) -> None:
+        self.side.store(self.app_store, self.summary, self.resolved)
+        state = self.state
+        state.pages += 1
+        state.entries += len(values)
+        if self.on_page:
+            self.on_page(len(values), self.summary.slices)
+        if self.progress is None:
+            return
+        if values:
+            state.reached = _entry_time(values[-1]) or state.reached
+        if len(values) > state.page_size or (state.pages == 1 and values):
+            state.page_size = max(len(values), 1)  # what the server really sends (it may cap $top)
+        state.seconds = time.monotonic() - self.began
+        expected = state.entries_expected
+        pacer = getattr(self.client, "pacer", None)
+        if expected is None or pacer is None:
+            state.seconds_left = None
+        else:
+            pages_left = -(-max(0, expected - state.entries) // state.page_size)
+            state.seconds_left = pacer.seconds_for(pages_left)
+        self.progress(state)
+
+
+class _Prefetch:
+    """The pages of one query, requested by a thread of their own up to ``depth`` pages ahead of their reader, so
+    Graph's answer time overlaps normalising and writing the page before (both would otherwise add to every
+    page). Errors reach the reader in order; :meth:`close` stops the thread after its call in flight."""
+
+    def __init__(self, pages: Iterator[dict], depth: int = 2) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(pages,), name="provkit-log-pages", daemon=True
+        )
+        self._thread.start()
+
+    def _put(self, item: tuple) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, pages: Iterator[dict]) -> None:
+        try:
+            for page in pages:
+                if not self._put(("page", page)):
+                    return
+            self._put(("end", None))
+        except BaseException as exc:  # handed to the reader, in order
+            self._put(("error", exc))
+
+    def __iter__(self) -> Iterator[dict]:
+        return self
+
+    def __next__(self) -> dict:
+        kind, item = self._queue.get()
+        if kind == "page":
+            return item
+        self._queue.put((kind, item))  # every later call sees the end (or the error) too
+        if kind == "end":
+            raise StopIteration
+        raise item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class _Cursor:
+    """Where one query's pages are cut into pieces that can be committed: after a page whose last entry is at or
+    past a slice boundary (everything before the boundary has arrived), or, once ``max_entries`` were read, at
+    that last entry's time (ties with it may follow on the next page, so it is excluded)."""
+
+    def __init__(self, start: datetime, boundaries: list[datetime]) -> None:
+        self.start = start
+        self.boundaries = boundaries
+        self.cut: datetime | None = None  # where the piece just read ends; None: at the end of the range
+        self.read = 0
+        self.outside = 0  # entries of the piece dated outside [start, end): dropped
+        self.range_start = start
+        self.end: datetime | None = None
+        self.done = False
+        self._ordered = True
+        self._previous: datetime | None = None
+
+    def piece(
+        self,
+        pages: Iterator[dict],
+        max_entries: int,
+        summary: FetchSummary,
+        watch: Callable[[list], None],
+    ) -> Iterator[dict]:
+        """Yield the entries of the next piece; afterwards ``cut``, ``read`` and ``done`` describe it."""
+        self.cut, self.read, self.outside = None, 0, 0
+        for page in pages:
+            values = page.get("value") or []
+            summary.pages += 1
+            watch(values)
+            for entry in values:
+                when = _entry_time(entry)
+                if when is not None and self.end is not None and not (self.range_start <= when < self.end):
+                    self.outside += 1  # Graph answered with an entry the filter excludes: not this range's
+                    continue
+                yield entry
+            self.read += len(values)
+            if values and self._ordered:
+                cut = self._cut_after(values, max_entries)
+                if cut is not None:
+                    self.cut = cut
+                    return
+        self.done = True
+
+    def _cut_after(self, values: list, max_entries: int) -> datetime | None:
+        first, last = _entry_time(values[0]), _entry_time(values[-1])
+        if (
+            first is None
+            or last is None
+            or last < first
+            or (self._previous is not None and first < self._previous)
+        ):
+            self._ordered = False  # the order cannot be trusted: commit only once the range is complete
+            return None
+        self._previous = last
+        passed = [b for b in self.boundaries if self.start < b <= last]
+        if passed:
+            return passed[-1]
+        if self.read >= max_entries and last > self.start:
+            return last
+        return None
+
+
+def _entry_time(entry: object) -> datetime | None:
+    """A log entry's activityDateTime as an aware datetime, or None when missing or unreadable."""
+    value = parse_graph_time(entry.get("activityDateTime")) if isinstance(entry, dict) else None
+    # Graph counts 100-ns ticks; rounding down to microseconds only ever covers less, never more.
+    return None if value is None or pd.isna(value) else value.floor("us").to_pydatetime()
+
+
+def _stats(client) -> tuple[int, float]:
+    stats = getattr(client, "stats", None)
+    if stats is None:
+        return 0, 0.0
+    return int(getattr(stats, "throttled", 0)), float(getattr(stats, "waited_seconds", 0.0))
+
+
+# ---- several apps under one throttle budget -------------------------------------------------------------------
+FETCH_WORKERS = 3  # concurrent fetches: enough to keep the shared budget busy while one normalises or writes
+
+
+@dataclass
+class FetchPlan:
+    """The apps to fetch, in the order they start, with what each is expected to cost under the throttle.
+
+    ``pages`` holds each app's expected log pages (from the entries per hour its earlier fetches found), None
+    for an app never fetched (counted as one page). ``calls`` adds one directory-audits call per app with
+    anything to fetch; ``seconds`` is the least time those calls take under the caller's pacer.
+    """
+
+    apps: list[ResolvedApp]
+    pages: dict[str, int | None]
+    calls: int
+    seconds: float
+    workers: int
+
+    def line(self) -> str:
+        """E.g. "Fetching 7 apps (3 at a time): about 180 throttled calls, about 6 min 00 s under Graph's
+        reporting throttle (5 calls per 10 s); 2 never fetched, so at least that"."""
+        unknown = sum(1 for p in self.pages.values() if p is None)
+        text = (
+            f"Fetching {len(self.apps)} app{'s' if len(self.apps) != 1 else ''} ({self.workers} at a time): about "
+            f"{self.calls} throttled calls, about {_duration(self.seconds)} under Graph's reporting throttle "
+            "(5 calls per 10 s per app registration and tenant)"
+        )
+        if unknown:
+            text += f"; {unknown} never fetched before, so at least that"
+        return text
+
+
+def plan_fetches(
+    client,
+    store: Store,
+    apps: list[ResolvedApp],
+    *,
+    start: datetime,
+    end: datetime,
+    tenant_id: str,
+    lookback: timedelta = DEFAULT_LOOKBACK,
+    workers: int = FETCH_WORKERS,
+) -> FetchPlan:
+    """Order ``apps`` for :func:`fetch_apps` and estimate the fetch phase.
+
+    Every app draws on one budget (the caller's pacer), so the total is set by the calls, not the order; what the
+    order changes is the tail: the largest fetch starts first (longest first), so no long fetch starts last and
+    runs alone. Apps never fetched, whose size is unknown, go first for the same reason.
+    """
+    page_size = getattr(client, "page_size", 1000)
+    pages: dict[str, int | None] = {}
+    for app in apps:
+        app_store = store.app(tenant_id, app.service_principal_id)
+        gaps = app_store.gaps(start, end, lookback=lookback)
+        rate = _entries_per_second(app_store.manifest().get("fetches") or [])
+        if not gaps:
+            pages[app.service_principal_id] = 0
+        elif rate is None:
+            pages[app.service_principal_id] = None
+        else:
+            seconds = sum((b - a).total_seconds() for a, b in gaps)
+            pages[app.service_principal_id] = max(len(gaps), -(-round(rate * seconds) // page_size))
+    ordered = sorted(
+        apps,
+        key=lambda a: (pages[a.service_principal_id] is not None, -(pages[a.service_principal_id] or 0)),
+    )
+    calls = sum((p if p is not None else 1) + (1 if p != 0 else 0) for p in pages.values())
+    pacer = getattr(client, "pacer", None)
+    seconds = pacer.seconds_for(calls) if pacer is not None else 0.0
+    return FetchPlan(ordered, pages, calls, seconds, max(1, min(workers, len(apps))))
+
+
+def _entries_per_second(fetches: list) -> float | None:
+    """Entries per second of window in an app's recorded fetches (None when none fetched anything)."""
+    entries, seconds = 0, 0.0
+    for f in fetches:
+        try:
+            span = (datetime.fromisoformat(f["end"]) - datetime.fromisoformat(f["start"])).total_seconds()
+            count = int(f.get("entries") or 0)
+        except (KeyError, TypeError, ValueError):
+            continue
+        if span > 0:
+            entries, seconds = entries + count, seconds + span
+    return entries / seconds if seconds > 0 else None
+
+
+def fetch_apps(
+    client,
+    store: Store,
+    plan: FetchPlan,
+    *,
+    start: datetime,
+    end: datetime,
+    tenant_id: str,
+    on_done: Callable[[ResolvedApp, FetchSummary | None, BaseException | None], None] | None = None,
+) -> dict[str, tuple[FetchSummary, AppStore] | BaseException]:
+    """Fetch the plan's apps, ``plan.workers`` at a time in the plan's order, all through ``client`` (so one pacer
+    keeps them together under the throttle). Returns, by service principal id, (summary, app store) or the error
+    that stopped that app's fetch; ``on_done(app, summary, error)`` hears each as it ends."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    results: dict[str, tuple[FetchSummary, AppStore] | BaseException] = {}
+
+    def one(app: ResolvedApp) -> None:
+        try:
+            done = fetch_app(client, store, app, start=start, end=end, tenant_id=tenant_id)
+        except Exception as exc:  # recorded for this app; the others go on
+            results[app.service_principal_id] = exc
+            if on_done:
+                on_done(app, None, exc)
+            return
+        results[app.service_principal_id] = done
+        if on_done:
+            on_done(app, done[0], None)
+
+    with ThreadPoolExecutor(max_workers=plan.workers, thread_name_prefix="provkit-fetch") as pool:
+        list(pool.map(one, plan.apps))
+    return results
