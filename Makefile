@@ -18,7 +18,7 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.provkit-installed
 PIP_FLAGS := --quiet --disable-pip-version-check --progress-bar off
 
-.PHONY: help install test demo lint bench clean browser
+.PHONY: help install test demo lint structure bench clean browser
 
 help:
 	@echo "make demo    install into $(VENV), report on every app of the simulated tenant into reports/demo"
@@ -93,6 +93,11 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# The package's structure: the layer contracts (pyproject's [tool.importlinter]) and the type checker.
+structure: $(STAMP)
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 bench: $(STAMP)
 	@found=0; \

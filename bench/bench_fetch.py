@@ -47,7 +47,8 @@ from urllib.parse import urlsplit
 import requests
 
 from provkit.data.auth import Settings
-from provkit.data.graph import AuditPacer, GraphClient
+from provkit.data.graph import GraphClient
+from provkit.data.pacing import AuditPacer
 from provkit.data.sources.graph import connect
 
 NOW = "2025-03-01T12:00:00Z"

@@ -19,7 +19,8 @@ import pytest
 import requests
 
 from provkit.data.fetch import DEFAULT_OVERLAP, FetchSummary, fetch_app
-from provkit.data.graph import AuditPacer, GraphClient, time_slices
+from provkit.data.graph import GraphClient, time_slices
+from provkit.data.pacing import AuditPacer
 from provkit.data.store import AppStore, Store
 from provkit.sim.embedded import DemoTenant
 from provkit.sim.faults import FaultPlan

@@ -20,7 +20,8 @@ from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
 from provkit.data.auth import CLOUDS, Settings, TokenProvider, sign_in
-from provkit.data.graph import AuditPacer, GraphClient, permission_for, time_slices
+from provkit.data.graph import GraphClient, permission_for, time_slices
+from provkit.data.pacing import AuditPacer
 from provkit.errors import (
     AmbiguousAppError,
     CloudNotSupportedError,
@@ -262,7 +263,7 @@ def test_pacer_after_a_429_holds_every_call_until_retry_after_and_widens_its_mar
 def test_one_pacer_per_caller_identity(
     server: RunningServer, settings: Settings, tokens: TokenProvider
 ) -> None:
-    from provkit.data.graph import shared_pacer
+    from provkit.data.pacing import shared_pacer
 
     first, second = GraphClient(settings, tokens), GraphClient(settings, tokens)
     assert first.pacer is second.pacer is shared_pacer(settings)

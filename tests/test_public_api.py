@@ -9,14 +9,25 @@ from provkit import errors
 
 
 def test_all_lists_exactly_the_public_names():
+    # The names are loaded on first use (provkit.__getattr__): dir() lists them before they are.
     public = {
         name
-        for name in vars(provkit)
+        for name in dir(provkit)
         if not name.startswith("_") and not inspect.ismodule(getattr(provkit, name))
     }
     assert public == set(provkit.__all__) - {"__version__"}
     for name in provkit.__all__:
-        assert hasattr(provkit, name), name
+        assert getattr(provkit, name) is not None, name
+
+
+def test_importing_the_package_does_not_import_the_analysis_or_pandas():
+    """``import provkit`` (and so every ``provkit`` command) starts without pandas, plotly or the checks."""
+    import subprocess
+    import sys
+
+    code = "import sys, provkit; print(sorted(m for m in ('pandas', 'plotly', 'provkit.analysis') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_every_error_has_one_root_and_is_exported():

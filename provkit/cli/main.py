@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from provkit import __version__
+from provkit._version import __version__
 from provkit.errors import ConfigError, ProvkitError
 
 

@@ -297,7 +297,7 @@ def make_session(settings: Settings) -> requests.Session:
     those variables would then refuse the local server's certificate. Turning ``trust_env`` off also ignores proxy
     variables and .netrc, which is what a loopback server wants.
     """
-    from provkit import __version__
+    from provkit._version import __version__
 
     session = _Session()
     session.headers["User-Agent"] = f"provkit/{__version__}"

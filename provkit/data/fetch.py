@@ -20,7 +20,7 @@ quiet app is most of its calls); the log pages are requested by a thread of thei
 and writing; every other read (job status, schema, assignments, group membership, directory audits) runs in a
 side thread alongside the logs, so none delays the first log page (what they read is written from the fetch's
 own thread, which holds the store's writer lock); and every client of one identity shares one pacer
-(:func:`provkit.data.graph.shared_pacer`), so several fetches in a process (:func:`fetch_apps`, as ``provkit report``
+(:func:`provkit.data.pacing.shared_pacer`), so several fetches in a process (:func:`fetch_apps`, as ``provkit report``
 does) stay under the limit together.
 
 An interrupted fetch loses at most the piece it was reading, and the next fetch asks only for what is not covered

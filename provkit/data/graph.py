@@ -20,7 +20,6 @@ import re
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,6 +29,7 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from provkit.data.auth import Settings, TokenProvider, make_session, redact
+from provkit.data.pacing import AuditPacer, shared_pacer
 from provkit.errors import (
     AmbiguousAppError,
     CloudNotSupportedError,
@@ -43,12 +43,10 @@ from provkit.errors import (
 )
 
 __all__ = [
-    "AuditPacer",
     "GraphClient",
     "GraphStats",
     "ResolvedApp",
     "permission_for",
-    "shared_pacer",
     "time_slices",
 ]
 
@@ -86,133 +84,6 @@ ID_HINT = (
     "want the service principal object id; give provkit the app's name or either of the first two ids and it "
     "resolves the right one (GraphClient.resolve_app, or --app)."
 )
-
-
-# -------------------------------------------------------------------------------------------- pacing
-
-
-class AuditPacer:
-    """Let at most ``limit`` calls be counted in any ``per``-second window (sliding), waiting before a call.
-
-    Graph counts reporting calls (``/auditLogs``) per app and tenant: 5 per 10 s, any request type, throttled
-    ones included (reference 6.1, throttling-limits); the simulator does the same, counting each call when it
-    arrives. So a slot is taken when a call is sent and frees ``per`` + ``margin`` seconds later, whatever the
-    answer's duration. The former accounting (a slot held until ``per`` after the answer) lost one answer time
-    (about 0.5 s for a 1,000-entry page) every ``limit`` calls: 5 % of the rate, for nothing. ``margin`` covers a
-    later call being counted sooner after it was sent than an earlier one was (connection reuse, a busy server):
-    on the simulator, with margin 0.05 s, the tightest span of 6 consecutive calls the server saw was 10.02 s on
-    a quiet machine but 9.90 s on a loaded one, and that 429 cost a whole window (10 s); 0.25 s costs 1.5 s over
-    six windows (``bench/bench_fetch.py`` prints the tightest span). When a 429 comes back anyway, the service's count and ours disagree:
-    :meth:`throttled` holds every call until the Retry-After has passed, counts that call from its answer, and
-    widens ``margin`` (up to ``MAX_MARGIN``), so later calls stay clear.
-
-    One pacer per caller identity (:func:`shared_pacer`) keeps every fetch in a process under one budget.
-    Thread-safe; waits use ``sleep`` and ``clock``.
-    """
-
-    MAX_MARGIN = 2.0
-
-    def __init__(
-        self,
-        limit: int = 5,
-        per: float = 10.0,
-        *,
-        margin: float = 0.25,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        if limit < 1 or per <= 0 or margin < 0:
-            raise ConfigError(
-                f"AuditPacer needs limit >= 1, per > 0 and margin >= 0, got limit={limit}, per={per}, "
-                f"margin={margin}."
-            )
-        self.limit = limit
-        self.per = per
-        self.margin = margin
-        self._clock = clock
-        self._sleep = sleep
-        self._lock = threading.Lock()
-        self._counted: deque[float] = deque()  # when each call inside the window was counted, oldest first
-        self._blocked_until = 0.0  # after a 429: nothing is sent before this
-        self.calls = 0
-        self.throttled_calls = 0
-
-    def _wait_needed(self) -> float | None:
-        """Under the lock: None when a call may go now (its slot is taken), else seconds to wait."""
-        now = self._clock()
-        if now < self._blocked_until:
-            return self._blocked_until - now
-        span = self.per + self.margin
-        while self._counted and now - self._counted[0] >= span:
-            self._counted.popleft()
-        if len(self._counted) < self.limit:
-            self._counted.append(now)
-            self.calls += 1
-            return None
-        return max(span - (now - self._counted[0]), 0.001)
-
-    def wait_for_slot(self) -> float:
-        """Wait until a call may be sent, take its slot, and return the seconds waited."""
-        waited = 0.0
-        while True:
-            with self._lock:
-                wait = self._wait_needed()
-            if wait is None:
-                return waited
-            self._sleep(wait)
-            waited += wait
-
-    @contextlib.contextmanager
-    def slot(self) -> Iterator[float]:
-        """Wait for a slot and yield the seconds waited; the slot frees ``per`` (+ margin) after it was taken."""
-        yield self.wait_for_slot()
-
-    def throttled(self, retry_after: float | None) -> None:
-        """A call came back 429: send nothing until its Retry-After (default ``per``) has passed, count the call
-        from now, and widen the margin, since the service counted more than this pacer thought."""
-        now = self._clock()
-        with self._lock:
-            self.throttled_calls += 1
-            wait = self.per if retry_after is None else retry_after
-            self._blocked_until = max(self._blocked_until, now + wait)
-            self._counted.append(now)
-            self.margin = min(self.MAX_MARGIN, max(self.margin * 2, 0.25))
-
-    def seconds_for(self, calls: int) -> float:
-        """About how long ``calls`` more calls need under this pacer's budget from now (not their latency): the
-        free slots go at once, the rest in rounds of ``limit``, one round per window, the first when the oldest
-        call in the window leaves it. The service counts the same way, so this is what any client would wait."""
-        with self._lock:
-            now = self._clock()
-            span = self.per + self.margin
-            live = sorted(t for t in self._counted if now - t < span)
-            blocked = max(0.0, self._blocked_until - now)
-        free = max(0, self.limit - len(live))
-        beyond = calls - free
-        if beyond <= 0:
-            return blocked
-        # The window's occupants, oldest first: the calls in it now, and the free slots' calls, made at once.
-        occupants = (live + [now] * free)[-self.limit :]
-        last = beyond - 1  # the last call waits for occupant (last % limit), once per round before it
-        return blocked + max(0.0, occupants[last % self.limit] + span * (last // self.limit + 1) - now)
-
-
-_SHARED_PACERS: dict[tuple[str, str, str], AuditPacer] = {}
-_SHARED_LOCK = threading.Lock()
-
-
-def shared_pacer(settings: Settings) -> AuditPacer:
-    """The process's one pacer for a caller identity (cloud or Graph root, tenant, client id).
-
-    Graph's reporting limit is per app and tenant, so every client of that identity in this process (each app
-    of ``provkit report --all-apps``, parallel notebook fetches) must draw on the same budget.
-    """
-    key = (settings.graph_root, (settings.tenant_id or "").lower(), (settings.client_id or "").lower())
-    with _SHARED_LOCK:
-        pacer = _SHARED_PACERS.get(key)
-        if pacer is None:
-            pacer = _SHARED_PACERS[key] = AuditPacer()
-        return pacer
 
 
 # --------------------------------------------------------------------------------------------- results

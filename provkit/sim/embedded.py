@@ -31,7 +31,7 @@ class DemoTenant:
     settings: Settings | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        from provkit.data.graph import AuditPacer
+        from provkit.data.pacing import AuditPacer
         from provkit.data.sources.graph import connect
         from provkit.sim.faults import FaultPlan
         from provkit.sim.scenarios import SCENARIOS

@@ -40,7 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from provkit import __version__
+from provkit._version import __version__
 from provkit.errors import ConfigError, ProvkitError
 
 __all__ = [

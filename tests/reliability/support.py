@@ -23,7 +23,8 @@ import pytest
 
 from provkit.cli import main as cli
 from provkit.data.auth import Settings, sign_in
-from provkit.data.graph import AuditPacer, GraphClient
+from provkit.data.graph import GraphClient
+from provkit.data.pacing import AuditPacer
 from provkit.data.store import AppStore, Store
 from provkit.sim.faults import FaultPlan
 from provkit.sim.server import RunningServer, start_server

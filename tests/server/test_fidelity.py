@@ -11,8 +11,9 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 from provkit.data.auth import Settings, sign_in
-from provkit.data.graph import AuditPacer, GraphClient
+from provkit.data.graph import GraphClient
 from provkit.data.ondemand import read_on_demand
+from provkit.data.pacing import AuditPacer
 from provkit.data.stepdetails import scope_clauses
 from provkit.data.tables import events_from_records
 from provkit.errors import PermissionDeniedError

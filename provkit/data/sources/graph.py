@@ -8,7 +8,8 @@ from typing import Any
 from urllib.parse import quote
 
 from provkit.data.auth import Settings, sign_in
-from provkit.data.graph import AuditPacer, GraphClient
+from provkit.data.graph import GraphClient
+from provkit.data.pacing import AuditPacer
 from provkit.errors import GraphError
 
 MAX_GROUP_MEMBERS = 50_000
