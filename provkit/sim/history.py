@@ -163,170 +163,225 @@ def build_timeline(
     ``broken_failures`` is how many objects fail after a mapping breaks (escrow scenario); ``counts`` gives a
     cycle's (failures, exported) from its log entries, so the job status agrees with the logs.
     """
-    cycles: list[Cycle] = []
-    audits: list[Audit] = []
-    events = sorted(controls, key=lambda tc: tc[0])
-    ev = 0
-    t = origin
-    need_initial = True
-    first_initial = True
-    broken = False
-    cred_failing = False
+    walk = _JobWalk(
+        seed=seed,
+        app_index=app_index,
+        now=now,
+        events=sorted(controls, key=lambda tc: tc[0]),
+        scope_size=scope_size,
+        minutes_per_object=minutes_per_object,
+        change_rate=change_rate,
+        broken_failures=broken_failures,
+        credential_error=credential_error,
+        counts=counts,
+    )
+    walk.run(origin)
+    visible_audits = [a for a in walk.audits if window_start <= a.time <= now]
+    return Timeline(walk.cycles, visible_audits, walk.quarantine, walk.paused_at, walk.disabled_at)
+
+
+@dataclass
+class _JobWalk:
+    """The job's state while :func:`build_timeline` walks its life: one method per step of the walk.
+
+    Each loop turn applies the control events due before the next cycle (:meth:`apply_controls`), decides whether
+    anything runs (pause, disable, quarantine retry schedule), makes the cycle the job's state calls for
+    (:meth:`next_cycle`) and settles its outcome at its end (:meth:`settle`: quarantine entered, retried or left).
+    """
+
+    seed: int
+    app_index: int
+    now: int
+    events: list[tuple[int, Control]]
+    scope_size: int
+    minutes_per_object: float
+    change_rate: float
+    broken_failures: int
+    credential_error: tuple[str, str]
+    counts: Callable[[Cycle], tuple[int, int]]
+    cycles: list[Cycle] = field(default_factory=list)
+    audits: list[Audit] = field(default_factory=list)
+    ev: int = 0  # the next control event to apply
+    need_initial: bool = True
+    first_initial: bool = True
+    broken: bool = False
+    cred_failing: bool = False
     quarantine: Quarantine | None = None
     paused_at: int | None = None
     disabled_at: int | None = None
-    pending_reason = ""
-    consecutive_failures = 0
+    pending_reason: str = ""
+    consecutive_failures: int = 0
 
-    def rng_for(no: int) -> random.Random:
-        return random.Random(seed * 7_919 + app_index * 104_729 + no * 15_485_863)
+    def rng_for(self, no: int) -> random.Random:
+        return random.Random(self.seed * 7_919 + self.app_index * 104_729 + no * 15_485_863)
 
-    while True:
-        # A restart or a resume acts promptly: the next cycle starts minutes after it, not at the next interval.
-        last_end = cycles[-1].end if cycles else origin
-        if ev < len(events) and last_end <= events[ev][0] < t and events[ev][1].kind in ("reset", "resume"):
-            t = events[ev][0]
-        # Apply the control events that happened before this cycle starts.
-        while ev < len(events) and events[ev][0] <= t:
-            when, control = events[ev]
-            ev += 1
+    def run(self, origin: int) -> None:
+        t = origin
+        while True:
+            # A restart or a resume acts promptly: the next cycle starts minutes after it, not at the next interval.
+            last_end = self.cycles[-1].end if self.cycles else origin
+            upcoming = self._next_event_time()
+            if (
+                upcoming is not None
+                and last_end <= upcoming < t
+                and self.events[self.ev][1].kind in ("reset", "resume")
+            ):
+                t = self.events[self.ev][0]
+            t = self.apply_controls(t)
+            if self.paused_at is not None or self.disabled_at is not None:
+                # Nothing runs until a resume event; jump to it if one exists.
+                upcoming = self._next_event_time()
+                if upcoming is not None and upcoming < self.now and self.disabled_at is None:
+                    t = self.events[self.ev][0]
+                    continue
+                return
+            if t >= self.now:
+                return
+            if self.quarantine is not None:
+                # Quarantine attempts happen on the retry schedule, not the interval.
+                t = max(t, self.quarantine.next_attempt)
+                if t >= self.now:
+                    return
+                upcoming = self._next_event_time()
+                if upcoming is not None and upcoming <= t:
+                    continue
+                if t - self.quarantine.series_began >= QUARANTINE_DISABLE_AFTER:
+                    self.disabled_at = self.quarantine.series_began + QUARANTINE_DISABLE_AFTER
+                    self.audits.append(Audit(self.disabled_at, STOP, "quarantine-expired", actor="service"))
+                    return
+            rng = self.rng_for(len(self.cycles))
+            cycle = self.next_cycle(t, rng)
+            self.cycles.append(cycle)
+            if cycle.end <= self.now:
+                self.settle(cycle)
+            if self.quarantine is not None:
+                t = max(cycle.end + MINUTE, self.quarantine.next_attempt)
+            else:
+                t = max(cycle.start + INTERVAL + rng.randrange(30 * TICKS), cycle.end + MINUTE)
+
+    def _next_event_time(self) -> int | None:
+        """The time of the next control event not yet applied, None when all are."""
+        return self.events[self.ev][0] if self.ev < len(self.events) else None
+
+    def apply_controls(self, t: int) -> int:
+        """Apply the control events that happened by ``t`` (before this cycle starts); return the new ``t``."""
+        while (upcoming := self._next_event_time()) is not None and upcoming <= t:
+            when, control = self.events[self.ev]
+            self.ev += 1
             if control.kind == "reset" or control.kind == "mapping-breaks":
                 reason = control.reason or "restart"
                 activity = RESTART if reason == "restart" else MAPPING_OR_SCOPE
-                audits.append(Audit(when, activity, reason, {"WatermarkReset": "True"}, control.actor))
-                need_initial = True
-                pending_reason = reason
+                self.audits.append(Audit(when, activity, reason, {"WatermarkReset": "True"}, control.actor))
+                self.need_initial = True
+                self.pending_reason = reason
                 if control.kind == "mapping-breaks":
-                    broken = True
-                if reason == "restart" and quarantine is not None:
+                    self.broken = True
+                if reason == "restart" and self.quarantine is not None:
                     # A restart clears the quarantine; credentials that are still bad put the job back
                     # into it at the next cycle (only a credentials update fixes them).
-                    quarantine = None
+                    self.quarantine = None
                 t = max(t, when + 2 * MINUTE)
             elif control.kind == "credential-failure":
-                cred_failing = True
-                audits.append(
+                self.cred_failing = True
+                self.audits.append(
                     Audit(when, SETTINGS, "credential-change", {"Secret": "SecretToken"}, control.actor)
                 )
             elif control.kind == "pause":
-                paused_at = when
-                audits.append(Audit(when, STOP, "pause", actor=control.actor))
+                self.paused_at = when
+                self.audits.append(Audit(when, STOP, "pause", actor=control.actor))
             elif control.kind == "resume":
-                paused_at = None
-                if quarantine is not None:
-                    quarantine = None
-                audits.append(Audit(when, START, "start", actor=control.actor))
+                self.paused_at = None
+                if self.quarantine is not None:
+                    self.quarantine = None
+                self.audits.append(Audit(when, START, "start", actor=control.actor))
                 t = max(t, when + MINUTE)
             elif control.kind == "disable":
-                disabled_at = when
-                audits.append(Audit(when, STOP, "disable", actor=control.actor))
+                self.disabled_at = when
+                self.audits.append(Audit(when, STOP, "disable", actor=control.actor))
             elif control.kind == "scope-to-assigned":
                 # inference: the audit's modified property names the SyncAll secret and its new value; the
                 # documented mapping only says the activity is "Update provisioning setting or credentials".
                 # Per the known issue the change does not take effect until a restart, so cycles go on as before.
-                audits.append(Audit(when, SETTINGS, "scope-change", {"SyncAll": "False"}, control.actor))
-        if paused_at is not None or disabled_at is not None:
-            # Nothing runs until a resume event; jump to it if one exists.
-            if ev < len(events) and events[ev][0] < now and disabled_at is None:
-                t = events[ev][0]
-                continue
-            break
-        if t >= now:
-            break
+                self.audits.append(Audit(when, SETTINGS, "scope-change", {"SyncAll": "False"}, control.actor))
+        return t
 
-        no = len(cycles)
-        rng = rng_for(no)
-        if quarantine is not None:
-            # Quarantine attempts happen on the retry schedule, not the interval.
-            t = max(t, quarantine.next_attempt)
-            if t >= now or (ev < len(events) and events[ev][0] <= t):
-                if t >= now:
-                    break
-                continue
-            if t - quarantine.series_began >= QUARANTINE_DISABLE_AFTER:
-                disabled_at = quarantine.series_began + QUARANTINE_DISABLE_AFTER
-                audits.append(Audit(disabled_at, STOP, "quarantine-expired", actor="service"))
-                break
-        if quarantine is not None and cred_failing:
+    def next_cycle(self, t: int, rng: random.Random) -> Cycle:
+        """The cycle the job's state calls for, starting at ``t``."""
+        no = len(self.cycles)
+        if self.quarantine is not None and self.cred_failing:
             cycle = Cycle(no, "incremental", "attempt", t, t + 20 * TICKS + rng.randrange(40 * TICKS), 0)
-            cycle.state, (cycle.error_code, cycle.error_message) = "Failed", credential_error
-        elif quarantine is not None and broken:
-            n = broken_failures
-            dur = int((20 + n * minutes_per_object * 60 * 0.5) * TICKS)
+            cycle.state, (cycle.error_code, cycle.error_message) = "Failed", self.credential_error
+        elif self.quarantine is not None and self.broken:
+            n = self.broken_failures
+            dur = int((20 + n * self.minutes_per_object * 60 * 0.5) * TICKS)
             cycle = Cycle(no, "incremental", "escrow-retry", t, t + dur, n)
-        elif cred_failing:
-            n = min(5, max(1, scope_size // 50))
+        elif self.cred_failing:
+            n = min(5, max(1, self.scope_size // 50))
             cycle = Cycle(no, "incremental", "cred-fail", t, t + 45 * TICKS + rng.randrange(30 * TICKS), n)
             cycle.failures, cycle.state = n, "Failed"
-            cycle.error_code, cycle.error_message = credential_error
-        elif need_initial:
-            mode = "broken-initial" if broken else ("initial-first" if first_initial else "initial-reset")
-            minutes = max(2.0, scope_size * minutes_per_object * (1.0 if mode == "initial-first" else 0.5))
+            cycle.error_code, cycle.error_message = self.credential_error
+        elif self.need_initial:
+            mode = (
+                "broken-initial"
+                if self.broken
+                else ("initial-first" if self.first_initial else "initial-reset")
+            )
+            share = 1.0 if mode == "initial-first" else 0.5
+            minutes = max(2.0, self.scope_size * self.minutes_per_object * share)
             dur = int(minutes * MINUTE * (0.9 + 0.2 * rng.random()))
-            cycle = Cycle(no, "initial", mode, t, t + dur, scope_size, reset_reason=pending_reason)
-            need_initial = False
-            first_initial = False
-            pending_reason = ""
+            cycle = Cycle(no, "initial", mode, t, t + dur, self.scope_size, reset_reason=self.pending_reason)
+            self.need_initial = False
+            self.first_initial = False
+            self.pending_reason = ""
         else:
-            lam = change_rate
-            n = _poisson(rng, lam)
-            dur = int((15 + rng.random() * 20 + n * minutes_per_object * 60) * TICKS)
+            n = _poisson(rng, self.change_rate)
+            dur = int((15 + rng.random() * 20 + n * self.minutes_per_object * 60) * TICKS)
             cycle = Cycle(no, "incremental", "incremental", t, t + dur, n)
         if cycle.mode not in ("attempt", "cred-fail"):
-            cycle.failures, cycle.exported = counts(cycle)
+            cycle.failures, cycle.exported = self.counts(cycle)
             cycle.state = "EntryLevelErrors" if cycle.failures else "Succeeded"
-        cycles.append(cycle)
+        return cycle
 
-        # Outcome of the cycle at its end.
-        if cycle.end <= now:
-            if cycle.mode == "cred-fail":
-                consecutive_failures += 1
-                quarantine = Quarantine(
-                    reason="EncounteredQuarantineException",
-                    series_began=cycle.end,
-                    current_began=cycle.end,
-                    next_attempt=cycle.end + RETRY_OFFSETS[0],
-                    series_count=1,
-                    error_code=credential_error[0],
-                    error_message=credential_error[1],
+    def settle(self, cycle: Cycle) -> None:
+        """The outcome of a finished cycle: the job enters quarantine, stays in it (one more attempt) or not."""
+        if cycle.mode == "cred-fail":
+            self.consecutive_failures += 1
+            code, message = self.credential_error
+            self._enter_quarantine(cycle, "EncounteredQuarantineException", code, message)
+        elif cycle.mode == "attempt" and self.quarantine is not None:
+            self.consecutive_failures += 1
+            self._retry(cycle)
+        elif cycle.failures and escrow_threshold_reached(cycle.failures, max(cycle.entries, 1)):
+            if self.quarantine is None:
+                message = (
+                    f"{cycle.failures} of {cycle.entries} provisioning events failed in the last cycle, "
+                    "over the 40% escrow threshold; the job was quarantined."
                 )
-                audits.append(Audit(cycle.end, QUARANTINE, "EncounteredQuarantineException", actor="service"))
-            elif cycle.mode == "attempt" and quarantine is not None:
-                consecutive_failures += 1
-                quarantine.series_count += 1
-                quarantine.current_began = cycle.end
-                quarantine.next_attempt = _next_attempt(quarantine.series_began, cycle.start)
-            elif cycle.failures and escrow_threshold_reached(cycle.failures, max(cycle.entries, 1)):
-                if quarantine is None:
-                    quarantine = Quarantine(
-                        reason="EncounteredEscrowProportionThreshold",
-                        series_began=cycle.end,
-                        current_began=cycle.end,
-                        next_attempt=cycle.end + RETRY_OFFSETS[0],
-                        series_count=1,
-                        error_code="EncounteredEscrowProportionThreshold",
-                        error_message=(
-                            f"{cycle.failures} of {cycle.entries} provisioning events failed in the last cycle, "
-                            "over the 40% escrow threshold; the job was quarantined."
-                        ),
-                    )
-                    audits.append(
-                        Audit(cycle.end, QUARANTINE, "EncounteredEscrowProportionThreshold", actor="service")
-                    )
-                else:
-                    quarantine.series_count += 1
-                    quarantine.current_began = cycle.end
-                    quarantine.next_attempt = _next_attempt(quarantine.series_began, cycle.start)
-                consecutive_failures = 0
+                reason = "EncounteredEscrowProportionThreshold"
+                self._enter_quarantine(cycle, reason, reason, message)
             else:
-                consecutive_failures = 0
-        if quarantine is not None:
-            t = max(cycle.end + MINUTE, quarantine.next_attempt)
+                self._retry(cycle)
+            self.consecutive_failures = 0
         else:
-            t = max(cycle.start + INTERVAL + rng.randrange(30 * TICKS), cycle.end + MINUTE)
+            self.consecutive_failures = 0
 
-    visible_audits = [a for a in audits if window_start <= a.time <= now]
-    return Timeline(cycles, visible_audits, quarantine, paused_at, disabled_at)
+    def _enter_quarantine(self, cycle: Cycle, reason: str, code: str, message: str) -> None:
+        self.quarantine = Quarantine(
+            reason=reason,
+            series_began=cycle.end,
+            current_began=cycle.end,
+            next_attempt=cycle.end + RETRY_OFFSETS[0],
+            series_count=1,
+            error_code=code,
+            error_message=message,
+        )
+        self.audits.append(Audit(cycle.end, QUARANTINE, reason, actor="service"))
+
+    def _retry(self, cycle: Cycle) -> None:
+        assert self.quarantine is not None
+        self.quarantine.series_count += 1
+        self.quarantine.current_began = cycle.end
+        self.quarantine.next_attempt = _next_attempt(self.quarantine.series_began, cycle.start)
 
 
 def _next_attempt(series_began: int, last_attempt: int) -> int:
