@@ -2,16 +2,34 @@
 
 Analysis functions (cycles, checks, explain) take an :class:`Evidence` and never fetch. It is built from the
 store (after a fetch or an import), or straight from the simulated tenant in tests (no HTTP in between).
+
+Windows are applied here, once, for every source: :meth:`Evidence.cut` limits evidence to a window (log entries,
+their steps and properties, directory audits; the job status kept), :func:`stored_evidence` reads a stored app for a
+``since`` / ``start`` / ``end`` window offline (a ``since`` window counts back from the end of what the store holds,
+not from the clock), and a fetch's evidence is cut to the window it was fetched for, since the store may hold more.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
-from provkit.data.tables import Tables, empty_tables, events_from_records, jobs_from_records
+from provkit.data.store import AppStore, subtract_ranges
+from provkit.data.tables import (
+    Tables,
+    empty_tables,
+    events_from_records,
+    jobs_from_records,
+    parse_graph_time,
+)
+from provkit.window import resolve_window
 
 
 @dataclass
@@ -41,12 +59,12 @@ class Evidence:
     display_name: str
     tables: Tables = field(default_factory=empty_tables)
     jobs: pd.DataFrame | None = None
-    job: dict | None = None
-    schema: dict | None = None
-    assignments: list[dict] = field(default_factory=list)
-    groups: dict[str, dict] = field(default_factory=dict)
-    audits: list[dict] = field(default_factory=list)
-    users: dict[str, dict] = field(default_factory=dict)
+    job: dict[str, Any] | None = None
+    schema: dict[str, Any] | None = None
+    assignments: list[dict[str, Any]] = field(default_factory=list)
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    audits: list[dict[str, Any]] = field(default_factory=list)
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     window: tuple[datetime, datetime] | None = None
     source: str = "graph"
@@ -63,8 +81,6 @@ class Evidence:
         window = self.window or self.coverage_window
         if window is None or not self.covered:
             return None
-        from provkit.data.store import subtract_ranges
-
         return subtract_ranges(window[0], window[1], self.covered)
 
     @property
@@ -75,7 +91,7 @@ class Evidence:
     def steps(self) -> pd.DataFrame:
         return self.tables.steps
 
-    def steps_of(self, event_ids) -> pd.DataFrame:
+    def steps_of(self, event_ids: Iterable[str]) -> pd.DataFrame:
         """The steps of the given entries. From the store this reads only their rows, where ``steps`` reads all
         of them (a million entries have about five million steps: over a gigabyte); analyses that need the steps
         of a few entries should ask for those."""
@@ -85,16 +101,168 @@ class Evidence:
         steps = self.tables.steps
         return steps[steps["event_id"].isin(set(event_ids))].reset_index(drop=True)
 
+    def cut(
+        self,
+        window: tuple[datetime, datetime] | None = None,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> Evidence:
+        """This evidence limited to the window [start, end): a new Evidence (this one is left as it is).
+
+        The window is ``window`` (as :func:`provkit.window.resolve_window` returns it) or ``start`` / ``end``; a
+        side not given is this evidence's own (its window's, else its first entry's start; its ``now``).
+
+        - Cut to the window: the log entries (events, and the steps and properties of the entries kept; steps and
+          properties read from the store stay unread until an analysis uses them), the directory audits, and the
+          per-cycle counts a source summarised itself (the cycles that overlap the window, with their counts).
+        - Kept: the job status (``job``) and the job-status snapshots, except those that describe a later state:
+          taken after the window's end and reporting an execution, quarantine or progress from then on (a
+          fetch's snapshot is stamped with its clock, a little past the end of the window it asked for, and of a
+          simulated tenant far from it; what the snapshot reports tells). The configuration and directory facts
+          (schema, assignments, groups, users) describe the present: kept.
+        - ``window`` (and ``coverage_window``) become the cut's, so ``coverage_gaps`` names what no fetch covered
+          of it; ``now`` becomes the window's end when that is earlier.
+        """
+        w_start, w_end = self._bounds(window, start, end)
+        if w_start >= w_end:
+            raise ValueError(f"empty or reversed window: {w_start:%Y-%m-%d %H:%M} to {w_end:%Y-%m-%d %H:%M}")
+        now = _utc(self.now)
+        lo, hi = pd.Timestamp(w_start), pd.Timestamp(w_end)
+        tables = self.tables
+        times = tables.events["activity_time"]
+        keep = ((times >= lo) & (times < hi)).to_numpy()
+        if not keep.all():
+            tables = _WindowTables(tables, tables.events[keep].reset_index(drop=True))
+        jobs = self.jobs
+        if jobs is not None and len(jobs) and "snapshot_time" in jobs:
+            later = _later_snapshots(jobs, hi)
+            if later.any():
+                jobs = jobs[~later].reset_index(drop=True)
+        observed = self.observed_cycles
+        if observed is not None and len(observed[0]):
+            frame = observed[0]
+            overlaps = ((frame["last"] >= lo) & (frame["first"] < hi)).to_numpy()
+            observed = (frame[overlaps].reset_index(drop=True), observed[1])
+        return dataclasses.replace(
+            self,
+            tables=tables,
+            jobs=jobs,
+            audits=[a for a in self.audits if _in_window(a.get("activityDateTime"), lo, hi)],
+            now=min(now, w_end),
+            window=(w_start, w_end),
+            coverage_window=(w_start, w_end),
+            observed_cycles=observed,
+        )
+
+    def _bounds(
+        self, window: tuple[datetime, datetime] | None, start: datetime | None, end: datetime | None
+    ) -> tuple[datetime, datetime]:
+        if window is not None:
+            if start is not None or end is not None:
+                raise ValueError("give either window or start/end, not both")
+            start, end = window
+        if start is None:
+            if self.window is not None:
+                start = self.window[0]
+            elif len(self.events):
+                start = pd.Timestamp(self.events["activity_time"].min()).to_pydatetime()
+            else:
+                start = _utc(end if end is not None else self.now)
+        return _utc(start), _utc(end if end is not None else self.now)
+
+
+class _WindowTables(Tables):
+    """The entries of a window and the steps and properties of those entries only, taken from ``base`` when an
+    analysis first asks for them (lazy stored tables stay lazy; ``steps_of`` reads only the entries it names)."""
+
+    def __init__(self, base: Tables, events: pd.DataFrame) -> None:
+        self.events = events
+        self.rejects = list(base.rejects)  # input problems, not bound to a time
+        self._base = base
+        self._ids = events["id"]
+        self._loaded: dict[str, pd.DataFrame] = {}
+
+    def _get(self, name: str) -> pd.DataFrame:
+        if name not in self._loaded:
+            frame = self._base.steps if name == "steps" else self._base.properties
+            self._loaded[name] = frame[frame["event_id"].isin(self._ids)].reset_index(drop=True)
+        return self._loaded[name]
+
+    def steps_of(self, event_ids: Iterable[str]) -> pd.DataFrame:
+        """The steps of those of ``event_ids`` that are in the window."""
+        wanted = set(self._ids[self._ids.isin({str(i) for i in event_ids})])
+        if "steps" in self._loaded:
+            steps = self._loaded["steps"]
+            return steps[steps["event_id"].isin(wanted)].reset_index(drop=True)
+        steps_of = getattr(self._base, "steps_of", None)
+        if steps_of is not None:
+            result: pd.DataFrame = steps_of(wanted)
+            return result
+        steps = self._base.steps
+        return steps[steps["event_id"].isin(wanted)].reset_index(drop=True)
+
+    @property
+    def steps(self) -> pd.DataFrame:
+        return self._get("steps")
+
+    @steps.setter
+    def steps(self, value: pd.DataFrame) -> None:
+        self._loaded["steps"] = value
+
+    @property
+    def properties(self) -> pd.DataFrame:
+        return self._get("properties")
+
+    @properties.setter
+    def properties(self, value: pd.DataFrame) -> None:
+        self._loaded["properties"] = value
+
+    def __repr__(self) -> str:  # the dataclass's would read every step to count them
+        return f"Tables(events={len(self.events)} rows of a window, rejects={len(self.rejects)})"
+
+
+def _utc(moment: datetime) -> datetime:
+    """An aware UTC datetime (naive values are UTC, as on the command line)."""
+    if isinstance(moment, pd.Timestamp):
+        moment = moment.to_pydatetime()
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _later_snapshots(jobs: pd.DataFrame, end: pd.Timestamp) -> npt.NDArray[np.bool_]:
+    """Which job-status snapshots describe a state after ``end``: taken after it, and reporting an execution,
+    a quarantine, progress or a steady state that began or ended at or after it."""
+    taken: npt.NDArray[np.bool_] = (jobs["snapshot_time"] > end).to_numpy(dtype=bool, na_value=False)
+    reported = [
+        c
+        for c in jobs.columns
+        if c.endswith(("_began", "_ended")) or c in ("progress_time", "steady_state_last")
+    ]
+    if not taken.any() or not reported:
+        return np.zeros(len(jobs), dtype=bool)
+    times = jobs[reported].apply(lambda column: pd.to_datetime(column, utc=True))
+    reports_later: npt.NDArray[np.bool_] = (times >= end).any(axis=1).to_numpy(dtype=bool)
+    later: npt.NDArray[np.bool_] = np.logical_and(taken, reports_later)
+    return later
+
+
+def _in_window(value: object, lo: pd.Timestamp, hi: pd.Timestamp) -> bool:
+    """Whether a directory audit's ``activityDateTime`` lies in [lo, hi); an unreadable time is kept (it cannot be
+    placed outside, and nothing is dropped without a reason)."""
+    when = parse_graph_time(value)
+    return bool(pd.isna(when) or lo <= when < hi)
+
 
 def from_store(
-    app_store, *, now: datetime | None = None, coverage: tuple[datetime, datetime] | None = None
+    app_store: AppStore, *, now: datetime | None = None, coverage: tuple[datetime, datetime] | None = None
 ) -> Evidence:
     """Evidence from one app's folder in the store (works offline). With ``coverage`` (the window asked for),
     ``coverage_gaps`` lists the ranges of it that no fetch covered."""
     manifest = app_store.manifest()
     info = manifest.get("app", {})
     jobs = app_store.jobs()
-    job_list = app_store.meta("jobs") or []
+    # The meta files hold Graph JSON as fetch wrote it (provkit.data.fetch).
+    job_list = cast(list[dict[str, Any]], app_store.meta("jobs") or [])
     fetches = manifest.get("fetches") or []
     when = now
     if when is None and fetches:
@@ -107,17 +275,81 @@ def from_store(
         tables=app_store.tables(lazy=True),  # steps and properties read if an analysis uses them
         jobs=jobs,
         job=job_list[0] if job_list else None,
-        schema=app_store.meta("schema"),
-        assignments=app_store.meta("assignments") or [],
-        groups=app_store.meta("groups") or {},
+        schema=cast(dict[str, Any] | None, app_store.meta("schema")),
+        assignments=cast(list[dict[str, Any]], app_store.meta("assignments") or []),
+        groups=cast(dict[str, dict[str, Any]], app_store.meta("groups") or {}),
         audits=app_store.audit_records(),
-        users=app_store.meta("users") or {},
+        users=cast(dict[str, dict[str, Any]], app_store.meta("users") or {}),
         now=when or datetime.now(UTC),
         source=info.get("source", "graph"),
     )
     evidence.covered = app_store.covered() or None
     evidence.coverage_window = coverage
     return evidence
+
+
+def stored_evidence(
+    app_store: AppStore,
+    *,
+    since: str | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    clock: datetime | None = None,
+) -> Evidence:
+    """One stored app's evidence for a window, read offline and cut to it (:meth:`Evidence.cut`).
+
+    - ``since`` (``2h``, ``7d``) counts back from the end of what the store holds, not from the clock, so a store
+      read later tells the same story: the store's "now" (:meth:`AppStore.store_now`, the end of the latest
+      window a fetch asked for, kept even when that fetch was interrupted, so the time after the last complete
+      fetch shows as not covered in ``coverage_gaps`` rather than silently empty); for a store of imports only,
+      just after its newest entry.
+    - ``start`` / ``end`` are taken as given (``end`` defaults to ``clock``, default now): days the store lacks
+      show as not covered.
+    - None of them: the whole store, with its window from the first covered moment to its end when fetches
+      covered it (imports only: no window).
+
+    Raises ConfigError for both ``since`` and ``start``/``end``, and for empty, reversed or future windows.
+    """
+    stored_now = app_store.store_now()
+    evidence = from_store(app_store, now=stored_now)
+    if not (since or start or end):
+        if evidence.covered and stored_now is not None:
+            evidence.window = (evidence.covered[0][0], max(stored_now, evidence.covered[-1][1]))
+        return evidence
+    if since and not (start or end):
+        store_end = stored_now or _after_newest(evidence.events)
+        if store_end is None:  # an empty store: nothing to count back from but the clock
+            store_end = _utc(clock or datetime.now(UTC))
+        window = resolve_window(since=since, now=store_end)
+    else:
+        window = resolve_window(since=since, start=start, end=end, now=clock)
+    return evidence.cut(window)
+
+
+def _after_newest(events: pd.DataFrame) -> datetime | None:
+    """Just after the newest entry (a window's end is excluded), None when there are none."""
+    if not len(events):
+        return None
+    newest = pd.Timestamp(events["activity_time"].max())
+    return _utc(newest.ceil("us").to_pydatetime() + timedelta(microseconds=1))
+
+
+def describe_window(evidence: Evidence, *, since: str | None = None) -> str:
+    """Which window evidence covers, in words for a command's output: ``window 2025-03-01 06:00 to 2025-03-01
+    12:00 UTC (the last 6h of what the store holds)``; ``the whole store, window ...`` when none was asked for."""
+    window = evidence.window
+    if window is None:
+        return "every stored entry (no fetch recorded which time the store covers)"
+    span = f"window {_utc(window[0]):%Y-%m-%d %H:%M} to {_utc(window[1]):%Y-%m-%d %H:%M} UTC"
+    if evidence.coverage_window is None:
+        return f"the whole store, {span}"
+    return f"{span} (the last {since} of what the store holds)" if since else span
+
+
+def fetched_evidence(app_store: AppStore, window: tuple[datetime, datetime]) -> Evidence:
+    """The evidence of an app just fetched into ``app_store`` for ``window``: the store may hold more than the
+    window (earlier fetches), so it is cut to it; ``now`` is the window's end."""
+    return from_store(app_store, now=window[1]).cut(window)
 
 
 def from_simulator(tenant, app, *, max_entries: int | None = None) -> Evidence:

@@ -228,10 +228,16 @@ def load(
     start, end = start or None, end or None
     if start or end:
         since = None
-    if source == "store":
-        loaded = load_evidence(app, source="store", store=store, tenant_id=tenant_id or None)
-        _cut_to_window(loaded.evidence, store=store, tenant_id=tenant_id, since=since, start=start, end=end)
-        return loaded
+    if source == "store":  # cut to the window by the data layer (provkit.data.evidence.stored_evidence)
+        return load_evidence(
+            app,
+            source="store",
+            since=since,
+            start=start,
+            end=end,
+            store=store or None,
+            tenant_id=tenant_id or None,
+        )
     client = None
     demo_options = None
     if source == "demo":
@@ -250,53 +256,6 @@ def load(
         progress=source == "graph",
         demo_options=demo_options,
     )
-
-
-def _cut_to_window(
-    evidence: Evidence,
-    *,
-    store: str | None,
-    tenant_id: str | None,
-    since: str | None,
-    start: str | None,
-    end: str | None,
-) -> None:
-    """Limit stored evidence to [start, end): the events in it, and the job snapshots taken before its end.
-
-    The end defaults to the end of the time the store covers (for the demo, the simulated now), not the
-    clock, so a store read later tells the same story as when it was fetched.
-    """
-    from provkit.data.store import Store
-    from provkit.window import resolve_window
-
-    covered = Store(store).find(evidence.service_principal_id, tenant_id or None).covered()
-    default_end = covered[-1][1] if covered else evidence.now
-    if not (since or start or end):
-        first = covered[0][0] if covered else None
-        if first is not None:
-            evidence.window = (first, default_end)
-            evidence.now = default_end
-        return
-    if since:
-        w_start, w_end = resolve_window(since=since, now=default_end)
-    else:
-        w_start, w_end = resolve_window(start=start, end=end, now=default_end)
-    evidence.window = (w_start, w_end)
-    evidence.now = w_end
-    tables = evidence.tables
-    times = tables.events["activity_time"]
-    keep = (times >= pd.Timestamp(w_start)) & (times < pd.Timestamp(w_end))
-    if not bool(keep.all()):
-        events = tables.events[keep]
-        ids = set(events["id"])
-        tables.events = events.reset_index(drop=True)
-        tables.steps = tables.steps[tables.steps["event_id"].isin(ids)].reset_index(drop=True)
-        tables.properties = tables.properties[tables.properties["event_id"].isin(ids)].reset_index(drop=True)
-    jobs = evidence.jobs
-    # Snapshots are stamped with the clock of the fetch; keep them all when the window reaches the store's end.
-    if jobs is not None and len(jobs) and "snapshot_time" in jobs and w_end < default_end:
-        taken = jobs["snapshot_time"]
-        evidence.jobs = jobs[taken.isna() | (taken <= pd.Timestamp(w_end))].reset_index(drop=True)
 
 
 # ---- where the evidence comes from ---------------------------------------------------------------------------

@@ -27,7 +27,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from provkit.data.evidence import Evidence, from_store
+from provkit.data.evidence import (
+    Evidence,
+    describe_window,
+    fetched_evidence,
+    stored_evidence,
+)
 from provkit.data.fetch import FetchProgress, FetchSummary, fetch_app
 from provkit.data.store import Store
 from provkit.errors import ConfigError
@@ -150,22 +155,12 @@ def load_evidence(
     if source == "store":
         st = Store(store)
         app_store = st.find(app, tenant_id)
-        coverage = None
-        if since or start or end:
-            # --since counts back from the last moment the store was asked to cover (its "now"); explicit
-            # --start/--end are taken as given, so missing days after an interrupted fetch show as missing.
-            stored_now = app_store.store_now()
-            if stored_now is not None:
-                coverage = resolve_window(
-                    since=since if not (start or end) else None,
-                    start=start,
-                    end=end,
-                    now=stored_now if not (start or end) else None,
-                )
-        evidence = from_store(app_store, coverage=coverage)
-        return Loaded(
-            evidence, None, f"Read {app!r} from the store at {app_store.path}", source="store", store=st.root
-        )
+        # Cut to the window here, once, for every caller: --since counts back from the end of what the store
+        # holds; explicit --start/--end are taken as given, so missing days show as missing.
+        since = None if (start or end) else since
+        evidence = stored_evidence(app_store, since=since, start=start, end=end)
+        read = f"Read {app!r} from the store at {app_store.path}; {describe_window(evidence, since=since)}"
+        return Loaded(evidence, None, read, source="store", store=st.root)
     client, tenant_id, st, window = fetch_target(
         source,
         since=since,
@@ -228,8 +223,7 @@ def loaded_after_fetch(
     summary: FetchSummary | None, app_store, window: tuple[datetime, datetime], source: str, resolved: str
 ) -> Loaded:
     """The evidence of an app just fetched into ``app_store`` for ``window``."""
-    evidence = from_store(app_store, now=window[1], coverage=window)
-    evidence.window = window
+    evidence = fetched_evidence(app_store, window)  # cut: the store may hold more than this window
     evidence.source = source
     # The store's root folder: app folders sit at <root>/<tenant>/<service principal>.
     return Loaded(evidence, summary, resolved, source=source, store=Path(app_store.path).parent.parent)
