@@ -27,6 +27,8 @@ import pytest
 from provkit.analysis import cycles
 from provkit.analysis.checks import run_checks
 from provkit.cli.main import main
+from provkit.data.auth import Settings, sign_in
+from provkit.data.graph import GraphClient
 from provkit.data.store import Store
 from provkit.sim.server import RunningServer, start_server
 from provkit.sim.tenant import Tenant
@@ -266,6 +268,43 @@ def test_postmortem_offline_covers_the_incident_window(env: Env) -> None:
     assert stated_window(run.err) == minutes(PAST)
     text = Path(run.out.strip()).read_text(encoding="utf-8")
     assert f"{PAST[0]:%Y-%m-%d %H:%M}" in text and f"{PAST[1]:%Y-%m-%d %H:%M}" in text
+
+
+# ---- imports ------------------------------------------------------------------------------------------------
+def saved_pages(env: Env, path: Path) -> Path:
+    """The three days of APP's provisioning logs as Graph pages saved to a file (one page a line), as an admin
+    saves them from Graph Explorer or a script, for ``provkit import``."""
+    settings = Settings.from_env(env.settings)
+    tokens = sign_in(
+        settings, method="secret", secret=env.settings["PROVKIT_CLIENT_SECRET"], cache_path=False
+    )
+    client = GraphClient(settings, tokens)
+    sp_id = client.resolve_app(APP).service_principal_id
+    pages = client.provisioning_pages(sp_id, NOW - timedelta(days=DAYS), NOW, page_size=100)
+    path.write_text("".join(json.dumps(page) + "\n" for page in pages), encoding="utf-8")
+    return path
+
+
+def test_imported_logs_are_cut_to_the_window_counted_back_from_their_newest_entry(env: Env) -> None:
+    """A store of imports has no fetch to say when it ends: ``--since`` counts back from its newest entry (not
+    from the clock, which would leave nothing), and the entries are those of that window."""
+    imported = env.home / "imported"
+    env.run("import", str(saved_pages(env, env.home / "pages.jsonl")), "--store", str(imported))
+    events = Store(env.store).find(APP).tables().events
+    newest = events["activity_time"].max()
+
+    loaded = notebook_load(APP, source="store", store=str(imported), since="6h")
+    start, end = (pd.Timestamp(t) for t in loaded.evidence.window)
+    assert end - start == timedelta(hours=6) and timedelta(0) < end - newest <= timedelta(milliseconds=1)
+    expected = events[(events["activity_time"] >= start) & (events["activity_time"] < end)]
+    assert 0 < len(expected) < len(events) / 5
+    assert sorted(loaded.evidence.events["id"]) == sorted(expected["id"])
+    assert loaded.evidence.coverage_gaps is None  # an import says nothing about what time it covers
+
+    run = env.run("cycles", "--offline", "--app", APP, "--store", str(imported), "--since", "6h", "--json")
+    assert stated_window(run.err) == minutes((start.to_pydatetime(), end.to_pydatetime()))
+    # An import holds no job status: only the cycles its entries name.
+    assert {row[0] for row in cycle_rows(run.out) if row[0]} == set(expected["cycle_id"].dropna())
 
 
 # ---- the data layer: Evidence.cut -------------------------------------------------------------------------------
