@@ -16,6 +16,7 @@ import io
 import json
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -178,6 +179,19 @@ def test_cycles_offline_lists_the_cycles_of_the_window_only(
     assert table_rows(cycles.cycles_table(loaded.evidence)) == got
     for start in (row[1] for row in got if row[3]):  # cycles with entries begin inside the window
         assert window[0] <= datetime.fromisoformat(start) < window[1]
+
+
+def test_a_fetch_into_a_store_holding_more_reads_its_window_only(env: Env, tmp_path: Path) -> None:
+    """Online too: fetching a window into a store that already holds three days analyses that window, not the
+    store (the fetch asks only for what is missing; the evidence is then read from the store)."""
+    store = tmp_path / "store"
+    shutil.copytree(env.store, store)
+    online = env.run("cycles", "--app", APP, "--store", str(store), *window_args(PAST), "--json")
+    offline = env.run(
+        "cycles", "--offline", "--app", APP, "--store", str(env.store), *window_args(PAST), "--json"
+    )
+    assert cycle_rows(online.out) == cycle_rows(offline.out)
+    assert 3 <= len(cycle_rows(online.out)) <= 12
 
 
 # ---- diagnose ---------------------------------------------------------------------------------------------------
