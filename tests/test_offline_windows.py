@@ -31,6 +31,7 @@ from provkit.cli.main import main
 from provkit.data.auth import Settings, sign_in
 from provkit.data.graph import GraphClient
 from provkit.data.store import Store
+from provkit.errors import ConfigError
 from provkit.sim.server import RunningServer, start_server
 from provkit.sim.tenant import Tenant
 from provkit.workbook.notebook import load as notebook_load
@@ -348,3 +349,5 @@ def test_cut_keeps_job_status_and_reads_steps_of_the_window_only(env: Env) -> No
     # Snapshots taken after a window that ends before the store's end describe a later state.
     assert cut.jobs is not None and (cut.jobs["snapshot_time"] <= pd.Timestamp(PAST[1])).all()
     assert evidence.cut(LAST_6H).jobs is not None and len(evidence.cut(LAST_6H).jobs) == len(evidence.jobs)
+    with pytest.raises(ConfigError, match="empty or reversed"):
+        evidence.cut((PAST[1], PAST[0]))

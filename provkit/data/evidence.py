@@ -29,6 +29,7 @@ from provkit.data.tables import (
     jobs_from_records,
     parse_graph_time,
 )
+from provkit.errors import ConfigError
 from provkit.window import resolve_window
 
 
@@ -126,7 +127,10 @@ class Evidence:
         """
         w_start, w_end = self._bounds(window, start, end)
         if w_start >= w_end:
-            raise ValueError(f"empty or reversed window: {w_start:%Y-%m-%d %H:%M} to {w_end:%Y-%m-%d %H:%M}")
+            raise ConfigError(
+                f"The window is empty or reversed: {w_start:%Y-%m-%d %H:%M} to {w_end:%Y-%m-%d %H:%M} UTC.",
+                remedy="Give a start before the end.",
+            )
         now = _utc(self.now)
         lo, hi = pd.Timestamp(w_start), pd.Timestamp(w_end)
         tables = self.tables
@@ -160,7 +164,7 @@ class Evidence:
     ) -> tuple[datetime, datetime]:
         if window is not None:
             if start is not None or end is not None:
-                raise ValueError("give either window or start/end, not both")
+                raise ConfigError("Give either a window or start/end, not both.")
             start, end = window
         if start is None:
             if self.window is not None:
