@@ -221,7 +221,10 @@ def test_diagnose_offline_reports_the_findings_of_the_window(
     )
     got = finding_rows(offline.out)
     assert got == finding_rows(fresh.out)
-    assert got != finding_rows(everything.out)  # counts over four hours are not those of three days
+    assert got != finding_rows(everything.out)  # counts over hours are not those of three days
+    window_kw = {"since": "6h"} if label == "since 6h" else {"start": iso(PAST[0]), "end": iso(PAST[1])}
+    in_notebook = run_checks(env.notebook(**window_kw).evidence)
+    assert sorted((f.check, f.severity, f.count, f.title) for f in in_notebook) == got
     assert "store.coverage-gaps" not in {row[0] for row in got}  # the window lies inside what was fetched
 
 
