@@ -22,14 +22,9 @@ import numpy.typing as npt
 import pandas as pd
 
 from provkit.data.store import AppStore, subtract_ranges
-from provkit.data.tables import (
-    Tables,
-    empty_tables,
-    events_from_records,
-    jobs_from_records,
-    parse_graph_time,
-)
+from provkit.data.tables import Tables, empty_tables, events_from_records, jobs_from_records
 from provkit.errors import ConfigError
+from provkit.formatting import as_timestamp
 from provkit.window import resolve_window
 
 
@@ -253,8 +248,8 @@ def _later_snapshots(jobs: pd.DataFrame, end: pd.Timestamp) -> npt.NDArray[np.bo
 def _in_window(value: object, lo: pd.Timestamp, hi: pd.Timestamp) -> bool:
     """Whether a directory audit's ``activityDateTime`` lies in [lo, hi); an unreadable time is kept (it cannot be
     placed outside, and nothing is dropped without a reason)."""
-    when = parse_graph_time(value)
-    return bool(pd.isna(when) or lo <= when < hi)
+    when = as_timestamp(value)
+    return when is None or lo <= when < hi
 
 
 def from_store(
