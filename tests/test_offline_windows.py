@@ -195,6 +195,20 @@ def test_a_fetch_into_a_store_holding_more_reads_its_window_only(env: Env, tmp_p
     assert 3 <= len(cycle_rows(online.out)) <= 12
 
 
+def test_a_log_analytics_window_lists_its_cycles_only(env: Env) -> None:
+    """The workspace answers for the window (the query's timespan); the job status read from Graph now must not
+    add the cycles that ran since, so the cycles are those of the window, as offline."""
+    workspace = env.run("cycles", "--app", APP, "--workspace", *window_args(PAST), "--json")
+    offline = env.run(
+        "cycles", "--offline", "--app", APP, "--store", str(env.store), *window_args(PAST), "--json"
+    )
+    # Log Analytics keeps times to the microsecond (Graph: 100 ns): compare them to the second.
+    assert [(c, t[:19], k, n) for c, t, k, n in cycle_rows(workspace.out)] == [
+        (c, t[:19], k, n) for c, t, k, n in cycle_rows(offline.out)
+    ]
+    assert 3 <= len(cycle_rows(workspace.out)) <= 12
+
+
 # ---- diagnose ---------------------------------------------------------------------------------------------------
 def finding_rows(payload: str) -> list[tuple]:
     return sorted((f["check"], f["severity"], f["count"], f["title"]) for f in json.loads(payload))

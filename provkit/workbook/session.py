@@ -322,6 +322,9 @@ def _load_from_workspace(
     evidence, resolved = workspace_evidence(
         client, la, app, window=window, tenant_id=tenant_id, mode=logs, object_ref=object_ref
     )
+    # The logs are the window's already (the query's timespan); the job status read from Graph now may describe
+    # a later state than a past window: the cut keeps it only when it does not.
+    evidence = evidence.cut(window)
     where = f"Log Analytics workspace {la.workspace_id}: {la.transfer.line()}"
     if la.rejects:
         where += f"; {len(la.rejects)} rows unreadable, e.g. {la.rejects[0]}"
