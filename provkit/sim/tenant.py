@@ -550,7 +550,7 @@ class Tenant:
         if self.days < 1:
             raise ValueError("--days must be at least 1")
         self.codec = ids.IdCodec(self.seed)
-        self.tenant_id = self.codec.encode(ids.MISC, 0, 0, 1)
+        self.tenant_id = self.codec.encode(*ids.TENANT_ID)
         self.start_now_ticks = to_ticks(self.now)
         self.now_ticks = self.start_now_ticks
         self.window_start = self.now_ticks - self.days * DAY
