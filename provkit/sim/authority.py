@@ -746,6 +746,10 @@ class Authority:
             )
         assert registration.certificate_pem is not None  # a registered thumbprint implies a certificate
         public_key = x509.load_pem_x509_certificates(registration.certificate_pem)[0].public_key()
+        if not isinstance(
+            public_key, rsa.RSAPublicKey
+        ):  # RS256 and PS256 need one; provkit's certificates are RSA
+            raise _TokenError(401, "invalid_client", 700027, "Client assertion failed signature validation.")
         try:
             claims = jwt.decode(
                 assertion,

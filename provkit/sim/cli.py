@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"  apps: {', '.join(a.display_name + ' (' + a.scenario.name + ')' for a in tenant.apps)}")
     print(f"  history: {args.days} days ending {tenant.now_text}; trust {server.ca_path}")
-    print(f"  Log Analytics workspace {server.graph.workspace.workspace_id} at {server.base_url}/v1")
+    print(f"  Log Analytics workspace {server.workspace.workspace_id} at {server.base_url}/v1")
     if args.env_file:
         print(f"  settings written to {args.env_file}")
     if faults.active:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
 
 from provkit.sim.authority import GraphAuthError
-from provkit.sim.loganalytics import handle_request
+from provkit.sim.loganalytics import Workspace, handle_request
 
 if TYPE_CHECKING:
     from provkit.sim.routes import GraphApp
@@ -134,6 +134,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         }
         fault = None
         status = 500
+        body: dict | None
         # Logged on arrival (the time the throttle counts), before any answer is written.
         self._rec = RequestRecord(time.time(), method, self.path, 0, None, None)
         if not path.startswith("/_sim"):
@@ -145,7 +146,7 @@ class RequestHandler(BaseHTTPRequestHandler):
                 self._send_json(status, body, headers)
                 return
             if parts[:2] == ["v1", "workspaces"] and app.workspace is not None:
-                status, body, extra = self._log_analytics(method, parts, raw_body)
+                status, body, extra = self._log_analytics(app.workspace, method, parts, raw_body)
                 headers.update(extra)
                 self._send_json(status, body, headers)
                 return
@@ -237,7 +238,9 @@ class RequestHandler(BaseHTTPRequestHandler):
         finally:
             self._rec.status, self._rec.answered = status, time.time()
 
-    def _log_analytics(self, method: str, parts: list[str], raw_body: bytes) -> tuple[int, dict, dict]:
+    def _log_analytics(
+        self, workspace: Workspace, method: str, parts: list[str], raw_body: bytes
+    ) -> tuple[int, dict, dict]:
         """The Log Analytics query API over the simulated workspace (see provkit.sim.loganalytics)."""
         app = self.app
         fault = self._rec.fault = app.faults.next()
@@ -251,7 +254,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             return 504, {"error": {"code": "GatewayTimeout", "message": "The query timed out."}}, {}
         authorization = self.headers.get("Authorization")
         return handle_request(
-            app.workspace, app.authority, app.la_throttle, method, parts, authorization, raw_body
+            workspace, app.authority, app.la_throttle, method, parts, authorization, raw_body
         )
 
     def _authority(self, method: str, parts: list[str], raw_body: bytes) -> tuple[int, dict, dict]:

@@ -42,6 +42,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
+from typing import Any, cast
 
 from provkit.errors import ProvkitError
 
@@ -61,7 +62,7 @@ _OPERATOR_KIND = {
     "le": "LessThanOrEqual",
     "in": "In",
 }
-_CMP: dict[str, Callable[[object, object], bool]] = {
+_CMP: dict[str, Callable[[Any, Any], bool]] = {
     "eq": operator.eq,
     "ne": operator.ne,
     "gt": operator.gt,
@@ -824,8 +825,8 @@ def _bounds(node: _Node, path: str) -> tuple[_Instant | None, _Instant | None]:
     if isinstance(node, _In):
         if node.operand.path != path or any(lit.kind != "datetime" for lit in node.literals):
             return None, None
-        insts = sorted((lit.value for lit in node.literals), key=lambda i: i.key)  # type: ignore[union-attr]
-        return insts[0], insts[-1]  # type: ignore[return-value]
+        insts = sorted((cast(_Instant, lit.value) for lit in node.literals), key=lambda i: i.key)
+        return insts[0], insts[-1]
     if isinstance(node, _And | _Or):
         parts = [_bounds(i, path) for i in node.items]
         lows = [lo for lo, _ in parts if lo is not None]

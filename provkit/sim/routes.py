@@ -19,6 +19,7 @@ from urllib.parse import quote, unquote
 from provkit.sim.authority import Authority, Principal
 from provkit.sim.faults import FaultPlan
 from provkit.sim.handler import HttpError, RequestRecord, Throttle
+from provkit.sim.loganalytics import Workspace
 from provkit.sim.logquery import DATETIMES, ENUMS, FILTERABLE, LogQuery
 from provkit.sim.odata import ODataError, compile_filter, parse_orderby
 from provkit.sim.ondemand import on_demand_answer, on_demand_group_answer
@@ -48,7 +49,7 @@ class GraphApp:
         self.throttle = throttle
         self.base_url = base_url
         self.requests: list[RequestRecord] = []
-        self.workspace = None  # the simulated Log Analytics workspace (provkit.sim.loganalytics.Workspace)
+        self.workspace: Workspace | None = None  # the simulated Log Analytics workspace
         self.la_throttle: Throttle | None = None
         self._log_lock = threading.Lock()
         self._token_key = os.urandom(32)  # signs $skiptoken values, so only this server's own tokens page
@@ -216,9 +217,10 @@ class GraphApp:
         if token is not None:
             if token.get("f") != self._fingerprint(query):
                 raise HttpError(400, "BadRequest", "The $skiptoken does not belong to this query.")
-            offset = token.get("o")
-            if type(offset) is not int or offset < 0:
+            resume = token.get("o")
+            if type(resume) is not int or resume < 0:
                 raise HttpError(400, "BadRequest", "The $skiptoken is invalid or has expired.")
+            offset = resume
         chunk = items[offset : offset + top]
         if render is not None:
             chunk = [render(item) for item in chunk]
@@ -473,7 +475,9 @@ class GraphApp:
         group = directory.group_by_id(str(subject.get("objectId") or ""))
         if group is None:
             raise HttpError(404, "NotFound", "The subject was not found in the source directory.")
-        links = subject.get("links") if isinstance(subject.get("links"), dict) else {}
+        links = subject.get("links")
+        if not isinstance(links, dict):
+            links = {}
         members = [m for m in links.get("members") or [] if isinstance(m, dict)]
         if len(members) > 5:
             # the documented limit; inference: its error wording

@@ -90,8 +90,15 @@ class RunningServer:
             "PROVKIT_GRAPH_URL": self.base_url,
             "PROVKIT_CA_BUNDLE": str(self.ca_path),
             "PROVKIT_LOGANALYTICS_URL": self.base_url,
-            "PROVKIT_WORKSPACE_ID": self.graph.workspace.workspace_id,
+            "PROVKIT_WORKSPACE_ID": self.workspace.workspace_id,
         }
+
+    @property
+    def workspace(self) -> Workspace:
+        """The simulated Log Analytics workspace (:func:`start_server` always serves one)."""
+        if self.graph.workspace is None:
+            raise RuntimeError("this server serves no Log Analytics workspace")
+        return self.graph.workspace
 
     def write_env_file(self, path: Path) -> None:
         lines = [f"{k}={v}" for k, v in self.env().items()]
