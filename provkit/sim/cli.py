@@ -80,6 +80,8 @@ def parse_now(text: str | None) -> datetime:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Deferred: every provkit command imports this module to build its parser; the server (TLS, tokens, the
+    # tenant, Log Analytics) loads only when the emulator runs.
     from provkit.sim.server import start_server
     from provkit.sim.tenant import Tenant
 
