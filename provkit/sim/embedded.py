@@ -18,6 +18,7 @@ from provkit.sim.faults import FaultPlan
 from provkit.sim.scenarios import SCENARIOS
 from provkit.sim.server import RunningServer, start_server
 from provkit.sim.tenant import Tenant
+from provkit.sim.timefmt import ticks_to_datetime
 
 
 @dataclass
@@ -78,6 +79,15 @@ class DemoTenant:
     @property
     def tenant_id(self) -> str:
         return self.tenant.tenant_id
+
+    @property
+    def present(self) -> datetime:
+        """The simulated present (UTC): the end of the history the tenant serves."""
+        return ticks_to_datetime(self.tenant.now_ticks)
+
+    def env(self) -> dict[str, str]:
+        """The PROVKIT_* settings that point provkit at this tenant's server (its local secret included)."""
+        return self.running.env()
 
     def stop(self) -> None:
         if self.server is not None:

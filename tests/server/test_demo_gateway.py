@@ -62,9 +62,12 @@ def test_a_demo_tenant_started_through_the_gateway_serves_graph_and_stops() -> N
     )
     try:
         assert demo.tenant_id in gateway.simulated_tenant_ids([7])
+        assert demo.present == NOW  # the end of the history it serves
         names = {sp["displayName"] for sp in demo.client.items("/servicePrincipals")}
         assert {"Salesforce", "Box"} <= names
-        graph_url = demo.server.env()["PROVKIT_GRAPH_URL"]
+        env = demo.env()
+        assert env["PROVKIT_TENANT_ID"] == demo.tenant_id
+        graph_url = env["PROVKIT_GRAPH_URL"]
     finally:
         demo.stop()
     with pytest.raises(requests.ConnectionError):

@@ -47,10 +47,15 @@ class DemoTenantHandle(Protocol):
     def tenant_id(self) -> str: ...
 
     @property
-    def tenant(self) -> Any: ...  # the simulated tenant itself (``now_ticks``: its present, in 100 ns ticks)
+    def present(self) -> datetime: ...  # the simulated now (UTC): where the tenant's history ends
+
+    def env(self) -> dict[str, str]: ...  # the PROVKIT_* settings that point at its server (a local secret)
 
     @property
-    def server(self) -> Any: ...  # the running server (``env()``: the PROVKIT_* settings that point at it)
+    def tenant(self) -> Any: ...  # the simulator's own tenant object (prefer ``present``)
+
+    @property
+    def server(self) -> Any: ...  # the simulator's own server object (prefer ``env()``)
 
     def stop(self) -> None: ...
 
