@@ -405,7 +405,15 @@ def _poisson(rng: random.Random, lam: float) -> int:
         k += 1
 
 
-__all__ = ["Cycle", "Timeline", "Audit", "Quarantine", "build_timeline", "escrow_threshold_reached"]
+__all__ = [
+    "Cycle",
+    "Timeline",
+    "Audit",
+    "Quarantine",
+    "Subject",
+    "build_timeline",
+    "escrow_threshold_reached",
+]
 
 
 @dataclass(frozen=True)
