@@ -29,9 +29,9 @@ import time
 from datetime import UTC, datetime
 
 from provkit.analysis import cycles
-from provkit.data.evidence import from_simulator
 from provkit.data.sources.loganalytics import LogAnalytics
 from provkit.data.tables import empty_tables
+from provkit.sim.evidence import from_simulator
 from provkit.sim.server import start_server
 from provkit.sim.tenant import Tenant
 

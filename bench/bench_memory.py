@@ -78,9 +78,9 @@ else:
 
 def build_store(root: Path, entries: int, users: int) -> None:
     """A store holding ``entries`` entries of one app (see the module docstring)."""
-    from provkit.data.evidence import from_simulator
     from provkit.data.store import Store
     from provkit.data.tables import Tables
+    from provkit.sim.evidence import from_simulator
     from provkit.sim.tenant import Tenant
 
     tenant = Tenant(seed=7, users_count=users, days=7, now=NOW, scenarios=(SCENARIO,))

@@ -248,7 +248,7 @@ def test_every_code_the_simulator_can_emit_has_a_catalog_entry():
     writes resolves to a catalog entry, so no finding ever says 'not in the documented catalog' on the demo."""
     from datetime import UTC, datetime
 
-    from provkit.data.evidence import from_simulator
+    from provkit.sim.evidence import from_simulator
     from provkit.sim.scenarios import SCENARIOS
     from provkit.sim.tenant import Tenant
 

@@ -12,8 +12,9 @@ import plotly.graph_objects as go
 import pytest
 
 from provkit.analysis import cycles as cyc
-from provkit.data.evidence import Evidence, from_simulator
+from provkit.data.evidence import Evidence
 from provkit.data.tables import ACTIONS, STATUSES, Tables, empty_tables
+from provkit.sim.evidence import from_simulator
 from provkit.sim.tenant import Tenant
 from provkit.workbook import charts
 

@@ -17,9 +17,10 @@ from provkit.analysis.checks.facts import gather
 from provkit.analysis.checks.quarantine import escrow_verdict
 from provkit.analysis.checks.skipped import skip_table
 from provkit.analysis.checks.start import initial_cycle_eta, start_state
-from provkit.data.evidence import Evidence, from_simulator
+from provkit.data.evidence import Evidence
 from provkit.data.tables import events_from_records, jobs_from_records
 from provkit.errors import GraphError, PermissionDeniedError
+from provkit.sim.evidence import from_simulator
 from provkit.sim.tenant import Tenant, credential_error
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)

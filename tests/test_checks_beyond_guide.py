@@ -13,8 +13,9 @@ from provkit.analysis.checks import Finding, run_checks
 from provkit.analysis.checks.deprovision import leaving_events
 from provkit.analysis.checks.facts import gather
 from provkit.analysis.checks.skipped import skip_table
-from provkit.data.evidence import Evidence, from_simulator
+from provkit.data.evidence import Evidence
 from provkit.data.tables import events_from_records, jobs_from_records
+from provkit.sim.evidence import from_simulator
 from provkit.sim.stories import STORY_USERS
 from provkit.sim.tenant import Tenant
 

@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 
 from provkit.analysis import cycles as cyc
-from provkit.data.evidence import Evidence, from_simulator
+from provkit.data.evidence import Evidence
 from provkit.data.tables import events_from_records, jobs_from_records
 from provkit.sim import ids
+from provkit.sim.evidence import from_simulator
 from provkit.sim.tenant import Tenant
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)

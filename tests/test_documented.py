@@ -149,9 +149,9 @@ def test_simulator_graph_answers_and_an_equivalent_export_give_the_same_findings
     from datetime import timedelta
 
     from provkit.analysis.checks import run_checks
-    from provkit.data.evidence import from_simulator
     from provkit.data.sources.files import read_files
     from provkit.data.tables import events_from_records
+    from provkit.sim.evidence import from_simulator
     from provkit.workbook.session import demo_tenant
 
     demo = demo_tenant(users=400, days=3)

@@ -10,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from provkit.analysis.checks import explain, format_explanation
-from provkit.data.evidence import Evidence, from_simulator
+from provkit.data.evidence import Evidence
 from provkit.data.tables import events_from_records, jobs_from_records
 from provkit.errors import ConfigError
+from provkit.sim.evidence import from_simulator
 from provkit.sim.tenant import Tenant
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)

@@ -9,9 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from provkit.data.evidence import from_simulator, from_store
+from provkit.data.evidence import from_store
 from provkit.data.store import Store
 from provkit.data.tables import Tables
+from provkit.sim.evidence import from_simulator
 from provkit.sim.tenant import Tenant
 
 NOW = datetime(2025, 3, 1, 12, tzinfo=UTC)

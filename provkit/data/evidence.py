@@ -1,7 +1,8 @@
 """Evidence: everything the analysis of one app needs, gathered once, from any source.
 
 Analysis functions (cycles, checks, explain) take an :class:`Evidence` and never fetch. It is built from the
-store (after a fetch or an import), or straight from the simulated tenant in tests (no HTTP in between).
+store (after a fetch or an import); tests build it straight from the simulated tenant (no HTTP in between) with
+the simulator's ``provkit.sim.evidence.from_simulator``.
 
 Windows are applied here, once, for every source: :meth:`Evidence.cut` limits evidence to a window (log entries,
 their steps and properties, directory audits; the job status kept), :func:`stored_evidence` reads a stored app for a
@@ -22,7 +23,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from provkit.data.store import AppStore, subtract_ranges
-from provkit.data.tables import Tables, empty_tables, events_from_records, jobs_from_records
+from provkit.data.tables import Tables, empty_tables
 from provkit.errors import ConfigError
 from provkit.formatting import as_timestamp
 from provkit.window import resolve_window
@@ -349,79 +350,3 @@ def fetched_evidence(app_store: AppStore, window: tuple[datetime, datetime]) -> 
     """The evidence of an app just fetched into ``app_store`` for ``window``: the store may hold more than the
     window (earlier fetches), so it is cut to it; ``now`` is the window's end."""
     return from_store(app_store, now=window[1]).cut(window)
-
-
-def from_simulator(tenant, app, *, max_entries: int | None = None) -> Evidence:
-    """Evidence straight from a simulated tenant's app, as a fetch of its whole window would give it.
-
-    Meant for tests and benchmarks of the analysis: no server, no sign-in, identical content.
-    """
-    from provkit.sim.entries import render_entry
-
-    records = []
-    for cycle in app.timeline().cycles:
-        first = cycle.entries_before(tenant.window_start)
-        last = cycle.entries_before(tenant.now_ticks + 1)
-        for i in range(first, last):
-            records.append(render_entry(app, cycle, i))
-            if max_entries is not None and len(records) >= max_entries:
-                break
-    tables = events_from_records(records)
-    now = datetime.fromtimestamp(tenant.now_ticks / 10**7, tz=UTC)
-    job = tenant.job(app)
-    jobs = jobs_from_records(
-        [job], snapshot_time=now, service_principal_id=app.sp_id, service_principal_name=app.display_name
-    )
-    directory = tenant.directory
-    groups = {}
-    assignments = tenant.app_role_assigned_to(app)
-    assigned = {a["principalId"] for a in assignments if a["principalType"] == "Group"}
-    for g in app.assigned_groups:
-        if g.id in assigned:  # as a fetch sees them: the groups the app's assignments name now
-            groups[g.id] = group_facts(tenant, g)
-    audits = [a for a in tenant.directory_audits() if a["targetResources"][0]["id"] == app.sp_id]
-    users = {}
-    for a in tenant.app_role_assigned_to(app):
-        if a["principalType"] == "User":
-            u = directory.user_by_id(a["principalId"])
-            if u is not None:
-                users[u.id] = u.graph()
-    return Evidence(
-        tenant_id=tenant.tenant_id,
-        service_principal_id=app.sp_id,
-        app_id=app.app_id,
-        display_name=app.display_name,
-        tables=tables,
-        jobs=jobs,
-        job=job,
-        schema=tenant.schema(app),
-        assignments=assignments,
-        groups=groups,
-        audits=audits,
-        users=users,
-        now=now,
-        window=(datetime.fromtimestamp(tenant.window_start / 10**7, tz=UTC), now),
-        source="simulator",
-    )
-
-
-def group_facts(tenant, group) -> dict:
-    directory = tenant.directory
-    users = tenant.users
-    return {
-        "display_name": group.display_name,
-        "mail": group.mail,
-        "security_enabled": group.security_enabled,
-        "group_types": list(group.group_types),
-        "direct": [users.get(u).id for u in group.user_members],
-        "transitive": [users.get(u).id for u in directory.transitive_users(group)],
-        "nested": [directory.groups[n].id for n in group.group_members],
-        "nested_groups": [
-            {
-                "id": directory.groups[n].id,
-                "display_name": directory.groups[n].display_name,
-                "direct": [users.get(u).id for u in directory.groups[n].user_members],
-            }
-            for n in group.group_members
-        ],
-    }

@@ -15,10 +15,8 @@ Secrets, assertions, codes and tokens never appear in an error body, an exceptio
 from __future__ import annotations
 
 import base64
-import binascii
 import datetime
 import hashlib
-import hmac
 import json
 import re
 import secrets
@@ -31,14 +29,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jwt
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from jwt.algorithms import RSAAlgorithm
 
 from provkit.errors import ProvkitError
-from provkit.sim.certs import sha256_thumbprint_of, thumbprint_of
+from provkit.sim.certs import make_signing_certificate, sha256_thumbprint_of, thumbprint_of
+from provkit.sim.clientauth import (
+    Registration,
+    TokenError,
+    check_client_assertion,
+    check_client_secret,
+    required_field,
+)
 
 __all__ = [
     "GRAPH_APP_ID",
@@ -53,39 +56,16 @@ Response = tuple[int, dict[str, Any], dict[str, str]]
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 DEVICE_LOGIN_URI = "https://microsoft.com/devicelogin"
-CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 GRANT_CLIENT_CREDENTIALS = "client_credentials"
 GRANT_DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
 GRANT_REFRESH_TOKEN = "refresh_token"
 _OIDC_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
-_ASSERTION_SKEW = 300.0  # Entra tolerates five minutes of clock skew on client assertions
 _REFRESH_LIFETIME = 90 * 24 * 3600.0
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _USER_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 _PII_HIDDEN = (
     "[PII of type 'System.String' is hidden. For more details, see https://aka.ms/IdentityModel/PII.]"
 )
-
-
-@dataclass(frozen=True)
-class Registration:
-    """An app registration and its service principal in the simulated tenant.
-
-    ``app_roles`` are application permissions granted with admin consent; ``delegated_scopes`` the delegated ones.
-    ``secret_expires`` and ``certificate_expires`` are epoch seconds (None: never). ``certificate_pem`` is the
-    public certificate of the certificate credential (a PEM that also holds a private key is accepted too).
-    """
-
-    client_id: str
-    display_name: str
-    secret: str | None = field(default=None, repr=False)
-    secret_expires: float | None = None
-    certificate_pem: bytes | None = field(default=None, repr=False)
-    app_roles: frozenset[str] = frozenset()
-    public_client: bool = False
-    delegated_scopes: frozenset[str] = frozenset()
-    certificate_expires: float | None = None
-    service_principal_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -154,18 +134,6 @@ class _Grant:
     expires_at: float
 
 
-class _TokenError(Exception):
-    """Internal: an identity-platform error answer on its way out of a grant handler."""
-
-    def __init__(self, status: int, error: str, code: int, description: str, **extra: Any) -> None:
-        super().__init__(f"AADSTS{code}")
-        self.status = status
-        self.error = error
-        self.code = code
-        self.description = description
-        self.extra = extra
-
-
 class Authority:
     """The token authority for one simulated tenant, thread-safe (the server is threaded).
 
@@ -217,7 +185,7 @@ class Authority:
 
         self._signing_key = signing_key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self._public_key = self._signing_key.public_key()
-        self._signing_cert = _self_signed(self._signing_key)
+        self._signing_cert = make_signing_certificate(self._signing_key)
         der = self._signing_cert.public_bytes(serialization.Encoding.DER)
         self._kid = _b64url(hashlib.sha1(der, usedforsecurity=False).digest())
         self._signing_cert_b64 = base64.b64encode(der).decode()
@@ -317,9 +285,9 @@ class Authority:
         try:
             self._require_tenant(tenant)
             registration = self._registration(form)
-            scope = _required(form, "scope")
+            scope = required_field(form, "scope")
             self._delegated_scopes_of(registration, scope, check_consent=False)
-        except _TokenError as failure:
+        except TokenError as failure:
             return self._error_response(failure, correlation_id)
         now = self._clock()
         user_code = "".join(secrets.choice(_USER_CODE_ALPHABET) for _ in range(9))
@@ -371,7 +339,7 @@ class Authority:
         """
         try:
             self._require_tenant(tenant)
-            grant_type = _required(form, "grant_type")
+            grant_type = required_field(form, "grant_type")
             registration = self._registration(form)
             if grant_type == GRANT_CLIENT_CREDENTIALS:
                 body = self._client_credentials(registration, form)
@@ -380,23 +348,23 @@ class Authority:
             elif grant_type == GRANT_REFRESH_TOKEN:
                 body = self._refresh_grant(registration, form)
             else:
-                raise _TokenError(
+                raise TokenError(
                     400,
                     "unsupported_grant_type",
                     70003,
                     f"The app requested an unsupported grant type '{grant_type[:80]}'.",
                 )
-        except _TokenError as failure:
+        except TokenError as failure:
             return self._error_response(failure, correlation_id)
         return 200, body, self._headers(correlation_id, no_store=True)
 
     def _client_credentials(self, registration: Registration, form: Mapping[str, str]) -> dict[str, Any]:
         method = self._authenticate(registration, form, required=True)
-        scope = _required(form, "scope")
+        scope = required_field(form, "scope")
         scopes = scope.split()
         for value in scopes:
             if not value.endswith("/.default"):
-                raise _TokenError(
+                raise TokenError(
                     400,
                     "invalid_scope",
                     1002012,
@@ -404,7 +372,7 @@ class Authority:
                     "scope value with /.default suffixed to the resource identifier (application ID URI).",
                 )
         if len(scopes) != 1:
-            raise _TokenError(
+            raise TokenError(
                 400,
                 "invalid_scope",
                 70011,
@@ -431,19 +399,19 @@ class Authority:
 
     def _device_code_grant(self, registration: Registration, form: Mapping[str, str]) -> dict[str, Any]:
         method = self._authenticate(registration, form, required=not registration.public_client)
-        device_code = _required(form, "device_code")
+        device_code = required_field(form, "device_code")
         now = self._clock()
         with self._lock:
             flow = self._device_flows.get(device_code)
             if flow is None or flow.redeemed or flow.client_id.lower() != registration.client_id.lower():
-                raise _TokenError(
+                raise TokenError(
                     400,
                     "invalid_grant",
                     70000,
                     "The provided value for the input parameter 'device_code' is not valid.",
                 )
             if flow.expires_at <= now:
-                raise _TokenError(
+                raise TokenError(
                     400,
                     "expired_token",
                     70020,
@@ -456,7 +424,7 @@ class Authority:
                 if limit is not None and flow.polls > limit:
                     flow.user = (self.auto_approve_user, self._user_object_id(self.auto_approve_user))
                 else:
-                    raise _TokenError(
+                    raise TokenError(
                         400,
                         "authorization_pending",
                         70016,
@@ -468,18 +436,18 @@ class Authority:
 
     def _refresh_grant(self, registration: Registration, form: Mapping[str, str]) -> dict[str, Any]:
         method = self._authenticate(registration, form, required=not registration.public_client)
-        refresh_token = _required(form, "refresh_token")
+        refresh_token = required_field(form, "refresh_token")
         with self._lock:
             grant = self._refresh_grants.get(refresh_token)
         if grant is None or grant.client_id.lower() != registration.client_id.lower():
-            raise _TokenError(
+            raise TokenError(
                 400,
                 "invalid_grant",
                 9002313,
                 "Invalid request. Request is malformed or invalid. The refresh token is not valid.",
             )
         if grant.expires_at <= self._clock():
-            raise _TokenError(
+            raise TokenError(
                 400,
                 "invalid_grant",
                 700082,
@@ -635,8 +603,8 @@ class Authority:
         if not self._knows_tenant(tenant):
             raise self._tenant_not_found(tenant)
 
-    def _tenant_not_found(self, tenant: str) -> _TokenError:
-        return _TokenError(
+    def _tenant_not_found(self, tenant: str) -> TokenError:
+        return TokenError(
             400,
             "invalid_tenant",
             90002,
@@ -646,12 +614,12 @@ class Authority:
         )
 
     def _registration(self, form: Mapping[str, str]) -> Registration:
-        client_id = _required(form, "client_id")
+        client_id = required_field(form, "client_id")
         registration = self._registrations.get(client_id.lower())
         if registration is None:
             # A value that is not a GUID may be a secret pasted into the wrong setting: do not echo it.
             shown = client_id if _GUID.match(client_id) else "(not a GUID; not shown)"
-            raise _TokenError(
+            raise TokenError(
                 400,
                 "unauthorized_client",
                 700016,
@@ -665,126 +633,27 @@ class Authority:
     def _authenticate(self, registration: Registration, form: Mapping[str, str], *, required: bool) -> str:
         """Check the client credential in ``form``; return ``appidacr`` ("0" none, "1" secret, "2" certificate)."""
         if form.get("client_assertion") or form.get("client_assertion_type"):
-            self._check_assertion(registration, form)
+            check_client_assertion(
+                registration,
+                form,
+                registered=self._thumbprints.get(registration.client_id.lower()),
+                now=self._clock(),
+                token_endpoint=self.token_endpoint,
+                is_token_endpoint=self._is_token_endpoint,
+            )
             return "2"
         secret = form.get("client_secret")
         if secret:
-            expected = registration.secret
-            if expected is None or not hmac.compare_digest(secret.encode(), expected.encode()):
-                raise _TokenError(
-                    401,
-                    "invalid_client",
-                    7000215,
-                    "Invalid client secret provided. Ensure the secret being sent in the request is the client "
-                    "secret value, not the client secret ID, for a secret added to app "
-                    f"'{registration.client_id}'.",
-                )
-            if registration.secret_expires is not None and registration.secret_expires <= self._clock():
-                raise _TokenError(
-                    401,
-                    "invalid_client",
-                    7000222,
-                    f"The provided client secret keys for app '{registration.client_id}' are expired. Visit the "
-                    "Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider "
-                    "using certificate credentials for added security: https://aka.ms/certCreds.",
-                )
+            check_client_secret(registration, secret, now=self._clock())
             return "1"
         if required:
-            raise _TokenError(
+            raise TokenError(
                 401,
                 "invalid_client",
                 7000218,
                 "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
             )
         return "0"
-
-    def _check_assertion(self, registration: Registration, form: Mapping[str, str]) -> None:
-        if form.get("client_assertion_type") != CLIENT_ASSERTION_TYPE:
-            raise _TokenError(
-                401,
-                "invalid_client",
-                700027,
-                f"Client assertion type must be '{CLIENT_ASSERTION_TYPE}'.",
-            )
-        assertion = _required(form, "client_assertion")
-        try:
-            header = jwt.get_unverified_header(assertion)
-        except jwt.InvalidTokenError:
-            raise _TokenError(400, "invalid_request", 50027, "JWT token is invalid or malformed.") from None
-        used = _assertion_thumbprint(header)
-        registered = self._thumbprints.get(registration.client_id.lower())
-        if used is None:
-            raise _TokenError(
-                401,
-                "invalid_client",
-                700027,
-                "Client assertion failed signature validation. [Reason - The client assertion header has no "
-                "x5t or x5t#S256 thumbprint of the signing certificate.]",
-            )
-        kind, thumbprint = used
-        if registered is None or thumbprint != registered[0 if kind == "x5t" else 1]:
-            raise _TokenError(
-                401,
-                "invalid_client",
-                700027,
-                "The certificate with identifier used to sign the client assertion is not registered on "
-                f"application. [Reason - The key was not found., Thumbprint of key used by client: '{thumbprint}', "
-                "Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for "
-                f"app Id '{registration.client_id}'. Review the documentation at "
-                "https://docs.microsoft.com/en-us/graph/deployments to determine the corresponding service "
-                "endpoint and https://docs.microsoft.com/en-us/graph/api/application-get?view=graph-rest-1.0&tabs=http "
-                "to build a query request URL, such as "
-                f"'https://graph.microsoft.com/beta/applications/{registration.client_id}']",
-            )
-        if registration.certificate_expires is not None and registration.certificate_expires <= self._clock():
-            raise _TokenError(
-                401,
-                "invalid_client",
-                700027,
-                "Client assertion contains an invalid signature. [Reason - The key used is expired., Thumbprint "
-                f"of key used by client: '{thumbprint}']",
-            )
-        assert registration.certificate_pem is not None  # a registered thumbprint implies a certificate
-        public_key = x509.load_pem_x509_certificates(registration.certificate_pem)[0].public_key()
-        try:
-            claims = jwt.decode(
-                assertion,
-                public_key,
-                algorithms=["RS256", "PS256"],
-                options={"verify_aud": False, "verify_exp": False, "verify_nbf": False, "verify_iat": False},
-            )
-        except jwt.InvalidSignatureError:
-            raise _TokenError(
-                401, "invalid_client", 700027, "Client assertion failed signature validation."
-            ) from None
-        except jwt.PyJWTError:
-            raise _TokenError(400, "invalid_request", 50027, "JWT token is invalid or malformed.") from None
-        audiences = claims.get("aud")
-        audiences = audiences if isinstance(audiences, list) else [audiences]
-        if not any(isinstance(a, str) and self._is_token_endpoint(a) for a in audiences):
-            raise _TokenError(
-                401,
-                "invalid_client",
-                700027,
-                "Client assertion failed signature validation. [Reason - The audience claim must be the token "
-                f"endpoint '{self.token_endpoint}'.]",
-            )
-        if claims.get("iss") != registration.client_id or claims.get("sub") != registration.client_id:
-            raise _TokenError(
-                401,
-                "invalid_client",
-                700021,
-                "Client assertion application identifier doesn't match 'client_id' parameter.",
-            )
-        now = self._clock()
-        try:
-            expires, not_before = float(claims["exp"]), float(claims.get("nbf", claims.get("iat", now)))
-        except (KeyError, TypeError, ValueError):
-            raise _TokenError(400, "invalid_request", 50027, "JWT token is invalid or malformed.") from None
-        if now > expires + _ASSERTION_SKEW or now < not_before - _ASSERTION_SKEW:
-            raise _TokenError(
-                401, "invalid_client", 700024, "Client assertion is not within its valid time range."
-            )
 
     def _is_token_endpoint(self, audience: str) -> bool:
         audience = audience.rstrip("/")
@@ -796,7 +665,7 @@ class Authority:
 
     def _require_graph(self, resource: str) -> None:
         if resource.rstrip("/").lower() not in (self.graph_root.lower(), GRAPH_APP_ID):
-            raise _TokenError(
+            raise TokenError(
                 400,
                 "invalid_resource",
                 500011,
@@ -827,14 +696,14 @@ class Authority:
             elif name:
                 requested.append((name, value))
             else:
-                raise _TokenError(
+                raise TokenError(
                     400,
                     "invalid_scope",
                     70011,
                     "The provided value for the input parameter 'scope' is not valid.",
                 )
         if default and requested:
-            raise _TokenError(
+            raise TokenError(
                 400,
                 "invalid_scope",
                 70011,
@@ -846,7 +715,7 @@ class Authority:
             return set(names), [f"{self.graph_root}/{name}" for name in names], oidc
         consented = {name.lower() for name in registration.delegated_scopes}
         if check_consent and any(name.lower() not in consented for name, _ in requested):
-            raise _TokenError(
+            raise TokenError(
                 400,
                 "invalid_grant",
                 65001,
@@ -905,7 +774,7 @@ class Authority:
             headers["Pragma"] = "no-cache"
         return headers
 
-    def _error_response(self, failure: _TokenError, correlation_id: str | None) -> Response:
+    def _error_response(self, failure: TokenError, correlation_id: str | None) -> Response:
         headers = self._headers(correlation_id, no_store=True)
         trace_id = headers["x-ms-request-id"]
         correlation = correlation_id if correlation_id and _GUID.match(correlation_id) else str(uuid.uuid4())
@@ -926,46 +795,5 @@ class Authority:
         return failure.status, body, headers
 
 
-def _required(form: Mapping[str, str], name: str) -> str:
-    value = form.get(name)
-    if not value:
-        raise _TokenError(
-            400,
-            "invalid_request",
-            900144,
-            f"The request body must contain the following parameter: '{name}'.",
-        )
-    return value
-
-
-def _assertion_thumbprint(header: Mapping[str, Any]) -> tuple[str, str] | None:
-    """Return ("x5t" or "x5t#S256", upper-case hex thumbprint) from a client assertion's header, if present."""
-    for kind in ("x5t#S256", "x5t"):
-        value = header.get(kind)
-        if isinstance(value, str) and value:
-            try:
-                raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-            except (binascii.Error, ValueError):
-                return kind, "(undecodable)"
-            return kind, raw.hex().upper()
-    return None
-
-
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _self_signed(key: rsa.RSAPrivateKey) -> x509.Certificate:
-    """A certificate for the token-signing key, so the JWKS can carry ``x5c`` like Entra's does."""
-    now = datetime.datetime.now(datetime.UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "provkit simulated token signing")])
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=365))
-        .sign(key, hashes.SHA256())
-    )

@@ -186,3 +186,19 @@ def _write(path: Path, data: bytes, *, mode: int) -> None:
     os.fchmod(fd, mode)  # the file may have existed with a wider mode
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
+
+
+def make_signing_certificate(key: rsa.RSAPrivateKey) -> x509.Certificate:
+    """A certificate for the token-signing key, so the JWKS can carry ``x5c`` like Entra's does."""
+    now = datetime.datetime.now(datetime.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "provkit simulated token signing")])
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )

@@ -80,6 +80,8 @@ def parse_now(text: str | None) -> datetime:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Deferred: every provkit command imports this module to build its parser; the server (TLS, tokens, the
+    # tenant, Log Analytics) loads only when the emulator runs.
     from provkit.sim.server import start_server
     from provkit.sim.tenant import Tenant
 
@@ -127,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"  apps: {', '.join(a.display_name + ' (' + a.scenario.name + ')' for a in tenant.apps)}")
     print(f"  history: {args.days} days ending {tenant.now_text}; trust {server.ca_path}")
-    print(f"  Log Analytics workspace {server.graph.workspace.workspace_id} at {server.base_url}/v1")
+    print(f"  Log Analytics workspace {server.workspace.workspace_id} at {server.base_url}/v1")
     if args.env_file:
         print(f"  settings written to {args.env_file}")
     if faults.active:

@@ -236,3 +236,100 @@ def _dept_index(d: bytes) -> int:
         if roll < edge:
             return k
     return len(_CUMULATIVE) - 1
+
+
+GROUP_NAMES = (
+    "Sales",
+    "Sales EMEA",
+    "Marketing",
+    "Engineering",
+    "Finance",
+    "Human Resources",
+    "Support",
+    "Support Tier 2",
+    "Operations",
+    "Legal",
+    "Support Escalations",
+    "Contractors",
+    "Leavers",
+    "Design Guild",
+)
+# Microsoft 365 groups that are not security-enabled (securityEnabled false, groupTypes ["Unified"]).
+NOT_SECURITY_ENABLED = ("Design Guild",)
+
+
+class Directory:
+    """Users and groups with their memberships (user indexes, nested group indexes)."""
+
+    def __init__(self, users: Users, codec: ids.IdCodec, domain: str) -> None:
+        self.users = users
+        self.codec = codec
+        self.groups: list[Group] = []
+        by_name: dict[str, Group] = {}
+        for gi, name in enumerate(GROUP_NAMES):
+            nickname = name.lower().replace(" ", "-")
+            security_only = name in ("Support Escalations", "Leavers", "Contractors")
+            unified = name in NOT_SECURITY_ENABLED
+            group = Group(
+                index=gi,
+                id=codec.encode(ids.GROUP, 0, 0, gi),
+                display_name=name,
+                mail_nickname=nickname,
+                mail=None if security_only else f"{nickname}@{domain}",
+                mail_enabled=not security_only,
+                security_enabled=not unified,
+                description=f"{name} ({'security group' if security_only else 'Microsoft 365 group'})",
+                group_types=("Unified",) if unified else (),
+            )
+            self.groups.append(group)
+            by_name[name] = group
+        self.by_name = by_name
+        emea = {k for k, loc in enumerate(LOCATIONS) if loc[2] in EMEA}
+        for i in range(users.count):
+            if not users.enabled[i]:
+                by_name["Leavers"].user_members.append(i)
+                continue
+            dept = DEPARTMENTS[users.dept[i]]
+            if users.contractor[i]:
+                by_name["Contractors"].user_members.append(i)
+            if dept == "Sales" and users.location[i] in emea:
+                by_name["Sales EMEA"].user_members.append(i)
+            elif dept == "Support" and i % 4 == 0:
+                by_name["Support Tier 2"].user_members.append(i)
+            else:
+                by_name[dept].user_members.append(i)
+            if dept == "Support" and i % 7 == 1:
+                by_name["Support Escalations"].user_members.append(i)
+            if dept == "Marketing" and i % 3 == 2:
+                by_name["Design Guild"].user_members.append(i)
+        by_name["Sales"].group_members.append(by_name["Sales EMEA"].index)
+        by_name["Support"].group_members.append(by_name["Support Tier 2"].index)
+
+    def group_by_id(self, gid: str) -> Group | None:
+        decoded = self.codec.decode(gid)
+        if decoded and decoded[0] == ids.GROUP and decoded[3] < len(self.groups):
+            return self.groups[decoded[3]]
+        return None
+
+    def user_by_id(self, uid: str) -> User | None:
+        decoded = self.codec.decode(uid)
+        if decoded and decoded[0] == ids.USER and decoded[3] < self.users.count:
+            return self.users.get(decoded[3])
+        return None
+
+    def transitive_users(self, group: Group) -> list[int]:
+        seen: set[int] = set()
+        out: list[int] = []
+        stack = [group]
+        visited_groups: set[int] = set()
+        while stack:
+            g = stack.pop()
+            if g.index in visited_groups:
+                continue
+            visited_groups.add(g.index)
+            for u in g.user_members:
+                if u not in seen:
+                    seen.add(u)
+                    out.append(u)
+            stack.extend(self.groups[n] for n in g.group_members)
+        return out

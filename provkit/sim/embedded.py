@@ -11,6 +11,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from provkit.data.auth import Settings
+from provkit.data.graph import GraphClient
+from provkit.data.pacing import AuditPacer
+from provkit.data.sources.graph import connect
+from provkit.sim.faults import FaultPlan
+from provkit.sim.scenarios import SCENARIOS
+from provkit.sim.server import RunningServer, start_server
+from provkit.sim.tenant import Tenant
+from provkit.sim.timefmt import ticks_to_datetime
 
 
 @dataclass
@@ -26,18 +34,11 @@ class DemoTenant:
     throttle: bool | None = None
     allow_writes: bool = False
     admin: bool = False  # sign in as the registration that holds Synchronization.ReadWrite.All
-    server: object = field(init=False, default=None)
-    client: object = field(init=False, default=None)
+    server: RunningServer | None = field(init=False, default=None)
+    client: GraphClient = field(init=False)
     settings: Settings | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        from provkit.data.pacing import AuditPacer
-        from provkit.data.sources.graph import connect
-        from provkit.sim.faults import FaultPlan
-        from provkit.sim.scenarios import SCENARIOS
-        from provkit.sim.server import start_server
-        from provkit.sim.tenant import Tenant
-
         if self.throttle is None:
             # Graph's 5-per-10-s throttle makes a full demo slow; turn it on with PROVKIT_DEMO_THROTTLE=1.
             self.throttle = os.environ.get("PROVKIT_DEMO_THROTTLE", "0") == "1"
@@ -49,10 +50,10 @@ class DemoTenant:
             scenarios=tuple(self.scenarios or SCENARIOS),
         )
         plan = FaultPlan.parse(self.faults, seed=self.seed) if self.faults else None
-        self.server = start_server(tenant, port=0, faults=plan, throttle=self.throttle)
-        env = self.server.env()
+        self.server = server = start_server(tenant, port=0, faults=plan, throttle=self.throttle)
+        env = server.env()
         if self.admin:
-            env["PROVKIT_CLIENT_ID"] = self.server.admin_client_id
+            env["PROVKIT_CLIENT_ID"] = server.admin_client_id
         self.settings = Settings.from_env(env)
         self.client = connect(
             self.settings,
@@ -65,12 +66,28 @@ class DemoTenant:
         )
 
     @property
-    def tenant(self):
-        return self.server.tenant
+    def running(self) -> RunningServer:
+        """The server; RuntimeError once stopped."""
+        if self.server is None:
+            raise RuntimeError("this demo tenant was stopped")
+        return self.server
+
+    @property
+    def tenant(self) -> Tenant:
+        return self.running.tenant
 
     @property
     def tenant_id(self) -> str:
-        return self.server.tenant.tenant_id
+        return self.tenant.tenant_id
+
+    @property
+    def present(self) -> datetime:
+        """The simulated present (UTC): the end of the history the tenant serves."""
+        return ticks_to_datetime(self.tenant.now_ticks)
+
+    def env(self) -> dict[str, str]:
+        """The PROVKIT_* settings that point provkit at this tenant's server (its local secret included)."""
+        return self.running.env()
 
     def stop(self) -> None:
         if self.server is not None:

@@ -12,9 +12,9 @@ import json
 import random
 
 from provkit.sim import ids
-from provkit.sim.history import Cycle
+from provkit.sim.apps import App, clause_passes
+from provkit.sim.history import Cycle, Subject
 from provkit.sim.scenarios import Scenario
-from provkit.sim.tenant import App, Subject, clause_passes
 from provkit.sim.timefmt import format_ticks
 
 SOURCE_SYSTEM_NAME = "Azure Active Directory"

@@ -405,4 +405,21 @@ def _poisson(rng: random.Random, lam: float) -> int:
         k += 1
 
 
-__all__ = ["Cycle", "Timeline", "Audit", "Quarantine", "build_timeline", "escrow_threshold_reached"]
+__all__ = [
+    "Cycle",
+    "Timeline",
+    "Audit",
+    "Quarantine",
+    "Subject",
+    "build_timeline",
+    "escrow_threshold_reached",
+]
+
+
+@dataclass(frozen=True)
+class Subject:
+    """An object an app's cycle evaluates, and what the app makes of it."""
+
+    kind: str  # User | Group
+    index: int
+    category: str  # ok, not-assigned, nested-only, disabled, broken, scope-fail, matching-empty, ...

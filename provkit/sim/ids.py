@@ -18,6 +18,8 @@ _MULT_INV = pow(_MULT, -1, 1 << 128)
 USER, GROUP, SERVICE_PRINCIPAL, APPLICATION, ENTRY, CHANGE, CYCLE, ACTIVITY, AUDIT, ASSIGNMENT, MISC = range(
     11
 )
+# Where the tenant's own id sits: ``IdCodec(seed).encode(*TENANT_ID)`` is the tenant id of the tenant with that seed.
+TENANT_ID = (MISC, 0, 0, 1)
 
 
 def _xorshift(x: int) -> int:

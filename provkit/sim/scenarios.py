@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 H = timedelta(hours=1)
 D = timedelta(days=1)
@@ -62,52 +63,63 @@ class Scenario:
 
 SCIM_USER = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
+
+def gallery(name: str, app: str, connector: str, *, template_id: str = "", **rest: Any) -> Scenario:
+    """The scenario of a gallery app: job ids ``<connector>OutDelta.<hex>``, connector error codes prefixed with
+    ``connector``, the template id ``connector`` in lower case unless named; ``rest`` as :class:`Scenario`."""
+    rest.setdefault("target_user_object", "User")
+    rest.setdefault("scope", "assigned")
+    return Scenario(
+        name=name,
+        app=app,
+        template_id=template_id or connector.lower(),
+        job_prefix=f"{connector}OutDelta",
+        connector=connector,
+        **rest,
+    )
+
+
+def scim_app(name: str, app: str, **rest: Any) -> Scenario:
+    """The scenario of a non-gallery SCIM app: template and job prefix ``scim``, the SCIM enterprise user as
+    target, no connector error prefix; ``rest`` as :class:`Scenario`."""
+    rest.setdefault("scope", "assigned")
+    return Scenario(
+        name=name, app=app, template_id="scim", job_prefix="scim", target_user_object=SCIM_USER, **rest
+    )
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
-        Scenario(
-            name="healthy",
-            app="Salesforce",
-            template_id="salesforce",
-            job_prefix="SalesforceOutDelta",
-            target_user_object="User",
-            scope="assigned",
+        gallery(
+            "healthy",
+            "Salesforce",
+            "Salesforce",
             groups=("Marketing", "Finance"),
             matching_target="Username",
             minutes_per_object=0.02,
             controls=(Control("reset", before=3 * D, reason="attribute-mapping"),),
-            connector="Salesforce",
         ),
-        Scenario(
-            name="initial-cycle-running",
-            app="ServiceNow",
-            template_id="servicenow",
-            job_prefix="ServiceNowOutDelta",
+        gallery(
+            "initial-cycle-running",
+            "ServiceNow",
+            "ServiceNow",
             target_user_object="sys_user",
             scope="all",
             matching_target="user_name",
             minutes_per_object=0.05,
             started_fraction=0.35,
-            connector="ServiceNow",
         ),
-        Scenario(
-            name="bad-credentials",
-            app="Contoso SCIM App",
-            template_id="scim",
-            job_prefix="scim",
-            target_user_object=SCIM_USER,
-            scope="assigned",
+        scim_app(
+            "bad-credentials",
+            "Contoso SCIM App",
             groups=("Engineering",),
-            minutes_per_object=0.03,
             controls=(Control("credential-failure", before=40 * H),),
         ),
-        Scenario(
-            name="skipped-users",
-            app="Zendesk",
-            template_id="zendesk",
-            job_prefix="ZendeskOutDelta",
-            target_user_object="User",
-            scope="assigned",
+        gallery(
+            "skipped-users",
+            "Zendesk",
+            "Zendesk",
             groups=("Support", "Support Escalations"),
             provision_groups=True,
             matching_attribute="mail",
@@ -121,148 +133,104 @@ SCENARIOS: dict[str, Scenario] = {
             scoping_group_name="Employees with a department",
             minutes_per_object=0.04,
             controls=(Control("reset", before=36 * H, reason="scoping"),),
-            connector="Zendesk",
             problems=("nested-only", "disabled", "broken", "scope-fail", "conflict", "duplicate"),
         ),
-        Scenario(
-            name="escrow-quarantine",
-            app="Dropbox Business",
+        gallery(
+            "escrow-quarantine",
+            "Dropbox Business",
+            "Dropbox",
             template_id="dropboxforbusiness",
-            job_prefix="DropboxOutDelta",
-            target_user_object="User",
             scope="all",
             matching_target="email",
             minutes_per_object=0.02,
             controls=(Control("mapping-breaks", before=30 * H, reason="attribute-mapping"),),
-            connector="Dropbox",
         ),
-        Scenario(
-            name="paused",
-            app="Box",
-            template_id="box",
-            job_prefix="BoxOutDelta",
-            target_user_object="User",
-            scope="assigned",
+        gallery(
+            "paused",
+            "Box",
+            "Box",
             groups=("Operations", "Legal"),
-            minutes_per_object=0.03,
             controls=(
                 Control("reset", before=4 * D, reason="restart"),
                 Control("pause", before=20 * H),
             ),
-            connector="Box",
         ),
-        Scenario(
-            name="disabled",
-            app="Atlassian Cloud",
-            template_id="atlassian",
-            job_prefix="AtlassianOutDelta",
+        gallery(
+            "disabled",
+            "Atlassian Cloud",
+            "Atlassian",
             target_user_object=SCIM_USER,
-            scope="assigned",
             groups=("Engineering",),
             minutes_per_object=0.025,
             start_before=33 * D,
             controls=(Control("credential-failure", before=30 * D),),
-            connector="Atlassian",
         ),
-        Scenario(
-            # A non-gallery SCIM app whose endpoint refuses the Entra SCIM client's PATCH shapes: disables
-            # ("Replace" with active "False" as a string) and group member removals answer 400.
-            name="scim-patch-incompatible",
-            app="Fabrikam SCIM App",
-            template_id="scim",
-            job_prefix="scim",
-            target_user_object=SCIM_USER,
-            scope="assigned",
+        # A non-gallery SCIM app whose endpoint refuses the Entra SCIM client's PATCH shapes: disables ("Replace"
+        # with active "False" as a string) and group member removals answer 400.
+        scim_app(
+            "scim-patch-incompatible",
+            "Fabrikam SCIM App",
             groups=("Operations",),
             provision_groups=True,
-            minutes_per_object=0.03,
             problems=("scim-patch",),
             leavers_per_mille=120,
         ),
-        Scenario(
-            # An admin unassigns a whole group; the next cycle would disable more users than the deletion
-            # threshold allows, so the deletions are staged and the job is quarantined (TooManyDeletes).
-            name="deletion-threshold",
-            app="Zoom",
-            template_id="zoom",
-            job_prefix="ZoomOutDelta",
-            target_user_object="User",
-            scope="assigned",
+        # An admin unassigns a whole group; the next cycle would disable more users than the deletion threshold
+        # allows, so the deletions are staged and the job is quarantined (TooManyDeletes).
+        gallery(
+            "deletion-threshold",
+            "Zoom",
+            "Zoom",
             groups=("Finance", "Human Resources"),
             minutes_per_object=0.02,
             controls=(Control("unassign", before=14 * H, reason="Finance"),),
-            connector="Zoom",
             delete_threshold=10,
         ),
-        Scenario(
-            # Managers and group members that are not in scope when the user or group is exported; some of
-            # the managers come into scope later, which the service does not notice until a restart.
-            name="manager-references",
-            app="Asana",
-            template_id="asana",
-            job_prefix="AsanaOutDelta",
+        # Managers and group members that are not in scope when the user or group is exported; some of the
+        # managers come into scope later, which the service does not notice until a restart.
+        gallery(
+            "manager-references",
+            "Asana",
+            "Asana",
             target_user_object=SCIM_USER,
-            scope="assigned",
             groups=("Engineering", "Legal"),
             provision_groups=True,
-            minutes_per_object=0.03,
-            connector="Asana",
             problems=("manager-references",),
         ),
-        Scenario(
-            # "Sync all users and groups", and an admin who switched it to "Sync only assigned" without the
-            # restart the known issue asks for: the logs keep showing unassigned users provisioned.
-            name="sync-all",
-            app="Google Workspace",
+        # "Sync all users and groups", and an admin who switched it to "Sync only assigned" without the restart
+        # the known issue asks for: the logs keep showing unassigned users provisioned.
+        gallery(
+            "sync-all",
+            "Google Workspace",
+            "GoogleApps",
             template_id="gsuite",
-            job_prefix="GoogleAppsOutDelta",
-            target_user_object="User",
             scope="all",
             matching_target="primaryEmail",
             minutes_per_object=0.015,
             controls=(Control("scope-to-assigned", before=30 * H),),
-            connector="GoogleApps",
         ),
-        Scenario(
-            # Leavers: soft deletes (disable), hard deletes days later (delete), unassigned users later deleted
-            # in Entra ID (never deleted in the app).
-            name="deprovisioning",
-            app="Miro",
-            template_id="miro",
-            job_prefix="MiroOutDelta",
+        # Leavers: soft deletes (disable), hard deletes days later (delete), unassigned users later deleted in
+        # Entra ID (never deleted in the app).
+        gallery(
+            "deprovisioning",
+            "Miro",
+            "Miro",
             target_user_object=SCIM_USER,
-            scope="assigned",
             groups=("Marketing",),
-            minutes_per_object=0.03,
-            connector="Miro",
             problems=("deprovisioning-stories",),
             leavers_per_mille=40,
         ),
-        Scenario(
-            # One of the assigned groups is a Microsoft 365 group that is not security-enabled: its members are
-            # not effectively entitled.
-            name="group-not-security-enabled",
-            app="Adobe Identity Management",
+        # One of the assigned groups is a Microsoft 365 group that is not security-enabled: its members are not
+        # effectively entitled.
+        gallery(
+            "group-not-security-enabled",
+            "Adobe Identity Management",
+            "Adobe",
             template_id="adobeidentitymanagement",
-            job_prefix="AdobeOutDelta",
-            target_user_object="User",
-            scope="assigned",
             groups=("Legal", "Design Guild"),
-            minutes_per_object=0.03,
-            connector="Adobe",
         ),
-        Scenario(
-            # A job created and never started: the documented brand-new state (cross-tenant guide, step 8).
-            name="just-created",
-            app="Cisco Webex",
-            template_id="ciscowebex",
-            job_prefix="CiscoWebexOutDelta",
-            target_user_object="User",
-            scope="assigned",
-            groups=("Sales",),
-            connector="CiscoWebex",
-            created_only=True,
-        ),
+        # A job created and never started: the documented brand-new state (cross-tenant guide, step 8).
+        gallery("just-created", "Cisco Webex", "CiscoWebex", groups=("Sales",), created_only=True),
     )
 }
 

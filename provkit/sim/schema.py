@@ -7,7 +7,7 @@ whose clauses are ANDed and groups ORed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from provkit.sim import ids
 
@@ -40,7 +40,7 @@ def _source(name: str) -> dict:
 
 def schema_json(tenant: Tenant, app: App) -> dict:
     sc = app.scenario
-    mappings = []
+    mappings: list[dict[str, Any]] = []
     seen_targets = set()
     for source, target in USER_MAPPINGS:
         if source == sc.matching_attribute:
@@ -147,6 +147,7 @@ def schema_json(tenant: Tenant, app: App) -> dict:
             "scope": None,
         },
     ]
+    assert tenant.now is not None  # Tenant.__post_init__ sets it
     return {
         "id": app.job_id,
         "version": f"date:{tenant.now.strftime('%Y-%m-%dT%H:%M:%SZ')}~{ids.IdCodec(tenant.seed).hex32(ids.MISC, app.index, 5)[:8]}",

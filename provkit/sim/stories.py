@@ -16,7 +16,7 @@ whole and after the first cycle.
 
 from __future__ import annotations
 
-from provkit.sim.history import MINUTE, QUARANTINE, RETRY_OFFSETS, Audit, Quarantine, Timeline
+from provkit.sim.history import MINUTE, QUARANTINE, RETRY_OFFSETS, Audit, Quarantine, Subject, Timeline
 
 __all__ = ["apply_stories", "story_users"]
 
@@ -56,13 +56,11 @@ def story_users(app) -> dict[int, str]:
     return out
 
 
-def _scheduled(app, timeline: Timeline) -> list[tuple[int, object]]:
-    from provkit.sim.tenant import Subject
-
+def _scheduled(app, timeline: Timeline) -> list[tuple[int, Subject]]:
     tenant = app.tenant
     now = tenant.start_now_ticks
     span = now - tenant.window_start
-    events: list[tuple[int, object]] = []
+    events: list[tuple[int, Subject]] = []
     for index, story in story_users(app).items():
         if story in DEPROVISIONING:
             for k, (category, fraction) in enumerate(DEPROVISIONING[story]):
@@ -115,8 +113,6 @@ def apply_stories(app, timeline: Timeline) -> Timeline:
             continue
         leaving = [s for s in c.extra if s.category in ("leaver-unassigned", "leaver-soft-deleted")]
         if len(leaving) > threshold:
-            from provkit.sim.tenant import Subject
-
             c.extra = [Subject(s.kind, s.index, "leaver-staged") if s in leaving else s for s in c.extra]
             c.entries += len(c.extra)
             _recount(app, c)

@@ -8,500 +8,44 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cached_property
+from typing import Any
 
 from provkit.sim import ids
-from provkit.sim.directory import DEPARTMENTS, EMEA, LOCATIONS, Group, User, Users
+from provkit.sim.apps import LEAVERS, App, clause_passes, credential_error
+from provkit.sim.directory import (
+    GROUP_NAMES,
+    NOT_SECURITY_ENABLED,
+    Directory,
+    Users,
+)
+from provkit.sim.entries import render_entry
 from provkit.sim.history import (
     DAY,
-    HOUR,
     MINUTE,
     Cycle,
-    Timeline,
-    build_timeline,
+    Subject,
 )
-from provkit.sim.scenarios import DEFAULT_SCENARIOS, SCENARIOS, SSO_ONLY_APPS, Control, Scenario
-from provkit.sim.stories import apply_stories, story_users
-from provkit.sim.timefmt import NEVER, TICKS, format_seconds, format_ticks, to_ticks
+from provkit.sim.scenarios import DEFAULT_SCENARIOS, SCENARIOS, SSO_ONLY_APPS, Control
+from provkit.sim.schema import schema_json
+from provkit.sim.timefmt import NEVER, format_seconds, format_ticks, to_ticks
+
+# Re-exported: the apps, their subjects and the directory were defined here before they had modules of their own.
+__all__ = [
+    "GROUP_NAMES",
+    "LEAVERS",
+    "NOT_SECURITY_ENABLED",
+    "App",
+    "Directory",
+    "Subject",
+    "Tenant",
+    "clause_passes",
+    "credential_error",
+]
 
 DISABLED_INTERVAL = "P10675199DT2H48M5.4775807S"
-GROUP_NAMES = (
-    "Sales",
-    "Sales EMEA",
-    "Marketing",
-    "Engineering",
-    "Finance",
-    "Human Resources",
-    "Support",
-    "Support Tier 2",
-    "Operations",
-    "Legal",
-    "Support Escalations",
-    "Contractors",
-    "Leavers",
-    "Design Guild",
-)
-# Microsoft 365 groups that are not security-enabled (securityEnabled false, groupTypes ["Unified"]).
-NOT_SECURITY_ENABLED = ("Design Guild",)
-
-
-@dataclass(frozen=True)
-class Subject:
-    """An object an app's cycle evaluates, and what the app makes of it."""
-
-    kind: str  # User | Group
-    index: int
-    category: str  # ok, not-assigned, nested-only, disabled, broken, scope-fail, matching-empty, ...
-
-
-class Directory:
-    """Users and groups with their memberships (user indexes, nested group indexes)."""
-
-    def __init__(self, users: Users, codec: ids.IdCodec, domain: str) -> None:
-        self.users = users
-        self.codec = codec
-        self.groups: list[Group] = []
-        by_name: dict[str, Group] = {}
-        for gi, name in enumerate(GROUP_NAMES):
-            nickname = name.lower().replace(" ", "-")
-            security_only = name in ("Support Escalations", "Leavers", "Contractors")
-            unified = name in NOT_SECURITY_ENABLED
-            group = Group(
-                index=gi,
-                id=codec.encode(ids.GROUP, 0, 0, gi),
-                display_name=name,
-                mail_nickname=nickname,
-                mail=None if security_only else f"{nickname}@{domain}",
-                mail_enabled=not security_only,
-                security_enabled=not unified,
-                description=f"{name} ({'security group' if security_only else 'Microsoft 365 group'})",
-                group_types=("Unified",) if unified else (),
-            )
-            self.groups.append(group)
-            by_name[name] = group
-        self.by_name = by_name
-        emea = {k for k, loc in enumerate(LOCATIONS) if loc[2] in EMEA}
-        for i in range(users.count):
-            if not users.enabled[i]:
-                by_name["Leavers"].user_members.append(i)
-                continue
-            dept = DEPARTMENTS[users.dept[i]]
-            if users.contractor[i]:
-                by_name["Contractors"].user_members.append(i)
-            if dept == "Sales" and users.location[i] in emea:
-                by_name["Sales EMEA"].user_members.append(i)
-            elif dept == "Support" and i % 4 == 0:
-                by_name["Support Tier 2"].user_members.append(i)
-            else:
-                by_name[dept].user_members.append(i)
-            if dept == "Support" and i % 7 == 1:
-                by_name["Support Escalations"].user_members.append(i)
-            if dept == "Marketing" and i % 3 == 2:
-                by_name["Design Guild"].user_members.append(i)
-        by_name["Sales"].group_members.append(by_name["Sales EMEA"].index)
-        by_name["Support"].group_members.append(by_name["Support Tier 2"].index)
-
-    def group_by_id(self, gid: str) -> Group | None:
-        decoded = self.codec.decode(gid)
-        if decoded and decoded[0] == ids.GROUP and decoded[3] < len(self.groups):
-            return self.groups[decoded[3]]
-        return None
-
-    def user_by_id(self, uid: str) -> User | None:
-        decoded = self.codec.decode(uid)
-        if decoded and decoded[0] == ids.USER and decoded[3] < self.users.count:
-            return self.users.get(decoded[3])
-        return None
-
-    def transitive_users(self, group: Group) -> list[int]:
-        seen: set[int] = set()
-        out: list[int] = []
-        stack = [group]
-        visited_groups: set[int] = set()
-        while stack:
-            g = stack.pop()
-            if g.index in visited_groups:
-                continue
-            visited_groups.add(g.index)
-            for u in g.user_members:
-                if u not in seen:
-                    seen.add(u)
-                    out.append(u)
-            stack.extend(self.groups[n] for n in g.group_members)
-        return out
-
-
-class App:
-    """One service principal with a synchronization job following one scenario."""
-
-    def __init__(self, tenant: Tenant, index: int, scenario: Scenario) -> None:
-        self.tenant = tenant
-        self.index = index
-        self.scenario = scenario
-        codec = tenant.codec
-        self.sp_id = codec.encode(ids.SERVICE_PRINCIPAL, index)
-        self.app_id = codec.encode(ids.APPLICATION, index)
-        tid_hex = tenant.tenant_id.replace("-", "")
-        if scenario.template_id == "scim":
-            self.job_id = f"scim.{tid_hex}.{codec.encode(ids.MISC, index, 7)}"
-        else:
-            self.job_id = f"{scenario.job_prefix}.{tid_hex}"
-        self.display_name = scenario.app
-        self.controls: list[tuple[int, Control]] = []
-        self._lock = threading.Lock()
-        self._timeline: Timeline | None = None
-        self._timeline_now: int | None = None
-        self._build_subjects()
-        self.story_users = story_users(self)
-        self.validate_ok = scenario.name not in ("bad-credentials", "disabled")
-
-    # ---- scope ---------------------------------------------------------------------------------------------
-    def _build_subjects(self) -> None:
-        t = self.tenant
-        sc = self.scenario
-        directory = t.directory
-        users = t.users
-        self.assigned_groups = [directory.by_name[g] for g in sc.groups]
-        self.direct_users: list[int] = []
-        self.broken: set[int] = set()
-        self.managers: dict[int, int] = {}  # user index -> manager's user index (manager-references)
-        self.late_manager: int | None = None
-        self.member_ref_groups: set[int] = set()
-        subjects: list[Subject] = []
-        categories: dict[int, str] = {}
-        if sc.scope == "all":
-            enabled = users.enabled
-            for i in range(users.count):
-                categories[i] = "ok" if enabled[i] else "disabled-expected"
-        else:
-            direct_members: set[int] = set()
-            nested_only: set[int] = set()
-            unentitled: set[int] = set()  # members of an assigned group that is not security-enabled
-            for g in self.assigned_groups:
-                if not g.security_enabled:
-                    unentitled.update(g.user_members)
-                    continue
-                direct_members.update(g.user_members)
-                for ng in g.group_members:
-                    nested_only.update(directory.transitive_users(directory.groups[ng]))
-            nested_only -= direct_members
-            unentitled -= direct_members
-            # Direct assignments: a few healthy users outside the groups, and the problem subjects.
-            rng = random.Random(t.seed * 31 + self.index)
-            pool = range(users.count) if users.count <= 5000 else rng.sample(range(users.count), 5000)
-            candidates = [
-                i for i in pool if i not in direct_members and i not in nested_only and i not in unentitled
-            ]
-            rng.shuffle(candidates)
-            enabled = [i for i in candidates if users.enabled[i]]
-            take = iter(enabled)
-            for _ in range(min(sc.direct_users, len(enabled))):
-                self.direct_users.append(next(take))
-            if "disabled" in sc.problems:
-                self.direct_users.extend([i for i in candidates if not users.enabled[i]][:3])
-            if "broken" in sc.problems:
-                chosen = [i for i in take][:3]
-                self.broken.update(chosen)
-                self.direct_users.extend(chosen)
-            for i in sorted(direct_members) + self.direct_users:
-                categories[i] = self._classify(users.get(i))
-            if "nested-only" in sc.problems:
-                for i in sorted(nested_only):
-                    categories[i] = "nested-only"
-            for i in sorted(unentitled):
-                categories.setdefault(i, "group-not-security")
-            # A few failures from the reference's catalog, on otherwise healthy users.
-            ok = [i for i in sorted(categories) if categories[i] == "ok"]
-            if "conflict" in sc.problems:
-                for i in ok[:2]:
-                    categories[i] = "conflict"
-            if "duplicate" in sc.problems:
-                for i in ok[2:3]:
-                    categories[i] = "duplicate"
-            if "manager-references" in sc.problems:
-                self._manager_references(categories)
-        for i in sorted(categories):
-            subjects.append(Subject("User", i, categories[i]))
-        if sc.provision_groups:
-            for g in self.assigned_groups:
-                value = g.mail if sc.group_matching_attribute == "mail" else g.display_name
-                category = "ok" if value else "group-matching-empty"
-                if g.index in self.member_ref_groups:
-                    category = "member-ref"
-                subjects.append(Subject("Group", g.index, category))
-        self.subjects = subjects
-        self.categories = categories
-        self.in_scope = sum(1 for s in subjects if s.category in ("ok", "conflict", "duplicate"))
-        if sc.name == "escrow-quarantine":
-            # After the mapping change, 90% of users fail on the attribute the target does not have.
-            self.broken_subjects = [s for s in subjects if s.category == "ok" and s.index % 10 != 0]
-        else:
-            self.broken_subjects = []
-
-    def _manager_references(self, categories: dict[int, int | str]) -> None:
-        """A manager who was not in scope yet (a future hire, disabled at first) and comes into scope later;
-        users whose manager is that one, or a user never assigned; a group with that late member."""
-        directory = self.tenant.directory
-        last = self.assigned_groups[-1]
-        late = next((i for i in last.user_members if categories.get(i) == "ok"), None)
-        if late is None:
-            return
-        self.late_manager = late
-        categories[late] = "late-manager"
-        self.member_ref_groups.add(last.index)
-        outsider = next(i for i in range(self.tenant.users.count) if i not in categories)
-        first = self.assigned_groups[0]
-        refs = [i for i in first.user_members if categories.get(i) == "ok"][:6]
-        for k, i in enumerate(refs):
-            categories[i] = "manager-ref"
-            self.managers[i] = late if k < 4 else outsider
-        del directory  # the directory is only read through the groups
-
-    def _classify(self, u: User) -> str:
-        sc = self.scenario
-        if u.index in self.broken:
-            return "broken"
-        if not u.account_enabled:
-            return "disabled"
-        for clause in sc.scoping:
-            if not clause_passes(clause.operator, u.attribute(clause.attribute), clause.values):
-                return "scope-fail"
-        if not u.attribute(sc.matching_attribute):
-            return "matching-empty"
-        for source, _target in sc.required_attributes:
-            if not u.attribute(source):
-                return "required-missing"
-        return "ok"
-
-    # ---- timeline ------------------------------------------------------------------------------------------
-    def timeline(self) -> Timeline:
-        now = self.tenant.now_ticks
-        with self._lock:
-            if self._timeline is None or self._timeline_now != now:
-                self._timeline = self._build_timeline(now)
-                self._timeline_now = now
-            return self._timeline
-
-    def invalidate(self) -> None:
-        with self._lock:
-            self._timeline = None
-
-    @cached_property
-    def origin(self) -> int:
-        t = self.tenant
-        sc = self.scenario
-        rng = random.Random(t.seed * 17 + self.index)
-        if sc.created_only:
-            return t.now_ticks + 365 * DAY  # never started: no cycle before now
-        if sc.started_fraction is not None:
-            minutes = len(self.subjects) * sc.minutes_per_object
-            return t.now_ticks - int(minutes * MINUTE * sc.started_fraction)
-        if sc.start_before is not None:
-            return t.now_ticks - to_ticks(datetime(1970, 1, 1, tzinfo=UTC) + sc.start_before)
-        return t.window_start + (10 + rng.randrange(30)) * MINUTE
-
-    def _build_timeline(self, now: int) -> Timeline:
-        t = self.tenant
-        sc = self.scenario
-        controls: list[tuple[int, Control]] = []
-        initial_end_guess = self.origin + int(len(self.subjects) * sc.minutes_per_object * MINUTE) + HOUR
-        for c in sc.controls:
-            assert c.before is not None
-            when = t.start_now_ticks - int(c.before.total_seconds() * TICKS)
-            if when > initial_end_guess:
-                controls.append((when, c))
-        controls.extend(self.controls)
-        failures = len(self.broken_subjects)
-        rate = 0.004 * max(self.in_scope, 1) + 0.6
-        cred = credential_error(sc)
-        timeline = build_timeline(
-            seed=t.seed,
-            app_index=self.index,
-            origin=self.origin,
-            now=now,
-            window_start=t.window_start,
-            controls=controls,
-            scope_size=len(self.subjects),
-            minutes_per_object=sc.minutes_per_object,
-            change_rate=rate,
-            broken_failures=failures,
-            credential_error=cred,
-            counts=self.cycle_counts,
-        )
-        return apply_stories(self, timeline)
-
-    def unassign_controls(self) -> list[tuple[int, Control]]:
-        """(time, control) of the scenario's group unassignments that fall after its first cycle."""
-        t = self.tenant
-        initial_end_guess = (
-            self.origin + int(len(self.subjects) * self.scenario.minutes_per_object * MINUTE) + HOUR
-        )
-        out = []
-        for c in self.scenario.controls:
-            if c.kind == "unassign" and c.before is not None:
-                when = t.start_now_ticks - int(c.before.total_seconds() * TICKS)
-                if when > initial_end_guess:
-                    out.append((when, c))
-        return out
-
-    FAILING = frozenset({"conflict", "required-missing", "duplicate", "manager-ref", "member-ref"})
-    REFERENCE_FAILING = frozenset({"manager-ref", "member-ref"})
-    LEAVING = frozenset({"leaver-unassigned", "leaver-soft-deleted"})
-    SKIPPED = frozenset(
-        {
-            "not-assigned",
-            "group-not-security",
-            "nested-only",
-            "disabled",
-            "broken",
-            "scope-fail",
-            "disabled-expected",
-            "matching-empty",
-            "group-matching-empty",
-            "late-manager",
-            "gone-unassigned-deleted",
-            "leaver-staged",
-        }
-    )
-
-    def is_redundant(self, cycle: Cycle, i: int) -> bool:
-        """Whether an in-scope object's entry is a no-op (RedundantExport) rather than an update."""
-        if cycle.mode in ("initial-reset", "broken-initial"):
-            return True
-        if cycle.mode != "incremental":
-            return False
-        return (cycle.no * 2_654_435_761 + i * 40_503 + self.tenant.seed) % 100 < 12
-
-    def entry_fails(self, cycle: Cycle, subject: Subject) -> bool:
-        if cycle.mode in ("cred-fail", "escrow-retry"):
-            return True
-        if "scim-patch" in self.scenario.problems and (
-            subject.category in self.LEAVING or (subject.kind == "Group" and cycle.kind == "incremental")
-        ):
-            return True  # the endpoint refuses the PATCH of a disable or of a member removal
-        if cycle.mode == "broken-initial" and subject in self.broken_set:
-            return True
-        return subject.category in self.FAILING
-
-    @cached_property
-    def broken_set(self) -> frozenset[Subject]:
-        return frozenset(self.broken_subjects)
-
-    def cycle_counts(self, cycle: Cycle) -> tuple[int, int]:
-        """(failures, exported) over the cycle's log entries."""
-        failures = exported = 0
-        if cycle.mode in ("initial-first", "initial-reset", "broken-initial"):
-            for i, s in enumerate(self.subjects):
-                if self.entry_fails(cycle, s):
-                    failures += 1
-                elif s.category not in self.SKIPPED and not self.is_redundant(cycle, i):
-                    exported += 1
-            return failures, exported
-        if cycle.mode == "escrow-retry":
-            return cycle.entries, 0
-        for i in range(cycle.entries):
-            s = self.subject_for(cycle, i)
-            if self.entry_fails(cycle, s):
-                failures += 1
-            elif s.category in LEAVERS or s.category == "leaver-hard-deleted":
-                exported += 1
-            elif s.category not in self.SKIPPED and not self.is_redundant(cycle, i):
-                exported += 1
-        return failures, exported
-
-    # ---- log entries ---------------------------------------------------------------------------------------
-    def subject_for(self, cycle: Cycle, i: int) -> Subject:
-        scheduled = cycle.entries - len(cycle.extra)
-        if i >= scheduled:
-            return cycle.extra[i - scheduled]
-        if cycle.mode in ("initial-first", "initial-reset", "broken-initial"):
-            return self.subjects[i]
-        if cycle.mode == "escrow-retry":
-            return self.broken_subjects[i]
-        rng = random.Random((self.tenant.seed * 1_000_033 + self.index * 7_777 + cycle.no) * 65_537 + i)
-        if self.scenario.scope == "assigned" and rng.random() < 0.15:
-            # A change to someone outside the app's assignments: the service still evaluates and skips it.
-            u = rng.randrange(self.tenant.users.count)
-            if u not in self.categories:
-                return Subject("User", u, "not-assigned")
-        if self.groups_changing and rng.random() < 0.08:
-            return self.groups_changing[rng.randrange(len(self.groups_changing))]
-        pick = rng.randrange(len(self.subjects))
-        subject = self.subjects[pick]
-        while subject.kind == "User" and subject.index in self.story_users:
-            # a user with a scheduled story changes only through it
-            pick = (pick + 1) % len(self.subjects)
-            subject = self.subjects[pick]
-        leaving = (self.tenant.seed * 92_821 + self.index * 6_271 + cycle.no * 3_571 + i * 131) % 1000
-        if (
-            cycle.mode == "incremental"
-            and subject.kind == "User"
-            and subject.category == "ok"
-            and leaving < self.scenario.leavers_per_mille
-        ):
-            # Deprovisioning (reference 3.5): a user unassigned or soft-deleted (disable). A hard delete
-            # (delete) comes only after an earlier soft delete of the same user, so it is a scheduled story
-            # (provkit.sim.stories), as are staged deletes (a cycle past the deletion threshold).
-            kinds = LEAVERS if self.scenario.scope == "assigned" else LEAVERS[1:]
-            return Subject("User", subject.index, kinds[leaving % len(kinds)])
-        return subject
-
-    @cached_property
-    def groups_changing(self) -> list[Subject]:
-        """Group subjects whose membership changes in incremental cycles often enough to be seen (the SCIM
-        PATCH scenario's member removals)."""
-        if "scim-patch" not in self.scenario.problems:
-            return []
-        return [s for s in self.subjects if s.kind == "Group" and s.category == "ok"]
-
-    def visible_entries(self, cycle: Cycle) -> int:
-        """Entries of ``cycle`` written by now (the window's start is :meth:`first_visible`)."""
-        return cycle.entries_before(self.tenant.now_ticks + 1)
-
-    def first_visible(self, cycle: Cycle) -> int:
-        return cycle.entries_before(self.tenant.window_start)
-
-
-def clause_passes(operator: str, value: str | None, values: tuple[str, ...]) -> bool:
-    """Evaluate one scoping clause the way the service does: null or empty values evaluate false."""
-    op = operator.upper().replace("_", " ")
-    if op == "IS NULL":
-        return not value
-    if op == "IS NOT NULL":
-        return bool(value)
-    if not value:
-        return False
-    if op == "EQUALS":
-        return value in values
-    if op == "NOT EQUALS":
-        return value not in values
-    if op == "IS TRUE":
-        return value.lower() == "true"
-    if op == "IS FALSE":
-        return value.lower() == "false"
-    return False
-
-
-def credential_error(sc: Scenario) -> tuple[str, str]:
-    if sc.template_id == "scim":
-        return (
-            "SystemForCrossDomainIdentityManagementCredentialValidationUnavailable",
-            "We were unable to validate the credentials: the SCIM endpoint returned HTTP 401 (Unauthorized). "
-            "Check that the Tenant URL is correct and that the Secret Token is valid and not expired.",
-        )
-    return (
-        f"{sc.connector}InvalidCredentials",
-        f"Your {sc.app} credentials are invalid: the API answered 401 Unauthorized. "
-        "Reauthorize the connection in the Provisioning blade and test the connection.",
-    )
-
-
-# Deprovisioning subjects of incremental cycles (see App.subject_for); hard deletes are scheduled stories.
-LEAVERS = ("leaver-unassigned", "leaver-soft-deleted")
 
 _EXECUTION_COUNTERS = (
     "countEntitled",
@@ -550,7 +94,7 @@ class Tenant:
         if self.days < 1:
             raise ValueError("--days must be at least 1")
         self.codec = ids.IdCodec(self.seed)
-        self.tenant_id = self.codec.encode(ids.MISC, 0, 0, 1)
+        self.tenant_id = self.codec.encode(*ids.TENANT_ID)
         self.start_now_ticks = to_ticks(self.now)
         self.now_ticks = self.start_now_ticks
         self.window_start = self.now_ticks - self.days * DAY
@@ -831,13 +375,11 @@ class Tenant:
         }
 
     def schema(self, app: App) -> dict:
-        from provkit.sim.schema import schema_json
-
         return schema_json(self, app)
 
     # ---- directory audits ----------------------------------------------------------------------------------
-    def directory_audits(self) -> list[dict]:
-        out = []
+    def directory_audits(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
         for app in self.apps:
             for k, audit in enumerate(app.timeline().audits):
                 out.append(
@@ -907,8 +449,6 @@ class Tenant:
         """ "Synchronization rule action" and "Export" audits for the first objects exported in the app's newest
         cycle, shaped like the documented examples (reference 1.8): ids ``Sync_<correlationId>_<5 letters>_<n>``,
         the result reason naming the user and the target."""
-        from provkit.sim.entries import render_entry
-
         cycles = [c for c in app.timeline().cycles if c.end <= self.now_ticks and c.entries]
         if not cycles:
             return []

@@ -21,6 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Deferred: every provkit command imports this module to build its parser; the server (TLS, tokens, the
+    # tenant, Log Analytics) loads only when the tour runs.
     from provkit.sim.server import start_server
     from provkit.sim.tenant import Tenant
 
@@ -95,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _sign_in(server):
+    # Deferred with the server (see run): msal and requests are needed only once the tour signs in.
     import msal
     import requests
 

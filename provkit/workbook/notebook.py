@@ -30,6 +30,7 @@ from typing import Any
 import pandas as pd
 
 from provkit.data.evidence import Evidence
+from provkit.data.sources import demo as demo_source
 from provkit.errors import ConfigError, ProvkitError
 from provkit.workbook.session import Loaded, check_source, load_evidence
 
@@ -380,9 +381,7 @@ def pick_app(
     ids = [c["service_principal_id"] for c in choices]
     default = choices[0]["service_principal_id"]
     if chosen_source == "demo" and demo_scenario:
-        from provkit.sim.scenarios import SCENARIOS
-
-        wanted = SCENARIOS[demo_scenario].app if demo_scenario in SCENARIOS else None
+        wanted = demo_source.scenario_app(demo_scenario)
         default = next((c["service_principal_id"] for c in choices if c["display_name"] == wanted), default)
     value = _PICKS.get("app") if _PICKS.get("app") in ids else default
     window = _PICKS.get("since") or since or "7d"

@@ -14,7 +14,7 @@ Graph reporting API (the configuration still comes from Graph, of the live or th
 says how much of them travels ("entries", "cycles" or "object", see provkit.data.sources.loganalytics).
 
 The demo tenant's size can be set with ``PROVKIT_DEMO_USERS`` and ``PROVKIT_DEMO_DAYS`` (default 6000 users,
-7 days); ``PROVKIT_DEMO_THROTTLE=1`` turns Graph's reporting throttle on (see provkit.sim.embedded).
+7 days); ``PROVKIT_DEMO_THROTTLE=1`` turns Graph's reporting throttle on (the simulated tenant is reached through provkit.data.sources.demo).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from provkit.data.evidence import (
     stored_evidence,
 )
 from provkit.data.fetch import FetchProgress, FetchSummary, fetch_app
+from provkit.data.sources import demo as demo_source
 from provkit.data.store import Store
 from provkit.errors import ConfigError
 from provkit.window import resolve_window
@@ -86,12 +87,10 @@ def demo_tenant(**kwargs):
 
     ``users`` and ``days`` not given come from PROVKIT_DEMO_USERS and PROVKIT_DEMO_DAYS when set.
     """
-    from provkit.sim.embedded import DemoTenant
-
     kwargs = {**demo_size_from_env(), **kwargs}
     key = tuple(sorted(kwargs.items()))
     if key not in _DEMO:
-        _DEMO[key] = DemoTenant(**kwargs)
+        _DEMO[key] = demo_source.start_demo_tenant(**kwargs)
     return _DEMO[key]
 
 
@@ -232,14 +231,12 @@ def loaded_after_fetch(
 def simulated_tenant_ids(environ: Mapping[str, str] | None = None) -> set[str]:
     """Tenant ids the simulated tenant uses (its default seed, and ``PROVKIT_DEMO_SEED`` when set): stored
     evidence with one of them came from the simulator, not from a real tenant."""
-    from provkit.sim import ids
-
     env = os.environ if environ is None else environ
     seeds = {7}
     text = (env.get("PROVKIT_DEMO_SEED") or "").strip()
     if text.isdigit():
         seeds.add(int(text))
-    return {ids.IdCodec(seed).encode(ids.MISC, 0, 0, 1) for seed in seeds}
+    return demo_source.simulated_tenant_ids(seeds)
 
 
 def _utc(moment: datetime) -> datetime:

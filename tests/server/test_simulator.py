@@ -11,7 +11,8 @@ import pytest
 
 from provkit.sim.entries import render_entry
 from provkit.sim.history import DAY, HOUR, INTERVAL, escrow_threshold_reached
-from provkit.sim.tenant import Tenant
+from provkit.sim.scenarios import SCENARIOS
+from provkit.sim.tenant import Tenant, credential_error
 from provkit.sim.timefmt import parse_instant, to_ticks
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -365,3 +366,26 @@ def test_deprovisioning_disables_and_deletes(tenant):
                     assert status == "success"
                 assert e["targetIdentity"]["id"]  # the object exists in the target
     assert actions["disable"] and actions["delete"] and actions["stagedDelete"]
+
+
+def test_each_app_shape_gives_its_documented_job_id_and_credential_error():
+    """Gallery apps: ``<Connector>OutDelta.<tenant hex>`` (e.g. ``SfSandboxOutDelta.e4bb...``) and connector-named
+    credential errors; non-gallery SCIM apps: ``scim.<tenant hex>.<guid>`` and the SCIM client's error code."""
+    t = Tenant(seed=2, users_count=60, days=1, now=NOW)
+    hex32 = t.tenant_id.replace("-", "")
+    guid = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+    seen = set()
+    for app in t.apps:
+        sc, job = app.scenario, t.job(app)
+        assert job["id"] == app.job_id and job["templateId"] == sc.template_id
+        code, _message = credential_error(sc)
+        if sc.connector:
+            seen.add("gallery")
+            assert job["id"] == f"{sc.connector}OutDelta.{hex32}", job["id"]
+            assert code == f"{sc.connector}InvalidCredentials"
+        else:
+            seen.add("scim")
+            assert re.fullmatch(rf"scim\.{hex32}\.{guid}", job["id"]), job["id"]
+            assert sc.template_id == "scim" and sc.target_user_object.startswith("urn:ietf:params:scim:")
+            assert code.startswith("SystemForCrossDomainIdentityManagement")
+    assert seen == {"gallery", "scim"} and len(t.apps) == len(SCENARIOS)
