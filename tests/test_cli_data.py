@@ -20,7 +20,7 @@ from provkit.data.fetch import FetchProgress
 from provkit.data.graph import GraphStats
 from provkit.data.store import Store
 from provkit.sim.scenarios import SCENARIOS, SSO_ONLY_APPS
-from provkit.workbook.session import _progress_bar, demo_size_from_env, load_evidence
+from provkit.workbook.session import FetchProgressBar, demo_size_from_env, load_evidence
 
 FIXTURES = Path(__file__).parent / "fixtures" / "files"
 MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())
@@ -150,7 +150,7 @@ def test_progress_bar_counts_throttle_waits_of_this_fetch(monkeypatch: pytest.Mo
     terminal = Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
     stats = GraphStats(throttled=4, waited_seconds=30.0)  # from an earlier fetch with the same client
-    bar = _progress_bar("Zendesk", stats=stats)
+    bar = FetchProgressBar("Zendesk", stats=stats)
     start = datetime(2025, 3, 1, tzinfo=UTC)
     state = FetchProgress(app="Zendesk", start=start, end=start + timedelta(days=4))
     state.entries, state.pages, state.reached, state.seconds, state.seconds_left = 1000, 1, start, 2.0, None

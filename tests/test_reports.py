@@ -11,14 +11,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from provkit.workbook.reports import (
-    EXIT_FAILED,
-    EXIT_FINDINGS,
-    add_report_arguments,
-    build_report,
-    exit_code,
-    run_report,
-)
+from provkit.cli.report import add_report_arguments, run_report
+from provkit.workbook.reports import EXIT_FAILED, EXIT_FINDINGS, build_report, exit_code
 
 DEMO_ENV = {"PROVKIT_DEMO_USERS": "300", "PROVKIT_DEMO_DAYS": "3", "PROVKIT_DEMO_NOW": "2024-06-03T12:00:00Z"}
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
