@@ -21,6 +21,7 @@ import jinja2
 import plotly
 from markupsafe import Markup
 
+from provkit.formatting import format_time
 from provkit.workbook.render import banner_html, render, template_source
 
 __all__ = ["export_html", "write_index"]
@@ -171,7 +172,7 @@ def write_index(out: Path) -> Path:
     page = render(
         "index.html",
         banner=banner_html(_index_origin(runs[-1])) if runs else "",
-        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        generated=format_time(datetime.now(UTC)),
         runs=[_index_run(run) for run in reversed(runs)],
         trend_runs=_TREND_RUNS,
         apps=apps,

@@ -536,7 +536,7 @@ def render_markdown(
         f"- Window: {_fmt(start)} to {_fmt(end)}; {len(evidence.events)} log entries",
         f"- State at the end: {state_text(cycle_summary)}",
         f"- Findings: {counts['error']} error, {counts['warning']} warning, {counts['info']} information",
-        f"- Written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by provkit",
+        f"- Written {format_time(datetime.now(UTC))} by provkit",
         "",
         "## Summary",
         "",
