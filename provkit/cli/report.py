@@ -138,16 +138,10 @@ def run_postmortem(args: argparse.Namespace) -> int:
         )
     from provkit.workbook.notebook import load
     from provkit.workbook.postmortem import write_postmortem
+    from provkit.workbook.target import Target
 
     source = "store" if args.offline else ("demo" if args.demo else "graph")
-    loaded = load(
-        args.app,
-        source=source,
-        since=args.since,
-        start=args.start,
-        end=args.end,
-        store=str(args.store) if args.store else None,
-    )
+    loaded = load(args.app, Target(source, args.store), since=args.since, start=args.start, end=args.end)
     print(loaded.resolved, file=sys.stderr)
     written = write_postmortem(loaded.evidence, args.out, redact=args.redact, origin=loaded.origin())
     print(written.verdict(), file=sys.stderr)

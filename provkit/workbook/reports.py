@@ -60,6 +60,7 @@ from provkit.workbook.session import (
     load_evidence,
     loaded_after_fetch,
 )
+from provkit.workbook.target import Target
 from provkit.workbook.views import status_row
 
 __all__ = [
@@ -258,7 +259,7 @@ class _Fetcher:
         if app in self._fetched:  # fetched in the fetch phase
             return self._fetched.pop(app)
         if self.source == "store":
-            return load(app, source="store", since=since, start=start, end=end, store=str(self.store))
+            return load(app, Target("store", str(self.store)), since=since, start=start, end=end)
         return load_evidence(
             app,
             source=self.source,
