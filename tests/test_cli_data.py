@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +21,13 @@ from provkit.data.fetch import FetchProgress
 from provkit.data.graph import GraphStats
 from provkit.data.store import Store
 from provkit.sim.scenarios import SCENARIOS, SSO_ONLY_APPS
-from provkit.workbook.session import _progress_bar, demo_size_from_env, load_evidence
+from provkit.workbook.session import (
+    FetchProgressBar,
+    demo_size_from_env,
+    demo_tenant,
+    load_evidence,
+    stop_demo_tenants,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "files"
 MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())
@@ -150,7 +157,7 @@ def test_progress_bar_counts_throttle_waits_of_this_fetch(monkeypatch: pytest.Mo
     terminal = Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
     stats = GraphStats(throttled=4, waited_seconds=30.0)  # from an earlier fetch with the same client
-    bar = _progress_bar("Zendesk", stats=stats)
+    bar = FetchProgressBar("Zendesk", stats=stats)
     start = datetime(2025, 3, 1, tzinfo=UTC)
     state = FetchProgress(app="Zendesk", start=start, end=start + timedelta(days=4))
     state.entries, state.pages, state.reached, state.seconds, state.seconds_left = 1000, 1, start, 2.0, None
@@ -313,3 +320,28 @@ def test_import_of_only_unreadable_files_exits_non_zero(
 def test_import_without_files_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "import")
     assert code == 2 and "FILE" in err
+
+
+# ---- the command itself ----------------------------------------------------------------------------------------
+def test_the_command_line_stops_the_simulated_tenants_it_started(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "apps", "--demo")
+    assert code == 0 and "app(s) with provisioning jobs" in out
+    assert stop_demo_tenants() == 0  # `provkit` stopped its simulated tenant on the way out
+    demo = demo_tenant()
+    assert demo_tenant() is demo  # one per process and set of arguments...
+    assert stop_demo_tenants() == 1
+    assert demo_tenant() is not demo  # ...until stopped: the next one is a new tenant
+    assert stop_demo_tenants() == 1
+
+
+def test_building_the_command_imports_no_data_layer() -> None:
+    # `provkit --help`, `emulator` and `demo` should start at once: pandas, pyarrow, IPython and papermill come
+    # only with the commands that use them.
+    code = (
+        "import sys; from provkit.cli.main import build_parser; build_parser(); "
+        "print([m for m in ('pandas', 'pyarrow', 'IPython', 'papermill', 'provkit.data.store') if m in sys.modules])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr

@@ -10,15 +10,10 @@ from pathlib import Path
 import plotly.graph_objects as go
 import pytest
 
+from provkit.cli.report import add_postmortem_arguments, run_postmortem
 from provkit.errors import ConfigError
 from provkit.workbook.notebook import load
-from provkit.workbook.postmortem import (
-    Redactor,
-    add_postmortem_arguments,
-    run_postmortem,
-    save_static,
-    write_postmortem,
-)
+from provkit.workbook.postmortem import Redactor, save_static, write_postmortem
 
 DEMO_ENV = {"PROVKIT_DEMO_USERS": "300", "PROVKIT_DEMO_DAYS": "3", "PROVKIT_DEMO_NOW": "2024-06-03T12:00:00Z"}
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -68,7 +63,7 @@ def test_quarantine_incident_write_up(contoso, tmp_path: Path) -> None:
     assert set(late["kind"]) == {"scheduled"}
 
     impact = _section(text, "Impact")
-    assert "No change reached the app from 2024-06-01 20:24 UTC to 2024-06-03 12:00 UTC (39.6 h)" in impact
+    assert "No change reached the app from 2024-06-01 20:24 UTC to 2024-06-03 12:00 UTC (1 d 15 h)" in impact
     assert written.impact.failed == 1 and written.impact.still_failing == 1
 
     findings = _section(text, "Findings")

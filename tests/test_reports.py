@@ -11,14 +11,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from provkit.workbook.reports import (
-    EXIT_FAILED,
-    EXIT_FINDINGS,
-    add_report_arguments,
-    build_report,
-    exit_code,
-    run_report,
-)
+from provkit.cli.report import add_report_arguments, run_report
+from provkit.workbook.execute import register_warm_engine
+from provkit.workbook.reports import EXIT_FAILED, EXIT_FINDINGS, build_report, exit_code
 
 DEMO_ENV = {"PROVKIT_DEMO_USERS": "300", "PROVKIT_DEMO_DAYS": "3", "PROVKIT_DEMO_NOW": "2024-06-03T12:00:00Z"}
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -212,3 +207,12 @@ def test_failures_are_recorded_and_the_run_goes_on(tmp_path: Path) -> None:
     assert salesforce["notebooks_failed"] == 1
     assert missing["state"] == "failed" and "No Such App" in missing["errors"][0]
     assert exit_code(run.summary, None) == EXIT_FAILED
+
+
+def test_the_warm_kernel_engine_is_registered_through_papermills_registry() -> None:
+    from papermill.engines import papermill_engines
+
+    name = register_warm_engine()
+    assert register_warm_engine() == name == "provkit-warm-kernel"  # once per process
+    engine = papermill_engines.get_engine(name)
+    assert engine.__name__ == "WarmKernelEngine" and hasattr(engine, "execute_managed_notebook")

@@ -1,13 +1,31 @@
-"""The analysis commands: ``provkit cycles``, ``diagnose`` and ``explain`` (they share loading and output)."""
+"""What the data and analysis commands do: ``provkit apps``, ``fetch``, ``store check|compact``, ``import``,
+``cycles``, ``diagnose`` and ``explain``.
+
+:mod:`provkit.cli.main` loads this module when one of them runs (not for ``--help``, ``emulator`` or ``demo``):
+it brings the data layer, pandas and pyarrow.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from datetime import UTC, datetime
+from typing import Any
 
+from provkit.analysis import cycles
+from provkit.analysis.checks import findings_json, format_findings, run_checks
+from provkit.analysis.checks.coverage import fetch_command
+from provkit.analysis.checks.explain import explain, format_explanation
+from provkit.data import changes
+from provkit.data.auth import Settings
+from provkit.data.fetch import fetch_app
+from provkit.data.importer import import_files
+from provkit.data.sources.graph import connect, provisioning_apps
+from provkit.data.store import Store
 from provkit.errors import ConfigError
-from provkit.workbook.session import Loaded, load_evidence
+from provkit.window import parse_span, resolve_window
+from provkit.workbook.session import FetchProgressBar, Loaded, demo_store_root, demo_tenant, load_evidence
 
 
 def _load(
@@ -36,8 +54,6 @@ def _load(
         print(loaded.fetch.line(), file=sys.stderr)
     gaps = loaded.evidence.coverage_gaps
     if gaps:
-        from provkit.analysis.checks.coverage import fetch_command
-
         spans = ", ".join(f"{a:%Y-%m-%d %H:%M}..{b:%Y-%m-%d %H:%M}" for a, b in gaps[:5])
         more = f" and {len(gaps) - 5} more" if len(gaps) > 5 else ""
         evidence = loaded.evidence
@@ -51,8 +67,6 @@ def _load(
 
 
 def cmd_cycles(args: argparse.Namespace) -> int:
-    from provkit.analysis import cycles
-
     # From a workspace, the cycles are summarised in KQL: only per-cycle rows travel.
     evidence = _load(args, logs="cycles").evidence
     table = cycles.cycles_table(evidence)
@@ -65,19 +79,13 @@ def cmd_cycles(args: argparse.Namespace) -> int:
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
-    from provkit.analysis.checks import findings_json, format_findings, run_checks
-
     validate = None
     if args.validate_credentials:
-        loaded = _load(args, admin=True) if args.demo else _load(args)
-        client = _client_of(args)
-        evidence = loaded.evidence
-        job = evidence.job or {}
-        if job.get("id") and client is not None:
-            from provkit.analysis.checks.credentials import saved_credentials_validator
-
-            validate = saved_credentials_validator(client, evidence.service_principal_id, job["id"])
-
+        evidence = (_load(args, admin=True) if args.demo else _load(args)).evidence
+        # Offline there is no tenant to ask; without a job there is nothing to validate (the checks say so).
+        if not getattr(args, "offline", False) and (evidence.job or {}).get("id"):
+            # --validate-credentials is the flag that allows this one POST (it changes nothing in the tenant).
+            validate = changes.credentials_validator(lambda: _client_of(args), evidence, allow_changes=True)
     else:
         evidence = _load(args).evidence
     findings = run_checks(evidence, validate_credentials=validate)
@@ -85,22 +93,170 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     return 0
 
 
-def _client_of(args: argparse.Namespace):
-    if getattr(args, "offline", False):
-        return None
+def _client_of(args: argparse.Namespace) -> Any:
+    """A client for the tenant the command reads (the simulated one signed in as its admin for --demo)."""
     if args.demo:
-        from provkit.workbook.session import demo_tenant
-
         return demo_tenant(admin=True).client
-    from provkit.data.sources.graph import connect
-
     return connect()
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from provkit.analysis.checks.explain import explain, format_explanation
-
     evidence = _load(args, logs="object", object_ref=args.object).evidence
     result = explain(evidence, args.object)
     print(json.dumps(result.as_dict(), indent=2, default=str) if args.json else format_explanation(result))
     return 0 if result.object_id else 2  # an object the logs and directory facts do not know: a bad parameter
+
+
+def _client_for(args: argparse.Namespace):
+    """(client, tenant_id, label) for the chosen source."""
+    if getattr(args, "demo", False):
+        demo = demo_tenant()
+        return demo.client, demo.tenant_id, "the simulated tenant"
+    settings = Settings.from_env()
+    return connect(settings), settings.tenant_id, settings.describe()
+
+
+def cmd_apps(args: argparse.Namespace) -> int:
+    if getattr(args, "offline", False):
+        rows = Store(args.store).apps()
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return 0
+        if not rows:
+            print(
+                f"The store at {Store(args.store).root} holds no apps yet; run provkit fetch or provkit import."
+            )
+            return 0
+        print(f"{'app':<28} {'service principal id':<38} {'covered (UTC)'}")
+        for r in rows:
+            span = f"{(r['covered_from'] or '')[:16]} .. {(r['covered_to'] or '')[:16]}"
+            if r.get("problem"):
+                span = "DAMAGED: " + r["problem"]
+            print(f"{(r['display_name'] or '?'):<28} {r['service_principal_id']:<38} {span}")
+        damaged = [r for r in rows if r.get("problem")]
+        if damaged:
+            print(
+                f"\n{len(damaged)} app(s) could not be read; run `provkit store check --repair --store "
+                f"{Store(args.store).root}`.",
+                file=sys.stderr,
+            )
+        return 0
+    client, _tenant, _label = _client_for(args)
+    rows = provisioning_apps(client)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'app':<22} {'status':<11} {'schedule':<9} {'service principal id':<37} {'appId':<37} job id")
+    for r in rows:
+        print(
+            f"{(r['display_name'] or '?'):<22} {(r['status_code'] or '?'):<11} {(r['schedule_state'] or ''):<9} "
+            f"{r['service_principal_id']:<37} {(r['app_id'] or ''):<37} {r['job_id']}"
+        )
+    print(f"\n{len(rows)} app(s) with provisioning jobs.")
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    client, tenant_id, _label = _client_for(args)
+    now = None
+    if args.demo:
+        now = datetime.fromtimestamp(demo_tenant().tenant.now_ticks / 10**7, tz=UTC)
+        store = Store(args.store or demo_store_root())
+    else:
+        store = Store(args.store)
+    window = resolve_window(since=args.since, start=args.start, end=args.end, now=now)
+    options: dict[str, Any] = {}
+    if args.lookback:
+        options["lookback"] = parse_span(args.lookback)
+    resolved = client.resolve_app(args.app)
+    print(resolved.describe(), file=sys.stderr)
+    bar = FetchProgressBar(resolved.display_name, stats=getattr(client, "stats", None))
+    try:
+        summary, app_store = fetch_app(
+            client,
+            store,
+            resolved,
+            start=window[0],
+            end=window[1],
+            tenant_id=tenant_id,
+            progress=bar,
+            **options,
+        )
+    finally:
+        bar.close()
+    if args.json:
+        print(json.dumps({**summary.as_dict(), "store": str(app_store.path)}, indent=2))
+    else:
+        print(summary.line())
+        print(f"Stored in {app_store.path}")
+    return 0
+
+
+def _app_stores(args: argparse.Namespace):
+    """(store, the app folders named by --app, or all of them), damaged ones included."""
+    store = Store(args.store)
+    if not args.app:
+        return store, store.app_stores()
+    wanted = args.app.strip().lower()
+    paths = {
+        r["path"]
+        for r in store.apps(counts=False)
+        if wanted
+        in (r["service_principal_id"], (r["app_id"] or "").lower(), (r["display_name"] or "").lower())
+    }
+    if not paths:
+        store.find(args.app)  # raises the usual "no app matching" message
+    return store, [a for a in store.app_stores() if str(a.path) in paths]
+
+
+def cmd_store_check(args: argparse.Namespace) -> int:
+    store, app_stores = _app_stores(args)
+    reports = [a.check(repair=args.repair) for a in app_stores]
+    if args.json:
+        print(json.dumps([r.as_dict() for r in reports], indent=2))
+    else:
+        if not reports:
+            print(f"The store at {store.root} holds no apps.")
+        for report in reports:
+            print(report.text())
+        damaged = [r for r in reports if not r.ok]
+        if damaged:
+            print(
+                f"\n{len(damaged)} app(s) with damage. Run `provkit store check --repair --store {store.root}` to set "
+                "the damaged files aside (nothing is deleted) and fetch the ranges they held again."
+            )
+        elif any(r.repaired for r in reports):
+            print(
+                "\nRepaired. Run `provkit fetch` for these apps to get the ranges marked as not covered again."
+            )
+    return 0 if all(r.ok for r in reports) else 1
+
+
+def cmd_store_compact(args: argparse.Namespace) -> int:
+    store, app_stores = _app_stores(args)
+    results = []
+    for app_store in app_stores:
+        before = sum(len(v) for v in app_store.manifest()["parts"].values())
+        merged = app_store.compact()
+        after = sum(len(v) for v in app_store.manifest()["parts"].values())
+        results.append(
+            {"path": str(app_store.path), "parts_before": before, "parts_after": after, "merged": merged}
+        )
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            print(f"{r['path']}: {r['parts_before']} part(s) -> {r['parts_after']}")
+        if not results:
+            print(f"The store at {store.root} holds no apps.")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    report = import_files(args.files, store=args.store, app=args.app)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(report.text())
+    # Non-zero when nothing usable came in: every file unreadable, or every record rejected.
+    return 0 if report.kept else 1

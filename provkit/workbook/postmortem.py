@@ -14,30 +14,33 @@ across write-ups); the key is never written anywhere.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import hmac
 import os
 import re
 import secrets
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import IPython.display
 import pandas as pd
 
+from provkit.analysis import cycles
+from provkit.analysis.checks import run_checks
 from provkit.data.evidence import Evidence
+from provkit.formatting import as_timestamp, format_duration, format_time, slug
+from provkit.workbook import charts
+from provkit.workbook.session import describe_origin
+from provkit.workbook.verdicts import state_text
 
 __all__ = [
     "Redactor",
     "Written",
-    "add_postmortem_arguments",
     "impact",
     "render_markdown",
-    "run_postmortem",
     "save_static",
     "show",
     "timeline",
@@ -115,34 +118,15 @@ def _redact_key() -> bytes | None:
 
 
 # ---- timeline -------------------------------------------------------------------------------------------
-def _ts(value: Any) -> pd.Timestamp | None:
-    if value is None:
-        return None
-    try:
-        stamp = pd.Timestamp(value)
-    except (TypeError, ValueError):
-        return None
-    if pd.isna(stamp):
-        return None
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+_ts = as_timestamp
 
 
 def _fmt(value: Any) -> str:
-    stamp = _ts(value)
-    return f"{stamp:%Y-%m-%d %H:%M} UTC" if stamp is not None else "unknown"
+    return format_time(value, missing="unknown")
 
 
 def _duration(delta: Any) -> str:
-    if delta is None or pd.isna(delta):
-        return "unknown"
-    seconds = pd.Timedelta(delta).total_seconds()
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 48 * 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
+    return format_duration(delta, missing="unknown")
 
 
 def _status_rows(evidence: Evidence) -> list[dict[str, Any]]:
@@ -254,8 +238,6 @@ def timeline(evidence: Evidence, cycle_table: pd.DataFrame | None = None) -> pd.
     Columns: time (UTC), kind, what. Only rows inside ``evidence.window`` are kept, and the ``scheduled`` ones
     after it (the next quarantine attempt, the date the job is disabled if nothing changes).
     """
-    from provkit.analysis import cycles
-
     if cycle_table is None:
         cycle_table = cycles.cycles_table(evidence)
     rows = _status_rows(evidence) + _audit_rows(evidence) + _cycle_rows(cycle_table)
@@ -305,7 +287,6 @@ class Impact:
 
 def impact(evidence: Evidence, findings: Iterable | None = None) -> Impact:
     """The impact in the evidence's window (see :class:`Impact`); ``findings`` add the skipped-object count."""
-    from provkit.analysis import cycles
 
     events = evidence.events
     end = pd.Timestamp(evidence.window[1]) if evidence.window else pd.Timestamp(evidence.now)
@@ -373,6 +354,7 @@ def save_static(figure: Any, path: Path) -> Path:
     Handles what the workbook's charts use: scatter (markers, lines), bars (stacked, horizontal), histograms,
     log axes, vertical lines and rectangles, and the figure and axis titles. Other trace types are skipped.
     """
+    # Deferred on purpose: matplotlib takes a second or two to import, and only a write-up's charts need it.
     import matplotlib
 
     matplotlib.use("Agg")
@@ -514,10 +496,6 @@ class Written:
         return "\n".join(lines)
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "app"
-
-
 def _md_cell(value: Any) -> str:
     if isinstance(value, pd.Timestamp | datetime):
         return _fmt(value)
@@ -547,8 +525,6 @@ def render_markdown(
 ) -> str:
     """The write-up as Markdown (not yet redacted); ``images`` are (caption, file) pairs beside it; ``origin``
     (where the evidence came from) is quoted at the top."""
-    from provkit.workbook.notebook import state_text
-
     start, end = evidence.window or (None, evidence.now)
     counts = {s: sum(1 for f in findings if f.severity == s) for s in ("error", "warning", "info")}
     out = [
@@ -560,7 +536,7 @@ def render_markdown(
         f"- Window: {_fmt(start)} to {_fmt(end)}; {len(evidence.events)} log entries",
         f"- State at the end: {state_text(cycle_summary)}",
         f"- Findings: {counts['error']} error, {counts['warning']} warning, {counts['info']} information",
-        f"- Written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by provkit",
+        f"- Written {format_time(datetime.now(UTC))} by provkit",
         "",
         "## Summary",
         "",
@@ -656,8 +632,6 @@ def _impact_lines(damage: Impact) -> list[str]:
 
 
 def _charts(evidence: Evidence, cycle_table: pd.DataFrame) -> list[tuple[str, str, Any]]:
-    from provkit.workbook import charts
-
     figures = [
         ("cycles", "Cycle durations", charts.cycle_durations(cycle_table)),
         (
@@ -690,17 +664,13 @@ def write_postmortem(
     it opens the write-up. The charts are PNG files beside the Markdown, linked by relative paths: the folder
     reads the same opened from disk, in a repository or offline.
     """
-    from provkit.analysis import cycles
-    from provkit.analysis.checks import run_checks
-    from provkit.workbook.session import describe_origin
-
     cycle_table = cycles.cycles_table(evidence)
     cycle_summary = cycles.summary(evidence, cycle_table)
     findings = run_checks(evidence)
     events = timeline(evidence, cycle_table)
     damage = impact(evidence, findings)
     start, end = evidence.window or (evidence.now, evidence.now)
-    folder = Path(out) / f"{_slug(evidence.display_name)}-{_ts(start):%Y%m%dT%H%M}-{_ts(end):%Y%m%dT%H%M}"
+    folder = Path(out) / f"{slug(evidence.display_name)}-{_ts(start):%Y%m%dT%H%M}-{_ts(end):%Y%m%dT%H%M}"
     folder.mkdir(parents=True, exist_ok=True)
     images = []
     for name, caption, figure in _charts(evidence, cycle_table):
@@ -717,63 +687,8 @@ def write_postmortem(
 
 def show(written: Written) -> None:
     """Display a written postmortem in a notebook: the Markdown, with its charts inline."""
-    from IPython.display import Image, Markdown, display
-
     text = written.markdown.read_text(encoding="utf-8")
     body, _, _ = text.partition("## Charts")
-    display(Markdown(body))
+    IPython.display.display(IPython.display.Markdown(body))
     for image in written.images:
-        display(Image(filename=str(image)))
-
-
-# ---- command line -----------------------------------------------------------------------------------------
-def add_postmortem_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``provkit postmortem``."""
-    parser.add_argument("--app", required=True, help="display name, appId or service principal object id")
-    parser.add_argument("--start", help="incident window start, ISO-8601 (UTC unless an offset is given)")
-    parser.add_argument("--end", help="incident window end, ISO-8601 (default now)")
-    parser.add_argument("--since", help="instead of --start/--end: how far back from now, e.g. 2d")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--demo", action="store_true", help="use the simulated tenant (started in-process)")
-    source.add_argument("--offline", action="store_true", help="read the local store only; no network")
-    parser.add_argument(
-        "--store", type=Path, help="store folder (default: $PROVKIT_STORE or the user data folder)"
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path("reports/postmortems"),
-        help="output folder (default reports/postmortems)",
-    )
-    parser.add_argument(
-        "--redact",
-        action="store_true",
-        help="replace user names and emails with pseudonyms (user-3f9a); PROVKIT_REDACT_KEY keeps them stable",
-    )
-
-
-def run_postmortem(args: argparse.Namespace) -> int:
-    """``provkit postmortem``: load the window's evidence, write the write-up, print its path. Returns 0."""
-    from provkit.workbook.notebook import load
-
-    if not (args.start or args.end or args.since):
-        from provkit.errors import ConfigError
-
-        raise ConfigError(
-            "A postmortem needs the incident window.",
-            remedy="Pass --start and --end (ISO-8601), or --since (e.g. 2d).",
-        )
-    source = "store" if args.offline else ("demo" if args.demo else "graph")
-    loaded = load(
-        args.app,
-        source=source,
-        since=args.since,
-        start=args.start,
-        end=args.end,
-        store=str(args.store) if args.store else None,
-    )
-    print(loaded.resolved, file=sys.stderr)
-    written = write_postmortem(loaded.evidence, args.out, redact=args.redact, origin=loaded.origin())
-    print(written.verdict(), file=sys.stderr)
-    print(written.markdown)
-    return 0
+        IPython.display.display(IPython.display.Image(filename=str(image)))

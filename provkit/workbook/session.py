@@ -14,7 +14,9 @@ Graph reporting API (the configuration still comes from Graph, of the live or th
 says how much of them travels ("entries", "cycles" or "object", see provkit.data.sources.loganalytics).
 
 The demo tenant's size can be set with ``PROVKIT_DEMO_USERS`` and ``PROVKIT_DEMO_DAYS`` (default 6000 users,
-7 days); ``PROVKIT_DEMO_THROTTLE=1`` turns Graph's reporting throttle on (the simulated tenant is reached through provkit.data.sources.demo).
+7 days); ``PROVKIT_DEMO_THROTTLE=1`` turns Graph's reporting throttle on (the simulated tenant is reached through
+provkit.data.sources.demo). Simulated tenants run until :func:`stop_demo_tenants` (the command line calls it on the
+way out). A fetch shows its progress with :class:`FetchProgressBar`, in a terminal and in a notebook alike.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from provkit.data.auth import Settings
 from provkit.data.evidence import (
     Evidence,
     describe_window,
@@ -34,13 +38,16 @@ from provkit.data.evidence import (
     stored_evidence,
 )
 from provkit.data.fetch import FetchProgress, FetchSummary, fetch_app
+from provkit.data.graph import GraphClient
 from provkit.data.sources import demo as demo_source
+from provkit.data.sources.graph import connect
+from provkit.data.sources.loganalytics import LogAnalytics, workspace_evidence
 from provkit.data.store import Store
 from provkit.errors import ConfigError
-from provkit.window import resolve_window
+from provkit.window import parse_instant, resolve_window
 
 SOURCES = ("graph", "demo", "store")
-_DEMO: dict[tuple, object] = {}
+_DEMO: dict[tuple, Any] = {}  # simulated tenants (provkit.data.sources.demo) by their arguments
 _DEMO_STORE: dict[str, Path] = {}
 
 
@@ -92,6 +99,38 @@ def demo_tenant(**kwargs):
     if key not in _DEMO:
         _DEMO[key] = demo_source.start_demo_tenant(**kwargs)
     return _DEMO[key]
+
+
+def demo_options_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The simulated tenant's clock and seed from ``PROVKIT_DEMO_NOW`` and ``PROVKIT_DEMO_SEED``, where set.
+
+    ``PROVKIT_DEMO_NOW`` is an ISO-8601 instant (UTC unless an offset is given): a fixed one makes the demo's
+    findings the same on every run (the notebook tests use it). Its size comes from ``PROVKIT_DEMO_USERS`` and
+    ``PROVKIT_DEMO_DAYS``, which :func:`demo_tenant` reads itself.
+    """
+    env = os.environ if environ is None else environ
+    options: dict[str, Any] = {}
+    text = (env.get("PROVKIT_DEMO_SEED") or "").strip()
+    if text:
+        if not text.isdigit():
+            raise ConfigError(f"PROVKIT_DEMO_SEED must be a whole number, not {text!r}.")
+        options["seed"] = int(text)
+    text = (env.get("PROVKIT_DEMO_NOW") or "").strip()
+    if text:
+        options["now"] = parse_instant(text, name="PROVKIT_DEMO_NOW")
+    return options
+
+
+def stop_demo_tenants() -> int:
+    """Stop every simulated tenant this process started (their servers and threads); returns how many.
+
+    The command line and report runs call it on the way out; a later :func:`demo_tenant` starts a new one.
+    """
+    demos = list(_DEMO.values())
+    _DEMO.clear()
+    for demo in demos:
+        demo.stop()
+    return len(demos)
 
 
 def demo_store_root() -> Path:
@@ -169,7 +208,7 @@ def load_evidence(
         client=client,
         demo_options=demo_options,
     )
-    bar = _progress_bar(app, stats=getattr(client, "stats", None)) if progress is True else None
+    bar = FetchProgressBar(app, stats=getattr(client, "stats", None)) if progress is True else None
     try:
         summary, app_store = fetch_app(
             client,
@@ -197,7 +236,7 @@ def fetch_target(
     store: str | Path | None,
     client=None,
     demo_options: dict | None = None,
-) -> tuple[object, str | None, Store, tuple[datetime, datetime]]:
+) -> tuple[GraphClient, str, Store, tuple[datetime, datetime]]:
     """(client, tenant id, store, window) of a fetch from ``source`` ("demo" or "graph")."""
     if source == "demo":
         demo = demo_tenant(**(demo_options or {}))
@@ -206,12 +245,9 @@ def fetch_target(
         st = Store(store or demo_store_root())
         now = datetime.fromtimestamp(demo.tenant.now_ticks / 10**7).astimezone()
     else:
-        from provkit.data.auth import Settings
-        from provkit.data.sources.graph import connect
-
         settings = Settings.from_env()
         client = client or connect(settings)
-        tenant_id = settings.tenant_id
+        tenant_id = settings.tenant_id or ""
         st = Store(store)
         now = None
     window = resolve_window(since=since if not (start or end) else None, start=start, end=end, now=now)
@@ -289,8 +325,6 @@ def _load_from_workspace(
     logs: str,
     object_ref: str | None,
 ) -> Loaded:
-    from provkit.data.sources.loganalytics import LogAnalytics, workspace_evidence
-
     if source == "store":
         raise ConfigError(
             "A Log Analytics workspace cannot be read offline.",
@@ -307,9 +341,6 @@ def _load_from_workspace(
         )
         now = datetime.fromtimestamp(demo.tenant.now_ticks / 10**7).astimezone()
     else:
-        from provkit.data.auth import Settings
-        from provkit.data.sources.graph import connect
-
         settings = Settings.from_env()
         client = client or connect(settings)
         tenant_id = settings.tenant_id
@@ -328,12 +359,14 @@ def _load_from_workspace(
     return Loaded(evidence, None, f"{resolved.describe()}\n{where}", la.transfer, source=source)
 
 
-class _progress_bar:  # noqa: N801 - used like a function
-    """A tqdm bar for :func:`provkit.data.fetch.fetch_app`'s ``progress``: entries (of those the window is expected to
+class FetchProgressBar:
+    """The progress of a fetch, as the command line (``provkit fetch``) and the notebooks show it: a tqdm bar for :func:`provkit.data.fetch.fetch_app`'s ``progress``: entries (of those the window is expected to
     hold), pages, rate, the time left that the throttle implies and, given the client's ``stats`` (a
     :class:`provkit.data.graph.GraphStats`), the 429s received; quiet when stderr is not a terminal or notebook."""
 
     def __init__(self, app: str, stats: object | None = None) -> None:
+        # Deferred on purpose: tqdm.auto imports IPython and ipywidgets where they are installed, which only a
+        # fetch needs (not `cycles --offline` or `apps`).
         from tqdm.auto import tqdm
 
         self.app = app

@@ -11,7 +11,9 @@ from collections.abc import Iterator
 import pytest
 
 from provkit.analysis.checks import explain
+from provkit.formatting import format_duration
 from provkit.workbook import notebook as nb
+from provkit.workbook import pickers
 
 from .conftest import KERNEL_ENV, LIVE_SETTINGS
 
@@ -37,7 +39,7 @@ def shown(monkeypatch: pytest.MonkeyPatch) -> list:
 
     items: list = []
     monkeypatch.setattr(IPython.display, "display", lambda *objs, **_kw: items.extend(objs))
-    monkeypatch.setattr(nb, "_PICKS", {})
+    monkeypatch.setattr(pickers, "PICKS", {})
     return items
 
 
@@ -131,7 +133,7 @@ def test_smaller_defects_read_right() -> None:
     title = charts.incremental_distribution(table).layout.title.text
     assert f"of {summary.incremental_cycles} incremental cycles" in title
     # Durations read as durations, not "0 days 01:01:11.476655".
-    assert nb.format_duration(__import__("pandas").Timedelta(seconds=3671.4)) == "1 h 01 min"
+    assert format_duration(__import__("pandas").Timedelta(seconds=3671.4)) == "1 h 01 min"
     resets = nb.watermark_resets(table)
     assert all("days" not in str(v) for v in resets["duration"])
     # A reason said twice is said once.
@@ -149,7 +151,7 @@ def test_smaller_defects_read_right() -> None:
 def test_provision_on_demand_names_the_user_and_reads_the_answer() -> None:
     evidence = nb.load("Zendesk", source="demo", since="7d").evidence
     user = nb.first_skipped_user(evidence)
-    message = nb.provision_on_demand(evidence, user, True, source="demo")  # the simulated tenant only
+    message = nb.provision_on_demand(evidence, user, True, nb.target("demo"))  # the simulated tenant only
     assert message.startswith(f"provisionOnDemand for {nb.object_name(evidence, user)}: ")
     assert "@" in message and user not in message
     assert message.split(": ", 1)[1].split()[0] in ("Success", "Skipped", "Failure")

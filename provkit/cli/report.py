@@ -1,0 +1,149 @@
+"""The commands that write for people: ``provkit report`` (the notebooks run with papermill for one app, several
+or all of them; see :mod:`provkit.workbook.reports`) and ``provkit postmortem`` (a Markdown write-up of one
+incident window; see :mod:`provkit.workbook.postmortem`): their options, checked before anything runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from provkit.errors import ConfigError
+from provkit.window import resolve_window
+
+__all__ = ["add_postmortem_arguments", "add_report_arguments", "run_postmortem", "run_report"]
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``provkit report``."""
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument(
+        "--app", action="append", help="display name, appId or object id (repeat for several apps)"
+    )
+    target.add_argument("--all-apps", action="store_true", help="every app with a provisioning job")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--demo", action="store_true", help="use the simulated tenant (started in-process)")
+    source.add_argument("--offline", action="store_true", help="read the local store only; no network")
+    parser.add_argument(
+        "--store", type=Path, help="store folder (default: $PROVKIT_STORE or the user data folder)"
+    )
+    parser.add_argument("--since", help="how far back, e.g. 7d, 36h (default 7d)")
+    parser.add_argument("--start", help="window start, ISO-8601 (UTC unless an offset is given)")
+    parser.add_argument("--end", help="window end, ISO-8601 (default now)")
+    parser.add_argument("--out", type=Path, default=Path("reports"), help="output folder (default reports)")
+    parser.add_argument(
+        "--fail-on",
+        choices=("warning", "error"),
+        help="exit with 3 when an app has findings of this severity or worse (for alerting)",
+    )
+    parser.add_argument(
+        "--notebook",
+        action="append",
+        dest="notebooks",
+        help="notebook to run, e.g. 00-triage or 07 (repeat; default 00 to 05)",
+    )
+    parser.add_argument(
+        "--summary-only",
+        action="store_true",
+        help="write summary.json and the index without running notebooks (the quickest check for alerting)",
+    )
+    parser.add_argument("--notebooks-dir", type=Path, help="folder holding the workbook notebooks")
+    parser.add_argument("--workers", type=int, default=2, help="notebooks run at once (default 2)")
+    parser.add_argument("--show-input", action="store_true", help="keep the code cells in the HTML pages")
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """``provkit report``: run, print progress to stderr and the index's path to stdout; the exit codes are
+    :mod:`provkit.workbook.reports`'."""
+    # Deferred on purpose (as every workbook import here): the report machinery brings pandas, the data layer
+    # and the checks, seconds that `provkit --help` and the other commands should not pay.
+    from provkit.data.auth import Settings
+    from provkit.workbook.reports import EXIT_FINDINGS, build_report, exit_code
+
+    if not (args.app or args.all_apps):
+        raise ConfigError("Name the apps to report on.", remedy="Use --app APP (repeatable) or --all-apps.")
+    if args.workers < 1:
+        raise ConfigError("--workers must be at least 1.")
+    source = "store" if args.offline else ("demo" if args.demo else "graph")
+    # Bad parameters stop the run before anything is fetched or written (exit 2), rather than failing per app.
+    resolve_window(since=args.since, start=args.start, end=args.end)
+    if source == "graph":
+        Settings.from_env()  # the sign-in settings are complete (a clear message before anything runs)
+    since = args.since or ("7d" if not (args.start or args.end) else None)
+    started = time.monotonic()
+    run = build_report(
+        None if args.all_apps else args.app,
+        out=args.out,
+        source=source,
+        since=since,
+        start=args.start,
+        end=args.end,
+        store=args.store,
+        notebooks=[] if args.summary_only else args.notebooks,
+        notebooks_dir=args.notebooks_dir,
+        workers=args.workers,
+        hide_input=not args.show_input,
+        fail_on=args.fail_on,
+        log=lambda text: print(text, file=sys.stderr, flush=True),
+    )
+    code = exit_code(run.summary, args.fail_on)
+    bad = [a["app"].get("display_name") for a in run.apps if a.get("bad_parameter")]
+    if bad:
+        code = 2  # a named app that does not resolve is a usage error (the other apps were still reported)
+        print(f"provkit report: could not resolve {', '.join(map(repr, bad))}; exit code 2.", file=sys.stderr)
+    print(
+        f"Report {run.summary['run_id']}: {len(run.apps)} app(s), state {run.summary['state']}, "
+        f"{time.monotonic() - started:.1f} s; written to {run.run_dir}",
+        file=sys.stderr,
+    )
+    if code == EXIT_FINDINGS:
+        print(f"Findings at or above --fail-on {args.fail_on}: exit code {code}.", file=sys.stderr)
+    print(run.index.resolve())
+    return code
+
+
+def add_postmortem_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``provkit postmortem``."""
+    parser.add_argument("--app", required=True, help="display name, appId or service principal object id")
+    parser.add_argument("--start", help="incident window start, ISO-8601 (UTC unless an offset is given)")
+    parser.add_argument("--end", help="incident window end, ISO-8601 (default now)")
+    parser.add_argument("--since", help="instead of --start/--end: how far back from now, e.g. 2d")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--demo", action="store_true", help="use the simulated tenant (started in-process)")
+    source.add_argument("--offline", action="store_true", help="read the local store only; no network")
+    parser.add_argument(
+        "--store", type=Path, help="store folder (default: $PROVKIT_STORE or the user data folder)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("reports/postmortems"),
+        help="output folder (default reports/postmortems)",
+    )
+    parser.add_argument(
+        "--redact",
+        action="store_true",
+        help="replace user names and emails with pseudonyms (user-3f9a); PROVKIT_REDACT_KEY keeps them stable",
+    )
+
+
+def run_postmortem(args: argparse.Namespace) -> int:
+    """``provkit postmortem``: load the window's evidence, write the write-up, print its path. Returns 0."""
+    if not (args.start or args.end or args.since):
+        raise ConfigError(
+            "A postmortem needs the incident window.",
+            remedy="Pass --start and --end (ISO-8601), or --since (e.g. 2d).",
+        )
+    from provkit.workbook.notebook import load
+    from provkit.workbook.postmortem import write_postmortem
+    from provkit.workbook.target import Target
+
+    source = "store" if args.offline else ("demo" if args.demo else "graph")
+    loaded = load(args.app, Target(source, args.store), since=args.since, start=args.start, end=args.end)
+    print(loaded.resolved, file=sys.stderr)
+    written = write_postmortem(loaded.evidence, args.out, redact=args.redact, origin=loaded.origin())
+    print(written.verdict(), file=sys.stderr)
+    print(written.markdown)
+    return 0
