@@ -497,7 +497,7 @@ def test_results_do_not_depend_on_how_the_input_is_chunked(monkeypatch: pytest.M
     records = [skipped_entry(f"s{i}") if i % 2 else entry(id=f"e{i}", changeId=f"c{i}") for i in range(7)]
     records.insert(3, entry(id="bad", activityDateTime="nope"))
     whole = events_from_records(records)
-    monkeypatch.setattr(tables, "_CHUNK", 2)
+    monkeypatch.setattr(tables.events, "_CHUNK", 2)
     chunked = events_from_records(records)
     pd.testing.assert_frame_equal(whole.events, chunked.events)
     pd.testing.assert_frame_equal(whole.steps, chunked.steps)
