@@ -69,7 +69,7 @@ from provkit.data.tables import (
     Tables,
     empty_tables,
 )
-from provkit.errors import ConfigError, ProvkitError
+from provkit.errors import ConfigError, ProvkitError, StoreError
 
 log = logging.getLogger("provkit.data.store")
 
@@ -88,10 +88,6 @@ _LOCKS: dict[Path, _FolderLock] = {}
 _LOCKS_LOCK = threading.Lock()
 _READ_ATTEMPTS = 5
 T = TypeVar("T")
-
-
-class StoreError(ProvkitError):
-    """The store on disk is unusable (a part or file that cannot be read, a folder that cannot be written)."""
 
 
 def _repair_remedy(root: Path) -> str:
