@@ -29,6 +29,7 @@ from provkit.data.graph_http import (
     _GraphHttp,
     permission_for,
 )
+from provkit.data.settings import _GUID
 from provkit.errors import (
     AmbiguousAppError,
     CloudNotSupportedError,
@@ -48,7 +49,6 @@ __all__ = [
 log = logging.getLogger("provkit.data.graph")
 
 MAX_RESUMES = 3  # times a provisioning query resumes after its paging token stopped working, without progress
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _MAX_CANDIDATES = 10
 # inference: no documented default or maximum $top for /auditLogs/provisioning (reference 1.5 and 1.8); public
 # scripts use 500, 999 and 1000, and pages of up to 1,000 are reported. Refused sizes fall back in this order.

@@ -52,6 +52,9 @@ class ImportReport:
 
 
 def _slug(text: str) -> str:
+    """The folder an ``--app NAME`` import is filed under. Not provkit.formatting.slug: this one keeps "." and "_"
+    and stops at 100 characters (the store's folder-name rule), and stores already filed this way must keep
+    receiving the same app's records."""
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:100] or "imported"
 
 
