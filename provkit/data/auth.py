@@ -610,7 +610,7 @@ def _device_code_acquirer(
 
 def show_device_code(message: str) -> None:
     """Show the device code sign-in message: in a notebook as output, elsewhere on stderr."""
-    try:
+    try:  # deferred on purpose: IPython is optional and heavy, needed only when a device code must be shown
         from IPython import get_ipython  # type: ignore[attr-defined]
         from IPython.display import Markdown, display
     except ImportError:

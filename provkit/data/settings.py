@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from provkit._version import __version__
 from provkit.errors import ConfigError
 
 Method = Literal["auto", "secret", "certificate", "device-code", "managed-identity"]
@@ -265,8 +266,6 @@ def make_session(settings: Settings) -> requests.Session:
     those variables would then refuse the local server's certificate. Turning ``trust_env`` off also ignores proxy
     variables and .netrc, which is what a loopback server wants.
     """
-    from provkit._version import __version__
-
     session = _Session()
     session.headers["User-Agent"] = f"provkit/{__version__}"
     if settings.ca_bundle is not None:

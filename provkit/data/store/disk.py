@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import TypeVar
 
+import platformdirs
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -194,8 +195,6 @@ def default_root(environ: dict[str, str] | None = None) -> Path:
     env = os.environ if environ is None else environ
     if env.get("PROVKIT_STORE"):
         return Path(env["PROVKIT_STORE"]).expanduser()
-    import platformdirs
-
     return Path(platformdirs.user_data_dir("provkit", appauthor=False)) / "store"
 
 
