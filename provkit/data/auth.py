@@ -457,7 +457,8 @@ def sign_in(
 
         def acquire() -> Mapping[str, Any]:
             with _explained(settings, "managed-identity", ()):
-                return client.acquire_token_for_client(resource=target)
+                result: Mapping[str, Any] = client.acquire_token_for_client(resource=target)
+                return result
 
         which = f"user-assigned {settings.client_id}" if settings.client_id else "system-assigned"
         summary = f"the {which} managed identity for {target}"
@@ -501,7 +502,8 @@ def sign_in(
 
             def acquire() -> Mapping[str, Any]:
                 with _explained(settings, method, secrets_):
-                    return confidential.acquire_token_for_client(scopes=scopes)
+                    result: Mapping[str, Any] = confidential.acquire_token_for_client(scopes=scopes)
+                    return result
 
     provider = TokenProvider(
         method, acquire, summary=summary, cache=cache_file, msal_cache=msal_cache, known_secrets=known
@@ -591,7 +593,9 @@ def _device_code_acquirer(
     def acquire() -> Mapping[str, Any]:
         with _explained(settings, "device-code", ()):
             for account in app.get_accounts():
-                result = app.acquire_token_silent_with_error(scopes, account=account)
+                result: Mapping[str, Any] | None = app.acquire_token_silent_with_error(
+                    scopes, account=account
+                )
                 if result and "access_token" in result:
                     return result
                 if result:
@@ -599,11 +603,12 @@ def _device_code_acquirer(
                         "saved sign-in could not be refreshed (%s); asking for a new device code",
                         result.get("error"),
                     )
-            flow = app.initiate_device_flow(scopes=scopes)
+            flow: dict[str, Any] = app.initiate_device_flow(scopes=scopes)
             if "user_code" not in flow:
                 return flow
             prompt(str(flow.get("message", "")))
-            return app.acquire_token_by_device_flow(flow)
+            answer: Mapping[str, Any] = app.acquire_token_by_device_flow(flow)
+            return answer
 
     return acquire
 
@@ -611,12 +616,12 @@ def _device_code_acquirer(
 def show_device_code(message: str) -> None:
     """Show the device code sign-in message: in a notebook as output, elsewhere on stderr."""
     try:  # deferred on purpose: IPython is optional and heavy, needed only when a device code must be shown
-        from IPython import get_ipython  # type: ignore[attr-defined]
+        from IPython import get_ipython
         from IPython.display import Markdown, display
     except ImportError:
-        get_ipython = None  # type: ignore[assignment]
+        get_ipython = None
     shell = get_ipython() if get_ipython is not None else None
     if shell is not None and getattr(shell, "kernel", None) is not None:
-        display(Markdown(f"**Sign-in needed.** {message}"))
+        display(Markdown(f"**Sign-in needed.** {message}"))  # type: ignore[no-untyped-call]  # IPython has no hints
     else:
         print(message, file=sys.stderr, flush=True)

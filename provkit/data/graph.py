@@ -343,7 +343,7 @@ class GraphClient(_GraphHttp):
                     "Graph refused an 'or' of audit activity names (%s); one query per activity", exc.code
                 )
         if getattr(self, "_audits_one_activity_per_query", False):
-            seen: set[str] = set()
+            seen: set[object] = set()
             for activity in self.AUDIT_ACTIVITIES:
                 flt = f"{base} and activityDisplayName eq {_odata_string(activity)}"
                 for audit in self.items("/auditLogs/directoryAudits", {"$filter": flt}):

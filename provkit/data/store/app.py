@@ -9,6 +9,7 @@ import shutil
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -41,25 +42,6 @@ class AppStore(_AppRepair):
     Writers hold the app folder's lock (one writer across threads and processes); readers, in any process, see
     the state of one committed manifest. See the module docstring for what the store guarantees.
     """
-
-    def stored_ids(self) -> set[str]:
-        """Ids of every stored log entry (read from the id column only).
-
-        Kept between calls and brought up to date from the manifest, so another AppStore's writes count too.
-        """
-        parts = list(self.manifest()["parts"]["events"])
-        known = self._ids_parts
-        if self._ids is None or parts[: len(known)] != known:
-            self._ids, known = set(), []
-        for name in parts[len(known) :]:
-            file = self.path / "events" / name
-            try:
-                table = self._read_part(file, columns=["id"])
-            except FileNotFoundError:
-                raise self._damaged(file, FileNotFoundError("listed in the manifest but missing")) from None
-            self._ids.update(table.column("id").to_pylist())
-        self._ids_parts = parts
-        return self._ids
 
     def write_events(
         self,
@@ -138,7 +120,7 @@ class AppStore(_AppRepair):
             data["parts"]["jobs"].append(self._write_part("jobs", jobs))
             self._save_manifest(data)
 
-    def write_audits(self, audits: list[dict]) -> int:
+    def write_audits(self, audits: list[dict[str, Any]]) -> int:
         """Store directory audits not seen before; returns how many were new."""
         with self._lock:
             data = self._tidy(self.manifest())
@@ -171,7 +153,7 @@ class AppStore(_AppRepair):
         with self._lock:  # under the lock, so removing a crash's temporary files never races a live write
             self._write_bytes(self.path / "meta" / f"{name}.json", json.dumps(obj, indent=1).encode())
 
-    def set_app(self, info: dict) -> None:
+    def set_app(self, info: dict[str, Any]) -> None:
         with self._lock:
             data = self.manifest()
             data["app"] = {**data.get("app", {}), **info}
@@ -198,7 +180,7 @@ class AppStore(_AppRepair):
                 pass
         return max(candidates) if candidates else None
 
-    def record_fetch(self, summary: dict) -> None:
+    def record_fetch(self, summary: dict[str, Any]) -> None:
         with self._lock:
             data = self.manifest()
             data["fetches"] = (data["fetches"] + [summary])[-200:]
@@ -262,7 +244,7 @@ class Store:
 
     def app_stores(self) -> list[AppStore]:
         """Every app folder in the store (one with a manifest or with parts), readable or not."""
-        out = []
+        out: list[AppStore] = []
         if not self.root.exists():
             return out
         for tenant_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
@@ -272,14 +254,14 @@ class Store:
                     out.append(store)
         return out
 
-    def apps(self, *, counts: bool = True) -> list[dict]:
+    def apps(self, *, counts: bool = True) -> list[dict[str, Any]]:
         """Every app in the store with what is known of it: tenant, ids, name, covered range (fetched windows;
         none for imports) and, with ``counts``, the number of entries and the times of the first and last
         (from the Parquet footers, not the data). An app whose files cannot be read is listed with ``problem``
         (what and which file) instead of stopping the others."""
         out = []
         for store in self.app_stores():
-            row: dict = {
+            row: dict[str, Any] = {
                 "tenant_id": store.tenant_id,
                 "service_principal_id": store.service_principal_id,
                 "display_name": None,

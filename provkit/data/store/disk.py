@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import platformdirs
 import pyarrow as pa
@@ -46,20 +46,7 @@ def _repair_remedy(root: Path) -> str:
 
 
 # ---- the writer lock -------------------------------------------------------------------------------------------
-try:  # POSIX
-    import fcntl
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            return False
-
-    def _unlock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-
-except ImportError:  # pragma: no cover - Windows
+if sys.platform == "win32":  # pragma: no cover - Windows
     import msvcrt
 
     def _try_lock(fd: int) -> bool:
@@ -73,6 +60,19 @@ except ImportError:  # pragma: no cover - Windows
     def _unlock(fd: int) -> None:
         os.lseek(fd, 0, os.SEEK_SET)
         msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+else:  # POSIX
+    import fcntl
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+
+    def _unlock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def lock_timeout(environ: dict[str, str] | None = None) -> float:
@@ -205,7 +205,7 @@ def _regular(file: Path) -> None:
         raise IsADirectoryError(errno.EISDIR, "not a regular file", str(file))
 
 
-def _part_meta(file: Path) -> dict | None:
+def _part_meta(file: Path) -> dict[str, Any] | None:
     """The provkit metadata a part carries (batch, covered ranges, what it replaces), None for older parts.
     Raises what pyarrow raises for a file that is not readable Parquet."""
     _regular(file)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import pandas as pd
 import pyarrow as pa
@@ -101,7 +101,7 @@ class _AppFolder:
             yield self
 
     # ---- manifest ------------------------------------------------------------------------------------------
-    def _empty_manifest(self) -> dict:
+    def _empty_manifest(self) -> dict[str, Any]:
         return {
             "version": 2,
             "tenant_id": self.tenant_id,
@@ -114,7 +114,7 @@ class _AppFolder:
             "fetches": [],
         }
 
-    def _load_manifest(self) -> tuple[dict | None, str | None]:
+    def _load_manifest(self) -> tuple[dict[str, Any] | None, str | None]:
         """(manifest, None), (None, None) when there is none, or (None, what is wrong with it)."""
         file = self.path / MANIFEST
         try:
@@ -141,7 +141,7 @@ class _AppFolder:
         data.setdefault("app", {})
         return data, None
 
-    def manifest(self) -> dict:
+    def manifest(self) -> dict[str, Any]:
         """The committed manifest. One that is missing while parts exist, or that cannot be parsed, is set aside
         and rebuilt from the parts (under the writer lock; in memory only when the folder cannot be written)."""
         data, problem = self._load_manifest()
@@ -155,7 +155,7 @@ class _AppFolder:
         """Every file the store writes goes through here: temporary file, fsync, rename."""
         _atomic_write_bytes(path, data)
 
-    def _save_manifest(self, data: dict) -> None:
+    def _save_manifest(self, data: dict[str, Any]) -> None:
         _atomic_write_bytes(self.path / MANIFEST, json.dumps(data, indent=1, sort_keys=True).encode())
 
     def _has_parts(self) -> bool:
@@ -170,7 +170,7 @@ class _AppFolder:
         except (FileNotFoundError, NotADirectoryError):
             return []
 
-    def _recover(self, problem: str | None) -> dict:
+    def _recover(self, problem: str | None) -> dict[str, Any]:
         try:
             self._lock.acquire()
         except StoreError:  # a folder we cannot write: rebuild for this reader only
@@ -180,9 +180,9 @@ class _AppFolder:
             )
             return data
         try:
-            data, again = self._load_manifest()  # another process may have rebuilt it meanwhile
-            if data is not None:
-                return data
+            loaded, again = self._load_manifest()  # another process may have rebuilt it meanwhile
+            if loaded is not None:
+                return loaded
             if again is None and not self._has_parts():
                 return self._empty_manifest()
             file = self.path / MANIFEST
@@ -198,7 +198,7 @@ class _AppFolder:
         finally:
             self._lock.release()
 
-    def _rebuild(self, *, dry: bool) -> tuple[dict, int]:
+    def _rebuild(self, *, dry: bool) -> tuple[dict[str, Any], int]:
         """A manifest made from the parts on disk: complete batches and jobs and audits parts are adopted with the
         covered ranges they carry; unreadable parts are moved aside and provable leftovers removed (not when
         ``dry``). Returns it and how many parts it lists."""
@@ -210,7 +210,7 @@ class _AppFolder:
                 "app_id": sp.get("appId"),
                 "service_principal_id": sp.get("id") or self.service_principal_id,
             }
-        metas: dict[tuple[str, str], dict | None] = {}
+        metas: dict[tuple[str, str], dict[str, Any] | None] = {}
         for kind in KINDS:
             for name in self._files_on_disk(kind):
                 try:
@@ -223,12 +223,12 @@ class _AppFolder:
 
     def _place(
         self,
-        data: dict,
-        metas: dict[tuple[str, str], dict | None],
+        data: dict[str, Any],
+        metas: dict[tuple[str, str], dict[str, Any] | None],
         *,
         listed: set[tuple[str, str]],
         dry: bool,
-        listed_metas: dict[tuple[str, str], dict | None] | None = None,
+        listed_metas: dict[tuple[str, str], dict[str, Any] | None] | None = None,
     ) -> int:
         """Decide, for each readable part not in the manifest (``metas``: with their metadata), whether it is
         adopted into ``data``, removed as provably redundant, or moved aside; ``listed`` are the parts the
@@ -241,7 +241,7 @@ class _AppFolder:
         present = set(known) | listed
         batches = {n for k, n in listed if k == "events"}
         adopted = 0
-        newest_app: tuple[str, dict] | None = None
+        newest_app: tuple[str, dict[str, Any]] | None = None
         for (kind, name), meta in sorted(metas.items(), key=lambda kv: (KINDS.index(kv[0][0]), kv[0][1])):
             file = self.path / kind / name
             if meta is None:
@@ -291,7 +291,7 @@ class _AppFolder:
             data["app"] = dict(newest_app[1])
         return adopted
 
-    def _tidy(self, data: dict) -> dict:
+    def _tidy(self, data: dict[str, Any]) -> dict[str, Any]:
         """Under the lock: settle files the manifest does not account for (see :meth:`_place`) and remove the
         temporary files of interrupted writes. Returns the manifest, saved when it changed."""
         for folder in (self.path, self.path / "meta", *(self.path / k for k in KINDS)):
@@ -302,7 +302,7 @@ class _AppFolder:
             for file in temps:
                 self._remove(file, "the temporary file of an interrupted write", routine=True)
         listed = {(kind, n) for kind in KINDS for n in data["parts"][kind]}
-        metas: dict[tuple[str, str], dict | None] = {}
+        metas: dict[tuple[str, str], dict[str, Any] | None] = {}
         for kind in KINDS:
             for name in self._files_on_disk(kind):
                 if (kind, name) in listed:
@@ -316,7 +316,7 @@ class _AppFolder:
                     )
         if not metas:
             return data
-        listed_metas: dict[tuple[str, str], dict | None] = {}
+        listed_metas: dict[tuple[str, str], dict[str, Any] | None] = {}
         for kind, name in listed:  # what the committed parts replaced, to recognise a compaction's leftovers
             try:
                 listed_metas[(kind, name)] = _part_meta(self.path / kind / name)
@@ -375,19 +375,21 @@ class _AppFolder:
         return f"part-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}.parquet"
 
     def _write_part(
-        self, kind: str, df: pd.DataFrame, name: str | None = None, meta: dict | None = None
+        self, kind: str, df: pd.DataFrame, name: str | None = None, meta: dict[str, Any] | None = None
     ) -> str:
         name = name or self._part_name()
         table = pa.Table.from_pandas(df, preserve_index=False)
         info = {"kind": kind, "batch": name, **(meta or {})}
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), _META_KEY: json.dumps(info)})
+        table = table.replace_schema_metadata(
+            {**(table.schema.metadata or {}), _META_KEY: json.dumps(info).encode()}
+        )
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, compression="zstd")
         _atomic_write_bytes(self.path / kind / name, sink.getvalue().to_pybytes())
         return name
 
     def _read_part(
-        self, file: Path, columns: list[str] | None = None, filters: list | None = None
+        self, file: Path, columns: list[str] | None = None, filters: list[Any] | None = None
     ) -> pa.Table:
         try:
             _regular(file)
@@ -396,6 +398,28 @@ class _AppFolder:
             raise
         except _UNREADABLE as exc:
             raise self._damaged(file, exc) from None
+
+    def meta(self, name: str) -> object | None:
+        """A metadata file's JSON, None when there is none; a StoreError naming the file when it is damaged."""
+        file = self.path / "meta" / f"{name}.json"
+        try:
+            value: object = json.loads(file.read_text(encoding="utf-8"))
+            return value
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise StoreError(
+                f"The store file {file} cannot be read ({_short(exc)}).",
+                remedy=_repair_remedy(self.root) + " The next fetch writes a fresh copy of this file.",
+            ) from None
+
+    def _read_meta_quietly(self, name: str) -> object | None:
+        try:
+            return self.meta(name)
+        except StoreError:
+            return None
+
+    # ---- housekeeping --------------------------------------------------------------------------------------
 
     def _damaged(self, file: Path, exc: BaseException) -> StoreError:
         return StoreError(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -14,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from provkit.data.store.disk import _READ_ATTEMPTS, _UNREADABLE, T, _regular, _repair_remedy, _short
+from provkit.data.store.disk import _READ_ATTEMPTS, _UNREADABLE, T, _regular, _repair_remedy
 from provkit.data.store.layout import _AppFolder
 from provkit.data.store.ranges import _iso
 from provkit.data.tables import (
@@ -31,7 +32,26 @@ from provkit.errors import StoreError
 class _AppReader(_AppFolder):
     """Reads, as of one committed manifest; readers take no lock."""
 
-    def _snapshot(self, read: Callable[[dict], T]) -> T:
+    def stored_ids(self) -> set[str]:
+        """Ids of every stored log entry (read from the id column only).
+
+        Kept between calls and brought up to date from the manifest, so another AppStore's writes count too.
+        """
+        parts = list(self.manifest()["parts"]["events"])
+        known = self._ids_parts
+        if self._ids is None or parts[: len(known)] != known:
+            self._ids, known = set(), []
+        for name in parts[len(known) :]:
+            file = self.path / "events" / name
+            try:
+                table = self._read_part(file, columns=["id"])
+            except FileNotFoundError:
+                raise self._damaged(file, FileNotFoundError("listed in the manifest but missing")) from None
+            self._ids.update(cast("list[str]", table.column("id").to_pylist()))  # ids are never null
+        self._ids_parts = parts
+        return self._ids
+
+    def _snapshot(self, read: Callable[[dict[str, Any]], T]) -> T:
         """``read(manifest)`` against one committed manifest. A compaction may delete the parts a manifest lists
         right after it was read; then the new manifest is read and ``read`` runs again."""
         missing = None
@@ -48,7 +68,7 @@ class _AppReader(_AppFolder):
             remedy=_repair_remedy(self.root),
         )
 
-    def _part_files(self, kind: str, data: dict | None = None) -> list[Path]:
+    def _part_files(self, kind: str, data: dict[str, Any] | None = None) -> list[Path]:
         data = self.manifest() if data is None else data
         return [self.path / kind / name for name in data["parts"][kind]]
 
@@ -56,11 +76,11 @@ class _AppReader(_AppFolder):
         self,
         kind: str,
         columns: dict[str, str] | None,
-        data: dict | None = None,
+        data: dict[str, Any] | None = None,
         *,
         unique: str | None = None,
         order_by: str | None = None,
-        filters: list | None = None,
+        filters: list[Any] | None = None,
     ) -> pd.DataFrame:
         """Every part of ``kind`` as one frame; with ``unique``, the first row of each value of that column; with
         ``order_by``, in that column's order (stable); ``filters`` (pyarrow's) keep only the rows they match.
@@ -127,27 +147,27 @@ class _AppReader(_AppFolder):
             return self._snapshot(lambda data: _StoredTables(self, data))
         return self._snapshot(self._tables)
 
-    def _tables(self, data: dict) -> Tables:
+    def _tables(self, data: dict[str, Any]) -> Tables:
         if not data["parts"]["events"]:
             return empty_tables()
         return Tables(events=self._events(data), steps=self._steps(data), properties=self._properties(data))
 
-    def _events(self, data: dict) -> pd.DataFrame:
+    def _events(self, data: dict[str, Any]) -> pd.DataFrame:
         if not data["parts"]["events"]:
             return empty_tables().events
         return self._read("events", EVENT_COLUMNS, data, unique="id", order_by="activity_time")
 
-    def _steps(self, data: dict, filters: list | None = None) -> pd.DataFrame:
+    def _steps(self, data: dict[str, Any], filters: list[Any] | None = None) -> pd.DataFrame:
         steps = self._read("steps", STEP_COLUMNS, data, filters=filters)
         return _without_duplicates(steps, ["event_id", "step_order"])
 
-    def _properties(self, data: dict) -> pd.DataFrame:
+    def _properties(self, data: dict[str, Any]) -> pd.DataFrame:
         return _without_duplicates(self._read("properties", PROPERTY_COLUMNS, data), None)
 
     def events(self) -> pd.DataFrame:
         return self.tables().events
 
-    def _entry_span(self, data: dict) -> tuple[int, str | None, str | None]:
+    def _entry_span(self, data: dict[str, Any]) -> tuple[int, str | None, str | None]:
         """(entries, first activity time, last activity time) from the events parts' footers."""
         count, first, last = 0, None, None
         for file in self._part_files("events", data):
@@ -180,30 +200,9 @@ class _AppReader(_AppFolder):
             df = df.drop_duplicates("id").sort_values("activity_time", ignore_index=True)
         return df
 
-    def audit_records(self) -> list[dict]:
+    def audit_records(self) -> list[dict[str, Any]]:
         df = self.audits()
         return [json.loads(r) for r in df["raw"]] if len(df) else []
-
-    def meta(self, name: str) -> object | None:
-        """A metadata file's JSON, None when there is none; a StoreError naming the file when it is damaged."""
-        file = self.path / "meta" / f"{name}.json"
-        try:
-            return json.loads(file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise StoreError(
-                f"The store file {file} cannot be read ({_short(exc)}).",
-                remedy=_repair_remedy(self.root) + " The next fetch writes a fresh copy of this file.",
-            ) from None
-
-    def _read_meta_quietly(self, name: str) -> object | None:
-        try:
-            return self.meta(name)
-        except StoreError:
-            return None
-
-    # ---- housekeeping --------------------------------------------------------------------------------------
 
 
 _SYSTEM_POOL = pa.system_memory_pool()
@@ -224,7 +223,7 @@ def _first_value(table: pa.Table, column: str) -> tuple[bool, object]:
     return (value is None, value if value is not None else 0)
 
 
-def _first_of_each(column: pa.ChunkedArray) -> np.ndarray | None:
+def _first_of_each(column: pa.ChunkedArray[Any]) -> np.ndarray | None:
     """A mask keeping the first row of each value of ``column``; None when every value is already unique."""
     if pc.count_distinct(column, mode="all").as_py() == len(column):
         return None
@@ -234,7 +233,7 @@ def _first_of_each(column: pa.ChunkedArray) -> np.ndarray | None:
     return first
 
 
-def _order_if_unsorted(column: pa.ChunkedArray) -> pa.Array | None:
+def _order_if_unsorted(column: pa.ChunkedArray[Any]) -> pa.Array[Any] | None:
     """Stable sort indices of ``column`` (nulls last); None when it is already in order."""
     values = column.combine_chunks()
     if column.null_count == 0 and (pa.types.is_timestamp(values.type) or pa.types.is_integer(values.type)):
@@ -244,7 +243,7 @@ def _order_if_unsorted(column: pa.ChunkedArray) -> pa.Array | None:
     return pc.array_sort_indices(values, order="ascending", null_placement="at_end")  # a stable sort
 
 
-def _columnwise(table: pa.Table, change: Callable[[pa.ChunkedArray], pa.ChunkedArray]) -> pa.Table:
+def _columnwise(table: pa.Table, change: Callable[[pa.ChunkedArray[Any]], pa.ChunkedArray[Any]]) -> pa.Table:
     """``change`` applied to each column in turn; each old column is released before the next is made, so the
     peak is the table plus one column, not two tables."""
     for i in range(table.num_columns):
@@ -256,7 +255,7 @@ class _StoredTables(Tables):
     """Tables whose events are read now and whose steps and properties are read when first used, from the
     manifest the events came from (or the current one, should a compaction have removed those parts)."""
 
-    def __init__(self, app_store: _AppReader, data: dict) -> None:
+    def __init__(self, app_store: _AppReader, data: dict[str, Any]) -> None:
         self.events = app_store._events(data)
         self.rejects = []
         self._app_store, self._data = app_store, data
@@ -286,7 +285,7 @@ class _StoredTables(Tables):
         except FileNotFoundError:
             return store._snapshot(lambda fresh: store._steps(fresh, filters=[("event_id", "in", wanted)]))
 
-    @property  # type: ignore[override]
+    @property
     def steps(self) -> pd.DataFrame:
         return self._get("steps")
 
@@ -294,7 +293,7 @@ class _StoredTables(Tables):
     def steps(self, value: pd.DataFrame) -> None:
         self._loaded["steps"] = value
 
-    @property  # type: ignore[override]
+    @property
     def properties(self) -> pd.DataFrame:
         return self._get("properties")
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import pyarrow.parquet as pq
 
@@ -49,7 +50,7 @@ class CheckReport:
     def ok(self) -> bool:
         return not self.problems or self.repaired
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "path": self.path,
             "app": self.app,
@@ -98,7 +99,7 @@ class _AppRepair(_AppReader):
             self.tidy()
             return before
 
-    def tidy(self) -> dict:
+    def tidy(self) -> dict[str, Any]:
         """Settle files a crash left beside the manifest (adopt, remove provable leftovers, move aside the rest);
         returns the manifest."""
         with self._lock:
@@ -191,7 +192,7 @@ class _AppRepair(_AppReader):
             report.repaired = True
             return report
 
-    def _readopt(self, data: dict) -> list[str]:
+    def _readopt(self, data: dict[str, Any]) -> list[str]:
         """Under the lock: move back from quarantine the events parts that are readable again (a permission fixed,
         a file restored) with the steps and properties of their batch, when they hold entries the store does
         not; returns their names. Saves the manifest when something came back."""

@@ -15,7 +15,7 @@ from provkit.data.stepdetails import (
     detail_column,
     is_scope_evaluation_key,
 )
-from provkit.data.tables.convert import _NO_FAILURE, _dictionary, _scope_failure
+from provkit.data.tables.convert import _NO_FAILURE, _buffer_view, _dictionary, _scope_failure
 from provkit.data.tables.schema import _DETAIL_KEYS, _KNOWN_EVENT_FIELDS, _SCOPE_FAILURE_COLUMNS
 
 # ---------------------------------------------------------------------------------------------------------
@@ -65,6 +65,7 @@ _COLON = pa.scalar('": ', _S)
 _QUOTE_COLON_QUOTE = pa.scalar('": "', _S)
 _COMMA = pa.scalar(", ", _S)
 _OPEN = pa.scalar("{", _S)
+_NULL = pa.scalar("null", _S)
 _CLOSE = pa.scalar("}", _S)
 
 
@@ -72,26 +73,54 @@ class _Irregular(Exception):
     """A chunk the Arrow path does not vouch for."""
 
 
-def _fields(array: pa.StructArray) -> dict[str, pa.Array]:
-    """The children of a struct array by name, null where the struct itself is null."""
+def _fields(array: pa.Array[Any]) -> dict[str, pa.Array[Any]]:
+    """The children of a struct array by name, null where the struct itself is null (:class:`_Irregular` for
+    any other array: then the Python path reads the chunk)."""
+    if not isinstance(array, pa.StructArray):
+        raise _Irregular
     return dict(zip((f.name for f in array.type), array.flatten(), strict=True))
 
 
-def _pick(condition: pa.Array, when_true: pa.Array, otherwise: pa.Array) -> pa.Array:
+def _lists(array: pa.Array[Any]) -> pa.ListArray[Any]:
+    """``array`` as the list array it must be (:class:`_Irregular` otherwise)."""
+    if not isinstance(array, pa.ListArray):
+        raise _Irregular
+    return array
+
+
+def _maps(array: pa.Array[Any]) -> pa.MapArray[Any, Any]:
+    """``array`` as the map array it must be (:class:`_Irregular` otherwise)."""
+    if not isinstance(array, pa.MapArray):
+        raise _Irregular
+    return array
+
+
+def _join(*parts: pa.Array[Any] | pa.ChunkedArray[Any] | pa.Scalar[Any]) -> pa.Array[Any]:
+    """Element-wise concatenation of string arrays and scalars, the last part being the separator."""
+    # The stubs want every part of one type; Arrow broadcasts the scalars, which is the point here.
+    joined = pc.binary_join_element_wise(*parts)  # type: ignore[type-var]
+    if not isinstance(joined, pa.Array):
+        raise _Irregular
+    return joined
+
+
+def _pick(condition: pa.Array[Any], when_true: pa.Array[Any], otherwise: pa.Array[Any]) -> pa.Array[Any]:
     """``when_true`` where ``condition`` holds, else ``otherwise`` (skipped when ``otherwise`` is all null)."""
     if otherwise.null_count == len(otherwise):
         return when_true
-    return pc.if_else(condition, when_true, otherwise)
+    picked: pa.Array[Any] = pc.if_else(condition, when_true, otherwise)
+    return picked
 
 
-def _coalesce(first: pa.Array, second: pa.Array) -> pa.Array:
+def _coalesce(first: pa.Array[Any], second: pa.Array[Any]) -> pa.Array[Any]:
     if second.null_count == len(second) or first.null_count == 0:
         return first
-    return pc.coalesce(first, second)
+    coalesced: pa.Array[Any] = pc.coalesce(first, second)
+    return coalesced
 
 
 def _not_all_objects(
-    records: list[dict[str, Any]], key: str, lists: pa.ListArray, fields: dict[str, pa.Array]
+    records: list[dict[str, Any]], key: str, lists: pa.ListArray[Any], fields: dict[str, pa.Array[Any]]
 ) -> bool:
     """Whether some item of ``records[...][key]`` that Arrow read as an object with every field null is
     not a dict (Arrow reads an empty string so; the Python path keeps it as a malformed row)."""
@@ -111,7 +140,7 @@ def _not_all_objects(
 
 def _arrow_chunk(
     chunk: list[tuple[int, object]], positions: list[int], first_step: int
-) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, pa.Array]], int]:
+) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, pa.Array[Any]]], int]:
     """What :func:`_normalise_chunk` returns for ``chunk``, computed with Arrow kernels.
 
     Raises :class:`_Irregular` (or an Arrow or conversion error) when the chunk holds anything but
@@ -131,14 +160,14 @@ def _arrow_chunk(
         records.append(rec)
     entries = _fields(pa.array(records, type=_ENTRY_TYPE))
     ids = entries["id"]
-    if ids.null_count or not pc.all(pc.not_equal(ids, "")).as_py():
+    if ids.null_count or not pc.all(pc.not_equal(ids, _NOTHING)).as_py():
         raise _Irregular  # rejects: the Python path lists them
     n = len(ids)
 
     status_info = entries["provisioningStatusInfo"]
     info = _fields(_pick(status_info.is_valid(), status_info, entries["statusInfo"]))
-    error = info["errorInformation"]
-    error = _fields(_pick(error.is_valid(), error, info["errorInfo"]))
+    error_information = info["errorInformation"]
+    error = _fields(_pick(error_information.is_valid(), error_information, info["errorInfo"]))
     initiator = _fields(entries["initiatedBy"])
     principal = _fields(entries["servicePrincipal"])
     source = _fields(entries["sourceIdentity"])
@@ -173,9 +202,9 @@ def _arrow_chunk(
         "extra": pa.array(np.full(n, "", dtype=object), type=_S),
     }
 
-    step_lists = entries["provisioningSteps"]
+    step_lists = _lists(entries["provisioningSteps"])
     steps = pc.list_flatten(step_lists)
-    prop_lists = entries["modifiedProperties"]
+    prop_lists = _lists(entries["modifiedProperties"])
     props = pc.list_flatten(prop_lists)
     if steps.null_count or props.null_count:
         raise _Irregular  # a null step or property: the Python path keeps it as a malformed row
@@ -196,12 +225,14 @@ def _arrow_chunk(
         "step_count": pc.list_value_length(step_lists).fill_null(0).to_numpy().astype(np.int64),
         "property_count": pc.list_value_length(prop_lists).fill_null(0).to_numpy().astype(np.int64),
     }
-    sparse = _arrow_details(step["details"], first_step)
+    sparse = _arrow_details(_maps(step["details"]), first_step)
     positions.extend(index for index, _ in chunk)
     return columns, sparse, len(steps)
 
 
-def _arrow_details(details: pa.MapArray, first_step: int) -> dict[str, tuple[np.ndarray, pa.Array]]:
+def _arrow_details(
+    details: pa.MapArray[Any, Any], first_step: int
+) -> dict[str, tuple[np.ndarray, pa.Array[Any]]]:
     """The sparse step columns (details text and the lifted detail keys) from the steps' details maps.
 
     Raises :class:`_Irregular` when a key or value holds a control character (json.dumps escapes those).
@@ -217,19 +248,15 @@ def _arrow_details(details: pa.MapArray, first_step: int) -> dict[str, tuple[np.
     # Details text: {"key": "value", ...} in the order sent.
     key_text = _escaped(keys)
     if values.null_count:
-        pairs = pc.binary_join_element_wise(
-            _QUOTE, key_text, _COLON, pc.fill_null(_quoted(_escaped(values)), "null"), _NOTHING
-        )
+        pairs = _join(_QUOTE, key_text, _COLON, pc.fill_null(_quoted(_escaped(values)), _NULL), _NOTHING)
     else:
-        pairs = pc.binary_join_element_wise(
-            _QUOTE, key_text, _QUOTE_COLON_QUOTE, _escaped(values), _QUOTE, _NOTHING
-        )
+        pairs = _join(_QUOTE, key_text, _QUOTE_COLON_QUOTE, _escaped(values), _QUOTE, _NOTHING)
     lengths = np.diff(offsets)
     # Empty and missing details join to "" and so read "{}", as the Python path writes them.
-    lists = pa.ListArray.from_arrays(pa.array(offsets, type=pa.int64()).cast(pa.int32()), pairs)
-    text = pc.binary_join_element_wise(_OPEN, pc.binary_join(lists, _COMMA), _CLOSE, _NOTHING)
+    lists = pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), pairs)
+    text = _join(_OPEN, pc.binary_join(lists, _COMMA), _CLOSE, _NOTHING)
     step_rows = np.arange(first_step, first_step + n_steps, dtype=np.int64)
-    sparse: dict[str, tuple[np.ndarray, pa.Array]] = {"details": (step_rows, text)}
+    sparse: dict[str, tuple[np.ndarray, pa.Array[Any]]] = {"details": (step_rows, text)}
 
     owner = np.repeat(
         np.arange(first_step, first_step + n_steps, dtype=np.int64), lengths
@@ -268,7 +295,7 @@ def _arrow_details(details: pa.MapArray, first_step: int) -> dict[str, tuple[np.
     rows = owner[mask]
     codes, uniques = _dictionary(values.filter(pa.array(mask)))
     found_failures = [_scope_failure(u) for u in uniques] + [_NO_FAILURE]  # the last for code -1 (null)
-    picks = pa.array(np.where(codes < 0, len(found_failures) - 1, codes))
+    picks = pa.array(np.where(codes < 0, len(found_failures) - 1, codes), type=pa.int64())
     clauses = pa.array([f[1] for f in found_failures], type=_S).take(picks)
     failed = clauses.is_valid()
     rows = rows[failed.to_numpy(zero_copy_only=False)]
@@ -278,19 +305,17 @@ def _arrow_details(details: pa.MapArray, first_step: int) -> dict[str, tuple[np.
     return sparse
 
 
-def _has_control(values: pa.Array) -> bool:
+def _has_control(values: pa.Array[Any]) -> bool:
     """Whether any string in ``values`` (a slice of a large_string array) holds a byte below 0x20."""
     data = values.buffers()[2]
     if data is None or not len(values):
         return False
-    offsets = np.frombuffer(
-        values.buffers()[1], dtype=np.int64, count=len(values) + 1, offset=values.offset * 8
-    )
-    raw = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]]
+    offsets = _buffer_view(values.buffers()[1], np.int64, count=len(values) + 1, offset=values.offset * 8)
+    raw = _buffer_view(data, np.uint8)[offsets[0] : offsets[-1]]
     return bool((raw < 0x20).any())
 
 
-def _escaped(values: pa.Array) -> pa.Array:
+def _escaped(values: pa.Array[Any]) -> pa.Array[Any]:
     """``values`` with ``\\`` and ``"`` escaped as json.dumps does; only the strings holding them are touched
     (each distinct one once)."""
     needs = pc.or_(pc.match_substring(values, '"'), pc.match_substring(values, "\\"))
@@ -298,8 +323,11 @@ def _escaped(values: pa.Array) -> pa.Array:
         return values
     codes, distinct = _dictionary(values.filter(needs))
     fixed = [v.replace("\\", "\\\\").replace('"', '\\"') for v in distinct]
-    return pc.replace_with_mask(values, needs, pa.array(fixed, type=_S).take(pa.array(codes)))
+    replaced: pa.Array[Any] = pc.replace_with_mask(
+        values, needs, pa.array(fixed, type=_S).take(pa.array(codes))
+    )
+    return replaced
 
 
-def _quoted(values: pa.Array) -> pa.Array:
-    return pc.binary_join_element_wise(_QUOTE, values, _QUOTE, _NOTHING)
+def _quoted(values: pa.Array[Any]) -> pa.Array[Any]:
+    return _join(_QUOTE, values, _QUOTE, _NOTHING)

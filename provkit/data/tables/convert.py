@@ -53,7 +53,7 @@ def _text(value: object) -> str | None:
         return str(value)
 
 
-def _strings(values: Iterable[object]) -> pa.Array:
+def _strings(values: Iterable[object]) -> pa.Array[Any]:
     """An Arrow string array (None and NaN are null); values that are not strings become text. A lone surrogate
     (JSON may spell one, "\\ud800"; UTF-8 cannot hold it) becomes U+FFFD, so one odd character costs no record."""
     try:
@@ -68,7 +68,7 @@ def _strings(values: Iterable[object]) -> pa.Array:
         )
 
 
-def _integers(values: Iterable[object]) -> pa.Array:
+def _integers(values: Iterable[object]) -> pa.Array[Any]:
     """An Arrow int64 array; numeric text and integral floats are accepted, anything else is null."""
     try:
         return pa.array(values, type=pa.int64())
@@ -77,14 +77,16 @@ def _integers(values: Iterable[object]) -> pa.Array:
         values = [None if type(v) is int and abs(v) >= 2**62 else v for v in values]
         numbers = pd.to_numeric(pd.Series(_object_array(values), dtype=object), errors="coerce").astype(float)
         numbers = numbers.where(np.isfinite(numbers) & (numbers.abs() < 2.0**62)).round()
-        return pa.array(numbers, from_pandas=True).cast(pa.int64())
+        integers: pa.Array[Any] = pa.array(numbers, from_pandas=True).cast(pa.int64())
+        return integers
 
 
-def _dictionary(values: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, list[Any]]:
+def _dictionary(values: pa.Array[Any] | pa.ChunkedArray[Any]) -> tuple[np.ndarray, list[Any]]:
     """(codes with -1 for null, distinct values) of an Arrow array."""
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     encoded = pc.dictionary_encode(values)
+    assert isinstance(encoded, pa.DictionaryArray), "dictionary_encode of an array gives a DictionaryArray"
     return encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), encoded.dictionary.to_pylist()
 
 
@@ -113,7 +115,18 @@ def _durations(values: Iterable[object]) -> np.ndarray:
     return np.array([nat if v is None else v for v in ns], dtype=np.int64).view("m8[ns]")
 
 
-def _spread(part: pa.Array, rows: np.ndarray, n: int, picks: np.ndarray | None = None) -> pa.Array:
+def _buffer_view(
+    buffer: pa.Buffer | None, dtype: type[np.generic], count: int = -1, offset: int = 0
+) -> np.ndarray:
+    """A numpy view (no copy) of an Arrow buffer."""
+    if buffer is None:
+        return np.zeros(0, dtype=dtype)
+    # pyarrow.Buffer exports the buffer protocol; its stub does not declare __buffer__, which numpy's wants.
+    view: np.ndarray = np.frombuffer(buffer, dtype=dtype, count=count, offset=offset)  # type: ignore[call-overload]
+    return view
+
+
+def _spread(part: pa.Array[Any], rows: np.ndarray, n: int, picks: np.ndarray | None = None) -> pa.Array[Any]:
     """A length-``n`` string array holding ``part[picks]`` (or all of ``part``) at ``rows``, null elsewhere.
 
     ``rows`` (and ``picks``) must be strictly increasing. The result reuses ``part``'s character buffer
@@ -127,7 +140,7 @@ def _spread(part: pa.Array, rows: np.ndarray, n: int, picks: np.ndarray | None =
         return pa.nulls(n, pa.large_string())
     part = part.cast(pa.large_string())
     _, offsets_buffer, data_buffer = part.buffers()
-    offsets = np.frombuffer(offsets_buffer, dtype=np.int64, count=len(part) + 1, offset=part.offset * 8)
+    offsets = _buffer_view(offsets_buffer, np.int64, count=len(part) + 1, offset=part.offset * 8)
     lengths = np.zeros(n, dtype=np.int64)
     lengths[rows] = np.diff(offsets)
     new_offsets = np.empty(n + 1, dtype=np.int64)
@@ -137,7 +150,9 @@ def _spread(part: pa.Array, rows: np.ndarray, n: int, picks: np.ndarray | None =
     valid = np.zeros(n, dtype=bool)
     valid[rows] = part.is_valid().to_numpy(zero_copy_only=False)
     validity = pa.array(valid).buffers()[1]
-    return pa.Array.from_buffers(pa.large_string(), n, [validity, pa.py_buffer(new_offsets), data_buffer])
+    # numpy arrays export the buffer protocol; the stub's SupportPyBuffer wants __buffer__, which numpy's lacks.
+    offsets_out = pa.py_buffer(new_offsets)  # type: ignore[arg-type]
+    return pa.Array.from_buffers(pa.large_string(), n, [validity, offsets_out, data_buffer])
 
 
 def _first_per_group(groups: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -87,7 +87,7 @@ def _tables_from_records(records: Iterable[object]) -> Tables:
     rejects: list[tuple[int, str]] = []
     positions: list[int] = []
     chunks: dict[str, list[Any]] = {}
-    sparse_chunks: dict[str, tuple[list[np.ndarray], list[pa.Array]]] = {}
+    sparse_chunks: dict[str, tuple[list[np.ndarray], list[pa.Array[Any]]]] = {}
     n_steps = 0
     encode_details = _details_encoder()
     items = iter(enumerate(records))
@@ -136,7 +136,7 @@ def _tables_from_records(records: Iterable[object]) -> Tables:
 
 def _assemble(
     chunks: dict[str, list[Any]],
-    sparse_chunks: dict[str, tuple[list[np.ndarray], list[pa.Array]]],
+    sparse_chunks: dict[str, tuple[list[np.ndarray], list[pa.Array[Any]]]],
     n_steps: int,
 ) -> dict[str, Any]:
     """All raw columns of the three tables (steps and properties prefixed ``step_`` and ``property_``)
@@ -154,7 +154,7 @@ def _assemble(
         data[f"step_{name}"] = source.take(step_event)
         data[f"property_{name}"] = source.take(prop_event)
 
-    def sparse(name: str) -> tuple[np.ndarray, pa.Array]:
+    def sparse(name: str) -> tuple[np.ndarray, pa.Array[Any]]:
         row_chunks, value_chunks = sparse_chunks.get(name, ([], []))
         rows = np.concatenate(row_chunks) if row_chunks else np.zeros(0, dtype=np.int64)
         return rows, pa.chunked_array(value_chunks, type=pa.large_string()).combine_chunks()
@@ -163,7 +163,8 @@ def _assemble(
     if sum(len(rows) for rows in row_chunks) == n_steps:  # every step has its text (the Arrow path)
         details: Any = pa.chunked_array(value_chunks, type=pa.large_string())
     else:
-        details = _spread(*reversed(sparse("details")), n_steps)
+        detail_rows, detail_values = sparse("details")
+        details = _spread(detail_values, detail_rows, n_steps)
     data["step_details"] = pc.fill_null(details, "{}") if details.null_count else details
     for name in _DETAIL_COLUMNS:
         rows, values = sparse(name)
@@ -184,7 +185,7 @@ def _normalise_chunk(
     rejects: list[tuple[int, str]],
     first_step: int,
     encode_details: Callable[[dict[str, Any]], str],
-) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, pa.Array]], int]:
+) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, pa.Array[Any]]], int]:
     """Columns for one chunk of (position, entry): Arrow arrays keyed by column name (step and property
     columns prefixed ``step_`` and ``property_``), sparse step columns as (step rows, values) counting
     from ``first_step``, and the number of steps.
@@ -215,7 +216,7 @@ def _normalise_chunk(
     s_name, s_type, s_status, s_desc = (values.append for values in st.values())
     p_name, p_old, p_new = (values.append for values in pr.values())
     detail_append = {col: (sparse[col][0].append, sparse[col][1].append) for col in _DETAIL_KEYS}
-    details_row, details_text = (values.append for values in sparse["details"])
+    details_row, details_text = sparse["details"][0].append, sparse["details"][1].append
     failure_appends = [(sparse[col][0].append, sparse[col][1].append) for col in _SCOPE_FAILURE_COLUMNS]
     lift = detail_column
     position_append = positions.append
@@ -392,7 +393,7 @@ def _chunk_columns(
     rejects: list[tuple[int, str]],
     first_step: int,
     encode_details: Callable[[dict[str, Any]], str],
-) -> Iterable[tuple[dict[str, Any], dict[str, tuple[np.ndarray, pa.Array]], int]]:
+) -> Iterable[tuple[dict[str, Any], dict[str, tuple[np.ndarray, pa.Array[Any]]], int]]:
     """The columns of ``chunk`` as :func:`_normalise_chunk` gives them: from the Arrow path when it takes
     the chunk, else from the Python loop in pieces of ``_CHUNK`` entries."""
     if _USE_ARROW:

@@ -200,15 +200,16 @@ def _lower_or_number(members: Sequence[str]) -> Callable[[object], str | None]:
 # CSDL member order: provisioningAction other=0, create=1, delete=2, disable=3, update=4, stagedDelete=5;
 # provisioningResult success=0 ... warning=3; provisioningStepType import=0 ... export=5.
 _ACTION_NUMBERS = ("other", "create", "delete", "disable", "update", "stageddelete")
-_EVENT_ENUMS = {
+_Enums = dict[str, tuple[Sequence[str], Callable[[object], str | None]]]
+_EVENT_ENUMS: _Enums = {
     "action": (ACTIONS, _lower_or_number(_ACTION_NUMBERS)),
     "status": (STATUSES, _lower_or_number(STATUSES)),
 }
-_STEP_ENUMS = {
+_STEP_ENUMS: _Enums = {
     "step_type": (STEP_TYPES, _lower_or_number(STEP_TYPES)),
     "status": (STATUSES, _lower_or_number(STATUSES)),
 }
-_JOB_ENUMS = {
+_JOB_ENUMS: _Enums = {
     "status_code": (JOB_STATUS_CODES, _canonical(JOB_STATUS_CODES)),
     "schedule_state": (SCHEDULE_STATES, _canonical(SCHEDULE_STATES)),
     "last_execution_state": (EXECUTION_STATES, _canonical(EXECUTION_STATES)),
@@ -216,7 +217,6 @@ _JOB_ENUMS = {
     "last_successful_with_exports_state": (EXECUTION_STATES, _canonical(EXECUTION_STATES)),
     "quarantine_reason": (QUARANTINE_REASONS, _canonical(QUARANTINE_REASONS)),
 }
-_Enums = dict[str, tuple[Sequence[str], Callable[[object], str | None]]]
 
 
 @dataclass

@@ -91,7 +91,7 @@ def _utc_series(naive_utc: np.ndarray, index: pd.Index | None = None) -> pd.Seri
     return pd.Series(naive_utc, index=index, copy=False).dt.tz_localize("UTC")
 
 
-def _times_from_text(text: pa.Array | pa.ChunkedArray) -> np.ndarray:
+def _times_from_text(text: pa.Array[Any] | pa.ChunkedArray[Any]) -> np.ndarray:
     """Naive-UTC datetime64[ns] values for Arrow strings, NaT where missing or unparsable."""
     try:
         # Arrow parses ISO-8601 with up to 9 digits and offsets, and refuses (raises) on anything odd,

@@ -224,7 +224,7 @@ class FileLoad:
     ``origins[i]`` says where ``records[i]`` came from, as a Reject-shaped place whose reason is empty.
     """
 
-    records: list[dict] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     formats: dict[str, str] = field(default_factory=dict)
     read: int = 0

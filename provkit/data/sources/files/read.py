@@ -4,10 +4,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from provkit.data.sources.files.formats import (
     _MAIN_INDEX,
@@ -30,7 +31,7 @@ from provkit.errors import InputError
 # --- the three admin-center CSV files ----------------------------------------------------------------------------
 
 
-def _read_admin_main(reader: _FileReader, sniffed: _Sniffed) -> list[dict]:
+def _read_admin_main(reader: _FileReader, sniffed: _Sniffed) -> list[dict[str, Any]]:
     paths = [_MAIN_INDEX.get(_norm(h)) for h in sniffed.header]
     if "activityDateTime" not in paths:
         raise _unreadable(
@@ -50,7 +51,7 @@ def _read_admin_main(reader: _FileReader, sniffed: _Sniffed) -> list[dict]:
         if path is not None:
             taken.add(path)
         columns.append((header, path))
-    events: list[dict] = []
+    events: list[dict[str, Any]] = []
     for line, row in reader.csv_rows(sniffed):
         if isinstance(row, str):
             reader.reject(line, row)
@@ -60,8 +61,8 @@ def _read_admin_main(reader: _FileReader, sniffed: _Sniffed) -> list[dict]:
             reader.reject(line, cells)
             continue
 
-        def build(ctx: _Ctx, cells: dict[str, str] = cells) -> dict:
-            record: dict = {"provisioningSteps": [], "modifiedProperties": []}
+        def build(ctx: _Ctx, cells: dict[str, str] = cells) -> dict[str, Any]:
+            record: dict[str, Any] = {"provisioningSteps": [], "modifiedProperties": []}
             for header, path in columns:
                 value = cells[header]
                 if path is None:
@@ -84,7 +85,7 @@ class _Detail:
     line: int
     change_id: str
     order: float
-    item: dict
+    item: dict[str, Any]
 
 
 def _read_admin_details(reader: _FileReader, sniffed: _Sniffed, kind: str) -> list[_Detail]:
@@ -103,7 +104,7 @@ def _read_admin_details(reader: _FileReader, sniffed: _Sniffed, kind: str) -> li
             reader.load.detail_rejects.append(Reject(reader.t.name, line, None, cells))
             reader.notes.add(reader.t.name, f"{kind} rows that cannot be read were not loaded", line)
             continue
-        item: dict = {}
+        item: dict[str, Any] = {}
         change_id = ""
         order = float(len(out))
         for header, path in zip(sniffed.header, paths, strict=True):
@@ -133,7 +134,7 @@ def _read_admin_details(reader: _FileReader, sniffed: _Sniffed, kind: str) -> li
 
 
 def _join(
-    events: dict[str, list[dict]], details: list[_Detail], key: str, load: FileLoad, notes: _Notes
+    events: dict[str, list[dict[str, Any]]], details: list[_Detail], key: str, load: FileLoad, notes: _Notes
 ) -> None:
     """Attach steps or properties to events by change id; unmatched rows become detail rejects."""
     details = sorted(details, key=lambda d: (d.file, d.change_id, d.order, d.line))
@@ -171,7 +172,7 @@ def read_files(
     notes = _Notes()
     failures: list[InputError] = []
     seen: set[Path] = set()
-    csv_events: dict[str, list[dict]] = {}
+    csv_events: dict[str, list[dict[str, Any]]] = {}
     main_files: list[str] = []
     details: dict[str, list[_Detail]] = {"steps": [], "properties": []}
     for path in paths:
@@ -253,4 +254,4 @@ def _read_la_csv(reader: _FileReader, sniffed: _Sniffed) -> None:
         if isinstance(cells, str):
             reader.reject(line, cells)
             continue
-        reader.take(line, lambda ctx, cells=cells: _from_log_analytics(cells, ctx))
+        reader.take(line, functools.partial(_from_log_analytics, cells))

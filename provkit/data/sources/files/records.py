@@ -138,13 +138,15 @@ def _names(canonical: tuple[str, ...]) -> tuple[frozenset[str], dict[str, str]]:
     return frozenset(canonical), {name.lower(): name for name in canonical}
 
 
-def _rename(obj: dict, canonical: tuple[str, ...], aliases: dict[str, str] | None = None) -> dict:
+def _rename(
+    obj: dict[str, Any], canonical: tuple[str, ...], aliases: dict[str, str] | None = None
+) -> dict[str, Any]:
     """A copy of ``obj`` with keys matched case-insensitively to ``canonical`` names, then ``aliases`` (lower-case
     key -> canonical) when that name is still free. Other keys are kept as they are."""
     exact, wanted = _names(canonical)
     if exact.issuperset(obj):  # already v1.0-shaped: the common case, kept cheap
         return dict(obj)
-    out: dict = {}
+    out: dict[str, Any] = {}
     later: list[tuple[str, Any]] = []
     for key, value in obj.items():
         name = wanted.get(key.lower()) if isinstance(key, str) else None
@@ -179,7 +181,7 @@ def _as_text(value: Any) -> str | None:
 _KEY_VALUE = re.compile(r"([A-Za-z][\w .\-/()]{0,79}?)\s*[:=]\s*(.*)", re.S)
 
 
-def _details(value: Any, ctx: _Ctx, where: str) -> dict:
+def _details(value: Any, ctx: _Ctx, where: str) -> dict[str, Any]:
     """A detailsInfo bag as a dict: from a dict, a list of key/value pairs, JSON text or ``Key: value`` lines."""
     value = _maybe_json(value)
     if value is None:
@@ -187,7 +189,7 @@ def _details(value: Any, ctx: _Ctx, where: str) -> dict:
     if isinstance(value, dict):
         return value
     if isinstance(value, list):
-        out: dict = {}
+        out: dict[str, Any] = {}
         for item in value:
             pair = _rename(item, ("key", "value"), {"name": "key"}) if isinstance(item, dict) else None
             if not pair or "key" not in pair:
@@ -228,7 +230,7 @@ _IDENTITY = ("id", "displayName", "identityType", "details")
 _SYSTEM = ("id", "displayName", "details")
 
 
-def _status_info(value: Any, ctx: _Ctx) -> dict | None:
+def _status_info(value: Any, ctx: _Ctx) -> dict[str, Any] | None:
     value = _maybe_json(value)
     if value is None:
         return None
@@ -251,7 +253,7 @@ def _status_info(value: Any, ctx: _Ctx) -> dict | None:
     return out
 
 
-def _steps(value: Any, ctx: _Ctx) -> list[dict]:
+def _steps(value: Any, ctx: _Ctx) -> list[dict[str, Any]]:
     value = _maybe_json(value)
     if value is None or value == "":
         return []
@@ -283,7 +285,7 @@ def _steps(value: Any, ctx: _Ctx) -> list[dict]:
     return steps
 
 
-def _properties(value: Any, ctx: _Ctx) -> list[dict]:
+def _properties(value: Any, ctx: _Ctx) -> list[dict[str, Any]]:
     value = _maybe_json(value)
     if value is None or value == "":
         return []
@@ -319,7 +321,7 @@ def _duration(value: Any, ctx: _Ctx) -> int | None:
         return None
 
 
-def _normalise_event(raw: Any, ctx: _Ctx, *, time_label: str = "'activityDateTime'") -> dict:
+def _normalise_event(raw: Any, ctx: _Ctx, *, time_label: str = "'activityDateTime'") -> dict[str, Any]:
     """One provisioningObjectSummary with v1.0 names from an event in v1.0, older or PascalCase shape.
 
     Raises _Bad when it is not an object, has no readable ``activityDateTime`` (the one non-nullable field), or
@@ -404,9 +406,9 @@ def _json_column(header: str, value: Any, *, plain_ok: bool = False) -> Any:
         raise _Bad(f"{header} is not valid JSON: {message}") from None
 
 
-def _from_log_analytics(row: dict, ctx: _Ctx) -> dict:
+def _from_log_analytics(row: dict[str, Any], ctx: _Ctx) -> dict[str, Any]:
     """A v1.0 record from one AADProvisioningLogs row (CSV cells or JSON values); raises _Bad when unreadable."""
-    record: dict = {}
+    record: dict[str, Any] = {}
     status: dict[str, Any] = {}
     time_label = "'TimeGenerated'"
     for header, value in row.items():

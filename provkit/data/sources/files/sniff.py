@@ -184,7 +184,7 @@ def _skip(text: str, i: int) -> int:
     return _WS.match(text, i).end()  # type: ignore[union-attr]
 
 
-def _is_la_row(obj: dict) -> bool:
+def _is_la_row(obj: dict[str, Any]) -> bool:
     keys = {_norm(k) for k in obj}
     return "timegenerated" in keys or len(keys & _LA_MARKERS) >= 2
 

@@ -75,7 +75,7 @@ class _FileReader:
     def lines(self) -> _Lines:
         return _Lines(self.t.text)
 
-    def take(self, line: int | None, build: Callable[[_Ctx], dict]) -> dict | None:
+    def take(self, line: int | None, build: Callable[[_Ctx], dict[str, Any]]) -> dict[str, Any] | None:
         self.count += 1
         self.load.read += 1
         ctx = _Ctx(self.t.name, line, self.notes)
@@ -109,12 +109,12 @@ class _FileReader:
             and "activityDateTime" not in value
         ):
             for entry in value["value"]:
-                self.take(line, lambda ctx, e=entry: self._entry(e, ctx))
+                self.take(line, functools.partial(self._entry, entry))
             return
         self.take(line, lambda ctx: self._entry(value, ctx))
 
     @staticmethod
-    def _entry(value: Any, ctx: _Ctx) -> dict:
+    def _entry(value: Any, ctx: _Ctx) -> dict[str, Any]:
         if isinstance(value, dict) and _is_la_row(value):
             return _from_log_analytics(value, ctx)
         return _normalise_event(value, ctx)
@@ -221,11 +221,13 @@ class _FileReader:
                 return pos
         return None
 
-    def walk_object(self, i: int, handlers: dict[str, Callable[[int, dict], int]]) -> tuple[dict, int]:
+    def walk_object(
+        self, i: int, handlers: dict[str, Callable[[int, dict[str, Any]], int]]
+    ) -> tuple[dict[str, Any], int]:
         """Reads the object at ``i``; members named in ``handlers`` are streamed by them (given their offset and the
         members read so far, they return the offset after the value). Returns (other members, end offset)."""
         text = self.t.text
-        members: dict = {}
+        members: dict[str, Any] = {}
         i = _skip(text, i + 1)
         if text.startswith("}", i):
             return members, i + 1
@@ -290,8 +292,12 @@ class _FileReader:
                 ) from None
 
     def _read_object(self, start: int) -> int:
-        def rows(pos: int, table: dict) -> int:
-            columns = [c.get("name") if isinstance(c, dict) else str(c) for c in table.get("columns") or []]
+        def rows(pos: int, table: dict[str, Any]) -> int:
+            # A column without a name (not seen, but possible) is named by position, as CSV headers are.
+            columns = [
+                str(c.get("name") or f"column {n}") if isinstance(c, dict) else str(c)
+                for n, c in enumerate(table.get("columns") or [], 1)
+            ]
             if not columns:
                 raise _Bad("rows before columns")
 
@@ -309,10 +315,10 @@ class _FileReader:
             _members, end = self.walk_object(pos, {"rows": rows})
             return end
 
-        def tables(pos: int, _members: dict) -> int:
+        def tables(pos: int, _members: dict[str, Any]) -> int:
             return self._walk_array_of_objects(pos, table)
 
-        def value(pos: int, _members: dict) -> int:
+        def value(pos: int, _members: dict[str, Any]) -> int:
             return self.walk_array(pos, self.json_item)
 
         try:
@@ -427,7 +433,7 @@ def _allow_large_fields() -> None:
         csv.field_size_limit(1 << 30)
 
 
-def _set_path(record: dict, path: str, value: Any) -> None:
+def _set_path(record: dict[str, Any], path: str, value: Any) -> None:
     parts = path.split(".")
     node = record
     for part in parts[:-1]:
