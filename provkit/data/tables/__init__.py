@@ -137,8 +137,9 @@ jobs in ``DataFrame.attrs["rejects"]``.
 
 The modules of this package, each with one job: :mod:`~provkit.data.tables.schema` (the columns and enums
 above), :mod:`~provkit.data.tables.times` (Graph times and durations), :mod:`~provkit.data.tables.convert`
-(raw values to typed columns), :mod:`~provkit.data.tables.events` (log entries to the three log tables, the
-Python row loop), :mod:`~provkit.data.tables.arrow` (the same for regular entries, with Arrow kernels) and
+(raw values to typed columns), :mod:`~provkit.data.tables.events` (log entries to the three log tables),
+:mod:`~provkit.data.tables.rows` (the Python row loop that reads any shape), :mod:`~provkit.data.tables.arrow`
+(the same for regular entries, with Arrow kernels) and
 :mod:`~provkit.data.tables.jobs` (job-status snapshots). Import the public names from here.
 """
 

@@ -1,5 +1,5 @@
 """The Arrow path: one C++ conversion per chunk of regular entries, then vectorised flattening. It must give
-exactly what the Python row loop (:func:`provkit.data.tables.events._normalise_chunk`) gives; any chunk it
+exactly what the Python row loop (:func:`provkit.data.tables.rows._normalise_chunk`) gives; any chunk it
 cannot vouch for (odd shapes, odd types, rejects, unknown fields) goes through the loop instead.
 """
 

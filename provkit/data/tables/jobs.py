@@ -89,8 +89,9 @@ def _job_row(job: dict[str, Any]) -> dict[str, Any]:
     quarantine_error = _as_dict(quarantine.get("error"))
     progress = _latest_progress(status.get("progress"))
     settings = job.get("synchronizationJobSettings")
-    extra = {k: job[k] for k in job.keys() - _KNOWN_JOB_FIELDS}
-    extra |= {f"status.{k}": status[k] for k in status.keys() - _KNOWN_STATUS_FIELDS}
+    # Unknown fields in the order sent (a set difference would order them differently in every process).
+    extra = {k: v for k, v in job.items() if k not in _KNOWN_JOB_FIELDS}
+    extra |= {f"status.{k}": v for k, v in status.items() if k not in _KNOWN_STATUS_FIELDS}
     row: dict[str, Any] = {
         "job_id": job.get("id"),
         "template_id": job.get("templateId"),
