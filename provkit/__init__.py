@@ -37,6 +37,7 @@ from provkit.errors import (
     ProvkitError,
     ReadOnlyError,
     SignInError,
+    StoreError,
     ThrottledError,
 )
 
@@ -105,6 +106,7 @@ __all__ = [
     "Settings",
     "SignInError",
     "Store",
+    "StoreError",
     "Tables",
     "ThrottledError",
     "__version__",

@@ -11,7 +11,8 @@
     │   ├── ThrottledError                429s outlasted the retry budget
     │   └── GraphUnavailableError         503/504 or dropped connections outlasted the retry budget
     ├── CloudNotSupportedError            the API is not offered in that national cloud
-    └── InputError (ValueError)           a file or record that cannot be read (file and line named)
+    ├── InputError (ValueError)           a file or record that cannot be read (file and line named)
+    └── StoreError                        the store on disk is unusable (file named, repair command given)
 
 Each carries ``remedy`` and ``link`` so notebooks and the command line can show a short message
 instead of a traceback.
@@ -172,3 +173,7 @@ class GraphUnavailableError(GraphError):
 
 class CloudNotSupportedError(ProvkitError):
     """The API is not offered in the configured national cloud (provisioning logs in China, 21Vianet)."""
+
+
+class StoreError(ProvkitError):
+    """The store on disk is unusable (a part or file that cannot be read, a folder that cannot be written)."""

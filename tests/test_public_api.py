@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 
 import provkit
 from provkit import errors
@@ -38,6 +40,42 @@ def test_every_error_has_one_root_and_is_exported():
     assert issubclass(errors.NotFoundError, LookupError)
     assert issubclass(errors.ConfigError, ValueError)
     assert issubclass(errors.PermissionDeniedError, PermissionError)
+    assert issubclass(errors.StoreError, errors.ProvkitError)
+
+
+def _product_modules() -> list[str]:
+    """Every module of the product: the simulator stands apart (its errors answer HTTP requests)."""
+    names = [
+        info.name
+        for info in pkgutil.walk_packages(provkit.__path__, "provkit.")
+        if not info.name.startswith("provkit.sim")
+        and not info.name.endswith("__main__")  # that one runs the CLI
+    ]
+    assert "provkit.data.store" in names and "provkit.cli.main" in names  # the walk found the layers
+    return names
+
+
+def test_every_public_error_defined_anywhere_in_the_product_descends_from_the_root():
+    """An error class outside provkit.errors (a source's own errors, say) still sits in the one tree, so
+    ``except ProvkitError`` catches everything provkit raises on purpose; private helpers (``_Retry``) that
+    never leave their module are exempt."""
+    found = []
+    for name in _product_modules():
+        module = importlib.import_module(name)
+        for attribute, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ != name or attribute.startswith("_") or not issubclass(cls, BaseException):
+                continue
+            found.append(cls)
+            assert issubclass(cls, errors.ProvkitError), (
+                f"{name}.{attribute} is outside the ProvkitError tree"
+            )
+    assert found, "no error classes outside provkit.errors: the walk is broken"
+
+
+def test_errors_that_moved_into_the_tree_stay_importable_where_they_were():
+    from provkit.data.store import StoreError
+
+    assert StoreError is errors.StoreError and StoreError is provkit.StoreError
 
 
 def test_errors_print_their_remedy_and_link():

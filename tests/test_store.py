@@ -17,7 +17,6 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-import provkit.data.store as store_module
 from provkit.data.store import AppStore, Store, StoreError
 from provkit.data.tables import Tables, events_from_records, jobs_from_records
 from provkit.errors import ConfigError
@@ -459,7 +458,7 @@ def test_an_interrupted_compaction_leaves_no_duplicate_and_no_stray_file(
                 raise KeyboardInterrupt("killed")
             real_unlink(self, missing_ok=missing_ok)
 
-        monkeypatch.setattr(store_module.Path, "unlink", die)
+        monkeypatch.setattr(Path, "unlink", die)
     with pytest.raises(KeyboardInterrupt):
         app.compact()
     monkeypatch.undo()

@@ -305,6 +305,21 @@ def test_unknown_top_level_fields_are_kept_in_extra() -> None:
     assert t.events["extra"][1] == ""
 
 
+def test_extra_text_keeps_the_order_sent_so_the_same_input_gives_the_same_text_in_every_run() -> None:
+    # Before, the unknown fields were collected through a set: their order (and so the stored text) changed with
+    # the process's string hashing, so two fetches of one entry wrote different `extra` values.
+    new = {f"field{letter}": n for n, letter in enumerate("hgfedcba")}
+    t = events_from_records([entry(**new)])
+    assert t.events["extra"][0] == json.dumps(new)
+    job = copy.deepcopy(EXAMPLE_JOB)
+    job |= {f"jobField{letter}": n for n, letter in enumerate("zyxw")}
+    job["status"] |= {f"statusField{letter}": n for n, letter in enumerate("dcba")}
+    text = job_frame(job)["extra"][0]
+    assert list(json.loads(text)) == [f"jobField{c}" for c in "zyxw"] + [
+        f"status.statusField{c}" for c in "dcba"
+    ]
+
+
 def test_error_information_and_the_older_error_info_are_both_read() -> None:
     error = {
         "errorCode": "SalesforceInvalidCredentials",
@@ -497,7 +512,7 @@ def test_results_do_not_depend_on_how_the_input_is_chunked(monkeypatch: pytest.M
     records = [skipped_entry(f"s{i}") if i % 2 else entry(id=f"e{i}", changeId=f"c{i}") for i in range(7)]
     records.insert(3, entry(id="bad", activityDateTime="nope"))
     whole = events_from_records(records)
-    monkeypatch.setattr(tables, "_CHUNK", 2)
+    monkeypatch.setattr(tables.events, "_CHUNK", 2)
     chunked = events_from_records(records)
     pd.testing.assert_frame_equal(whole.events, chunked.events)
     pd.testing.assert_frame_equal(whole.steps, chunked.steps)

@@ -7,6 +7,7 @@ import random
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from provkit.data import tables
@@ -197,7 +198,7 @@ def irregular(rng: random.Random, i: int, kind: int | None = None) -> object:
 def both_paths(records: list[object], monkeypatch: pytest.MonkeyPatch) -> tuple[Tables, Tables, int]:
     """(Arrow path tables, Python path tables, chunks the Arrow path took)."""
     taken = 0
-    arrow_chunk = tables._arrow_chunk
+    arrow_chunk = tables.events._arrow_chunk
 
     def counting(*args: Any) -> Any:
         nonlocal taken
@@ -205,11 +206,11 @@ def both_paths(records: list[object], monkeypatch: pytest.MonkeyPatch) -> tuple[
         taken += 1
         return result
 
-    monkeypatch.setattr(tables, "_arrow_chunk", counting)
+    monkeypatch.setattr(tables.events, "_arrow_chunk", counting)
     fast = events_from_records(records)
-    monkeypatch.setattr(tables, "_USE_ARROW", False)
+    monkeypatch.setattr(tables.events, "_USE_ARROW", False)
     slow = events_from_records(records)
-    monkeypatch.setattr(tables, "_USE_ARROW", True)
+    monkeypatch.setattr(tables.events, "_USE_ARROW", True)
     return fast, slow, taken
 
 
@@ -225,7 +226,7 @@ def test_regular_entries_take_the_arrow_path_and_match_the_python_path(
 ) -> None:
     rng = random.Random(7)
     records: list[object] = [regular(rng, i) for i in range(3000)]
-    monkeypatch.setattr(tables, "_ARROW_CHUNK", 500)
+    monkeypatch.setattr(tables.events, "_ARROW_CHUNK", 500)
     fast, slow, taken = both_paths(records, monkeypatch)
     assert taken == 6  # every chunk
     assert_same(fast, slow)
@@ -242,7 +243,7 @@ def test_irregular_entries_fall_back_chunk_by_chunk_with_identical_results(
 ) -> None:
     rng = random.Random(11)
     records = [irregular(rng, i) if rng.random() < 0.02 else regular(rng, i) for i in range(3000)]
-    monkeypatch.setattr(tables, "_ARROW_CHUNK", 40)
+    monkeypatch.setattr(tables.events, "_ARROW_CHUNK", 40)
     fast, slow, taken = both_paths(records, monkeypatch)
     assert 0 < taken < 75  # some chunks on each path
     assert fast.rejects
@@ -260,6 +261,6 @@ def test_each_kind_of_irregular_entry_alone_matches(monkeypatch: pytest.MonkeyPa
 
 
 def test_the_default_memory_pool_is_restored() -> None:
-    before = tables.pa.default_memory_pool().backend_name
+    before = pa.default_memory_pool().backend_name
     events_from_records([regular(random.Random(1), 0)])
-    assert tables.pa.default_memory_pool().backend_name == before
+    assert pa.default_memory_pool().backend_name == before

@@ -6,6 +6,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from provkit.data.sources.files import Reject, read_files
 from provkit.data.store import Store
@@ -28,7 +29,7 @@ class ImportReport:
     unreadable: dict[str, str] = field(default_factory=dict)
     store: str = ""
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
     def text(self) -> str:
@@ -52,6 +53,9 @@ class ImportReport:
 
 
 def _slug(text: str) -> str:
+    """The folder an ``--app NAME`` import is filed under. Not provkit.formatting.slug: this one keeps "." and "_"
+    and stops at 100 characters (the store's folder-name rule), and stores already filed this way must keep
+    receiving the same app's records."""
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:100] or "imported"
 
 
@@ -70,7 +74,7 @@ def import_files(paths: list[Path], *, store: Path | None = None, app: str | Non
         store=str(st.root),
     )
     report.rejects = [str(r) for r in load.rejects] + [str(r) for r in load.detail_rejects]
-    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     origins: dict[tuple[str, str], list[Reject]] = defaultdict(list)
     names: dict[tuple[str, str], str] = {}
     orphans: list[Reject] = []

@@ -82,9 +82,9 @@ def _as_entry(obj: dict[str, Any], index: int) -> dict[str, Any]:
                 "details": step.get("details") or {},
             }
         )
-    status = obj.get("statusInfo") if isinstance(obj.get("statusInfo"), dict) else {}
-    source = obj.get("sourceIdentity") if isinstance(obj.get("sourceIdentity"), dict) else {}
-    target = obj.get("targetIdentity") if isinstance(obj.get("targetIdentity"), dict) else {}
+    status = _object(obj.get("statusInfo"))
+    source = _object(obj.get("sourceIdentity"))
+    target = _object(obj.get("targetIdentity"))
     return {
         "id": obj.get("changeId") or f"on-demand-{index}",
         "activityDateTime": obj.get("endTime") or obj.get("startTime"),
@@ -111,6 +111,11 @@ def _as_entry(obj: dict[str, Any], index: int) -> dict[str, Any]:
     }
 
 
+def _object(value: object) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else an empty one (odd shapes are read as absent)."""
+    return value if isinstance(value, dict) else {}
+
+
 def read_on_demand(answer: object) -> OnDemandResult:
     """The outcome of a provisionOnDemand call from its JSON answer (either documented shape)."""
     if not isinstance(answer, dict):
@@ -120,7 +125,7 @@ def read_on_demand(answer: object) -> OnDemandResult:
     objects = [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, dict)]
     entries = [_as_entry(obj, i) for i, obj in enumerate(objects)]
     if isinstance(key, dict):
-        details = key.get("details") if isinstance(key.get("details"), dict) else {}
+        details = _object(key.get("details"))
         return OnDemandResult(
             str(key.get("result") or "unknown"),
             details.get("errorCode") or None,
@@ -128,10 +133,8 @@ def read_on_demand(answer: object) -> OnDemandResult:
             entries,
         )
     # The list shape: the outcome is in the objects' statusInfo.
-    status = (
-        objects[0].get("statusInfo") if objects and isinstance(objects[0].get("statusInfo"), dict) else {}
-    )
-    details = status.get("details") if isinstance(status.get("details"), dict) else {}
+    status = _object(objects[0].get("statusInfo")) if objects else {}
+    details = _object(status.get("details"))
     code = details.get("errorCode") or status.get("errorCode")
     skip = next(
         (
@@ -150,7 +153,7 @@ def read_on_demand(answer: object) -> OnDemandResult:
     )
 
 
-def _job_stopped(job: dict | None) -> bool:
+def _job_stopped(job: dict[str, Any] | None) -> bool:
     """Whether the job is stopped (paused or disabled schedule, or status Paused)."""
     job = job or {}
     schedule = str((job.get("schedule") or {}).get("state") or "").lower()
@@ -164,7 +167,7 @@ def on_demand_request(
     object_id: str,
     kind: str = "User",
     members: list[str] | tuple[str, ...] = (),
-    job: dict | None = None,
+    job: dict[str, Any] | None = None,
     assigned_groups: set[str] | None = None,
     app: str = "the app",
 ) -> dict[str, Any]:
@@ -224,7 +227,7 @@ def format_on_demand(result: OnDemandResult) -> str:
                 f"  {n}. {step.get('name')} [{step.get('provisioningStepType')}] {step.get('status')}: "
                 f"{step.get('description') or ''}".rstrip()
             )
-            details = step.get("details") if isinstance(step.get("details"), dict) else {}
+            details = _object(step.get("details"))
             for key, value in details.items():
                 if str(key).lower() in ("objectid", "id"):
                     continue  # the object is named above; its id adds nothing for the reader

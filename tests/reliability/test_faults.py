@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import provkit.data.store as store_module
+import provkit.data.store.layout as store_module  # where the store writes its files
 from provkit.data.fetch import fetch_app
 from provkit.data.graph import GraphClient
 from provkit.data.store import AppStore, Store

@@ -37,7 +37,7 @@ def connect(
     return GraphClient(settings, tokens, on_event=on_event, allow_writes=allow_writes, pacer=pacer)
 
 
-def provisioning_apps(client: GraphClient) -> list[dict]:
+def provisioning_apps(client: GraphClient) -> list[dict[str, Any]]:
     """Service principals that have a synchronization job, with each job's id and status code."""
     apps = []
     for sp in client.items("/servicePrincipals", {"$top": "999"}):
@@ -66,21 +66,21 @@ def provisioning_apps(client: GraphClient) -> list[dict]:
     return apps
 
 
-def _members(client: GraphClient, group_id: str, relation: str) -> Iterator[dict]:
+def _members(client: GraphClient, group_id: str, relation: str) -> Iterator[dict[str, Any]]:
     """A group's members, read lazily in pages of 999 (Graph's largest for members), ids and types only."""
     return client.items(f"/groups/{quote(group_id, safe='')}/{relation}", {"$top": "999", "$select": "id"})
 
 
 def directory_facts(
     client: GraphClient,
-    assignments: list[dict],
+    assignments: list[dict[str, Any]],
     *,
-    previous: dict[str, dict] | None = None,
+    previous: dict[str, dict[str, Any]] | None = None,
     read_at: dict[str, str] | None = None,
     max_age: timedelta = GROUP_FACTS_MAX_AGE,
     now: datetime | None = None,
     stop: Callable[[], bool] | None = None,
-) -> tuple[dict[str, dict], dict[str, dict]]:
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
     """For the app's assigned groups: direct and transitive members and nested groups; for directly assigned
     users: their user objects. Bounded, so a huge group costs a capped number of pages.
 
@@ -91,8 +91,8 @@ def directory_facts(
     ends the reads early (the fetch they serve failed); what was read is returned.
     """
     now = now or datetime.now(UTC)
-    groups: dict[str, dict] = {}
-    users: dict[str, dict] = {}
+    groups: dict[str, dict[str, Any]] = {}
+    users: dict[str, dict[str, Any]] = {}
     for a in assignments:
         if stop is not None and stop():
             break
@@ -124,9 +124,10 @@ def _fresh(when: object, now: datetime, max_age: timedelta) -> bool:
     return read.tzinfo is not None and timedelta(0) <= now - read < max_age
 
 
-def _group_facts(client: GraphClient, gid: str) -> dict:
+def _group_facts(client: GraphClient, gid: str) -> dict[str, Any]:
     """One assigned group's facts, read from Graph."""
-    direct, nested = [], []
+    direct: list[str] = []
+    nested: list[str] = []
     for m in _members(client, gid, "members"):
         kind = m.get("@odata.type", "")
         (nested if kind.endswith("group") else direct).append(m["id"])
