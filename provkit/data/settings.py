@@ -17,6 +17,7 @@ import requests
 
 from provkit._version import __version__
 from provkit.errors import ConfigError
+from provkit.formatting import GUID
 
 Method = Literal["auto", "secret", "certificate", "device-code", "managed-identity"]
 METHODS: tuple[str, ...] = ("auto", "secret", "certificate", "device-code", "managed-identity")
@@ -38,9 +39,7 @@ _LINK_APP_ONLY = "https://learn.microsoft.com/en-us/graph/auth-v2-service"
 _LINK_ERRORS = "https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes"
 _LINK_CLOUDS = "https://learn.microsoft.com/en-us/graph/deployments"
 
-# The data layer's one copy of provkit.formatting.GUID: that module imports pandas, which would add about a
-# second to every sign-in and to the simulator (which reads Settings) without it.
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_GUID = GUID  # the one object-id pattern (provkit.formatting)
 _DOMAIN = re.compile(r"^(?=.{4,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
 _MULTI_TENANT = ("common", "organizations", "consumers")
 
