@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+from functools import lru_cache
 
 from provkit.sim import ids
 from provkit.sim.apps import App, clause_passes
@@ -31,13 +32,44 @@ NOT_ENTITLED_TEXT = (
 )
 
 
+def entry_ids(app: App, cycle: Cycle, i: int) -> tuple[str, str]:
+    """The ``id`` and ``changeId`` of entry ``i`` of ``cycle``."""
+    codec = app.tenant.codec
+    return codec.encode(ids.ENTRY, app.index, cycle.no, i), codec.encode(ids.CHANGE, app.index, cycle.no, i)
+
+
+@lru_cache(maxsize=65_536)
+def _fixed_id(codec: ids.IdCodec, kind: int, a: int, b: int) -> str:
+    """An id shared by many entries (a cycle's, the source and target systems'), encoded once."""
+    return codec.encode(kind, a, b)
+
+
+def cycle_id(app: App, cycle: Cycle) -> str:
+    """The ``cycleId`` every entry of ``cycle`` carries."""
+    return _fixed_id(app.tenant.codec, ids.CYCLE, app.index, cycle.no)
+
+
 def render_entry(app: App, cycle: Cycle, i: int) -> dict:
     """The provisioningObjectSummary for entry ``i`` of ``cycle``."""
+    return _render(app, cycle, i, app.subject_for(cycle, i), full=True)
+
+
+def render_outcome(app: App, cycle: Cycle, i: int, subject: Subject) -> dict:
+    """Entry ``i`` of ``cycle`` about ``subject`` (``app.subject_for(cycle, i)``) without what differs between
+    entries with the same outcome: ``modifiedProperties`` empty, ``durationInMilliseconds`` None (both come from
+    the entry's own random draws). Everything else is as :func:`render_entry` renders it."""
+    return _render(app, cycle, i, subject, full=False)
+
+
+def _render(app: App, cycle: Cycle, i: int, subject: Subject, full: bool) -> dict:
     tenant = app.tenant
     codec = tenant.codec
     sc = app.scenario
-    subject = app.subject_for(cycle, i)
-    rng = random.Random((tenant.seed * 2_654_435_761 + app.index * 40_503 + cycle.no) * 1_000_003 + i)
+    rng = (
+        random.Random((tenant.seed * 2_654_435_761 + app.index * 40_503 + cycle.no) * 1_000_003 + i)
+        if full
+        else None
+    )
     target_name = sc.app
     if subject.kind == "User":
         user = tenant.users.get(subject.index)
@@ -48,26 +80,32 @@ def render_entry(app: App, cycle: Cycle, i: int) -> dict:
     kind = subject.kind
     outcome = _outcome(app, cycle, subject, i, rng)
     action, status, steps, props, error = outcome
-    duration = int(rng.lognormvariate(6.8, 0.6)) if action != "other" else int(rng.lognormvariate(5.0, 0.5))
+    if rng is None:
+        duration = None
+    elif action != "other":
+        duration = int(rng.lognormvariate(6.8, 0.6))
+    else:
+        duration = int(rng.lognormvariate(5.0, 0.5))
     target_id = _target_id(codec, app, subject) if _exists_in_target(action, status, steps) else ""
+    entry_id, change_id = entry_ids(app, cycle, i)
     entry = {
-        "id": codec.encode(ids.ENTRY, app.index, cycle.no, i),
+        "id": entry_id,
         "activityDateTime": format_ticks(cycle.entry_time(i)),
         "tenantId": tenant.tenant_id,
         "jobId": app.job_id,
-        "cycleId": codec.encode(ids.CYCLE, app.index, cycle.no),
-        "changeId": codec.encode(ids.CHANGE, app.index, cycle.no, i),
+        "cycleId": cycle_id(app, cycle),
+        "changeId": change_id,
         "provisioningAction": action,
         "durationInMilliseconds": duration,
         "initiatedBy": INITIATOR,
         "servicePrincipal": {"id": app.sp_id, "displayName": app.display_name},
         "sourceSystem": {
-            "id": tenant.codec.encode(ids.MISC, 0, 2),
+            "id": _fixed_id(codec, ids.MISC, 0, 2),
             "displayName": SOURCE_SYSTEM_NAME,
             "details": {},
         },
         "targetSystem": {
-            "id": tenant.codec.encode(ids.MISC, app.index, 3),
+            "id": _fixed_id(codec, ids.MISC, app.index, 3),
             "displayName": target_name,
             "details": {
                 "ApplicationId": app.app_id,
@@ -141,7 +179,7 @@ def _scope_details(app: App, subject: Subject, assigned: bool, active: bool, in_
         # export of a group's entry (inference).
         f"{kind} has the required role": str(assigned),
         "Scoping filter evaluation passed": str(in_scope),
-        "ScopeEvaluationResult": json.dumps(evaluation, separators=(",", ":")),
+        "ScopeEvaluationResult": json.dumps(evaluation, separators=(",", ":")) if evaluation else "{}",
     }
 
 
@@ -193,7 +231,7 @@ def _error(
     }
 
 
-def _outcome(app: App, cycle: Cycle, subject: Subject, i: int, rng: random.Random) -> tuple:
+def _outcome(app: App, cycle: Cycle, subject: Subject, i: int, rng: random.Random | None) -> tuple:
     """(action, status, steps, modifiedProperties, errorInformation) for one subject in one cycle."""
     sc = app.scenario
     tenant = app.tenant
@@ -707,8 +745,8 @@ def _connector_code(sc: Scenario, base: str) -> tuple[str, str]:
 UPDATABLE = ("jobTitle", "department", "city", "mobilePhone")
 
 
-def _props(user, rng: random.Random, update: bool) -> list[dict]:
-    if user is None:
+def _props(user, rng: random.Random | None, update: bool) -> list[dict]:
+    if user is None or rng is None:  # no rng: the properties are not rendered (render_outcome)
         return []
     if update:
         name = UPDATABLE[rng.randrange(len(UPDATABLE))]

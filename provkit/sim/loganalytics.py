@@ -22,8 +22,6 @@ import json
 import multiprocessing
 import os
 import re
-import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -133,6 +131,58 @@ class WorkspaceError(Exception):
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
+# Where the workspace keeps each AADProvisioningLogs column (the tables a query sees are views that put them
+# together, in PROVISIONING_COLUMNS order):
+_CONSTANT = {
+    "SourceSystem": "Azure AD",
+    "OperationName": "Provisioning activity",
+    "OperationVersion": "1.0",
+    "Category": "ProvisioningLogs",
+    "Type": PROVISIONING_TABLE,
+}
+_PER_APP = ("AADTenantId", "InitiatedBy", "JobId", "ServicePrincipal", "TargetSystem")  # one row per app
+_PER_ENTRY = ("TimeGenerated", "Id", "ChangeId", "CycleId")  # one row per entry, with the (app, cycle, i) key
+_SHAPE = (  # per entry too, taken from the entry's outcome (see _shape)
+    "ResultType",
+    "ResultSignature",
+    "ResultDescription",
+    "ProvisioningAction",
+    "SourceIdentity",
+    "TargetIdentity",
+)
+# Rendered only for the rows a query reads (a DuckDB function of the key): the bulk of an entry's JSON.
+_LAZY = ("DurationMs", "ProvisioningStatusInfo", "ProvisioningSteps", "ModifiedProperties")
+_INDEX = {name: n for n, name in enumerate(PROVISIONING_COLUMNS)}
+
+
+def _cap_text(value: Any) -> str:
+    text = str(value or "")
+    return text[:1].upper() + text[1:]
+
+
+def _shape(entry: dict) -> tuple:
+    """The columns of an entry's row that follow from what happened to its object (the same for every entry
+    with the same outcome): ResultType, ResultSignature, ResultDescription, ProvisioningAction, SourceIdentity,
+    TargetIdentity (the order of :data:`_SHAPE`)."""
+    info = entry.get("provisioningStatusInfo") or {}
+    error = info.get("errorInformation") or {}
+    source = entry.get("sourceIdentity") or {}
+    return (
+        _cap_text(info.get("status")),
+        error.get("errorCode") or "None",
+        error.get("reason") or "",
+        _cap_text(entry.get("provisioningAction")),
+        _dumps(
+            {
+                "Id": source.get("id"),
+                "Name": source.get("displayName"),
+                "identityType": source.get("identityType"),
+                "details": source.get("details") or {},
+            }
+        ),
+        _dumps(entry.get("targetIdentity")),
+    )
+
 
 def la_row(entry: dict) -> tuple:
     """One AADProvisioningLogs row (in :data:`PROVISIONING_COLUMNS` order) for a Graph provisioning entry.
@@ -144,44 +194,28 @@ def la_row(entry: dict) -> tuple:
     """
     info = entry.get("provisioningStatusInfo") or {}
     error = info.get("errorInformation") or {}
-    status = str(info.get("status") or "")
-    source = entry.get("sourceIdentity") or {}
     sp = entry.get("servicePrincipal") or {}
-    return (
-        None,  # TenantId: the workspace id, set at load
-        "Azure AD",
-        entry["activityDateTime"],
-        "Provisioning activity",
-        "1.0",
-        "ProvisioningLogs",
-        status[:1].upper() + status[1:],
-        error.get("errorCode") or "None",
-        error.get("reason") or "",
-        entry.get("durationInMilliseconds"),
-        entry.get("tenantId"),
-        entry.get("changeId"),
-        entry.get("cycleId"),
-        entry.get("id"),
-        _dumps(entry.get("initiatedBy")),
-        entry.get("jobId"),
-        _dumps(entry.get("modifiedProperties") or []),
-        str(entry.get("provisioningAction") or "")[:1].upper()
-        + str(entry.get("provisioningAction") or "")[1:],
-        _dumps({"status": status, "errorInformation": error or None}),
-        _dumps(entry.get("provisioningSteps") or []),
-        _dumps({"Id": sp.get("id"), "Name": sp.get("displayName")}),
-        _dumps(
-            {
-                "Id": source.get("id"),
-                "Name": source.get("displayName"),
-                "identityType": source.get("identityType"),
-                "details": source.get("details") or {},
-            }
+    values = dict(zip(_SHAPE, _shape(entry), strict=True))
+    values.update(_CONSTANT)
+    values.update(
+        TenantId=None,  # the workspace id, set at load
+        TimeGenerated=entry["activityDateTime"],
+        DurationMs=entry.get("durationInMilliseconds"),
+        AADTenantId=entry.get("tenantId"),
+        ChangeId=entry.get("changeId"),
+        CycleId=entry.get("cycleId"),
+        Id=entry.get("id"),
+        InitiatedBy=_dumps(entry.get("initiatedBy")),
+        JobId=entry.get("jobId"),
+        ModifiedProperties=_dumps(entry.get("modifiedProperties") or []),
+        ProvisioningStatusInfo=_dumps(
+            {"status": str(info.get("status") or ""), "errorInformation": error or None}
         ),
-        _dumps(entry.get("targetIdentity")),
-        _dumps(entry.get("targetSystem")),
-        PROVISIONING_TABLE,
+        ProvisioningSteps=_dumps(entry.get("provisioningSteps") or []),
+        ServicePrincipal=_dumps({"Id": sp.get("id"), "Name": sp.get("displayName")}),
+        TargetSystem=_dumps(entry.get("targetSystem")),
     )
+    return tuple(values[name] for name in PROVISIONING_COLUMNS)
 
 
 def audit_row(audit: dict) -> tuple:
@@ -220,105 +254,77 @@ def audit_row(audit: dict) -> tuple:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Loading: entries rendered in worker processes, written as Parquet, read by DuckDB
-
+# Loading: entries rendered in worker processes, their rows handed to DuckDB as Arrow tables
+#
+# A 100,000-user tenant's month is about two million entries of ~3 KB of JSON each. What the load keeps per
+# entry is the small part: its key (app, cycle, index), time, ids and the columns of its outcome. The outcome is
+# a function of (object, cycle mode, cycle kind, no-op or not), so a worker renders one entry per distinct
+# outcome and reuses its columns for the others (a test checks every row against la_row(render_entry(...))).
+# The large JSON columns (_LAZY) are rendered when a query reads them, for the rows it reads.
 
 _FORK_TENANT: Any = None  # the tenant a forked worker renders from
+_MEMO: dict = {}  # outcome key -> _shape(entry), for the app being rendered (reset per app and per load)
+_MEMO_APP: list[int] = [-1]
+
+_STORED_COLUMNS: dict[str, str] = {
+    "app": "SMALLINT",
+    "cyc": "INTEGER",  # the cycle's position in the app's timeline
+    "idx": "INTEGER",
+    **{name: PROVISIONING_COLUMNS[name] for name in _PER_ENTRY + _SHAPE},
+}
 
 
-def _render_part(task: tuple[int, list[tuple[int, int, int, int]], str]) -> tuple[int, str]:
-    """Render (app index, cycle position, first, last) slices into one Parquet file of Graph entries as JSON
-    text (one ``json.dumps`` per entry; DuckDB maps them to the table's columns, see :data:`_FROM_ENTRY`);
-    returns the row count and the file."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+def _render_part(task: tuple[int, list[tuple[int, int, int, int]]]) -> Any:
+    """The stored rows (an Arrow table in :data:`_STORED_COLUMNS` order) of (app index, cycle position, first,
+    last) slices of the tenant's entries."""
+    import pyarrow as pa  # deferred (also below): pyarrow and duckdb load only when a workspace is used
 
-    from provkit.sim.entries import render_entry
+    from provkit.sim.entries import cycle_id, entry_ids, render_outcome
 
-    part, slices, folder = task
+    _part, slices = task
     tenant = _FORK_TENANT
-    texts: list[str] = []
+    columns: list[list] = [[] for _ in _STORED_COLUMNS]
+    apps, cycles, indexes, micros, entry_id, change, cycle_ids = columns[:7]
+    shape_columns = columns[7:]
+    shapes: list[tuple] = []
     for app_index, cycle_pos, first, last in slices:
         app = tenant.apps[app_index]
+        if _MEMO_APP[0] != app_index:  # outcome keys are per app: keep one app's at a time
+            _MEMO.clear()
+            _MEMO_APP[0] = app_index
         cycle = app.timeline().cycles[cycle_pos]
-        if getattr(
-            tenant, "late_share", 0
-        ):  # late entries reach the workspace when Graph has them, not before
+        if getattr(tenant, "late_share", 0):  # late entries reach the workspace when Graph has them
             written = tenant.written
-            positions = [
+            positions: Iterable[int] = [
                 i for i in range(first, last) if written(cycle.entry_time(i), app_index, cycle.no, i)
             ]
         else:
             positions = range(first, last)
-        texts.extend(_dumps(render_entry(app, cycle, i)) for i in positions)
-    table = pa.Table.from_arrays([pa.array(texts, pa.string())], names=["entry"])
-    path = os.path.join(folder, f"part-{part:04d}.parquet")
-    pq.write_table(table, path, compression="none")
-    return len(texts), path
-
-
-def _cap(expr: str) -> str:
-    return f"(upper(left({expr}, 1)) || substr({expr}, 2))"
-
-
-# The mapping of :func:`la_row`, in SQL over the entry's JSON, parsed once by ``json_transform`` into the struct
-# below (DuckDB's JSON functions run in C++ on every core; the same mapping in Python costs nearly as much as
-# rendering the entry). A test checks that both agree, column by column.
-_ENTRY_STRUCT = {
-    "id": "VARCHAR",
-    "activityDateTime": "VARCHAR",
-    "tenantId": "VARCHAR",
-    "jobId": "VARCHAR",
-    "cycleId": "VARCHAR",
-    "changeId": "VARCHAR",
-    "provisioningAction": "VARCHAR",
-    "durationInMilliseconds": "BIGINT",
-    "initiatedBy": "JSON",
-    "servicePrincipal": {"id": "VARCHAR", "displayName": "VARCHAR"},
-    "targetSystem": "JSON",
-    "sourceIdentity": {
-        "id": "VARCHAR",
-        "displayName": "VARCHAR",
-        "identityType": "VARCHAR",
-        "details": "JSON",
-    },
-    "targetIdentity": "JSON",
-    "provisioningStatusInfo": {"status": "VARCHAR", "errorInformation": "JSON"},
-    "provisioningSteps": "JSON",
-    "modifiedProperties": "JSON",
-}
-_ERROR = "x.provisioningStatusInfo.errorInformation"
-_FROM_ENTRY = {
-    "TenantId": "?",
-    "SourceSystem": "'Azure AD'",
-    "TimeGenerated": "CAST(rtrim(left(x.activityDateTime, 26), 'Z') AS TIMESTAMP)",
-    "OperationName": "'Provisioning activity'",
-    "OperationVersion": "'1.0'",
-    "Category": "'ProvisioningLogs'",
-    "ResultType": _cap("coalesce(x.provisioningStatusInfo.status, '')"),
-    "ResultSignature": f"coalesce(nullif({_ERROR}->>'$.errorCode', ''), 'None')",
-    "ResultDescription": f"coalesce({_ERROR}->>'$.reason', '')",
-    "DurationMs": "x.durationInMilliseconds",
-    "AADTenantId": "x.tenantId",
-    "ChangeId": "x.changeId",
-    "CycleId": "x.cycleId",
-    "Id": "x.id",
-    "InitiatedBy": "CAST(coalesce(x.initiatedBy, 'null'::JSON) AS VARCHAR)",
-    "JobId": "x.jobId",
-    "ModifiedProperties": "CAST(coalesce(x.modifiedProperties, '[]'::JSON) AS VARCHAR)",
-    "ProvisioningAction": _cap("coalesce(x.provisioningAction, '')"),
-    "ProvisioningStatusInfo": "CAST(json_object('status', coalesce(x.provisioningStatusInfo.status, ''), "
-    f"'errorInformation', CASE WHEN json_type({_ERROR}) = 'OBJECT' AND CAST({_ERROR} AS VARCHAR) <> '{{}}' "
-    f"THEN {_ERROR} END) AS VARCHAR)",
-    "ProvisioningSteps": "CAST(coalesce(x.provisioningSteps, '[]'::JSON) AS VARCHAR)",
-    "ServicePrincipal": "CAST(json_object('Id', x.servicePrincipal.id, 'Name', x.servicePrincipal.displayName) AS VARCHAR)",
-    "SourceIdentity": "CAST(json_object('Id', x.sourceIdentity.id, 'Name', x.sourceIdentity.displayName, "
-    "'identityType', x.sourceIdentity.identityType, "
-    "'details', coalesce(x.sourceIdentity.details, '{}'::JSON)) AS VARCHAR)",
-    "TargetIdentity": "CAST(coalesce(x.targetIdentity, 'null'::JSON) AS VARCHAR)",
-    "TargetSystem": "CAST(coalesce(x.targetSystem, 'null'::JSON) AS VARCHAR)",
-    "Type": f"'{PROVISIONING_TABLE}'",
-}
+        this_cycle = cycle_id(app, cycle)
+        mode, kind = cycle.mode, cycle.kind
+        for i in positions:
+            subject = app.subject_for(cycle, i)
+            key = (subject, mode, kind, app.is_redundant(cycle, i))
+            shape = _MEMO.get(key)
+            if shape is None:
+                shape = _MEMO[key] = _shape(render_outcome(app, cycle, i, subject))
+            ids = entry_ids(app, cycle, i)
+            apps.append(app_index)
+            cycles.append(cycle_pos)
+            indexes.append(i)
+            micros.append(cycle.entry_time(i) // 10)  # 100 ns ticks -> microseconds, as Log Analytics keeps
+            entry_id.append(ids[0])
+            change.append(ids[1])
+            cycle_ids.append(this_cycle)
+            shapes.append(shape)
+    for n, values in enumerate(zip(*shapes, strict=True) if shapes else [[] for _ in _SHAPE]):
+        shape_columns[n].extend(values)
+    types = {"SMALLINT": pa.int16(), "INTEGER": pa.int32(), "TIMESTAMP": pa.timestamp("us")}
+    arrays = [
+        pa.array(values, types.get(t, pa.string()))
+        for values, t in zip(columns, _STORED_COLUMNS.values(), strict=True)
+    ]
+    return pa.Table.from_arrays(arrays, names=list(_STORED_COLUMNS))
 
 
 def _cpu_seconds() -> float:
@@ -375,6 +381,8 @@ class Workspace:
     _con: Any = field(default=None, repr=False)
     _loaded_at: tuple | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _cycles: list = field(default_factory=list, repr=False)  # each app's cycles as loaded
+    _rendered: dict = field(default_factory=dict, repr=False)  # (app, cycle position, index) -> la_row
 
     # -- loading ------------------------------------------------------------------------------------------------
     def load(self) -> LoadReport:
@@ -384,9 +392,12 @@ class Workspace:
         started = time.perf_counter()
         cpu_before = _cpu_seconds()
         con = duckdb_kql.connect()
+        self._cycles = [app.timeline().cycles for app in self.tenant.apps]
+        self._rendered.clear()
         entries = audits = 0
         workers = 0
         if self.tables_present:
+            self._register_lazy(con)
             entries, workers = self._load_provisioning(con)
             audits = self._load_audits(con)
         report = LoadReport(
@@ -402,68 +413,126 @@ class Workspace:
 
     def _load_provisioning(self, con: Any) -> tuple[int, int]:
         global _FORK_TENANT
-        folder = tempfile.mkdtemp(prefix="provkit-la-")
-        try:
-            total = sum(
-                c.entries_before(self.tenant.now_ticks + 1) - c.entries_before(self.tenant.window_start)
-                for a in self.tenant.apps
-                for c in a.timeline().cycles
+        import pyarrow as pa
+
+        from provkit.sim.entries import render_entry
+
+        tenant = self.tenant
+        total = sum(
+            c.entries_before(tenant.now_ticks + 1) - c.entries_before(tenant.window_start)
+            for cycles in self._cycles
+            for c in cycles
+        )
+        workers = self.workers or max(1, min(os.cpu_count() or 1, 8))
+        if total < 20_000 and not self.workers:  # forking costs more than it saves
+            workers = 1
+        parts = _slices(tenant, max(5_000, -(-total // (workers * 16)) if total else 5_000))
+        tasks = list(enumerate(parts))
+        stored = f"{_STORED}{PROVISIONING_TABLE}"
+        con.execute(f"CREATE TABLE {stored} ({', '.join(f'{n} {t}' for n, t in _STORED_COLUMNS.items())})")
+        # The per-app columns, from the app's first entry (they are the same in every entry of the app).
+        per_app: list[list] = [[] for _ in ("app", *_PER_APP)]
+        for app_index, cycles in enumerate(self._cycles):
+            first = next((c for c in cycles if c.entries), None)
+            row = (
+                la_row(render_entry(tenant.apps[app_index], first, 0))
+                if first
+                else (None,) * len(PROVISIONING_COLUMNS)
             )
-            workers = self.workers or max(1, min(os.cpu_count() or 1, 8))
-            if total < 20_000 and not self.workers:  # forking costs more than it saves
-                workers = 1
-            parts = _slices(self.tenant, max(5_000, -(-total // (workers * 8)) if total else 5_000))
-            tasks = [(n, s, folder) for n, s in enumerate(parts)]
-            columns = ", ".join(f'"{n}" {t}' for n, t in PROVISIONING_COLUMNS.items())
-            con.execute(f"CREATE TABLE {_STORED}{PROVISIONING_TABLE} ({columns})")
-            select = ", ".join(f'{expr} AS "{name}"' for name, expr in _FROM_ENTRY.items())
-            spec = json.dumps(_ENTRY_STRUCT)
-            written = 0
+            for n, value in enumerate((app_index, *(row[_INDEX[name]] for name in _PER_APP))):
+                per_app[n].append(value)
+        apps_table = pa.Table.from_arrays(
+            [pa.array(per_app[0], pa.int16()), *(pa.array(v, pa.string()) for v in per_app[1:])],
+            names=["app", *_PER_APP],
+        )
+        con.register("apps_rows", apps_table)
+        con.execute(f"CREATE TABLE {_STORED}apps AS SELECT * FROM apps_rows")
+        con.unregister("apps_rows")
+        written = 0
 
-            def insert(result: tuple[int, str]) -> None:
-                # Each part goes into DuckDB as soon as it is rendered, while the workers render the next.
-                nonlocal written
-                count, path = result
-                written += count
-                con.execute(
-                    f"INSERT INTO {_STORED}{PROVISIONING_TABLE} SELECT {select} "
-                    "FROM (SELECT json_transform(entry, ?) AS x FROM read_parquet(?))",
-                    [self.workspace_id, spec, path],
-                )
-                os.unlink(path)
+        def insert(part: Any) -> None:
+            # Each part goes into DuckDB as soon as it is rendered, while the workers render the next.
+            nonlocal written
+            written += part.num_rows
+            con.register("part_rows", part)
+            con.execute(f"INSERT INTO {stored} SELECT * FROM part_rows")
+            con.unregister("part_rows")
 
-            _FORK_TENANT = self.tenant
-            try:
-                if workers > 1:
-                    # fork: the workers inherit the tenant as it is now (restarts and clock moves included).
-                    ctx = multiprocessing.get_context("fork")
-                    with ctx.Pool(workers) as pool:
-                        for result in pool.imap_unordered(_render_part, tasks):
-                            insert(result)
-                else:
-                    for task in tasks:
-                        insert(_render_part(task))
-            finally:
-                _FORK_TENANT = None
-            return written, workers
+        _FORK_TENANT = tenant
+        _MEMO.clear()
+        _MEMO_APP[0] = -1
+        try:
+            if workers > 1:
+                # fork: the workers inherit the tenant as it is now (restarts and clock moves included).
+                ctx = multiprocessing.get_context("fork")
+                with ctx.Pool(workers) as pool:
+                    for part in pool.imap_unordered(_render_part, tasks):
+                        insert(part)
+            else:
+                for task in tasks:
+                    insert(_render_part(task))
         finally:
-            shutil.rmtree(folder, ignore_errors=True)
+            _FORK_TENANT = None
+            _MEMO.clear()
+        return written, workers
+
+    def _register_lazy(self, con: Any) -> None:
+        """The DuckDB functions that render the :data:`_LAZY` columns of the rows a query reads."""
+        import pyarrow as pa
+
+        def column(name: str, arrow_type: Any) -> Any:
+            at = _INDEX[name]
+
+            def values(app: Any, cyc: Any, idx: Any) -> Any:
+                keys = zip(app.to_pylist(), cyc.to_pylist(), idx.to_pylist(), strict=True)
+                return pa.array([self._row(*key)[at] for key in keys], arrow_type)
+
+            return values
+
+        for name in _LAZY:
+            duck = PROVISIONING_COLUMNS[name]
+            arrow_type = pa.int64() if duck == "BIGINT" else pa.string()
+            con.create_function(
+                f"la_{name.lower()}",
+                column(name, arrow_type),
+                ["SMALLINT", "INTEGER", "INTEGER"],
+                duck,
+                type="arrow",
+                side_effects=False,
+            )
+
+    def _row(self, app_index: int, cycle_pos: int, i: int) -> tuple:
+        """la_row of one entry, kept for the other lazy columns of the same row (a query reading several)."""
+        from provkit.sim.entries import render_entry
+
+        key = (app_index, cycle_pos, i)
+        row = self._rendered.get(key)
+        if row is None:
+            if len(self._rendered) > 50_000:
+                self._rendered.clear()
+            app = self.tenant.apps[app_index]
+            row = self._rendered[key] = la_row(render_entry(app, self._cycles[app_index][cycle_pos], i))
+        return row
 
     def _load_audits(self, con: Any) -> int:
+        import pyarrow as pa
+
         from provkit.sim.timefmt import parse_instant
 
-        stamps = [i for i, t in enumerate(AUDIT_COLUMNS.values()) if t == "TIMESTAMP"]
-        rows = []
-        for audit in self.tenant.directory_audits():
-            row = [self.workspace_id, *audit_row(audit)[1:]]
-            for i in stamps:
-                row[i] = parse_instant(row[i]).astimezone(UTC).replace(tzinfo=None)
-            rows.append(row)
-        columns = ", ".join(f'"{n}" {t}' for n, t in AUDIT_COLUMNS.items())
-        con.execute(f"CREATE TABLE {_STORED}{AUDIT_TABLE} ({columns})")
-        if rows:
-            marks = ", ".join("?" for _ in AUDIT_COLUMNS)
-            con.executemany(f"INSERT INTO {_STORED}{AUDIT_TABLE} VALUES ({marks})", rows)
+        stamps = {name for name, t in AUDIT_COLUMNS.items() if t == "TIMESTAMP"}
+        rows = [[self.workspace_id, *audit_row(audit)[1:]] for audit in self.tenant.directory_audits()]
+        arrays = []
+        for n, (name, duck) in enumerate(AUDIT_COLUMNS.items()):
+            values = [row[n] for row in rows]
+            if name in stamps:
+                values = [parse_instant(v).astimezone(UTC).replace(tzinfo=None) for v in values]
+                arrays.append(pa.array(values, pa.timestamp("us")))
+            else:
+                arrays.append(pa.array(values, pa.int64() if duck == "BIGINT" else pa.string()))
+        audits = pa.Table.from_arrays(arrays, names=list(AUDIT_COLUMNS))
+        con.register("audit_rows", audits)
+        con.execute(f"CREATE TABLE {_STORED}{AUDIT_TABLE} AS SELECT * FROM audit_rows")
+        con.unregister("audit_rows")
         return len(rows)
 
     def _connection(self) -> Any:
@@ -572,9 +641,25 @@ class Workspace:
         if window is not None:
             start, end = (w.astimezone(UTC).replace(tzinfo=None) for w in window)
             where = f" WHERE TimeGenerated >= TIMESTAMP '{start.isoformat()}' AND TimeGenerated < TIMESTAMP '{end.isoformat()}'"
-        if self.tables_present:
-            for table in (PROVISIONING_TABLE, AUDIT_TABLE):
-                con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM {_STORED}{table}{where}")
+        if not self.tables_present:
+            return
+        con.execute(f"CREATE OR REPLACE VIEW {AUDIT_TABLE} AS SELECT * FROM {_STORED}{AUDIT_TABLE}{where}")
+        columns = []
+        for name in PROVISIONING_COLUMNS:
+            if name == "TenantId":
+                columns.append(f"'{self.workspace_id}' AS TenantId")
+            elif name in _CONSTANT:
+                columns.append(f"'{_CONSTANT[name]}' AS {name}")
+            elif name in _PER_APP:
+                columns.append(f"a.{name}")
+            elif name in _LAZY:
+                columns.append(f"la_{name.lower()}(s.app, s.cyc, s.idx) AS {name}")
+            else:
+                columns.append(f"s.{name}")
+        con.execute(
+            f"CREATE OR REPLACE VIEW {PROVISIONING_TABLE} AS SELECT {', '.join(columns)} "
+            f"FROM {_STORED}{PROVISIONING_TABLE} s JOIN {_STORED}apps a ON s.app = a.app{where.replace('WHERE TimeGenerated', 'WHERE s.TimeGenerated').replace('AND TimeGenerated', 'AND s.TimeGenerated')}"
+        )
 
 
 def _la_type(duck_type: str) -> str:

@@ -254,7 +254,8 @@ def test_the_emulator_writes_the_workspace_settings_that_provkit_reads(
 
 
 def test_loaded_rows_follow_the_documented_mapping_of_each_entry() -> None:
-    """The bulk load (JSON mapped in SQL) gives, column by column, what la_row says an entry becomes."""
+    """The table a query reads gives, column by column, what la_row says each entry becomes: the load keeps one
+    rendering per outcome and renders the large JSON columns when they are read, and neither changes a value."""
     import json
 
     from provkit.sim.entries import render_entry
@@ -264,9 +265,10 @@ def test_loaded_rows_follow_the_documented_mapping_of_each_entry() -> None:
     workspace = Workspace(tenant, "11111111-1111-1111-1111-111111111111", workers=2)
     assert workspace.load().workers == 2  # the worker processes' path, as a large tenant takes
     names = list(PROVISIONING_COLUMNS)
+    con = workspace._connection()
+    workspace._scope(None, con)
     loaded = {
-        row[names.index("Id")]: row
-        for row in workspace._connection().execute("SELECT * FROM stored_AADProvisioningLogs").fetchall()
+        row[names.index("Id")]: row for row in con.execute("SELECT * FROM AADProvisioningLogs").fetchall()
     }
     expected = {}
     for app in tenant.apps:
