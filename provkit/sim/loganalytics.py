@@ -18,6 +18,7 @@ Answers follow the Log Analytics query API (``POST /v1/workspaces/{id}/query``):
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import os
@@ -28,6 +29,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from queue import Empty
 from typing import Any
 
 LOG_ANALYTICS_RESOURCE = "https://api.loganalytics.io"
@@ -355,6 +357,66 @@ def _slices(tenant: Any, per_part: int) -> list[list[tuple[int, int, int, int]]]
     return [p for p in parts if p]
 
 
+def _runs(parts: list[list[tuple[int, int, int, int]]], workers: int) -> list[list[tuple[int, list]]]:
+    """The parts (in app order) cut into ``workers`` runs of about as many entries each, so that a worker
+    renders whole apps (an app's outcomes repeat across its cycles: one rendering each per worker)."""
+    sizes = [sum(last - first for _a, _c, first, last in part) for part in parts]
+    share = sum(sizes) / workers
+    runs: list[list[tuple[int, list]]] = [[] for _ in range(workers)]
+    done = 0
+    for n, (part, size) in enumerate(zip(parts, sizes, strict=True)):
+        runs[min(workers - 1, int((done + size / 2) // share))].append((n, part))
+        done += size
+    return [run for run in runs if run]
+
+
+def _work(run: list[tuple[int, list]], queue: Any) -> None:
+    """A worker process: render its run's parts, one Arrow table per part on ``queue``, then None."""
+    try:
+        users = getattr(_FORK_TENANT, "users", None)
+        if users is not None and hasattr(users, "_make"):
+            # This process's copy of the tenant only: users are made once each (the tenant's own cache is
+            # sized for serving pages; a load visits every user in every app's initial cycle).
+            users.get = functools.lru_cache(maxsize=users.count)(users._make)
+        for task in run:
+            queue.put(_render_part(task))
+        queue.put(None)
+    except BaseException as exc:  # reported by the loading process, which stops the load
+        queue.put(f"{type(exc).__name__}: {exc}"[:500])
+
+
+def _in_workers(runs: list[list[tuple[int, list]]]) -> Iterable[Any]:
+    """The parts' Arrow tables as worker processes (one per run, forked: they inherit the tenant as it is now,
+    restarts and clock moves included) finish them; a worker's failure ends the load with its message."""
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue(
+        maxsize=2 * len(runs)
+    )  # bounded: rendered parts wait in the workers, not in memory here
+    processes = [ctx.Process(target=_work, args=(run, queue), daemon=True) for run in runs]
+    for process in processes:
+        process.start()
+    try:
+        finished = 0
+        while finished < len(processes):
+            try:
+                item = queue.get(timeout=5)
+            except Empty:
+                if any(p.exitcode not in (None, 0) for p in processes):
+                    raise RuntimeError("a workspace loader process died") from None
+                continue
+            if item is None:
+                finished += 1
+            elif isinstance(item, str):
+                raise RuntimeError(f"loading the workspace failed: {item}")
+            else:
+                yield item
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+            process.join(timeout=10)
+
+
 @dataclass
 class LoadReport:
     """What a load put in the tables, its wall-clock ``seconds`` and the CPU seconds it used (this process and
@@ -383,6 +445,7 @@ class Workspace:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _cycles: list = field(default_factory=list, repr=False)  # each app's cycles as loaded
     _rendered: dict = field(default_factory=dict, repr=False)  # (app, cycle position, index) -> la_row
+    _per_app: dict = field(default_factory=dict, repr=False)  # column -> value by app index
 
     # -- loading ------------------------------------------------------------------------------------------------
     def load(self) -> LoadReport:
@@ -413,7 +476,6 @@ class Workspace:
 
     def _load_provisioning(self, con: Any) -> tuple[int, int]:
         global _FORK_TENANT
-        import pyarrow as pa
 
         from provkit.sim.entries import render_entry
 
@@ -427,27 +489,16 @@ class Workspace:
         if total < 20_000 and not self.workers:  # forking costs more than it saves
             workers = 1
         parts = _slices(tenant, max(5_000, -(-total // (workers * 16)) if total else 5_000))
-        tasks = list(enumerate(parts))
         stored = f"{_STORED}{PROVISIONING_TABLE}"
         con.execute(f"CREATE TABLE {stored} ({', '.join(f'{n} {t}' for n, t in _STORED_COLUMNS.items())})")
-        # The per-app columns, from the app's first entry (they are the same in every entry of the app).
-        per_app: list[list] = [[] for _ in ("app", *_PER_APP)]
+        # The per-app columns, from the app's first entry (they are the same in every entry of the app); the
+        # view picks them from a list by the row's app (no join: filters reach the stored rows first).
+        self._per_app = {name: [] for name in _PER_APP}
         for app_index, cycles in enumerate(self._cycles):
             first = next((c for c in cycles if c.entries), None)
-            row = (
-                la_row(render_entry(tenant.apps[app_index], first, 0))
-                if first
-                else (None,) * len(PROVISIONING_COLUMNS)
-            )
-            for n, value in enumerate((app_index, *(row[_INDEX[name]] for name in _PER_APP))):
-                per_app[n].append(value)
-        apps_table = pa.Table.from_arrays(
-            [pa.array(per_app[0], pa.int16()), *(pa.array(v, pa.string()) for v in per_app[1:])],
-            names=["app", *_PER_APP],
-        )
-        con.register("apps_rows", apps_table)
-        con.execute(f"CREATE TABLE {_STORED}apps AS SELECT * FROM apps_rows")
-        con.unregister("apps_rows")
+            row = la_row(render_entry(tenant.apps[app_index], first, 0)) if first else None
+            for name in _PER_APP:
+                self._per_app[name].append(row[_INDEX[name]] if row else None)
         written = 0
 
         def insert(part: Any) -> None:
@@ -463,13 +514,10 @@ class Workspace:
         _MEMO_APP[0] = -1
         try:
             if workers > 1:
-                # fork: the workers inherit the tenant as it is now (restarts and clock moves included).
-                ctx = multiprocessing.get_context("fork")
-                with ctx.Pool(workers) as pool:
-                    for part in pool.imap_unordered(_render_part, tasks):
-                        insert(part)
+                for part in _in_workers(_runs(parts, workers)):
+                    insert(part)
             else:
-                for task in tasks:
+                for task in enumerate(parts):
                     insert(_render_part(task))
         finally:
             _FORK_TENANT = None
@@ -651,15 +699,20 @@ class Workspace:
             elif name in _CONSTANT:
                 columns.append(f"'{_CONSTANT[name]}' AS {name}")
             elif name in _PER_APP:
-                columns.append(f"a.{name}")
+                values = ", ".join(_sql_text(v) for v in self._per_app.get(name, []))
+                columns.append(f"[{values}][s.app + 1] AS {name}" if values else f"NULL::VARCHAR AS {name}")
             elif name in _LAZY:
                 columns.append(f"la_{name.lower()}(s.app, s.cyc, s.idx) AS {name}")
             else:
                 columns.append(f"s.{name}")
         con.execute(
             f"CREATE OR REPLACE VIEW {PROVISIONING_TABLE} AS SELECT {', '.join(columns)} "
-            f"FROM {_STORED}{PROVISIONING_TABLE} s JOIN {_STORED}apps a ON s.app = a.app{where.replace('WHERE TimeGenerated', 'WHERE s.TimeGenerated').replace('AND TimeGenerated', 'AND s.TimeGenerated')}"
+            f"FROM {_STORED}{PROVISIONING_TABLE} s{where}"
         )
+
+
+def _sql_text(value: str | None) -> str:
+    return "NULL" if value is None else "'" + value.replace("'", "''") + "'"
 
 
 def _la_type(duck_type: str) -> str:
