@@ -236,7 +236,7 @@ class LogAnalytics:
 
     def _refusal(self, exc: Any) -> LogAnalyticsError:
         status = getattr(exc, "status_code", None)
-        body: dict = {}
+        body: dict[str, Any] = {}
         try:
             body = json.loads(exc.response.text()) if exc.response is not None else {}
         except Exception:  # not JSON: keep the SDK's message
@@ -393,7 +393,49 @@ base
 | order by entries desc"""
         return self.query(kql, window)
 
-    def object_entries(self, sp_id: str, object_id: str, window: tuple[datetime, datetime]) -> list[dict]:
+    def status_counts(
+        self, sp_id: str, window: tuple[datetime, datetime], recent_since: datetime
+    ) -> pd.DataFrame:
+        """Entries by status (lower case): entries, those at or after ``recent_since``, first and last time. What
+        the working summary counts over every entry, as one row per status."""
+        kql = f"""{self._app_filter(sp_id)}
+| summarize entries = count(), recent = countif(TimeGenerated >= {_when(recent_since)}),
+    first_ = min(TimeGenerated), last_ = max(TimeGenerated) by status = tolower(ResultType)
+| order by status asc"""
+        frame = self.query(kql, window)
+        for column in ("first_", "last_"):
+            if column in frame:
+                frame[column] = pd.to_datetime(frame[column], utc=True).astype("datetime64[ns, UTC]")
+        return frame.rename(columns={"first_": "first", "last_": "last"})
+
+    def latest_per_object(self, sp_id: str, window: tuple[datetime, datetime]) -> list[dict[str, Any]]:
+        """The latest entry of every object the app's entries name (by source id), as Graph records: each
+        object's state as the checks read it, without the entries before it. inference: for two entries of one
+        object at the same instant, arg_max keeps either."""
+        kql = f"""{self._app_filter(sp_id)}
+| extend src_ = tostring(parse_json(SourceIdentity).Id)
+| where isnotempty(src_)
+| summarize arg_max(TimeGenerated, *) by src_
+| project-away src_
+| order by TimeGenerated asc"""
+        return self._records(self.query(kql, window))
+
+    def cited_entries(
+        self, sp_id: str, change_ids: list[str], window: tuple[datetime, datetime], *, per_query: int = 200
+    ) -> list[dict[str, Any]]:
+        """The app's entries with these change ids (the entries findings cite), as Graph records; ``per_query``
+        ids per query keep each query short."""
+        wanted = sorted({str(c) for c in change_ids if c})
+        records: list[dict[str, Any]] = []
+        for at in range(0, len(wanted), per_query):
+            ids = ", ".join(_quote(c) for c in wanted[at : at + per_query])
+            kql = f"""{self._app_filter(sp_id)}
+| where ChangeId in ({ids})
+| order by TimeGenerated asc"""
+            records.extend(self._records(self.query(kql, window)))
+        return records
+
+    def object_entries(self, sp_id: str, object_id: str, window: tuple[datetime, datetime]) -> list[dict[str, Any]]:
         """The app's entries about one object (source or target id, UPN or display name; any case), as Graph
         records."""
         q = _quote(object_id)
@@ -405,7 +447,7 @@ base
 | order by TimeGenerated asc"""
         return self._records(self.query(kql, window))
 
-    def audits(self, sp_id: str, window: tuple[datetime, datetime]) -> list[dict]:
+    def audits(self, sp_id: str, window: tuple[datetime, datetime]) -> list[dict[str, Any]]:
         """The provisioning service's directory audits about the app, from AuditLogs, as Graph directoryAudit
         records (for windows older than Graph's 30 days).
 
@@ -453,10 +495,10 @@ base
 
     def entries(
         self, sp_id: str, window: tuple[datetime, datetime], *, slice_length: timedelta = timedelta(days=1)
-    ) -> list[dict]:
+    ) -> list[dict[str, Any]]:
         """Every entry of the app in ``window`` as Graph records, one query per ``slice_length`` (each under the
         service's row limit for up to 500,000 entries a day)."""
-        records: list[dict] = []
+        records: list[dict[str, Any]] = []
         start, end = window
         while start < end:
             stop = min(end, start + slice_length)
@@ -466,7 +508,7 @@ base
             start = stop
         return records
 
-    def _records(self, frame: pd.DataFrame) -> list[dict]:
+    def _records(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
         """Rows of AADProvisioningLogs as v1.0 records, through the reader of Log Analytics exports; a row it
         cannot read is kept in :attr:`rejects` (row id and reason), never dropped silently."""
         from provkit.data.sources import files
@@ -539,7 +581,7 @@ def workspace_evidence(
     observed = None
     if mode == "cycles":
         observed = workspace.observed_cycles(sp_id, window)
-        records: list[dict] = []
+        records: list[dict[str, Any]] = []
     elif mode == "object":
         records = workspace.object_entries(sp_id, object_ref or "", window)
     else:
