@@ -8,13 +8,15 @@ azure-monitor-query's LogsQueryClient, KQL evaluated by the workspace's engine.
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from provkit.analysis import cycles
+from provkit.analysis import cycles, trends
 from provkit.analysis.checks import run_checks
 from provkit.analysis.checks.explain import explain
+from provkit.analysis.checks.facts import gather
 from provkit.cli.main import main
 from provkit.data.sources.loganalytics import (
     DiagnosticSettingsError,
@@ -22,6 +24,7 @@ from provkit.data.sources.loganalytics import (
     LogAnalyticsError,
     PartialResultError,
 )
+from provkit.sim.faults import FaultPlan
 from provkit.sim.server import start_server
 from provkit.sim.tenant import Tenant
 from provkit.workbook.session import demo_tenant, load_evidence
@@ -31,7 +34,7 @@ NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
 @pytest.fixture(autouse=True)
 def environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(__import__("os").environ):
+    for name in list(os.environ):
         if name.startswith("PROVKIT_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("PROVKIT_DEMO_USERS", "400")
@@ -196,7 +199,6 @@ def test_failures_by_code_and_skip_reasons_are_summarised_in_kql(store) -> None:
 
 
 def test_a_query_that_times_out_is_reported_as_such() -> None:
-    from provkit.sim.faults import FaultPlan
 
     tenant = Tenant(seed=7, users_count=200, days=1, now=NOW)
     with start_server(tenant, throttle=False) as srv:
@@ -228,7 +230,6 @@ def test_directory_audits_from_audit_logs_match_graphs(store) -> None:
 
 
 def test_long_history_trends_from_the_workspace_match_graph(store) -> None:
-    from provkit.analysis import trends
 
     demo = demo_tenant()
     app = next(a for a in demo.tenant.apps if a.scenario.name == "skipped-users")
@@ -256,7 +257,6 @@ def test_long_history_trends_from_the_workspace_match_graph(store) -> None:
 def test_what_diagnose_reads_from_every_entry_comes_back_as_few_rows(store) -> None:
     """The checks' inputs that span every entry (each object's latest entry, the counts by status) and the
     entries the findings cite, from KQL: the same as the Graph evidence gives, in far fewer rows."""
-    from provkit.analysis.checks.facts import gather
 
     demo = demo_tenant()
     app = next(a for a in demo.tenant.apps if a.scenario.name == "skipped-users")

@@ -23,14 +23,20 @@ import json
 import multiprocessing
 import os
 import re
+import resource
 import threading
 import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from queue import Empty
 from typing import Any
+
+from provkit.sim.authority import GraphAuthError
+from provkit.sim.entries import cycle_id, entry_ids, render_entry, render_outcome
+from provkit.sim.laformat import WorkspaceError, cell, dumps, la_type, parse_timespan
+from provkit.sim.timefmt import parse_instant
 
 LOG_ANALYTICS_RESOURCE = "https://api.loganalytics.io"
 PROVISIONING_TABLE = "AADProvisioningLogs"
@@ -113,25 +119,7 @@ DYNAMIC_COLUMNS = {
 }
 
 
-class WorkspaceError(Exception):
-    """A query the workspace refuses: HTTP status, the OneAPI error ``code`` and ``innererror``."""
-
-    def __init__(self, status: int, code: str, message: str, inner: dict | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.inner = status, code, message, inner
-
-    def body(self) -> dict:
-        error: dict[str, Any] = {
-            "message": self.message,
-            "code": self.code,
-            "correlationId": str(uuid.uuid4()),
-        }
-        if self.inner:
-            error["innererror"] = self.inner
-        return {"error": error}
-
-
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_dumps = dumps
 
 # Where the workspace keeps each AADProvisioningLogs column (the tables a query sees are views that put them
 # together, in PROVISIONING_COLUMNS order):
@@ -281,8 +269,6 @@ def _render_part(task: tuple[int, list[tuple[int, int, int, int]]]) -> Any:
     last) slices of the tenant's entries."""
     import pyarrow as pa  # deferred (also below): pyarrow and duckdb load only when a workspace is used
 
-    from provkit.sim.entries import cycle_id, entry_ids, render_outcome
-
     _part, slices = task
     tenant = _FORK_TENANT
     columns: list[list] = [[] for _ in _STORED_COLUMNS]
@@ -331,8 +317,6 @@ def _render_part(task: tuple[int, list[tuple[int, int, int, int]]]) -> Any:
 
 def _cpu_seconds() -> float:
     """CPU seconds used so far by this process and its finished child processes (user + system)."""
-    import resource
-
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
@@ -450,7 +434,7 @@ class Workspace:
     # -- loading ------------------------------------------------------------------------------------------------
     def load(self) -> LoadReport:
         """(Re)build the tables from the tenant's current history; returns what was loaded and how long it took."""
-        import duckdb_kql
+        import duckdb_kql  # deferred: duckdb loads only when a workspace is used
 
         started = time.perf_counter()
         cpu_before = _cpu_seconds()
@@ -476,8 +460,6 @@ class Workspace:
 
     def _load_provisioning(self, con: Any) -> tuple[int, int]:
         global _FORK_TENANT
-
-        from provkit.sim.entries import render_entry
 
         tenant = self.tenant
         total = sum(
@@ -526,7 +508,7 @@ class Workspace:
 
     def _register_lazy(self, con: Any) -> None:
         """The DuckDB functions that render the :data:`_LAZY` columns of the rows a query reads."""
-        import pyarrow as pa
+        import pyarrow as pa  # deferred, as above
 
         def column(name: str, arrow_type: Any) -> Any:
             at = _INDEX[name]
@@ -551,7 +533,6 @@ class Workspace:
 
     def _row(self, app_index: int, cycle_pos: int, i: int) -> tuple:
         """la_row of one entry, kept for the other lazy columns of the same row (a query reading several)."""
-        from provkit.sim.entries import render_entry
 
         key = (app_index, cycle_pos, i)
         row = self._rendered.get(key)
@@ -563,13 +544,11 @@ class Workspace:
         return row
 
     def _load_audits(self, con: Any) -> int:
-        import pyarrow as pa
-
-        from provkit.sim.timefmt import parse_instant
+        import pyarrow as pa  # deferred, as above
 
         stamps = {name for name, t in AUDIT_COLUMNS.items() if t == "TIMESTAMP"}
         rows = [[self.workspace_id, *audit_row(audit)[1:]] for audit in self.tenant.directory_audits()]
-        arrays = []
+        arrays: list[Any] = []
         for n, (name, duck) in enumerate(AUDIT_COLUMNS.items()):
             values = [row[n] for row in rows]
             if name in stamps:
@@ -592,8 +571,8 @@ class Workspace:
     # -- querying -----------------------------------------------------------------------------------------------
     def query(self, body: Any) -> dict:
         """Answer a query API body ``{"query", "timespan"}``; raises WorkspaceError for a refused query."""
-        import duckdb
-        import duckdb_kql
+        import duckdb  # deferred: only when a workspace is queried
+        import duckdb_kql  # deferred: duckdb loads only when a workspace is used
         from duckdb_kql.errors import KqlError, KqlSyntaxError
 
         if not isinstance(body, dict) or not isinstance(body.get("query"), str) or not body["query"].strip():
@@ -611,7 +590,7 @@ class Workspace:
                 self._scope(window, con)
                 relation = duckdb_kql.query(con, text)
                 names = list(relation.columns)
-                types = [_la_type(str(t)) for t in relation.types]
+                types = [la_type(str(t)) for t in relation.types]
                 rows = relation.limit(self.max_rows + 1).fetchall()
             except KqlSyntaxError as exc:
                 raise WorkspaceError(
@@ -656,8 +635,7 @@ class Workspace:
                     "name": "PrimaryResult",
                     "columns": [{"name": n, "type": t} for n, t in zip(names, types, strict=True)],
                     "rows": [
-                        [_cell(v, t) for v, t in zip(row, types, strict=True)]
-                        for row in rows[: self.max_rows]
+                        [cell(v, t) for v, t in zip(row, types, strict=True)] for row in rows[: self.max_rows]
                     ],
                 }
             ]
@@ -715,104 +693,6 @@ def _sql_text(value: str | None) -> str:
     return "NULL" if value is None else "'" + value.replace("'", "''") + "'"
 
 
-def _la_type(duck_type: str) -> str:
-    t = duck_type.upper()
-    if t.startswith("TIMESTAMP") or t == "DATE":
-        return "datetime"
-    if t in ("BIGINT", "HUGEINT", "UBIGINT"):
-        return "long"
-    if t in ("INTEGER", "SMALLINT", "TINYINT", "UINTEGER", "USMALLINT", "UTINYINT"):
-        return "int"
-    if t in ("DOUBLE", "FLOAT", "REAL") or t.startswith("DECIMAL"):
-        return "real"
-    if t == "BOOLEAN":
-        return "bool"
-    if t == "INTERVAL":
-        return "timespan"
-    if t in ("JSON",) or t.endswith("[]") or t.startswith(("STRUCT", "MAP", "LIST")):
-        return "dynamic"
-    return "string"
-
-
-def _cell(value: Any, la_type: str) -> Any:
-    if value is None:
-        return None
-    if la_type == "datetime" and isinstance(value, datetime):
-        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    if la_type == "timespan" and isinstance(value, timedelta):
-        seconds = value.total_seconds()
-        hours, rest = divmod(abs(seconds), 3600)
-        minutes, secs = divmod(rest, 60)
-        return f"{'-' if seconds < 0 else ''}{int(hours):02d}:{int(minutes):02d}:{secs:09.6f}"
-    if la_type == "dynamic" and not isinstance(value, str):
-        return _dumps(value)
-    if la_type == "real" and not isinstance(value, float):
-        return float(value)
-    return value
-
-
-_DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$", re.IGNORECASE)
-
-
-def _duration(text: str) -> timedelta | None:
-    m = _DURATION.match(text.strip())
-    if not m or not any(m.groups()):
-        return None
-    days, hours, minutes, seconds = m.groups()
-    return timedelta(
-        days=int(days or 0), hours=int(hours or 0), minutes=int(minutes or 0), seconds=float(seconds or 0)
-    )
-
-
-def _instant(text: str) -> datetime | None:
-    try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def parse_timespan(value: Any, now_ticks: int) -> tuple[datetime, datetime] | None:
-    """The ISO 8601 ``timespan`` of a query body (``PT1H``, ``start/end``, ``start/PT1H``) as (start, end);
-    None when absent. The simulated clock is "now" for a bare duration."""
-    if value in (None, ""):
-        return None
-    now = datetime.fromtimestamp(now_ticks / 10**7, tz=UTC)
-    text = str(value)
-    if "/" in text:
-        left, right = text.split("/", 1)
-        start = _instant(left)
-        end = _instant(right)
-        if start is not None and end is None:
-            span = _duration(right)
-            end = start + span if span is not None else None
-        elif start is None and end is not None:
-            span = _duration(left)
-            start = end - span if span is not None else None
-        if start is not None and end is not None:
-            return start, end
-    else:
-        span = _duration(text)
-        if span is not None:
-            return now - span, now
-    raise WorkspaceError(
-        400,
-        "BadArgumentError",
-        "The request had some invalid properties",
-        {"code": "QueryValidationError", "message": f"Invalid timespan '{text[:80]}'."},
-    )
-
-
-def load_seconds(tenant: Any, workspace_id: str = "00000000-0000-0000-0000-000000000000") -> LoadReport:
-    """Build a workspace over ``tenant`` once and return the load report (for the bench)."""
-    return Workspace(tenant, workspace_id).load()
-
-
-def iter_tables() -> Iterable[str]:
-    return (PROVISIONING_TABLE, AUDIT_TABLE)
-
-
 __all__ = [
     "AUDIT_TABLE",
     "DYNAMIC_COLUMNS",
@@ -853,7 +733,6 @@ def handle_request(
     token issued for another resource, 403 ``InsufficientAccessError`` > ``UnauthorizedClient`` for a caller
     without read access to the workspace. inference: an unknown workspace answers 404 ``PathNotFoundError``.
     """
-    from provkit.sim.authority import GraphAuthError
 
     try:
         if len(parts) != 4 or parts[3] != "query":

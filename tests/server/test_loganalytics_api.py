@@ -6,11 +6,19 @@ Shapes asserted here are the documented ones (response-format and errors pages o
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import requests
 
+from provkit.data.sources.loganalytics import DiagnosticSettingsError, LogAnalytics
+from provkit.sim.entries import render_entry
+from provkit.sim.loganalytics import DYNAMIC_COLUMNS, PROVISIONING_COLUMNS, Workspace, la_row
 from provkit.sim.server import start_server
 from provkit.sim.tenant import Tenant
 
@@ -212,12 +220,6 @@ def test_a_workspace_without_diagnostic_settings_has_no_tables() -> None:
 def test_the_emulator_writes_the_workspace_settings_that_provkit_reads(
     tmp_path, diagnostic_settings: bool
 ) -> None:
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
-
-    from provkit.data.sources.loganalytics import DiagnosticSettingsError, LogAnalytics
 
     script = Path(sys.executable).with_name("provkit")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "provkit.cli.main"]
@@ -256,10 +258,6 @@ def test_the_emulator_writes_the_workspace_settings_that_provkit_reads(
 def test_loaded_rows_follow_the_documented_mapping_of_each_entry() -> None:
     """The table a query reads gives, column by column, what la_row says each entry becomes: the load keeps one
     rendering per outcome and renders the large JSON columns when they are read, and neither changes a value."""
-    import json
-
-    from provkit.sim.entries import render_entry
-    from provkit.sim.loganalytics import DYNAMIC_COLUMNS, PROVISIONING_COLUMNS, Workspace, la_row
 
     tenant = Tenant(seed=3, users_count=300, days=2, now=NOW)
     workspace = Workspace(tenant, "11111111-1111-1111-1111-111111111111", workers=2)
@@ -296,7 +294,6 @@ def test_loaded_rows_follow_the_documented_mapping_of_each_entry() -> None:
 
 
 def test_late_entries_reach_the_workspace_when_graph_has_them() -> None:
-    from provkit.sim.loganalytics import Workspace
 
     tenant = Tenant(seed=7, users_count=300, days=1, now=NOW, late_share=0.5, late_minutes=600)
     report = Workspace(tenant, "22222222-2222-2222-2222-222222222222").load()
@@ -315,7 +312,6 @@ def test_late_entries_reach_the_workspace_when_graph_has_them() -> None:
 
 
 def test_a_restart_shows_in_the_workspace_at_the_next_query() -> None:
-    from provkit.sim.loganalytics import Workspace
 
     tenant = Tenant(seed=7, users_count=200, days=1, now=NOW)
     workspace = Workspace(tenant, "33333333-3333-3333-3333-333333333333")

@@ -25,7 +25,12 @@ from typing import Any
 
 import pandas as pd
 
-from provkit.errors import ProvkitError
+from provkit.data.auth import Settings, make_session, sign_in
+from provkit.data.evidence import Evidence
+from provkit.data.sources import files
+from provkit.data.sources.graph import directory_facts
+from provkit.data.tables import events_from_records, jobs_from_records
+from provkit.errors import ConfigError, ProvkitError
 
 ENV_LOGANALYTICS_URL = "PROVKIT_LOGANALYTICS_URL"
 ENV_WORKSPACE_ID = "PROVKIT_WORKSPACE_ID"
@@ -88,7 +93,7 @@ class _MsalCredential:
         self._provider = provider
 
     def get_token(self, *scopes: str, **kwargs: Any) -> Any:
-        from azure.core.credentials import AccessToken
+        from azure.core.credentials import AccessToken  # deferred: azure-core loads only with a workspace
 
         token = self._provider.token()
         expires = self._provider.expires_at or (datetime.now(UTC).timestamp() + 300)
@@ -132,11 +137,9 @@ class LogAnalytics:
     ) -> LogAnalytics:
         """Sign in (as provkit signs in to Graph) and return the workspace ``workspace_id``
         (default ``PROVKIT_WORKSPACE_ID``) at ``PROVKIT_LOGANALYTICS_URL`` or the cloud's Log Analytics root."""
+        # deferred: the Azure SDK loads only when a workspace is used
         from azure.core.pipeline.transport import RequestsTransport
         from azure.monitor.query import LogsQueryClient
-
-        from provkit.data.auth import Settings, make_session, sign_in
-        from provkit.errors import ConfigError
 
         env = os.environ if environ is None else environ
         settings = settings or Settings.from_env(env)
@@ -180,6 +183,7 @@ class LogAnalytics:
         Raises DiagnosticSettingsError when the tables are missing, PartialResultError for a partial answer and
         LogAnalyticsError for any other refusal.
         """
+        # deferred, as in connect
         from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
         from azure.monitor.query import LogsQueryStatus
 
@@ -435,7 +439,9 @@ base
             records.extend(self._records(self.query(kql, window)))
         return records
 
-    def object_entries(self, sp_id: str, object_id: str, window: tuple[datetime, datetime]) -> list[dict[str, Any]]:
+    def object_entries(
+        self, sp_id: str, object_id: str, window: tuple[datetime, datetime]
+    ) -> list[dict[str, Any]]:
         """The app's entries about one object (source or target id, UPN or display name; any case), as Graph
         records."""
         q = _quote(object_id)
@@ -511,7 +517,6 @@ base
     def _records(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
         """Rows of AADProvisioningLogs as v1.0 records, through the reader of Log Analytics exports; a row it
         cannot read is kept in :attr:`rejects` (row id and reason), never dropped silently."""
-        from provkit.data.sources import files
 
         notes = files._Notes()
         records = []
@@ -550,9 +555,6 @@ def workspace_evidence(
     failures; enough for cycles and their timing), "object" the entries about ``object_ref`` only (for explain),
     "entries" every entry of the window (for the checks, which still read entries).
     """
-    from provkit.data.evidence import Evidence
-    from provkit.data.sources.graph import directory_facts
-    from provkit.data.tables import events_from_records, jobs_from_records
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}")
