@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -118,3 +119,68 @@ def parse_timespan(value: Any, now_ticks: int) -> tuple[datetime, datetime] | No
         "The request had some invalid properties",
         {"code": "QueryValidationError", "message": f"Invalid timespan '{text[:80]}'."},
     )
+
+
+# Columns a query only passes through (never names, never reads as a whole row) need not be rendered for the rows
+# its filters drop: the workspace first answers with a marker holding the row's key, then renders the rows the
+# answer keeps. DuckDB evaluates a view's Python functions before filters that may raise (JSON, regex), so
+# without this a query returning whole entries renders every entry of its time window.
+MARK = "\x1f"
+_BLOCKERS = re.compile(r"\b(search|find|pack_all|pack|bag_pack|evaluate|invoke|hash\w*)\b", re.IGNORECASE)
+_ROW_STAR = re.compile(r"\barg_(?:max|min)\s*\([^,()]+,\s*\*\s*\)")
+_INT_KEY = (1 << 48, 1 << 24)
+
+
+def passes_through(kql: str, names: Iterable[str]) -> bool:
+    """Whether ``kql`` cannot read the values of the columns ``names``: none is named (anywhere, strings and
+    comments included), no whole-row operator (search, pack_all, ...) and no ``*`` but ``arg_max(x, *)``."""
+    if any(re.search(rf"\b{re.escape(name)}\b", kql) for name in names) or _BLOCKERS.search(kql):
+        return False
+    return "*" not in _ROW_STAR.sub("", kql)
+
+
+def marker_sql(name: str, duck_type: str) -> str:
+    """The SQL of the marker standing for column ``name`` of the stored row ``s`` (app, cyc, idx)."""
+    if duck_type == "BIGINT":  # a negative number: a duration never is
+        return f"-(1 + s.app::BIGINT * {_INT_KEY[0]} + s.cyc::BIGINT * {_INT_KEY[1]} + s.idx) AS {name}"
+    return f"chr(31) || '{name}:' || s.app || ':' || s.cyc || ':' || s.idx AS {name}"
+
+
+def marker_key(value: Any) -> tuple[str | None, tuple[int, int, int]] | None:
+    """(column or None for a number, (app, cycle position, index)) of a marker; None for any other value."""
+    if isinstance(value, str) and value.startswith(MARK):
+        name, app, cyc, idx = value[1:].split(":")
+        return name, (int(app), int(cyc), int(idx))
+    if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+        key = -value - 1
+        return None, (key // _INT_KEY[0], (key % _INT_KEY[0]) // _INT_KEY[1], key % _INT_KEY[1])
+    return None
+
+
+def fill_markers(
+    rows: list[tuple],
+    names: list[str],
+    lazy: Iterable[str],
+    value: Callable[[str, tuple[int, int, int]], Any],
+) -> list[tuple]:
+    """``rows`` with each marker in a ``lazy`` column (or its join copy, ``Name1``) replaced by
+    ``value(column, key)``."""
+    wanted = set(lazy)
+    columns = [(n, re.sub(r"\d+$", "", name)) for n, name in enumerate(names)]
+    columns = [(n, base) for n, base in columns if base in wanted]
+    if not columns:
+        return rows
+    filled = []
+    for row in rows:
+        values = list(row)
+        for n, base in columns:
+            found = marker_key(values[n])
+            if found is not None:
+                values[n] = value(found[0] or base, found[1])
+        filled.append(tuple(values))
+    return filled
+
+
+def sql_text(value: str | None) -> str:
+    """A SQL string literal (or NULL)."""
+    return "NULL" if value is None else "'" + value.replace("'", "''") + "'"

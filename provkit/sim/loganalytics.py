@@ -33,9 +33,10 @@ from datetime import UTC, datetime
 from queue import Empty
 from typing import Any
 
+from provkit.sim import laformat
 from provkit.sim.authority import GraphAuthError
 from provkit.sim.entries import cycle_id, entry_ids, render_entry, render_outcome
-from provkit.sim.laformat import WorkspaceError, cell, dumps, la_type, parse_timespan
+from provkit.sim.laformat import WorkspaceError, cell, dumps, fill_markers, la_type, parse_timespan, sql_text
 from provkit.sim.timefmt import parse_instant
 
 LOG_ANALYTICS_RESOURCE = "https://api.loganalytics.io"
@@ -587,11 +588,16 @@ class Workspace:
         text = body["query"]
         with self._lock:
             try:
-                self._scope(window, con)
+                markers = laformat.passes_through(text, _LAZY)
+                self._scope(window, con, markers=markers)
                 relation = duckdb_kql.query(con, text)
                 names = list(relation.columns)
                 types = [la_type(str(t)) for t in relation.types]
                 rows = relation.limit(self.max_rows + 1).fetchall()
+                if markers:
+                    rows = fill_markers(
+                        rows, names, _LAZY, lambda column, key: self._row(*key)[_INDEX[column]]
+                    )
             except KqlSyntaxError as exc:
                 raise WorkspaceError(
                     400,
@@ -660,9 +666,10 @@ class Workspace:
             }
         return answer
 
-    def _scope(self, window: tuple[datetime, datetime] | None, con: Any) -> None:
+    def _scope(self, window: tuple[datetime, datetime] | None, con: Any, markers: bool = False) -> None:
         """Apply the request's timespan to every table, as the service does: each table is a view over the
-        stored rows whose TimeGenerated falls in the window (all rows without a timespan)."""
+        stored rows whose TimeGenerated falls in the window (all rows without a timespan). With ``markers``
+        the lazy columns hold markers, filled in by :meth:`_fill`."""
         where = ""
         if window is not None:
             start, end = (w.astimezone(UTC).replace(tzinfo=None) for w in window)
@@ -677,8 +684,10 @@ class Workspace:
             elif name in _CONSTANT:
                 columns.append(f"'{_CONSTANT[name]}' AS {name}")
             elif name in _PER_APP:
-                values = ", ".join(_sql_text(v) for v in self._per_app.get(name, []))
+                values = ", ".join(sql_text(v) for v in self._per_app.get(name, []))
                 columns.append(f"[{values}][s.app + 1] AS {name}" if values else f"NULL::VARCHAR AS {name}")
+            elif name in _LAZY and markers:
+                columns.append(laformat.marker_sql(name, PROVISIONING_COLUMNS[name]))
             elif name in _LAZY:
                 columns.append(f"la_{name.lower()}(s.app, s.cyc, s.idx) AS {name}")
             else:
@@ -687,10 +696,6 @@ class Workspace:
             f"CREATE OR REPLACE VIEW {PROVISIONING_TABLE} AS SELECT {', '.join(columns)} "
             f"FROM {_STORED}{PROVISIONING_TABLE} s{where}"
         )
-
-
-def _sql_text(value: str | None) -> str:
-    return "NULL" if value is None else "'" + value.replace("'", "''") + "'"
 
 
 __all__ = [

@@ -18,6 +18,7 @@ import requests
 
 from provkit.data.sources.loganalytics import DiagnosticSettingsError, LogAnalytics
 from provkit.sim.entries import render_entry
+from provkit.sim.laformat import passes_through
 from provkit.sim.loganalytics import DYNAMIC_COLUMNS, PROVISIONING_COLUMNS, Workspace, la_row
 from provkit.sim.server import start_server
 from provkit.sim.tenant import Tenant
@@ -323,3 +324,45 @@ def test_a_restart_shows_in_the_workspace_at_the_next_query() -> None:
     tenant.control(app, "restart", actor="service")
     after = workspace.query(query)["tables"][0]["rows"][0][0]
     assert after == before + 1
+
+
+def test_whole_entries_are_the_same_whether_a_query_reads_the_large_columns_or_not(server, la_token) -> None:
+    """The workspace renders the large JSON columns only for the rows an answer keeps when a query just passes
+    them through; the answer is the one a query that reads them gets (which renders them before filtering)."""
+    app = next(a for a in server.tenant.apps if a.scenario.name == "skipped-users")
+    base = (
+        f"AADProvisioningLogs | where tostring(parse_json(ServicePrincipal).Id) =~ '{app.sp_id}' "
+        "| order by Id asc | take 40"
+    )
+    reads = (
+        " | extend n_ = strlen(ProvisioningSteps) + strlen(ModifiedProperties) + DurationMs | project-away n_"
+    )
+    latest = (
+        " | extend o_ = tostring(parse_json(SourceIdentity).Id) | summarize arg_max(TimeGenerated, *) by o_"
+    )
+    joined = " | join kind=inner (AADProvisioningLogs | project Id, CycleId) on Id"
+    for query in (base, base + latest + " | order by o_ asc", base + joined + " | order by Id asc"):
+        passed = ask(server, {"query": query}, bearer=la_token).json()["tables"][0]
+        read = ask(server, {"query": query + reads}, bearer=la_token).json()["tables"][0]
+        assert passed["columns"] == read["columns"] and passed["rows"] == read["rows"], query
+        assert 0 < len(passed["rows"]) <= 40 and "\x1f" not in json.dumps(passed["rows"])
+        steps = [c["name"] for c in passed["columns"]].index("ProvisioningSteps")
+        assert all(json.loads(row[steps]) for row in passed["rows"])  # every entry has its steps
+    durations = [c["name"] for c in passed["columns"]].index("DurationMs")
+    assert all(row[durations] > 0 for row in passed["rows"])
+
+
+@pytest.mark.parametrize(
+    ("query", "passes"),
+    [
+        ("AADProvisioningLogs | where ResultType == 'Failure' | take 5", True),
+        ("AADProvisioningLogs | summarize arg_max(TimeGenerated, *) by CycleId", True),
+        ("AADProvisioningLogs | project ProvisioningSteps", False),
+        ("AADProvisioningLogs | where SourceIdentity contains 'DurationMs'", False),
+        ("AADProvisioningLogs | where * has 'x'", False),
+        ("search 'x'", False),
+        ("AADProvisioningLogs | extend b = pack_all()", False),
+    ],
+)
+def test_only_queries_that_cannot_read_the_large_columns_get_them_late(query: str, passes: bool) -> None:
+    assert passes_through(query, ("DurationMs", "ProvisioningSteps", "ModifiedProperties")) is passes
