@@ -1,0 +1,256 @@
+"""When the running initial cycle will end: progress observations, documented sizing and the log rate."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from provkit.analysis.cycles.context import _Context, _snapshots
+from provkit.analysis.cycles.reconstruct import cycles_table
+from provkit.analysis.cycles.rules import SIZING_MINUTES_PER_OBJECT
+from provkit.analysis.cycles.values import _fmt_time, _jsonable, _same, _text, _ts
+from provkit.analysis.syncscope import infer_sync_scope
+from provkit.data.evidence import Evidence
+
+
+@dataclass
+class Eta:
+    """When the running initial cycle will end: a range and the method behind each bound.
+
+    ``earliest``/``likely``/``latest`` come from the job's progress observations when there are any
+    (``progress`` method: a linear fit for ``likely``, the fastest and slowest observed rates for the bounds),
+    else from the log entries so far and the documented sizing. ``sizing_earliest``/``sizing_latest`` are
+    always the documented 0.01-0.08 minutes per object in scope, counted from the cycle's start.
+    """
+
+    cycle_start: datetime | None
+    earliest: datetime | None
+    likely: datetime | None
+    latest: datetime | None
+    earliest_method: str
+    likely_method: str
+    latest_method: str
+    sizing_earliest: datetime | None
+    sizing_latest: datetime | None
+    objects_in_scope: tuple[int, int] | None
+    objects_in_scope_source: str
+    observations: int
+    completed: int | None
+    total: int | None
+    units: str | None
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return _jsonable(self)
+
+
+def _progress_observations(evidence: Evidence, snapshots: pd.DataFrame) -> pd.DataFrame:
+    """Every progress observation known: the latest job JSON's list plus each snapshot's latest one."""
+    rows = []
+    status = (evidence.job or {}).get("status") if isinstance(evidence.job, dict) else None
+    for item in (status or {}).get("progress") or []:
+        if not isinstance(item, dict):
+            continue
+        rows.append(
+            {
+                "time": _ts(item.get("progressObservationDateTime")),
+                "completed": item.get("completedUnits"),
+                "total": item.get("totalUnits"),
+                "units": _text(item.get("units")),
+            }
+        )
+    if not snapshots.empty and "progress_time" in snapshots:
+        for row in snapshots[snapshots["progress_time"].notna()].itertuples():
+            rows.append(
+                {
+                    "time": _ts(row.progress_time),
+                    "completed": row.progress_completed,
+                    "total": row.progress_total,
+                    "units": _text(row.progress_units),
+                }
+            )
+    frame = pd.DataFrame(rows, columns=["time", "completed", "total", "units"])
+    frame = frame[frame["time"].notna()]
+    frame["completed"] = pd.to_numeric(frame["completed"], errors="coerce")
+    frame["total"] = pd.to_numeric(frame["total"], errors="coerce")
+    frame = frame[(frame["total"] > 0) & frame["completed"].notna()]
+    frame = frame.drop_duplicates("time").sort_values("time", kind="stable").reset_index(drop=True)
+    frame["time"] = pd.to_datetime(frame["time"], utc=True)
+    return frame
+
+
+def progress_observations(evidence: Evidence) -> pd.DataFrame:
+    """The job's progress observations (time, completed, total, units), oldest first, without duplicates:
+    the latest job JSON's whole list plus the latest observation kept in each job-status snapshot."""
+    return _progress_observations(evidence, _snapshots(evidence))
+
+
+def _assigned_count(evidence: Evidence) -> int | None:
+    """The documented sizing count: assigned users + groups + group members (direct members only)."""
+    if not evidence.assignments:
+        return None
+    users = groups = members = 0
+    for assignment in evidence.assignments:
+        kind = _text(assignment.get("principalType")) or ""
+        if kind.lower() == "user":
+            users += 1
+        elif kind.lower() == "group":
+            groups += 1
+            facts = evidence.groups.get(assignment.get("principalId")) or {}
+            members += len(facts.get("direct") or [])
+    return users + groups + members
+
+
+def _running_initial(cycles: pd.DataFrame) -> pd.Series | None:
+    running = cycles[cycles["running"] & (cycles["kind"] == "initial")]
+    return None if running.empty else running.iloc[-1]
+
+
+def initial_cycle_eta(evidence: Evidence, cycles: pd.DataFrame | None = None) -> Eta | None:
+    """When the initial cycle that is running now will end, or None when no initial cycle is running.
+
+    Assumes ``completedUnits`` counts whole units (pages) done, so the true share lies in [c, c+1) / total, and
+    that the rate so far continues. The cycle's start is its first log entry (or the first observation).
+    """
+    if cycles is None:
+        cycles = cycles_table(evidence)
+    ctx = _Context.of(evidence)
+    cycle = _running_initial(cycles)
+    observations = _progress_observations(evidence, ctx.snapshots)
+    latest = ctx.latest()
+    if cycle is None:
+        if latest is None or not _same(latest.get("status_code"), "NotRun") or observations.empty:
+            return None
+        start = observations["time"].iloc[0]
+        cycle_id = None
+    else:
+        start = cycle["start"]
+        cycle_id = cycle["cycle_id"]
+    observations = observations[observations["time"] >= start]
+    notes: list[str] = []
+    still_running_at = ctx.horizon
+
+    # Objects in scope.
+    scope: tuple[int, int] | None = None
+    scope_source = "unknown"
+    # The scope setting is not readable from Graph: the logs may settle it (provkit.analysis.syncscope).
+    sync_all = infer_sync_scope(evidence.events, evidence.tables.steps).sync_all
+    assigned = _assigned_count(evidence) if sync_all is not True else None
+    events = evidence.events
+    mine = events[events["cycle_id"] == cycle_id] if cycle_id is not None and len(events) else events.iloc[:0]
+    if assigned:
+        scope, scope_source = (assigned, assigned), "assignments (users + groups + group members)"
+        if sync_all is None:
+            scope_source += (
+                " if the scope is 'Sync only assigned' (unknown; under 'Sync all' every user and group)"
+            )
+    elif len(observations) and len(mine):
+        obs = observations.iloc[-1]
+        c, total = int(obs["completed"]), int(obs["total"])
+        seen = int(mine.loc[mine["activity_time"] <= obs["time"], "source_id"].nunique())
+        if c > 0 and seen > 0:
+            low = math.floor(seen * total / min(c + 1, total))
+            high = math.ceil(seen * total / c)
+            scope = (low, high)
+            scope_source = f"{seen} distinct objects logged by {_fmt_time(obs['time'])} / completed share {c}-{c + 1} of {total}"
+    if scope is None and len(mine):
+        seen = int(mine["source_id"].nunique())
+        scope, scope_source = (
+            (seen, seen),
+            f"at least the {seen} distinct objects logged so far (a lower bound)",
+        )
+        notes.append(
+            "objects in scope unknown: sizing uses the objects logged so far, so it is a lower bound"
+        )
+
+    sizing_earliest = sizing_latest = None
+    if scope is not None:
+        sizing_earliest = start + pd.Timedelta(minutes=SIZING_MINUTES_PER_OBJECT[0] * scope[0])
+        sizing_latest = start + pd.Timedelta(minutes=SIZING_MINUTES_PER_OBJECT[1] * scope[1])
+
+    earliest = likely = latest_end = None
+    methods = ["", "", ""]
+    completed = total = None
+    units = None
+    if len(observations):
+        last = observations.iloc[-1]
+        completed, total, units = int(last["completed"]), int(last["total"]), last["units"]
+        minutes = ((observations["time"] - start).dt.total_seconds() / 60).to_numpy()
+        done = observations["completed"].to_numpy(dtype=float)
+        t_last, c_last = float(minutes[-1]), float(done[-1])
+        if c_last >= total:
+            notes.append("the last observation shows every unit completed: the cycle is finishing")
+            earliest = likely = latest_end = max(last["time"], still_running_at)
+            methods = ["progress (complete)"] * 3
+        elif t_last > 0:
+            # Rates: overall so far (with the unit rounding) and between consecutive observations.
+            rates = [c_last / t_last, (c_last + 1) / t_last]
+            gaps = np.diff(minutes)
+            steps = np.diff(done)
+            rates += [s / g for s, g in zip(steps.tolist(), gaps.tolist(), strict=True) if g > 0]
+            positive = [r for r in rates if r > 0]
+            remaining = total - c_last
+            if positive:
+                fastest, slowest = max(positive), min(positive)
+                earliest = last["time"] + pd.Timedelta(minutes=max(remaining - 1, 0) / fastest)
+                latest_end = last["time"] + pd.Timedelta(minutes=remaining / slowest)
+                methods[0] = f"progress: fastest observed rate ({fastest:.3g} {units or 'units'}/min)"
+                methods[2] = f"progress: slowest observed rate ({slowest:.3g} {units or 'units'}/min)"
+            # Linear fit through the start (0 done) and the observations (mid-unit, as c is rounded down).
+            xs = np.r_[0.0, minutes]
+            ys = np.r_[0.0, np.minimum(done + 0.5, total)]
+            slope, intercept = np.polyfit(xs, ys, 1) if len(xs) > 2 else (ys[-1] / xs[-1], 0.0)
+            if slope > 0:
+                likely = start + pd.Timedelta(minutes=(total - intercept) / slope)
+                methods[1] = f"progress: linear fit of {len(observations)} observation(s)"
+        else:
+            notes.append("the only progress observation is at the cycle's start: no rate yet")
+    if likely is None and scope is not None and len(mine) > 1:
+        span = (mine["activity_time"].max() - start).total_seconds() / 60
+        seen = int(mine["source_id"].nunique())
+        if span > 0 and seen > 0:
+            middle = (scope[0] + scope[1]) / 2
+            likely = start + pd.Timedelta(minutes=span * middle / seen)
+            methods[1] = f"log rate: {seen / span:.3g} objects/min so far, {middle:.0f} objects in scope"
+    if earliest is None and sizing_earliest is not None:
+        earliest, methods[0] = sizing_earliest, "sizing: 0.01 min per object in scope"
+    if latest_end is None and sizing_latest is not None:
+        latest_end, methods[2] = sizing_latest, "sizing: 0.08 min per object in scope"
+    if likely is None and earliest is not None and latest_end is not None:
+        likely, methods[1] = earliest + (latest_end - earliest) / 2, "middle of the range"
+    # The cycle was still running at the latest snapshot: it cannot end before that.
+    if earliest is not None and earliest < still_running_at:
+        notes.append(
+            f"earliest moved to the latest snapshot ({_fmt_time(still_running_at)}): still running then"
+        )
+        earliest = still_running_at
+    if likely is not None and likely < still_running_at:
+        notes.append(
+            f"likely moved to the latest snapshot ({_fmt_time(still_running_at)}): still running then"
+        )
+        likely = still_running_at
+    if latest_end is not None and earliest is not None and latest_end < earliest:
+        latest_end = earliest
+    return Eta(
+        cycle_start=start,
+        earliest=earliest,
+        likely=likely,
+        latest=latest_end,
+        earliest_method=methods[0] or "none",
+        likely_method=methods[1] or "none",
+        latest_method=methods[2] or "none",
+        sizing_earliest=sizing_earliest,
+        sizing_latest=sizing_latest,
+        objects_in_scope=scope,
+        objects_in_scope_source=scope_source,
+        observations=len(observations),
+        completed=completed,
+        total=total,
+        units=units,
+        notes=notes,
+    )

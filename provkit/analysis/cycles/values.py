@@ -1,0 +1,94 @@
+"""Small value helpers of the cycles modules: UTC times, job keys, nanosecond arrays, text for people, and
+JSON-ready values."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from provkit.data.tables import parse_graph_time
+
+
+def _ts(value: object) -> pd.Timestamp | Any:
+    """A UTC Timestamp or NaT from a datetime, Timestamp, Graph text or missing value."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return pd.NaT
+    if isinstance(value, pd.Timestamp | datetime):
+        stamp = pd.Timestamp(value)
+        return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return parse_graph_time(value)
+
+
+def _text(value: object) -> str | None:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _same(value: object, expected: str) -> bool:
+    text = _text(value)
+    return text is not None and text.lower() == expected.lower()
+
+
+def _job_key(value: object) -> str:
+    """A job id as text, "" when missing (NA and NaN compare unequal to themselves)."""
+    return _text(value) or ""
+
+
+def _ns(series: pd.Series) -> np.ndarray:
+    """Nanoseconds since the epoch (int64) of a UTC time column; NaT is the int64 minimum."""
+    return series.to_numpy(dtype="datetime64[ns]").view("i8")
+
+
+def _fmt_time(value: object) -> str:
+    stamp = _ts(value)
+    return "-" if pd.isna(stamp) else stamp.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _fmt_duration(value: object) -> str:
+    if value is None or pd.isna(value):
+        return "-"
+    seconds = pd.Timedelta(value).total_seconds()
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    minutes = seconds / 60
+    if minutes < 120:
+        return f"{minutes:.0f}m"
+    hours, rest = divmod(round(minutes), 60)
+    if hours < 48:
+        return f"{hours}h{rest:02d}m"
+    return f"{hours // 24}d{hours % 24:02d}h"
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON values: times as ISO-8601 UTC text, durations as seconds, missing values as None."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, pd.DataFrame):
+        return [_jsonable(r) for r in value.to_dict(orient="records")]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, str | bool) or value is None:
+        return value
+    if isinstance(value, timedelta | pd.Timedelta | np.timedelta64):
+        return None if pd.isna(value) else pd.Timedelta(value).total_seconds()
+    if isinstance(value, datetime | pd.Timestamp | np.datetime64):
+        stamp = _ts(value)
+        return None if pd.isna(stamp) else stamp.isoformat().replace("+00:00", "Z")
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return None if math.isnan(value) else float(value)
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return value
