@@ -153,12 +153,9 @@ def _scope_summary(details: dict[str, Any]) -> list[str]:
 
 
 def _steps(facts: Facts, event_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-    steps = facts.steps
-    if steps.empty:
+    if not event_ids:
         return {}
-    mine = steps[steps["event_id"].isin(set(event_ids))].sort_values(
-        ["event_id", "step_order"], kind="stable"
-    )
+    mine = facts.steps_of(event_ids).sort_values(["event_id", "step_order"], kind="stable")
     out: dict[str, list[dict[str, Any]]] = {}
     for s in mine.itertuples(index=False):
         details = step_details(s.details)

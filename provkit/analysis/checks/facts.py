@@ -21,7 +21,8 @@ from typing import Any
 
 import pandas as pd
 
-from provkit.analysis.syncscope import SyncScope, infer_sync_scope
+from provkit.analysis.columns import latest_entries
+from provkit.analysis.syncscope import SyncScope, sync_scope_of
 from provkit.data.evidence import Evidence
 
 __all__ = [
@@ -210,9 +211,10 @@ class Facts:
     def events(self) -> pd.DataFrame:
         return self.evidence.tables.events
 
-    @property
-    def steps(self) -> pd.DataFrame:
-        return self.evidence.tables.steps
+    def steps_of(self, event_ids: Iterable[str]) -> pd.DataFrame:
+        """The steps of the given entries only (from the store, only their rows are read): the checks never hold
+        the whole steps table, several million rows for a million entries."""
+        return self.evidence.steps_of(event_ids)
 
     @property
     def sync_assigned(self) -> bool | None:
@@ -298,14 +300,7 @@ class Facts:
     @cached_property
     def latest(self) -> pd.DataFrame:
         """The latest log entry of each source object (by activity time), indexed by position."""
-        events = self.events
-        if events.empty:
-            return events
-        # Decide on two columns, then take the chosen rows once (the table is wide).
-        keys = pd.DataFrame({"source_id": events["source_id"], "time": events["activity_time"]})
-        keys = keys[keys["source_id"].notna() & (keys["source_id"] != "")]
-        chosen = keys.sort_values("time", kind="stable").drop_duplicates("source_id", keep="last").index
-        return events.loc[chosen].reset_index(drop=True)
+        return latest_entries(self.events)
 
     def user_record(self, user_id: Any) -> dict | None:
         if not isinstance(user_id, str):
@@ -397,14 +392,13 @@ def _all_assigned(evidence: Evidence, assignments: dict[str, Assignment]) -> set
 def gather(evidence: Evidence) -> Facts:
     """The facts the checks need, computed once."""
     assignments, group_names = _assignments(evidence)
-    scope = infer_sync_scope(
-        evidence.tables.events, evidence.tables.steps, _all_assigned(evidence, assignments)
-    )
-    return Facts(
+    facts = Facts(
         evidence=evidence,
         job=_job_row(evidence),
-        sync_all=scope.sync_all,
+        sync_all=None,
         assignments=assignments,
         group_names=group_names,
-        scope=scope,
     )
+    facts.scope = sync_scope_of(evidence, _all_assigned(evidence, assignments), facts.latest)
+    facts.sync_all = facts.scope.sync_all
+    return facts

@@ -39,10 +39,9 @@ RESTARTS = ("enable/restart provisioning configuration",)
 
 
 def _step_details_by_event(facts: Facts, event_ids: set[str]) -> dict[str, dict[str, Any]]:
-    steps = facts.steps
-    if steps.empty or not event_ids:
+    if not event_ids:
         return {}
-    mine = steps[steps["event_id"].isin(event_ids)]
+    mine = facts.steps_of(event_ids)
     mine = mine[mine["details"].str.contains("PropertyName|UnableToResolveReference", regex=True, na=False)]
     out: dict[str, dict[str, Any]] = {}
     for event_id, text in zip(mine["event_id"], mine["details"], strict=True):

@@ -361,10 +361,9 @@ def _source_import_step(name: str) -> bool:
 def _details_by_event(facts: Facts, event_ids: pd.Series) -> dict[str, dict[str, Any]]:
     """Merged step details (MissingAttribute, MatchingAttribute) of the given entries, and under "_source"
     the source attributes their import step carried (EntryImportAdd/Update/Delete details)."""
-    steps = facts.steps
-    if steps.empty or event_ids.empty:
+    if event_ids.empty:
         return {}
-    mine = steps[steps["event_id"].isin(set(event_ids))]
+    mine = facts.steps_of(event_ids)
     wanted = mine[mine["details"].str.contains("MissingAttribute|MatchingAttribute", regex=True, na=False)]
     merged: dict[str, dict[str, Any]] = {}
     for event_id, text in zip(wanted["event_id"], wanted["details"], strict=True):

@@ -14,7 +14,7 @@ from provkit.analysis.cycles.context import _Context, _snapshots
 from provkit.analysis.cycles.reconstruct import cycles_table
 from provkit.analysis.cycles.rules import SIZING_MINUTES_PER_OBJECT
 from provkit.analysis.cycles.values import _fmt_time, _jsonable, _same, _text, _ts
-from provkit.analysis.syncscope import infer_sync_scope
+from provkit.analysis.syncscope import sync_scope_of
 from provkit.data.evidence import Evidence
 
 
@@ -139,7 +139,7 @@ def initial_cycle_eta(evidence: Evidence, cycles: pd.DataFrame | None = None) ->
     scope: tuple[int, int] | None = None
     scope_source = "unknown"
     # The scope setting is not readable from Graph: the logs may settle it (provkit.analysis.syncscope).
-    sync_all = infer_sync_scope(evidence.events, evidence.tables.steps).sync_all
+    sync_all = sync_scope_of(evidence).sync_all
     assigned = _assigned_count(evidence) if sync_all is not True else None
     events = evidence.events
     mine = events[events["cycle_id"] == cycle_id] if cycle_id is not None and len(events) else events.iloc[:0]
