@@ -16,8 +16,9 @@ from provkit.analysis.cycles.rules import (
     RETRY_OFFSETS,
     _audit_kind,
 )
-from provkit.analysis.cycles.values import _text, _ts
+from provkit.analysis.cycles.values import _ts
 from provkit.data.evidence import Evidence
+from provkit.formatting import text_or_none
 
 
 def _audits(evidence: Evidence) -> pd.DataFrame:
@@ -30,7 +31,7 @@ def _audits(evidence: Evidence) -> pd.DataFrame:
         target = targets[0].get("id") if targets and isinstance(targets[0], dict) else None
         if target and evidence.service_principal_id and target != evidence.service_principal_id:
             continue
-        activity = _text(record.get("activityDisplayName")) or ""
+        activity = text_or_none(record.get("activityDisplayName"), strip=True) or ""
         kind, reason = _audit_kind(record, activity)
         time = _ts(record.get("activityDateTime"))
         if kind == "other" or pd.isna(time):
@@ -39,7 +40,7 @@ def _audits(evidence: Evidence) -> pd.DataFrame:
             {
                 "time": time,
                 "kind": kind,
-                "reason": reason or (_text(record.get("resultReason")) or ""),
+                "reason": reason or (text_or_none(record.get("resultReason"), strip=True) or ""),
                 "activity": activity,
             }
         )
@@ -124,9 +125,9 @@ def _episodes(snapshots: pd.DataFrame, audits: pd.DataFrame, now: pd.Timestamp) 
                 {
                     "job_id": job_id,
                     "series_began": _ts(began),
-                    "reason": _text(last["quarantine_reason"]),
-                    "error_code": _text(last["quarantine_error_code"]),
-                    "error_message": _text(last["quarantine_error_message"]),
+                    "reason": text_or_none(last["quarantine_reason"], strip=True),
+                    "error_code": text_or_none(last["quarantine_error_code"], strip=True),
+                    "error_message": text_or_none(last["quarantine_error_message"], strip=True),
                     "current_began": _ts(last["quarantine_current_began"]),
                     "next_attempt": _ts(last["quarantine_next_attempt"]),
                     "series_count": int(count.max()) if len(count) else None,

@@ -13,9 +13,10 @@ import pandas as pd
 from provkit.analysis.cycles.context import _Context, _snapshots
 from provkit.analysis.cycles.reconstruct import cycles_table
 from provkit.analysis.cycles.rules import SIZING_MINUTES_PER_OBJECT
-from provkit.analysis.cycles.values import _fmt_time, _jsonable, _same, _text, _ts
+from provkit.analysis.cycles.values import _jsonable, _same, _ts
 from provkit.analysis.syncscope import sync_scope_of
 from provkit.data.evidence import Evidence
+from provkit.formatting import format_time, text_or_none
 
 
 @dataclass
@@ -61,7 +62,7 @@ def _progress_observations(evidence: Evidence, snapshots: pd.DataFrame) -> pd.Da
                 "time": _ts(item.get("progressObservationDateTime")),
                 "completed": item.get("completedUnits"),
                 "total": item.get("totalUnits"),
-                "units": _text(item.get("units")),
+                "units": text_or_none(item.get("units"), strip=True),
             }
         )
     if not snapshots.empty and "progress_time" in snapshots:
@@ -71,7 +72,7 @@ def _progress_observations(evidence: Evidence, snapshots: pd.DataFrame) -> pd.Da
                     "time": _ts(row.progress_time),
                     "completed": row.progress_completed,
                     "total": row.progress_total,
-                    "units": _text(row.progress_units),
+                    "units": text_or_none(row.progress_units, strip=True),
                 }
             )
     frame = pd.DataFrame(rows, columns=["time", "completed", "total", "units"])
@@ -96,7 +97,7 @@ def _assigned_count(evidence: Evidence) -> int | None:
         return None
     users = groups = members = 0
     for assignment in evidence.assignments:
-        kind = _text(assignment.get("principalType")) or ""
+        kind = text_or_none(assignment.get("principalType"), strip=True) or ""
         if kind.lower() == "user":
             users += 1
         elif kind.lower() == "group":
@@ -157,7 +158,7 @@ def initial_cycle_eta(evidence: Evidence, cycles: pd.DataFrame | None = None) ->
             low = math.floor(seen * total / min(c + 1, total))
             high = math.ceil(seen * total / c)
             scope = (low, high)
-            scope_source = f"{seen} distinct objects logged by {_fmt_time(obs['time'])} / completed share {c}-{c + 1} of {total}"
+            scope_source = f"{seen} distinct objects logged by {format_time(obs['time'])} / completed share {c}-{c + 1} of {total}"
     if scope is None and len(mine):
         seen = int(mine["source_id"].nunique())
         scope, scope_source = (
@@ -226,12 +227,12 @@ def initial_cycle_eta(evidence: Evidence, cycles: pd.DataFrame | None = None) ->
     # The cycle was still running at the latest snapshot: it cannot end before that.
     if earliest is not None and earliest < still_running_at:
         notes.append(
-            f"earliest moved to the latest snapshot ({_fmt_time(still_running_at)}): still running then"
+            f"earliest moved to the latest snapshot ({format_time(still_running_at)}): still running then"
         )
         earliest = still_running_at
     if likely is not None and likely < still_running_at:
         notes.append(
-            f"likely moved to the latest snapshot ({_fmt_time(still_running_at)}): still running then"
+            f"likely moved to the latest snapshot ({format_time(still_running_at)}): still running then"
         )
         likely = still_running_at
     if latest_end is not None and earliest is not None and latest_end < earliest:

@@ -20,8 +20,9 @@ from provkit.analysis.cycles.rules import (
     SHAPE_TIMES_MEDIAN,
     STATUS_COLUMNS,
 )
-from provkit.analysis.cycles.values import _fmt_time, _job_key, _jsonable, _ns, _same, _text
+from provkit.analysis.cycles.values import _job_key, _jsonable, _ns, _same
 from provkit.data.evidence import Evidence
+from provkit.formatting import format_time, text_or_none
 
 
 def _match_executions(observed: pd.DataFrame, ctx: _Context) -> pd.DataFrame:
@@ -58,8 +59,8 @@ def _match_executions(observed: pd.DataFrame, ctx: _Context) -> pd.DataFrame:
             frame.at[c, "start"] = execution["began"]
             frame.at[c, "end"] = execution["ended"]
             frame.at[c, "timing_source"] = "job-status"
-            frame.at[c, "activity_id"] = _text(execution["activity_id"])
-            frame.at[c, "state"] = _text(execution["state"])
+            frame.at[c, "activity_id"] = text_or_none(execution["activity_id"], strip=True)
+            frame.at[c, "state"] = text_or_none(execution["state"], strip=True)
     extra = []
     for e in unmatched:
         execution = executions.iloc[e]
@@ -67,13 +68,13 @@ def _match_executions(observed: pd.DataFrame, ctx: _Context) -> pd.DataFrame:
             continue  # before the logs we have: its entries are simply not in the evidence
         extra.append(
             {
-                "job_id": _text(execution["job_id"]),
+                "job_id": text_or_none(execution["job_id"], strip=True),
                 "cycle_id": None,
-                "activity_id": _text(execution["activity_id"]),
+                "activity_id": text_or_none(execution["activity_id"], strip=True),
                 "start": execution["began"],
                 "end": execution["ended"],
                 "timing_source": "job-status",
-                "state": _text(execution["state"]),
+                "state": text_or_none(execution["state"], strip=True),
                 "inferred": True,
             }
         )
@@ -316,7 +317,7 @@ def _classify(frame: pd.DataFrame, ctx: _Context) -> None:
                 kinds[earliest] = "initial"
                 reasons[earliest] = (
                     "first cycle of the job: it began before steady state was first achieved "
-                    f"({_fmt_time(steady_first)})"
+                    f"({format_time(steady_first)})"
                 )
     logged = np.flatnonzero(~inferred & (frame["entries"].to_numpy() > 0)).tolist()
     _classify_by_shape(distinct, logged, kinds, reasons)

@@ -14,8 +14,9 @@ from provkit.analysis.cycles.context import _attempt_times, _Context
 from provkit.analysis.cycles.eta import _running_initial, initial_cycle_eta
 from provkit.analysis.cycles.reconstruct import cycles_table
 from provkit.analysis.cycles.rules import ATTEMPT_TOLERANCE, DOCUMENTED_INCREMENTAL
-from provkit.analysis.cycles.values import _fmt_duration, _fmt_time, _jsonable, _same, _text, _ts
+from provkit.analysis.cycles.values import _jsonable, _same, _ts
 from provkit.data.evidence import Evidence
+from provkit.formatting import format_duration, format_time, text_or_none
 
 
 def _job_state(latest: pd.Series | None, cycles: pd.DataFrame) -> tuple[str, str]:
@@ -23,12 +24,12 @@ def _job_state(latest: pd.Series | None, cycles: pd.DataFrame) -> tuple[str, str
     Disabled, NotRun, NotConfigured, Unknown (no snapshot), or an unknown status code as sent."""
     if latest is None:
         return "Unknown", "no job-status snapshot (logs only): the job's state is not known"
-    code = _text(latest.get("status_code")) or ""
+    code = text_or_none(latest.get("status_code"), strip=True) or ""
     if _same(latest.get("schedule_state"), "Disabled"):
         return "Disabled", f"schedule state Disabled (status code {code or 'not given'})"
     if code.lower() == "quarantine":
-        reason = _text(latest.get("quarantine_reason")) or "reason not given"
-        error = _text(latest.get("quarantine_error_code"))
+        reason = text_or_none(latest.get("quarantine_reason"), strip=True) or "reason not given"
+        error = text_or_none(latest.get("quarantine_error_code"), strip=True)
         # The escrow quarantine records the same text as reason and error code: say it once.
         return "Quarantine", reason + (f" ({error})" if error and error.lower() != reason.lower() else "")
     if code.lower() == "paused" or _same(latest.get("schedule_state"), "Paused"):
@@ -147,7 +148,7 @@ def change_eta(evidence: Evidence, cycles: pd.DataFrame | None = None) -> Change
             False,
             True,
             f"next quarantine attempt + {basis}",
-            f"The job is quarantined ({detail}). The next attempt is at {_fmt_time(start)}; the change reaches "
+            f"The job is quarantined ({detail}). The next attempt is at {format_time(start)}; the change reaches "
             "the app then only if the cause is fixed. Otherwise retries continue daily and the job is disabled "
             "28 days after the series began. Fixing the cause and restarting runs an initial cycle now.",
         )
@@ -175,7 +176,7 @@ def change_eta(evidence: Evidence, cycles: pd.DataFrame | None = None) -> Change
             False,
             False,
             f"initial-cycle ETA ({eta.likely_method}) + {basis}",
-            f"The initial cycle is running (likely to end {_fmt_time(eta.likely)}); the change reaches the app "
+            f"The initial cycle is running (likely to end {format_time(eta.likely)}); the change reaches the app "
             "in the first incremental cycle after it, unless the initial cycle reaches the object first.",
         )
     if state == "NotRun":
@@ -199,13 +200,13 @@ def change_eta(evidence: Evidence, cycles: pd.DataFrame | None = None) -> Change
         if next_start < now:
             missed = math.ceil((now - next_start) / interval)
             next_start = next_start + interval * missed
-        how = f"the last cycle started {_fmt_time(last['start'])}; interval {_fmt_duration(interval)}"
+        how = f"the last cycle started {format_time(last['start'])}; interval {format_duration(interval, missing='-')}"
         earliest, likely, latest_end = next_start, next_start + p50, next_start + p90
     else:
-        how = f"no cycle seen: the next starts within one interval ({_fmt_duration(interval)})"
+        how = f"no cycle seen: the next starts within one interval ({format_duration(interval, missing='-')})"
         earliest, likely, latest_end = now, now + interval / 2 + p50, now + interval + p90
     pending = ctx.audits[(ctx.audits["kind"] == "reset") & (ctx.audits["time"] > _last_start(cycles))]
-    text = f"The job is active: the next cycle starts about {_fmt_time(earliest)} ({how}) and picks up the change."
+    text = f"The job is active: the next cycle starts about {format_time(earliest)} ({how}) and picks up the change."
     if len(pending):
         text += " A watermark reset is pending: the next cycle is an initial cycle and will take longer."
     return ChangeEta(state, earliest, likely, latest_end, False, False, f"next cycle start + {basis}", text)

@@ -18,8 +18,9 @@ from provkit.analysis.cycles.state import (
     _last_start,
     change_eta,
 )
-from provkit.analysis.cycles.values import _fmt_duration, _fmt_time, _jsonable, _text
+from provkit.analysis.cycles.values import _jsonable
 from provkit.data.evidence import Evidence
+from provkit.formatting import format_duration, format_time, text_or_none
 
 
 @dataclass
@@ -91,16 +92,20 @@ def summary(evidence: Evidence, cycles: pd.DataFrame | None = None) -> CycleSumm
     pending = ctx.audits[(ctx.audits["kind"] == "reset") & (ctx.audits["time"] > _last_start(cycles))]
     for audit in pending.itertuples():
         notes.append(
-            f"watermark reset ({audit.reason}) at {_fmt_time(audit.time)}: the next cycle is initial"
+            f"watermark reset ({audit.reason}) at {format_time(audit.time)}: the next cycle is initial"
         )
     eta = initial_cycle_eta(evidence, cycles) if state in ("Running initial cycle", "NotRun") else None
     starts = cycles["start"].dropna()
     return CycleSummary(
         app=evidence.display_name,
-        job_id=_text(latest["job_id"]) if latest is not None else _first_text(cycles["job_id"]),
+        job_id=text_or_none(latest["job_id"], strip=True)
+        if latest is not None
+        else _first_text(cycles["job_id"]),
         state=state,
         state_detail=detail,
-        quarantine_reason=_text(latest.get("quarantine_reason")) if latest is not None else None,
+        quarantine_reason=text_or_none(latest.get("quarantine_reason"), strip=True)
+        if latest is not None
+        else None,
         interval=ctx.interval,
         interval_source=ctx.interval_source,
         cycles=len(cycles),
@@ -129,32 +134,33 @@ def summary(evidence: Evidence, cycles: pd.DataFrame | None = None) -> CycleSumm
 
 def _first_text(series: pd.Series) -> str | None:
     known = series.dropna()
-    return _text(known.iloc[0]) if len(known) else None
+    return text_or_none(known.iloc[0], strip=True) if len(known) else None
 
 
 def format_cycles(cycles: pd.DataFrame, result: CycleSummary, *, last: int = 20) -> str:
     """The summary lines and the latest ``last`` cycles as a fixed-width table for a terminal."""
     lines = [f"{result.app} ({result.job_id or 'job id unknown'})"]
     lines.append(f"  state              {result.state}: {result.state_detail}")
-    initial = _fmt_duration(result.initial_duration)
+    initial = format_duration(result.initial_duration, missing="-")
     if result.initial_duration is not None and result.initial_duration_is_lower_bound:
         initial = ">= " + initial
-    started = f" (started {_fmt_time(result.initial_start)})" if result.initial_start is not None else ""
+    started = f" (started {format_time(result.initial_start)})" if result.initial_start is not None else ""
     lines.append(f"  initial cycle      {initial}{started}")
-    lines.append(
-        f"  incremental        p50 {_fmt_duration(result.incremental_p50)}, p90 "
-        f"{_fmt_duration(result.incremental_p90)}, max {_fmt_duration(result.incremental_max)} "
-        f"({result.incremental_basis})"
+    p50, p90, longest = (
+        format_duration(value, missing="-")
+        for value in (result.incremental_p50, result.incremental_p90, result.incremental_max)
     )
+    lines.append(f"  incremental        p50 {p50}, p90 {p90}, max {longest} ({result.incremental_basis})")
     lines.append(
         f"  cycles             {result.cycles} ({result.logged_cycles} logged, {result.inferred_cycles} inferred; "
-        f"{result.initial_cycles} initial), interval {_fmt_duration(result.interval)}"
+        f"{result.initial_cycles} initial), interval {format_duration(result.interval, missing='-')}"
     )
     eta = result.initial_eta
     if eta is not None:
         lines.append(
-            f"  initial cycle ETA  {_fmt_time(eta.likely)} (range {_fmt_time(eta.earliest)} to "
-            f"{_fmt_time(eta.latest)}; sizing {_fmt_time(eta.sizing_earliest)} to {_fmt_time(eta.sizing_latest)})"
+            f"  initial cycle ETA  {format_time(eta.likely)} (range {format_time(eta.earliest)} to "
+            f"{format_time(eta.latest)}; sizing {format_time(eta.sizing_earliest)} to "
+            f"{format_time(eta.sizing_latest)})"
         )
     change = result.change_eta
     if change is not None:
@@ -163,21 +169,19 @@ def format_cycles(cycles: pd.DataFrame, result: CycleSummary, *, last: int = 20)
         elif change.likely is not None:
             condition = " if the cause is fixed" if change.only_if_fixed else ""
             lines.append(
-                f"  a change made now  reaches the app about {_fmt_time(change.likely)}{condition} "
-                f"(between {_fmt_time(change.earliest)} and {_fmt_time(change.latest)})"
+                f"  a change made now  reaches the app about {format_time(change.likely)}{condition} "
+                f"(between {format_time(change.earliest)} and {format_time(change.latest)})"
             )
         else:
             lines.append(f"  a change made now  {change.explanation}")
     lines.extend(f"  note: {note}" for note in result.notes)
     lines.append("")
-    header = (
-        f"{'start (UTC)':<17} {'duration':>9} {'kind':<11} {'entries':>7} {'failed':>6} {'objects':>7}  notes"
-    )
+    header = f"{'start (UTC)':<17} {'duration':>12} {'kind':<11} {'entries':>7} {'failed':>6} {'objects':>7}  notes"
     lines.append(header)
     lines.append("-" * len(header))
     for row in cycles.tail(last).itertuples():
         start = "-" if pd.isna(row.start) else row.start.strftime("%Y-%m-%d %H:%M")
-        duration = _fmt_duration(row.duration)
+        duration = format_duration(row.duration, missing="-")
         if row.duration_is_lower_bound and duration != "-":
             duration = ">=" + duration
         notes = []
@@ -192,7 +196,7 @@ def format_cycles(cycles: pd.DataFrame, result: CycleSummary, *, last: int = 20)
         if row.kind == "unknown":
             notes.append(row.kind_reason)
         lines.append(
-            f"{start:<17} {duration:>9} {row.kind:<11} {row.entries:>7} {row.n_failure:>6} "
+            f"{start:<17} {duration:>12} {row.kind:<11} {row.entries:>7} {row.n_failure:>6} "
             f"{row.distinct_objects:>7}  {'; '.join(notes)}"
         )
     if len(cycles) > last:

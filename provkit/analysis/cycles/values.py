@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from provkit.data.tables import parse_graph_time
+from provkit.formatting import text_or_none
 
 
 def _ts(value: object) -> pd.Timestamp | Any:
@@ -24,46 +25,19 @@ def _ts(value: object) -> pd.Timestamp | Any:
     return parse_graph_time(value)
 
 
-def _text(value: object) -> str | None:
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return None
-    text = str(value).strip()
-    return text or None
-
-
 def _same(value: object, expected: str) -> bool:
-    text = _text(value)
+    text = text_or_none(value, strip=True)
     return text is not None and text.lower() == expected.lower()
 
 
 def _job_key(value: object) -> str:
     """A job id as text, "" when missing (NA and NaN compare unequal to themselves)."""
-    return _text(value) or ""
+    return text_or_none(value, strip=True) or ""
 
 
 def _ns(series: pd.Series) -> np.ndarray:
     """Nanoseconds since the epoch (int64) of a UTC time column; NaT is the int64 minimum."""
     return series.to_numpy(dtype="datetime64[ns]").view("i8")
-
-
-def _fmt_time(value: object) -> str:
-    stamp = _ts(value)
-    return "-" if pd.isna(stamp) else stamp.strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _fmt_duration(value: object) -> str:
-    if value is None or pd.isna(value):
-        return "-"
-    seconds = pd.Timedelta(value).total_seconds()
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    minutes = seconds / 60
-    if minutes < 120:
-        return f"{minutes:.0f}m"
-    hours, rest = divmod(round(minutes), 60)
-    if hours < 48:
-        return f"{hours}h{rest:02d}m"
-    return f"{hours // 24}d{hours % 24:02d}h"
 
 
 def _jsonable(value: Any) -> Any:
