@@ -23,10 +23,11 @@ import numpy as np
 import pandas as pd
 
 from provkit.analysis.checks.catalog import CatalogEntry, http_status, lookup
-from provkit.analysis.checks.facts import Facts, ago, job_value, short_time
+from provkit.analysis.checks.facts import Facts, job_value
 from provkit.analysis.checks.finding import LINKS, SECTIONS, Finding, evidence_rows
 from provkit.analysis.columns import by_value, is_in, rows_where
 from provkit.errors import GraphError, ProvkitError
+from provkit.formatting import ago, format_time
 
 __all__ = [
     "CHECKS",
@@ -122,7 +123,7 @@ def _quarantined(facts: Facts) -> Finding | None:
         return None
     status = http_status(message)
     since = job_value(job, "quarantine_series_began")
-    title = f"Quarantined for credentials or connection since {short_time(since)} ({ago(since, facts.now)})"
+    title = f"Quarantined for credentials or connection since {format_time(since)} ({ago(since, facts.now)})"
     if code:
         title += f": {code}"
     if status:
@@ -169,7 +170,7 @@ def _target_rejected(facts: Facts) -> Finding | None:
         statuses = sorted({s for s in entries["error_reason"].map(http_status) if s})
         text = ", ".join(f"{n} x {c}" for c, n in codes.items())
         parts.append(
-            f"{len(entries):,} log entries since {short_time(entries['activity_time'].min())} ({text}"
+            f"{len(entries):,} log entries since {format_time(entries['activity_time'].min())} ({text}"
             + (f"; HTTP {', '.join(map(str, statuses))}" if statuses else "")
             + ")"
         )

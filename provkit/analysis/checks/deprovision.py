@@ -30,10 +30,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from provkit.analysis.checks.facts import Facts, gather, is_false, is_true, short_time, step_details
+from provkit.analysis.checks.facts import Facts, gather, is_false, is_true, step_details
 from provkit.analysis.checks.finding import LINKS, SECTIONS, Finding, evidence_rows
 from provkit.analysis.columns import flag, is_in, rows_where
 from provkit.data.evidence import Evidence
+from provkit.formatting import format_time
 
 __all__ = [
     "CHECKS",
@@ -154,7 +155,7 @@ def pending_hard_delete(facts: Facts) -> list[Finding]:
         return []
     frame = pd.DataFrame(rows).sort_values("delete_due_by", kind="stable")
     listed, omitted = evidence_rows(frame)
-    first = short_time(frame["delete_due_by"].iloc[0])
+    first = format_time(frame["delete_due_by"].iloc[0])
     n = len(frame)
     return [
         Finding(
@@ -312,7 +313,7 @@ def deprovision_story(facts: Facts, object_id: str) -> str:
     soft_at = None
     gone = 0
     for row in mine.itertuples(index=False):
-        when = short_time(row.time)
+        when = format_time(row.time)
         if row.what == "soft-deleted":
             soft_at = row.time
             parts.append(f"deleted in Entra ID (soft delete) and disabled in the app on {when}")
@@ -332,7 +333,7 @@ def deprovision_story(facts: Facts, object_id: str) -> str:
     last = mine.iloc[-1]
     if last["what"] == "soft-deleted":
         parts.append(
-            f"the delete is due at the hard delete, by {short_time(last['time'] + HARD_DELETE_AFTER)}"
+            f"the delete is due at the hard delete, by {format_time(last['time'] + HARD_DELETE_AFTER)}"
         )
     elif last["what"] in ("unassigned", "deleted-unmanaged") and (mine["what"] == "unassigned").any():
         parts.append("the account stays disabled in the app: an unassigned user is never deleted there")

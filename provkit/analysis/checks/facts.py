@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC
 from functools import cached_property
 from typing import Any
 
@@ -24,6 +24,7 @@ import pandas as pd
 from provkit.analysis.columns import latest_entries
 from provkit.analysis.syncscope import SyncScope, sync_scope_of
 from provkit.data.evidence import Evidence
+from provkit.formatting import ago, format_time
 
 __all__ = [
     "Assignment",
@@ -33,6 +34,7 @@ __all__ = [
     "as_time",
     "gather",
     "is_true",
+    "short_time",
     "step_details",
 ]
 
@@ -147,27 +149,10 @@ def as_time(value: Any) -> pd.Timestamp | None:
     return ts.tz_localize(UTC) if ts.tzinfo is None else ts.tz_convert(UTC)
 
 
-def ago(when: Any, now: datetime) -> str:
-    """'12 min ago', '3.5 h ago', '4.2 days ago' (or 'in ...' for the future); '' for a missing time."""
-    ts = as_time(when)
-    if ts is None:
-        return ""
-    seconds = (pd.Timestamp(now) - ts).total_seconds()
-    future = seconds < 0
-    seconds = abs(seconds)
-    if seconds < 3600:
-        text = f"{seconds / 60:.0f} min"
-    elif seconds < 2 * 86400:
-        text = f"{seconds / 3600:.1f} h"
-    else:
-        text = f"{seconds / 86400:.1f} days"
-    return f"in {text}" if future else f"{text} ago"
-
-
 def short_time(when: Any) -> str:
-    """'2026-11-20 11:50 UTC' ('' when missing)."""
-    ts = as_time(when)
-    return "" if ts is None else ts.strftime("%Y-%m-%d %H:%M UTC")
+    """'2026-11-20 11:50 UTC' ('' when missing): :func:`provkit.formatting.format_time`, for callers outside the
+    checks that still import it from here."""
+    return format_time(when, missing="")
 
 
 def step_details(text: Any) -> dict[str, Any]:

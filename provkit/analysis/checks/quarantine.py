@@ -20,8 +20,9 @@ from typing import Any
 import pandas as pd
 
 from provkit.analysis.checks.catalog import lookup
-from provkit.analysis.checks.facts import Facts, ago, as_time, job_value, short_time
+from provkit.analysis.checks.facts import Facts, as_time, job_value
 from provkit.analysis.checks.finding import LINKS, SECTIONS, Finding, evidence_rows
+from provkit.formatting import ago, format_time
 
 __all__ = ["CHECKS", "EscrowVerdict", "escrow_verdict", "quarantine_checks"]
 
@@ -211,15 +212,15 @@ def _active(facts: Facts) -> Finding | None:
     disabled_at = series + DISABLED_AFTER if series is not None else None
     parts = [f"Quarantined ({reason})"]
     if series is not None:
-        parts.append(f"since {short_time(series)} ({ago(series, now).replace(' ago', '')})")
+        parts.append(f"since {format_time(series)} ({ago(series, now).replace(' ago', '')})")
     if count is not None:
         parts.append(f"evaluated {count} time{'s' if count != 1 else ''} in this series")
     if next_attempt is not None:
-        parts.append(f"next attempt {short_time(next_attempt)} ({ago(next_attempt, now)})")
+        parts.append(f"next attempt {format_time(next_attempt)} ({ago(next_attempt, now)})")
     if disabled_at is not None:
         left = (disabled_at - now).total_seconds() / 86400
         parts.append(
-            f"the job is disabled on {short_time(disabled_at)} if not fixed ({max(left, 0):.1f} days left)"
+            f"the job is disabled on {format_time(disabled_at)} if not fixed ({max(left, 0):.1f} days left)"
         )
     entry = lookup(reason)
     error_code = job_value(job, "quarantine_error_code")

@@ -20,9 +20,10 @@ from typing import Any
 
 import pandas as pd
 
-from provkit.analysis.checks.facts import Facts, as_time, short_time
+from provkit.analysis.checks.facts import Facts, as_time
 from provkit.analysis.checks.finding import LINKS, SECTIONS, Finding
 from provkit.analysis.syncscope import infer_sync_scope
+from provkit.formatting import format_time
 
 __all__ = ["CHECKS", "scope_switches"]
 
@@ -123,7 +124,7 @@ def switch_needs_restart(facts: Facts) -> list[Finding]:
     events = facts.events
     after = events[events["activity_time"] > when] if not events.empty else events
     still = infer_sync_scope(after, None, None) if not after.empty else None
-    title = f"The scope was switched to 'Sync only assigned' on {short_time(when)} and provisioning was not restarted"
+    title = f"The scope was switched to 'Sync only assigned' on {format_time(when)} and provisioning was not restarted"
     evidence: list[dict[str, Any]] = [{"time": when, "change": "SyncAll -> False", "restart_after": False}]
     if still is not None and still.value == "all":
         title += ": the logs since still show 'Sync all' at work"

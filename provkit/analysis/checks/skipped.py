@@ -44,6 +44,7 @@ from provkit.analysis.checks.facts import (
     step_details,
 )
 from provkit.analysis.checks.finding import LINKS, SECTIONS, Finding, evidence_rows
+from provkit.formatting import text_or_none
 
 __all__ = ["CAUSES", "CHECKS", "Cause", "classify", "skip_table", "skipped"]
 
@@ -145,13 +146,6 @@ class Cause:
     filter: str | None = None
 
 
-def _text(value: Any) -> str | None:
-    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
-        return None
-    text = str(value)
-    return text or None
-
-
 def _group_assignment(facts: Facts, object_id: str) -> Assignment:
     if object_id.lower() in facts.group_names:
         return Assignment(direct=True)
@@ -200,15 +194,17 @@ def classify(row: Any, facts: Facts, details: dict[str, Any] | None = None) -> C
     ``details`` are the merged step details of the entry (only needed for required and matching causes).
     """
     details = details or {}
-    status = _text(getattr(row, "status", None))
-    kind = (_text(getattr(row, "source_type", None)) or "User").capitalize()
-    object_id = _text(getattr(row, "source_id", None)) or ""
-    skip = (_text(getattr(row, "skip_reason", None)) or "").lower()
-    code = _text(getattr(row, "error_code", None))
+    status = text_or_none(getattr(row, "status", None))
+    kind = (text_or_none(getattr(row, "source_type", None)) or "User").capitalize()
+    object_id = text_or_none(getattr(row, "source_id", None)) or ""
+    skip = (text_or_none(getattr(row, "skip_reason", None)) or "").lower()
+    code = text_or_none(getattr(row, "error_code", None))
     base = (lookup(code).base or code).lower() if code else ""
     if status == "failure":
         if base in _REQUIRED_CODES:
-            target, source = _required_attribute(facts, details, _text(getattr(row, "error_reason", None)))
+            target, source = _required_attribute(
+                facts, details, text_or_none(getattr(row, "error_reason", None))
+            )
             what = f"'{target}'" if target else "a required attribute"
             src = f", mapped from '{source}'," if source else ""
             return Cause(
@@ -263,7 +259,7 @@ def classify(row: Any, facts: Facts, details: dict[str, Any] | None = None) -> C
             via=assignment.words() if assignment.any else None,
         )
     scoping_false = is_false(getattr(row, "scoping_result", None))
-    clause = _text(getattr(row, "failed_scope_clause", None))
+    clause = text_or_none(getattr(row, "failed_scope_clause", None))
     not_entitled = is_false(assigned_flag) or (
         skip == "noteffectivelyentitled"
         and not scoping_false
@@ -302,10 +298,10 @@ def classify(row: Any, facts: Facts, details: dict[str, Any] | None = None) -> C
             expected=True,
         )
     if scoping_false or clause is not None:
-        value = _text(getattr(row, "failed_scope_value", None))
+        value = text_or_none(getattr(row, "failed_scope_value", None))
         if value is None and clause:
             value = _clause_value(clause, details)
-        scope_filter = _text(getattr(row, "failed_scope_filter", None))
+        scope_filter = text_or_none(getattr(row, "failed_scope_filter", None))
         words = "skipped: out of scope: the scoping filter" + (f" '{scope_filter}'" if scope_filter else "")
         words += f" clause {clause} is false" if clause else " evaluated to false"
         words += (
@@ -465,11 +461,11 @@ def skip_table(facts: Facts) -> pd.DataFrame:
         cause = classify(row, facts, details.get(row.id))
         if cause is None:
             continue
-        name = _text(row.reportable_identifier) or _text(row.source_name) or row.source_id
+        name = text_or_none(row.reportable_identifier) or text_or_none(row.source_name) or row.source_id
         rows.append(
             {
                 "object_id": row.source_id,
-                "type": _text(row.source_type) or "User",
+                "type": text_or_none(row.source_type) or "User",
                 "name": name,
                 "cause": cause.check,
                 "expected": cause.expected,
@@ -482,7 +478,7 @@ def skip_table(facts: Facts) -> pd.DataFrame:
                 "source_values": _source_words(details.get(row.id), cause.clause),
                 "via": cause.via,
                 "time": row.activity_time,
-                "error_code": _text(row.error_code),
+                "error_code": text_or_none(row.error_code),
                 "change_id": row.change_id,
             }
         )

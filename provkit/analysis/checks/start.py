@@ -21,8 +21,9 @@ from typing import Any
 import pandas as pd
 
 from provkit.analysis.checks.catalog import lookup
-from provkit.analysis.checks.facts import Facts, ago, as_time, job_value, short_time
+from provkit.analysis.checks.facts import Facts, as_time, job_value
 from provkit.analysis.checks.finding import LINKS, SECTIONS, Finding, evidence_rows
+from provkit.formatting import ago, format_time
 
 __all__ = ["CHECKS", "InitialCycleEta", "initial_cycle_eta", "start", "start_state"]
 
@@ -216,20 +217,20 @@ def _eta_words(facts: Facts) -> tuple[list[str], list[dict[str, Any]]]:
     if eta is not None:
         start = getattr(eta, "cycle_start", None)
         if start is not None:
-            parts.append(f"started {short_time(start)} ({ago(start, now)})")
+            parts.append(f"started {format_time(start)} ({ago(start, now)})")
         if getattr(eta, "total", None):
             parts.append(f"{eta.completed}/{eta.total} {eta.units or 'units'} done")
         if eta.likely is not None:
-            text = f"expected to end around {short_time(eta.likely)} ({ago(eta.likely, now)})"
+            text = f"expected to end around {format_time(eta.likely)} ({ago(eta.likely, now)})"
             if eta.earliest is not None and eta.latest is not None:
-                text += f", between {short_time(eta.earliest)} and {short_time(eta.latest)}"
+                text += f", between {format_time(eta.earliest)} and {format_time(eta.latest)}"
             parts.append(text)
         scope = eta.objects_in_scope
         if eta.sizing_earliest is not None and eta.sizing_latest is not None and scope:
             objects = f"{scope[0]:,}" if scope[0] == scope[1] else f"{scope[0]:,}-{scope[1]:,}"
             parts.append(
-                f"documented sizing for {objects} objects: {short_time(eta.sizing_earliest)} to "
-                f"{short_time(eta.sizing_latest)}"
+                f"documented sizing for {objects} objects: {format_time(eta.sizing_earliest)} to "
+                f"{format_time(eta.sizing_latest)}"
             )
         data = eta.as_dict() if hasattr(eta, "as_dict") else dict(eta.__dict__)
         rows = [{"field": "expected_end", "value": eta.likely}]
@@ -237,15 +238,15 @@ def _eta_words(facts: Facts) -> tuple[list[str], list[dict[str, Any]]]:
         return parts, rows
     simple = initial_cycle_eta(facts)
     if simple.started is not None:
-        parts.append(f"started {short_time(simple.started)} ({ago(simple.started, now)})")
+        parts.append(f"started {format_time(simple.started)} ({ago(simple.started, now)})")
     if simple.total:
         parts.append(f"{simple.completed}/{simple.total} {simple.units or 'units'} done")
     if simple.eta is not None:
-        parts.append(f"expected to end around {short_time(simple.eta)} ({ago(simple.eta, now)})")
+        parts.append(f"expected to end around {format_time(simple.eta)} ({ago(simple.eta, now)})")
     if simple.sizing_earliest is not None and simple.sizing_latest is not None:
         parts.append(
-            f"documented sizing for {simple.objects:,} objects: {short_time(simple.sizing_earliest)} to "
-            f"{short_time(simple.sizing_latest)}"
+            f"documented sizing for {simple.objects:,} objects: {format_time(simple.sizing_earliest)} to "
+            f"{format_time(simple.sizing_latest)}"
         )
     rows = [{"field": "expected_end", "value": simple.eta}, *simple.as_rows()]
     if problem:
@@ -331,7 +332,7 @@ def start(facts: Facts) -> list[Finding]:
             who = ((audit.get("initiatedBy") or {}).get("user") or {}).get("userPrincipalName")
             if who:
                 rows.append({"field": "paused_by", "value": who})
-            when = f" since {short_time(audit.get('activityDateTime'))} ({ago(audit.get('activityDateTime'), now)})"
+            when = f" since {format_time(audit.get('activityDateTime'))} ({ago(audit.get('activityDateTime'), now)})"
         return [
             _finding(
                 check,
@@ -368,7 +369,7 @@ def start(facts: Facts) -> list[Finding]:
             rows.append({"field": "disabled_at", "value": disabled_at})
             days = (disabled_at - series).total_seconds() / 86400
             detail = (
-                f" on {short_time(disabled_at)}, after {days:.0f} days in quarantine"
+                f" on {format_time(disabled_at)}, after {days:.0f} days in quarantine"
                 f" ({job_value(job, 'quarantine_reason') or 'reason unknown'})"
             )
         title = f"The job is disabled{detail}"

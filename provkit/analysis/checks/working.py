@@ -16,8 +16,9 @@ from datetime import timedelta
 import pandas as pd
 
 from provkit.analysis.checks.catalog import lookup
-from provkit.analysis.checks.facts import Facts, ago, job_value
+from provkit.analysis.checks.facts import Facts, job_value
 from provkit.analysis.checks.finding import EVIDENCE_ROWS, LINKS, SECTIONS, Finding, evidence_rows
+from provkit.formatting import ago
 
 __all__ = ["CHECKS", "failures_by_code", "summary"]
 
