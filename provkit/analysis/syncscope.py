@@ -120,8 +120,8 @@ def infer_sync_scope(
         if said_all.any():
             when = pd.NaT
             if events is not None and len(events) and "event_id" in steps.columns:
-                ids = set(steps.loc[said_all, "event_id"].dropna())
-                found = events.loc[events["id"].isin(ids), "activity_time"].dropna()
+                saying = set(steps.loc[said_all, "event_id"].dropna())
+                found = events.loc[events["id"].isin(saying), "activity_time"].dropna()
                 when = found.max() if len(found) else pd.NaT
             candidates.append((when, ALL, "a step says the scope is 'sync all'"))
     if not candidates:

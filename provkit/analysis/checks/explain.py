@@ -61,7 +61,7 @@ class Explanation:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready data (times as ISO-8601 text)."""
-        return jsonable(
+        data: dict[str, Any] = jsonable(
             {
                 "query": self.query,
                 "object_id": self.object_id,
@@ -80,6 +80,7 @@ class Explanation:
                 "links": self.links,
             }
         )
+        return data
 
 
 def _resolve(facts: Facts, query: str) -> tuple[str | None, dict[str, str]]:
@@ -149,7 +150,7 @@ def _steps(facts: Facts, event_ids: list[str]) -> dict[str, list[dict[str, Any]]
         details = step_details(s.details)
         scope = _scope_summary(details)
         key = {k: v for k, v in details.items() if not is_scope_evaluation_key(k)}
-        step = {
+        step: dict[str, Any] = {
             "name": text_or_none(s.name),
             "type": text_or_none(s.step_type),
             "status": text_or_none(s.status),
@@ -359,7 +360,7 @@ def explain(evidence: Evidence, object: str) -> Explanation:  # noqa: A002 - the
         if step.get("type") == "import" and _source_import_step(name) and step["details"]:
             merged.setdefault("_source", step["details"])  # the source attributes the import step carried
     decision, remedy, check, links = _decide(facts, _Row(latest), merged)
-    story = deprovision_story(facts, real_id)
+    story = deprovision_story(facts, real_id or object_id)
     if story:
         decision, remedy, check, links = _deprovision_decision(
             facts, latest, merged, story, decision, remedy, check, links

@@ -24,6 +24,7 @@ import pandas as pd
 from provkit.analysis.columns import latest_entries
 from provkit.analysis.syncscope import SyncScope, sync_scope_of
 from provkit.data.evidence import Evidence
+from provkit.data.tables import jobs_from_records
 from provkit.formatting import ago, format_time
 
 __all__ = [
@@ -166,7 +167,7 @@ def step_details(text: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _object_mappings(schema: dict | None) -> list[tuple[dict, dict]]:
+def _object_mappings(schema: dict[str, Any] | None) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(rule, objectMapping) pairs of the schema."""
     out = []
     for rule in (schema or {}).get("synchronizationRules") or []:
@@ -216,7 +217,7 @@ class Facts:
         return self.assignments.get(user_id.lower(), Assignment())
 
     @cached_property
-    def groups_by_name(self) -> dict[str, dict]:
+    def groups_by_name(self) -> dict[str, dict[str, Any]]:
         """Assigned groups' facts (``evidence.groups`` values) by display name, lower-cased."""
         out = {}
         for gid, g in self.evidence.groups.items():
@@ -235,7 +236,7 @@ class Facts:
         return any(str(t).lower() == "dynamicmembership" for t in g.get("group_types") or [])
 
     # ---- schema ---------------------------------------------------------------------------------------------
-    def object_mapping(self, source_object: str) -> dict | None:
+    def object_mapping(self, source_object: str) -> dict[str, Any] | None:
         """The first enabled object mapping whose source object is ``source_object`` (User, Group)."""
         fallback = None
         for _rule, om in _object_mappings(self.evidence.schema):
@@ -251,7 +252,8 @@ class Facts:
         for m in om.get("attributeMappings") or []:
             if not isinstance(m, dict):
                 continue
-            source = m.get("source") if isinstance(m.get("source"), dict) else {}
+            given = m.get("source")
+            source: dict[str, Any] = given if isinstance(given, dict) else {}
             try:
                 priority = int(m.get("matchingPriority") or 0)
             except (TypeError, ValueError):
@@ -276,9 +278,10 @@ class Facts:
         om = self.object_mapping("Group")
         return bool(om and om.get("enabled", True))
 
-    def scoping_groups(self, source_object: str = "User") -> list[dict]:
+    def scoping_groups(self, source_object: str = "User") -> list[dict[str, Any]]:
         om = self.object_mapping(source_object) or {}
-        scope = om.get("scope") if isinstance(om.get("scope"), dict) else {}
+        given = om.get("scope")
+        scope: dict[str, Any] = given if isinstance(given, dict) else {}
         return [g for g in scope.get("groups") or [] if isinstance(g, dict)]
 
     # ---- logs -----------------------------------------------------------------------------------------------
@@ -287,13 +290,13 @@ class Facts:
         """The latest log entry of each source object (by activity time), indexed by position."""
         return latest_entries(self.events)
 
-    def user_record(self, user_id: Any) -> dict | None:
+    def user_record(self, user_id: Any) -> dict[str, Any] | None:
         if not isinstance(user_id, str):
             return None
         return self.evidence.users.get(user_id) or self._users_lower.get(user_id.lower())
 
     @cached_property
-    def _users_lower(self) -> dict[str, dict]:
+    def _users_lower(self) -> dict[str, dict[str, Any]]:
         return {k.lower(): v for k, v in self.evidence.users.items()}
 
 
@@ -301,8 +304,6 @@ def _job_row(evidence: Evidence) -> pd.Series | None:
     jobs = evidence.jobs
     if jobs is None or jobs.empty:
         if evidence.job:
-            from provkit.data.tables import jobs_from_records
-
             jobs = jobs_from_records(
                 [evidence.job], snapshot_time=evidence.now, service_principal_id=evidence.service_principal_id
             )

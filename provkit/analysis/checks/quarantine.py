@@ -263,8 +263,8 @@ def _delete_threshold(facts: Facts) -> int | None:
             and str(item.get("name", "")).lower() == "quarantinetoomanydeletesthreshold"
         ):
             try:
-                return int(item.get("value"))
-            except (TypeError, ValueError):
+                return int(item["value"])
+            except (KeyError, TypeError, ValueError):
                 return None
     return None
 

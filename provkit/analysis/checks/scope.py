@@ -44,7 +44,7 @@ def _value(text: Any) -> str:
     return value.strip().strip('"').lower()
 
 
-def _sync_all_change(audit: dict) -> str | None:
+def _sync_all_change(audit: dict[str, Any]) -> str | None:
     """'false' or 'true' when the audit changes the SyncAll setting, else None."""
     for resource in audit.get("targetResources") or []:
         for prop in (resource or {}).get("modifiedProperties") or []:
@@ -56,7 +56,7 @@ def _sync_all_change(audit: dict) -> str | None:
     return None
 
 
-def scope_switches(audits: list[dict]) -> list[tuple[pd.Timestamp, str, bool]]:
+def scope_switches(audits: list[dict[str, Any]]) -> list[tuple[pd.Timestamp, str, bool]]:
     """(time, new SyncAll value, restarted after it) for each scope change in the audits, oldest first."""
     changes, restarts = [], []
     for audit in audits:

@@ -27,9 +27,8 @@ source attributes in the documented log example) and shown as evidence.
 from __future__ import annotations
 
 import re
-from collections import namedtuple
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -390,28 +389,31 @@ def _source_words(details: dict[str, Any] | None, clause: str | None) -> str | N
     return "; ".join(parts) or None
 
 
-_ROW_FIELDS = (
-    "id",
-    "status",
-    "action",
-    "source_type",
-    "source_id",
-    "source_name",
-    "reportable_identifier",
-    "skip_reason",
-    "error_code",
-    "error_reason",
-    "activity_time",
-    "change_id",
-    "assigned",
-    "is_active",
-    "has_required_role",
-    "scoping_result",
-    "failed_scope_filter",
-    "failed_scope_clause",
-    "failed_scope_value",
-)
-_Row = namedtuple("_Row", _ROW_FIELDS)
+class _Row(NamedTuple):
+    """One entry's columns as Python values, the ones :func:`classify` and :func:`skip_table` read."""
+
+    id: Any
+    status: Any
+    action: Any
+    source_type: Any
+    source_id: Any
+    source_name: Any
+    reportable_identifier: Any
+    skip_reason: Any
+    error_code: Any
+    error_reason: Any
+    activity_time: Any
+    change_id: Any
+    assigned: Any
+    is_active: Any
+    has_required_role: Any
+    scoping_result: Any
+    failed_scope_filter: Any
+    failed_scope_clause: Any
+    failed_scope_value: Any
+
+
+_ROW_FIELDS = _Row._fields
 
 
 def _records(frame: pd.DataFrame) -> list[Any]:

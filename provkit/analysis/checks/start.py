@@ -23,6 +23,8 @@ import pandas as pd
 from provkit.analysis.checks.catalog import lookup
 from provkit.analysis.checks.facts import Facts, as_time, job_value
 from provkit.analysis.checks.finding import LINKS, SECTIONS, Finding, evidence_rows
+from provkit.analysis.cycles import Eta
+from provkit.analysis.cycles import initial_cycle_eta as eta_from_cycles
 from provkit.formatting import ago, format_time
 
 __all__ = ["CHECKS", "InitialCycleEta", "initial_cycle_eta", "start", "start_state"]
@@ -123,8 +125,8 @@ def _observations(facts: Facts) -> list[tuple[pd.Timestamp, int, int, str | None
             continue
         when = as_time(p.get("progressObservationDateTime"))
         try:
-            done, total = int(p.get("completedUnits")), int(p.get("totalUnits"))
-        except (TypeError, ValueError):
+            done, total = int(p["completedUnits"]), int(p["totalUnits"])
+        except (KeyError, TypeError, ValueError):
             continue
         if when is not None and total > 0:
             seen[when] = (when, done, total, p.get("units"))
@@ -195,12 +197,8 @@ def initial_cycle_eta(facts: Facts) -> InitialCycleEta:
     return InitialCycleEta(started, completed, total, units, observed, eta, objects, basis, earliest, latest)
 
 
-def _cycles_eta(facts: Facts) -> tuple[Any, str | None]:
+def _cycles_eta(facts: Facts) -> tuple[Eta | None, str | None]:
     """The ETA of :func:`provkit.analysis.cycles.initial_cycle_eta` (None when it has none), and why it is missing."""
-    try:
-        from provkit.analysis.cycles import initial_cycle_eta as eta_from_cycles
-    except ImportError:
-        return None, None
     try:
         return eta_from_cycles(facts.evidence), None
     except Exception as exc:  # noqa: BLE001 - the ETA is a nicety: fall back to the simple estimate, and say so
@@ -262,7 +260,7 @@ def _status_rows(job: pd.Series | None, names: tuple[str, ...]) -> list[dict[str
     return [{"field": n, "value": job_value(job, n)} for n in names if job_value(job, n) is not None]
 
 
-def _audit(facts: Facts, *words: str) -> dict | None:
+def _audit(facts: Facts, *words: str) -> dict[str, Any] | None:
     """The latest directory audit whose activity mentions all ``words`` (case-insensitive)."""
     found = None
     for a in facts.evidence.audits:
@@ -274,7 +272,7 @@ def _audit(facts: Facts, *words: str) -> dict | None:
 
 
 def _finding(
-    check: str, severity: str, title: str, rows: list[dict], why: str, remedy: str, links: list[str]
+    check: str, severity: str, title: str, rows: list[dict[str, Any]], why: str, remedy: str, links: list[str]
 ) -> Finding:
     listed, omitted = evidence_rows(rows)
     return Finding(check, SECTION, severity, title, listed, why, remedy, links, omitted=omitted)

@@ -102,7 +102,7 @@ def _assigned_count(evidence: Evidence) -> int | None:
             users += 1
         elif kind.lower() == "group":
             groups += 1
-            facts = evidence.groups.get(assignment.get("principalId")) or {}
+            facts = evidence.groups.get(str(assignment.get("principalId"))) or {}
             members += len(facts.get("direct") or [])
     return users + groups + members
 
@@ -152,13 +152,16 @@ def initial_cycle_eta(evidence: Evidence, cycles: pd.DataFrame | None = None) ->
             )
     elif len(observations) and len(mine):
         obs = observations.iloc[-1]
-        c, total = int(obs["completed"]), int(obs["total"])
+        c, units_total = int(obs["completed"]), int(obs["total"])
         seen = int(mine.loc[mine["activity_time"] <= obs["time"], "source_id"].nunique())
         if c > 0 and seen > 0:
-            low = math.floor(seen * total / min(c + 1, total))
-            high = math.ceil(seen * total / c)
+            low = math.floor(seen * units_total / min(c + 1, units_total))
+            high = math.ceil(seen * units_total / c)
             scope = (low, high)
-            scope_source = f"{seen} distinct objects logged by {format_time(obs['time'])} / completed share {c}-{c + 1} of {total}"
+            scope_source = (
+                f"{seen} distinct objects logged by {format_time(obs['time'])} / completed share {c}-{c + 1} "
+                f"of {units_total}"
+            )
     if scope is None and len(mine):
         seen = int(mine["source_id"].nunique())
         scope, scope_source = (

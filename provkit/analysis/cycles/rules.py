@@ -3,6 +3,8 @@ the cycles table's columns, and which directory audits start, stop or reset cycl
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
 from provkit.data.tables import ACTIONS, STATUSES
@@ -90,14 +92,15 @@ _AUDIT_KINDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _audit_kind(record: dict, activity: str) -> tuple[str, str]:
+def _audit_kind(record: dict[str, Any], activity: str) -> tuple[str, str]:
     """(kind, reason) of one audit. "Disable/pause provisioning configuration" is an admin's stop (pause) or,
     initiated by the provisioning service itself, the disable after four weeks in quarantine (inference: the
     docs give the name, not who initiates the automatic disable)."""
     kind, reason = _AUDIT_KINDS.get(activity.lower(), ("other", ""))
     if activity.lower() == "disable/pause provisioning configuration":
-        initiated = record.get("initiatedBy") if isinstance(record.get("initiatedBy"), dict) else {}
-        app = initiated.get("app") if isinstance(initiated.get("app"), dict) else {}
+        by = record.get("initiatedBy")
+        initiated: dict[str, Any] = by if isinstance(by, dict) else {}
+        app: dict[str, Any] = initiated["app"] if isinstance(initiated.get("app"), dict) else {}
         if not initiated.get("user") and "provisioning service" in str(app.get("displayName") or "").lower():
             return "disable", ""
     return kind, reason
