@@ -317,11 +317,13 @@ def _consistent(estimate: _Estimate, still_running_at: pd.Timestamp, notes: list
         estimate.latest = estimate.earliest
     if estimate.likely is not None and estimate.earliest is not None and estimate.likely < estimate.earliest:
         notes.append(
-            f"likely moved to the earliest end ({format_time(estimate.earliest)}): {estimate.methods[1]}"
+            f"likely moved to the earliest end ({format_time(estimate.earliest)}): the likely estimate "
+            f"({estimate.methods[1]}) fell before it"
         )
         estimate.likely = estimate.earliest
     if estimate.likely is not None and estimate.latest is not None and estimate.likely > estimate.latest:
         notes.append(
-            f"likely moved to the latest end ({format_time(estimate.latest)}): {estimate.methods[1]}"
+            f"likely moved to the latest end ({format_time(estimate.latest)}): the likely estimate "
+            f"({estimate.methods[1]}) fell after it"
         )
         estimate.likely = estimate.latest
