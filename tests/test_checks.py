@@ -1005,3 +1005,16 @@ def test_the_latest_entry_of_each_object_is_the_one_a_stable_sort_by_time_keeps(
     keys = events[events["source_id"].notna() & (events["source_id"] != "")]
     expected = keys.sort_values("activity_time", kind="stable").drop_duplicates("source_id", keep="last")
     assert latest_entries(events)["id"].tolist() == expected["id"].tolist() == ["e0", "e1", "e3"]
+
+
+def test_a_skip_is_classified_whatever_the_case_of_its_status():
+    from provkit.analysis.checks.skipped import classify
+
+    e = [entry("u1", status="skipped", skip="NotEffectivelyEntitled", assigned=True, active=False)]
+    ev = evidence(e, schema_json=schema(False), assignments=[user_assignment("u1")])
+    facts = gather(ev)
+    row = facts.latest.iloc[0].copy()
+    lower = classify(row, facts)
+    row["status"] = "Skipped"  # as Graph writes it; an entry from elsewhere may not be lower-cased
+    assert lower is not None and lower.check == "skipped.disabled-in-source"
+    assert classify(row, facts) == lower

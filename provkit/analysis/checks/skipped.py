@@ -191,52 +191,85 @@ def classify(row: Any, facts: Facts, details: dict[str, Any] | None = None) -> C
     is not a skip this module explains (success, RedundantExport, other failures).
 
     ``details`` are the merged step details of the entry (only needed for required and matching causes).
+    The order of the questions matters: a failure (required attribute), skips that are not this module's, a
+    soft-deleted user (deprovisioning), the matching attribute, an assignment made after the entry, then the
+    entitlement (disabled, role, not assigned) before the scoping filter.
     """
     details = details or {}
-    status = text_or_none(getattr(row, "status", None))
+    status = (text_or_none(getattr(row, "status", None)) or "").lower()
     kind = (text_or_none(getattr(row, "source_type", None)) or "User").capitalize()
-    object_id = text_or_none(getattr(row, "source_id", None)) or ""
     skip = (text_or_none(getattr(row, "skip_reason", None)) or "").lower()
     code = text_or_none(getattr(row, "error_code", None))
     base = (lookup(code).base or code).lower() if code else ""
     if status == "failure":
-        if base in _REQUIRED_CODES:
-            target, source = _required_attribute(
-                facts, details, text_or_none(getattr(row, "error_reason", None))
-            )
-            what = f"'{target}'" if target else "a required attribute"
-            src = f", mapped from '{source}'," if source else ""
-            return Cause(
-                REQUIRED,
-                f"failed: the target requires {what}{src} which is empty for this {kind.lower()}",
-                attribute=target,
-                source_attribute=source,
-            )
-        return None
+        return _required_cause(row, facts, details, kind) if base in _REQUIRED_CODES else None
     if status != "skipped" or skip in ("redundantexport", "stageddelete"):
         return None  # no change needed; or a deletion held by the accidental-deletions threshold
-    if is_true(((details or {}).get("_source") or {}).get("IsSoftDeleted")):
+    if is_true((details.get("_source") or {}).get("IsSoftDeleted")):
         return None  # a deleted user leaving the app: the deprovision.* checks tell that story
     if skip in _MATCHING_SKIPS or base in _MATCHING_SKIPS:
-        source, target = _matching_attribute(facts, kind, details)
-        what = f"'{source}'" + (f" (matched to '{target}' in the app)" if target else "") if source else ""
-        if kind == "Group":
-            return Cause(
-                GROUP_MATCHING,
-                f"skipped: the group's matching attribute {what or ''} is empty; neither the group nor its "
-                "members are provisioned".replace("  ", " "),
-                attribute=source,
-            )
-        return Cause(
-            MATCHING,
-            f"skipped: its matching attribute {what} is empty, so the service cannot look it up in the app "
-            f"({code or skip})".replace("  ", " "),
-            attribute=source,
-        )
+        return _matching_cause(facts, kind, details, code or skip)
+    object_id = text_or_none(getattr(row, "source_id", None)) or ""
     assignment = _group_assignment(facts, object_id) if kind == "Group" else facts.assignment(object_id)
     when = as_time(getattr(row, "activity_time", None))
     if assignment.since is not None and when is not None and assignment.since > when:
         return None  # assigned after this entry: the next cycle evaluates the new assignment
+    cause = _disabled_or_role_cause(row, facts, assignment, skip)
+    if cause is not None:
+        return cause
+    assigned_flag = getattr(row, "assigned", None)
+    scoping_false = is_false(getattr(row, "scoping_result", None))
+    clause = text_or_none(getattr(row, "failed_scope_clause", None))
+    not_entitled = is_false(assigned_flag) or (
+        skip == "noteffectivelyentitled"
+        and not scoping_false
+        and clause is None
+        and not is_true(assigned_flag)
+    )
+    if not_entitled and not facts.sync_all:
+        return _unassigned_cause(facts, assignment, when)
+    if scoping_false or clause is not None:
+        return _scoping_cause(row, facts, clause, details)
+    if not_entitled:
+        return Cause(NOT_ASSIGNED, "skipped as not effectively entitled", expected=True)
+    return None
+
+
+def _required_cause(row: Any, facts: Facts, details: dict[str, Any], kind: str) -> Cause:
+    """A create that failed because the target requires a value that is empty."""
+    target, source = _required_attribute(facts, details, text_or_none(getattr(row, "error_reason", None)))
+    what = f"'{target}'" if target else "a required attribute"
+    src = f", mapped from '{source}'," if source else ""
+    return Cause(
+        REQUIRED,
+        f"failed: the target requires {what}{src} which is empty for this {kind.lower()}",
+        attribute=target,
+        source_attribute=source,
+    )
+
+
+def _matching_cause(facts: Facts, kind: str, details: dict[str, Any], code: str) -> Cause:
+    """A skip because the matching attribute is empty (for a group: neither it nor its members go)."""
+    source, target = _matching_attribute(facts, kind, details)
+    what = f"'{source}'" + (f" (matched to '{target}' in the app)" if target else "") if source else ""
+    if kind == "Group":
+        return Cause(
+            GROUP_MATCHING,
+            f"skipped: the group's matching attribute {what} is empty; neither the group nor its members are "
+            "provisioned".replace("  ", " "),
+            attribute=source,
+        )
+    return Cause(
+        MATCHING,
+        f"skipped: its matching attribute {what} is empty, so the service cannot look it up in the app "
+        f"({code})".replace("  ", " "),
+        attribute=source,
+    )
+
+
+def _disabled_or_role_cause(row: Any, facts: Facts, assignment: Assignment, skip: str) -> Cause | None:
+    """Disabled in Entra ID (when that is why it is not provisioned), or assigned with a role that does not
+    entitle provisioning; None for neither."""
     assigned_flag = getattr(row, "assigned", None)
     if is_false(getattr(row, "is_active", None)) and (
         facts.sync_all or is_true(assigned_flag) or assignment.effective
@@ -257,63 +290,60 @@ def classify(row: Any, facts: Facts, details: dict[str, Any] | None = None) -> C
             "assignment's app role does not entitle provisioning (such as Default Access)",
             via=assignment.words() if assignment.any else None,
         )
-    scoping_false = is_false(getattr(row, "scoping_result", None))
-    clause = text_or_none(getattr(row, "failed_scope_clause", None))
-    not_entitled = is_false(assigned_flag) or (
-        skip == "noteffectivelyentitled"
-        and not scoping_false
-        and clause is None
-        and not is_true(assigned_flag)
-    )
-    if not_entitled and not facts.sync_all:
-        unentitling = [g for g in assignment.via_groups if facts.group_not_security_enabled(g)]
-        if unentitling and not assignment.direct and len(unentitling) == len(assignment.via_groups):
-            names = ", ".join(f"'{g}'" for g in unentitling)
-            return Cause(
-                NOT_SECURITY,
-                f"skipped as not effectively entitled: assigned only through {names}, a group that is not "
-                "security-enabled (securityEnabled false)",
-                via=assignment.words(),
-            )
-        if assignment.effective:
-            via = assignment.words()
-            return Cause(
-                BROKEN,
-                f"skipped as not assigned (NotEffectivelyEntitled, 'Assigned to the application' False), although "
-                f"it is {via}: the assignment record is broken{_before_reassigning(facts, assignment, when)}",
-                via=via,
-            )
-        if assignment.nested:
-            via = nested_words(assignment.nested)
-            return Cause(
-                NESTED,
-                f"skipped: not assigned to the app; it is {via}, and the service does not follow nested groups",
-                via=via,
-            )
-        return Cause(
-            NOT_ASSIGNED,
-            "skipped: not assigned to the app (directly or as a direct member of an assigned group), so the "
-            "service ignores it under 'Sync assigned users and groups'",
-            expected=True,
-        )
-    if scoping_false or clause is not None:
-        value = text_or_none(getattr(row, "failed_scope_value", None))
-        if value is None and clause:
-            value = _clause_value(clause, details)
-        scope_filter = text_or_none(getattr(row, "failed_scope_filter", None))
-        words = "skipped: out of scope: the scoping filter" + (f" '{scope_filter}'" if scope_filter else "")
-        words += f" clause {clause} is false" if clause else " evaluated to false"
-        words += (
-            f" for its value '{value}'"
-            if value and value != "(empty)"
-            else (" (the value is empty)" if value else "")
-        )
-        return Cause(
-            SCOPING, words, expected=bool(facts.sync_all), clause=clause, value=value, filter=scope_filter
-        )
-    if not_entitled:
-        return Cause(NOT_ASSIGNED, "skipped as not effectively entitled", expected=True)
     return None
+
+
+def _unassigned_cause(facts: Facts, assignment: Assignment, when: pd.Timestamp | None) -> Cause:
+    """Skipped as not assigned under 'sync assigned': through groups that are not security-enabled, a broken
+    assignment record, only a nested group, or simply not assigned."""
+    unentitling = [g for g in assignment.via_groups if facts.group_not_security_enabled(g)]
+    if unentitling and not assignment.direct and len(unentitling) == len(assignment.via_groups):
+        names = ", ".join(f"'{g}'" for g in unentitling)
+        return Cause(
+            NOT_SECURITY,
+            f"skipped as not effectively entitled: assigned only through {names}, a group that is not "
+            "security-enabled (securityEnabled false)",
+            via=assignment.words(),
+        )
+    if assignment.effective:
+        via = assignment.words()
+        return Cause(
+            BROKEN,
+            f"skipped as not assigned (NotEffectivelyEntitled, 'Assigned to the application' False), although "
+            f"it is {via}: the assignment record is broken{_before_reassigning(facts, assignment, when)}",
+            via=via,
+        )
+    if assignment.nested:
+        via = nested_words(assignment.nested)
+        return Cause(
+            NESTED,
+            f"skipped: not assigned to the app; it is {via}, and the service does not follow nested groups",
+            via=via,
+        )
+    return Cause(
+        NOT_ASSIGNED,
+        "skipped: not assigned to the app (directly or as a direct member of an assigned group), so the "
+        "service ignores it under 'Sync assigned users and groups'",
+        expected=True,
+    )
+
+
+def _scoping_cause(row: Any, facts: Facts, clause: str | None, details: dict[str, Any]) -> Cause:
+    """Out of scope: the filter, the clause that was false and the value it saw (from the import step when the
+    entry does not give it)."""
+    value = text_or_none(getattr(row, "failed_scope_value", None))
+    if value is None and clause:
+        value = _clause_value(clause, details)
+    scope_filter = text_or_none(getattr(row, "failed_scope_filter", None))
+    words = "skipped: out of scope: the scoping filter" + (f" '{scope_filter}'" if scope_filter else "")
+    words += f" clause {clause} is false" if clause else " evaluated to false"
+    if value and value != "(empty)":
+        words += f" for its value '{value}'"
+    elif value:
+        words += " (the value is empty)"
+    return Cause(
+        SCOPING, words, expected=bool(facts.sync_all), clause=clause, value=value, filter=scope_filter
+    )
 
 
 def _before_reassigning(facts: Facts, assignment: Assignment, when: pd.Timestamp | None) -> str:
