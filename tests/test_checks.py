@@ -1018,3 +1018,20 @@ def test_a_skip_is_classified_whatever_the_case_of_its_status():
     row["status"] = "Skipped"  # as Graph writes it; an entry from elsewhere may not be lower-cased
     assert lower is not None and lower.check == "skipped.disabled-in-source"
     assert classify(row, facts) == lower
+
+
+def test_taking_a_few_rows_of_a_stored_table_gives_what_iloc_gives():
+    import numpy as np
+    import pyarrow as pa
+
+    from provkit.analysis.columns import take
+
+    parts = [
+        pa.table({"id": [f"e{k}-{i}" for i in range(50)], "n": list(range(50)), "why": ["x" * k] * 50})
+        for k in range(4)
+    ]
+    frame = pa.concat_tables(parts).to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
+    frame.index = frame.index + 1000
+    positions = np.array([199, 3, 51, 52, 150, 0])  # across parts, out of order
+    pd.testing.assert_frame_equal(take(frame, positions), frame.iloc[positions])
+    pd.testing.assert_frame_equal(take(frame, positions[:0]), frame.iloc[positions[:0]])

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 __all__ = [
     "by_value",
@@ -23,6 +24,7 @@ __all__ = [
     "lowered_codes",
     "lowered_values",
     "rows_where",
+    "take",
 ]
 
 
@@ -74,7 +76,42 @@ def by_value(series: pd.Series, decide: Callable[[Any], object]) -> np.ndarray:
 
 def rows_where(frame: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
     """The rows of ``mask`` (index labels kept), taken by position: no boolean Series over the whole table."""
-    return frame.iloc[np.flatnonzero(mask)]
+    return take(frame, np.flatnonzero(mask))
+
+
+def take(frame: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
+    """``frame.iloc[positions]``, with Arrow-backed text columns taken chunk by chunk.
+
+    A stored table's text columns are Arrow arrays in one chunk per part; taking rows across chunks joins
+    the whole column first (a long text column such as ``error_reason`` costs tens of megabytes for a few
+    rows), where a take per chunk costs only the rows taken.
+    """
+    positions = np.asarray(positions, dtype=np.int64)
+    if not len(positions) or len(positions) * 4 > len(frame):  # none, or most rows: joining costs little more
+        return frame.iloc[positions]
+    columns = {name: _take_column(frame[name], positions) for name in frame.columns}
+    return pd.DataFrame(columns, index=frame.index[positions], columns=frame.columns)
+
+
+def _take_column(series: pd.Series, positions: np.ndarray) -> Any:
+    """The column's values at ``positions`` as an array (no index: the caller sets it)."""
+    array = series.array
+    if not isinstance(series.dtype, pd.StringDtype) or not hasattr(array, "__arrow_array__"):
+        return series.iloc[positions].array
+    chunked = array.__arrow_array__()
+    if not isinstance(chunked, pa.ChunkedArray) or chunked.num_chunks < 2:
+        return series.iloc[positions].array
+    bounds = np.cumsum([0, *(len(chunk) for chunk in chunked.chunks)])
+    which = np.searchsorted(bounds, positions, side="right") - 1
+    # Runs of positions in the same chunk, in the order asked for.
+    starts = np.flatnonzero(np.r_[True, which[1:] != which[:-1]])
+    ends = np.r_[starts[1:], len(positions)]
+    pieces = [
+        chunked.chunk(int(which[a])).take(pa.array(positions[a:b] - bounds[which[a]]))
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
+    ]
+    taken = pa.chunked_array(pieces, type=chunked.type)
+    return taken.to_pandas(types_mapper=lambda _: series.dtype).array
 
 
 def flag(frame: pd.DataFrame, column: str, value: bool) -> np.ndarray:
@@ -122,4 +159,4 @@ def latest_entries(events: pd.DataFrame) -> pd.DataFrame:
     ends = np.r_[mine[order][1:] != mine[order][:-1], True]
     chosen = order[ends]  # the last of each object's run
     chosen = chosen[np.lexsort((positions[chosen], times[chosen]))]  # oldest first, as a stable sort gives
-    return events.iloc[positions[chosen]].reset_index(drop=True)
+    return take(events, positions[chosen]).reset_index(drop=True)

@@ -131,14 +131,18 @@ def infer_sync_scope(
 
 
 def sync_scope_of(
-    evidence: Evidence, assigned_users: set[str] | None = None, latest: pd.DataFrame | None = None
+    evidence: Evidence,
+    assigned_users: set[str] | None = None,
+    latest: pd.DataFrame | None = None,
+    latest_steps: pd.DataFrame | None = None,
 ) -> SyncScope:
     """:func:`infer_sync_scope` over the evidence's events and the steps of each object's latest entry
-    (``latest``, from :func:`latest_entries` when not given). A step that says "scope sync all" is looked for in
+    (``latest``, from :func:`latest_entries` when not given; ``latest_steps`` when the caller has read them). A step that says "scope sync all" is looked for in
     those steps only: the setting applies to every entry, so an object's latest entry says it as well as any, and
     reading every step would hold several million rows."""
     events = evidence.events
     if latest is None:
         latest = latest_entries(events)
-    steps = evidence.steps_of(latest["id"]) if len(latest) else None
-    return infer_sync_scope(events, steps, assigned_users)
+    if latest_steps is None and len(latest):
+        latest_steps = evidence.steps_of(latest["id"])
+    return infer_sync_scope(events, latest_steps, assigned_users)

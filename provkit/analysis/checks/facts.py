@@ -199,8 +199,22 @@ class Facts:
 
     def steps_of(self, event_ids: Iterable[str]) -> pd.DataFrame:
         """The steps of the given entries only (from the store, only their rows are read): the checks never hold
-        the whole steps table, several million rows for a million entries."""
-        return self.evidence.steps_of(event_ids)
+        the whole steps table, several million rows for a million entries. Entries that are all objects' latest
+        ones are served from :attr:`latest_steps`, read once."""
+        wanted = {str(i) for i in event_ids}
+        if wanted <= self._latest_ids:
+            steps = self.latest_steps
+            return steps[steps["event_id"].isin(wanted)].reset_index(drop=True)
+        return self.evidence.steps_of(wanted)
+
+    @cached_property
+    def latest_steps(self) -> pd.DataFrame:
+        """The steps of each object's latest entry (the sync scope and the skip causes read them)."""
+        return self.evidence.steps_of(self.latest["id"] if len(self.latest) else [])
+
+    @cached_property
+    def _latest_ids(self) -> set[str]:
+        return set(map(str, self.latest["id"])) if len(self.latest) else set()
 
     @property
     def sync_assigned(self) -> bool | None:
@@ -385,6 +399,8 @@ def gather(evidence: Evidence) -> Facts:
         assignments=assignments,
         group_names=group_names,
     )
-    facts.scope = sync_scope_of(evidence, _all_assigned(evidence, assignments), facts.latest)
+    facts.scope = sync_scope_of(
+        evidence, _all_assigned(evidence, assignments), facts.latest, facts.latest_steps
+    )
     facts.sync_all = facts.scope.sync_all
     return facts

@@ -22,6 +22,7 @@ import pandas as pd
 
 from provkit.analysis.checks.facts import Facts, as_time
 from provkit.analysis.checks.finding import LINKS, SECTIONS, Finding
+from provkit.analysis.columns import rows_where
 from provkit.analysis.syncscope import infer_sync_scope
 from provkit.formatting import format_time
 
@@ -122,7 +123,11 @@ def switch_needs_restart(facts: Facts) -> list[Finding]:
     if restarted:
         return []
     events = facts.events
-    after = events[events["activity_time"] > when] if not events.empty else events
+    after = (
+        rows_where(events, (events["activity_time"] > when).to_numpy(dtype=bool))
+        if not events.empty
+        else events
+    )
     still = infer_sync_scope(after, None, None) if not after.empty else None
     title = f"The scope was switched to 'Sync only assigned' on {format_time(when)} and provisioning was not restarted"
     evidence: list[dict[str, Any]] = [{"time": when, "change": "SyncAll -> False", "restart_after": False}]

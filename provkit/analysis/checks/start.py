@@ -170,8 +170,8 @@ def initial_cycle_eta(facts: Facts) -> InitialCycleEta:
     entries = 0
     if not events.empty:
         last_cycle = events.loc[events["activity_time"].idxmax(), "cycle_id"]
-        cycle = events[events["cycle_id"] == last_cycle]
-        started, entries = as_time(cycle["activity_time"].min()), len(cycle)
+        mine = (events["cycle_id"] == last_cycle).fillna(False).to_numpy(dtype=bool)
+        started, entries = as_time(events["activity_time"][mine].min()), int(mine.sum())
     observations = _observations(facts)
     completed = total = None
     units = observed = eta = None
