@@ -1,5 +1,5 @@
 """What the evidence says about cycles besides the logs: directory audits, job-status snapshots, the executions
-they report, the schedule interval and quarantine episodes, gathered once in a ``_Context``."""
+they report, the schedule interval and quarantine episodes, gathered once in a ``Context``."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from typing import Any
 import pandas as pd
 
 from provkit.analysis.cycles.rules import (
-    _EXECUTION_PREFIXES,
     DEFAULT_INTERVAL,
     DISABLE_AFTER,
+    EXECUTION_PREFIXES,
     RETRY_EVERY,
     RETRY_OFFSETS,
-    _audit_kind,
+    audit_kind,
 )
-from provkit.analysis.cycles.values import _ts
+from provkit.analysis.cycles.values import as_utc
 from provkit.data.evidence import Evidence
 from provkit.formatting import text_or_none
 
@@ -32,8 +32,8 @@ def _audits(evidence: Evidence) -> pd.DataFrame:
         if target and evidence.service_principal_id and target != evidence.service_principal_id:
             continue
         activity = text_or_none(record.get("activityDisplayName"), strip=True) or ""
-        kind, reason = _audit_kind(record, activity)
-        time = _ts(record.get("activityDateTime"))
+        kind, reason = audit_kind(record, activity)
+        time = as_utc(record.get("activityDateTime"))
         if kind == "other" or pd.isna(time):
             continue
         rows.append(
@@ -49,7 +49,7 @@ def _audits(evidence: Evidence) -> pd.DataFrame:
     return frame.sort_values("time", kind="stable").reset_index(drop=True)
 
 
-def _snapshots(evidence: Evidence) -> pd.DataFrame:
+def snapshots_of(evidence: Evidence) -> pd.DataFrame:
     jobs = evidence.jobs
     if jobs is None or len(jobs) == 0:
         return pd.DataFrame()
@@ -62,7 +62,7 @@ def _executions(snapshots: pd.DataFrame) -> pd.DataFrame:
     if snapshots.empty:
         return pd.DataFrame(columns=columns)
     parts = []
-    for prefix in _EXECUTION_PREFIXES:
+    for prefix in EXECUTION_PREFIXES:
         if f"{prefix}_began" not in snapshots:
             continue
         part = pd.DataFrame(
@@ -124,14 +124,14 @@ def _episodes(snapshots: pd.DataFrame, audits: pd.DataFrame, now: pd.Timestamp) 
             episodes.append(
                 {
                     "job_id": job_id,
-                    "series_began": _ts(began),
+                    "series_began": as_utc(began),
                     "reason": text_or_none(last["quarantine_reason"], strip=True),
                     "error_code": text_or_none(last["quarantine_error_code"], strip=True),
                     "error_message": text_or_none(last["quarantine_error_message"], strip=True),
-                    "current_began": _ts(last["quarantine_current_began"]),
-                    "next_attempt": _ts(last["quarantine_next_attempt"]),
+                    "current_began": as_utc(last["quarantine_current_began"]),
+                    "next_attempt": as_utc(last["quarantine_next_attempt"]),
                     "series_count": int(count.max()) if len(count) else None,
-                    "last_seen": _ts(last["snapshot_time"]),
+                    "last_seen": as_utc(last["snapshot_time"]),
                     "source": "job-status",
                 }
             )
@@ -177,7 +177,7 @@ def _episodes(snapshots: pd.DataFrame, audits: pd.DataFrame, now: pd.Timestamp) 
             if "quarantine_series_began" in later:
                 lifted = later[later["quarantine_series_began"] != began]
                 if len(lifted) and episode["source"] != "audit":
-                    candidates.append((_ts(lifted["snapshot_time"].iloc[0]), "lifted (a later snapshot)"))
+                    candidates.append((as_utc(lifted["snapshot_time"].iloc[0]), "lifted (a later snapshot)"))
         if k + 1 < len(episodes):
             candidates.append((episodes[k + 1]["series_began"], "a new quarantine series"))
         end, ended_by = min(candidates, key=lambda c: c[0])
@@ -190,7 +190,7 @@ def _episodes(snapshots: pd.DataFrame, audits: pd.DataFrame, now: pd.Timestamp) 
     return frame
 
 
-def _attempt_times(series_began: pd.Timestamp) -> list[pd.Timestamp]:
+def attempt_times(series_began: pd.Timestamp) -> list[pd.Timestamp]:
     """The documented retry schedule: 6 h, 12 h, 24 h after the first failure, then daily, until day 28."""
     offsets = list(RETRY_OFFSETS)
     day = 2
@@ -201,7 +201,7 @@ def _attempt_times(series_began: pd.Timestamp) -> list[pd.Timestamp]:
 
 
 @dataclass
-class _Context:
+class Context:
     now: pd.Timestamp
     window_start: pd.Timestamp | Any
     horizon: pd.Timestamp
@@ -213,10 +213,10 @@ class _Context:
     episodes: pd.DataFrame
 
     @classmethod
-    def of(cls, evidence: Evidence) -> _Context:
-        now = _ts(evidence.now)
+    def of(cls, evidence: Evidence) -> Context:
+        now = as_utc(evidence.now)
         audits = _audits(evidence)
-        snapshots = _snapshots(evidence)
+        snapshots = snapshots_of(evidence)
         events = evidence.events
         first_event = events["activity_time"].min() if len(events) else pd.NaT
         last_event = events["activity_time"].max() if len(events) else pd.NaT
@@ -225,12 +225,12 @@ class _Context:
             first_event = min(x for x in (first_event, pushed[0]["first"].min()) if not pd.isna(x))
             last_event = max(x for x in (last_event, pushed[0]["last"].max()) if not pd.isna(x))
         if evidence.window is not None:
-            window_start = _ts(evidence.window[0])
+            window_start = as_utc(evidence.window[0])
         else:
             window_start = first_event
         horizon_candidates = [t for t in (last_event,) if not pd.isna(t)]
         if not snapshots.empty:
-            horizon_candidates.append(_ts(snapshots["snapshot_time"].max()))
+            horizon_candidates.append(as_utc(snapshots["snapshot_time"].max()))
         horizon = max(horizon_candidates) if horizon_candidates else now
         interval, interval_source = _interval(snapshots)
         return cls(

@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from provkit.analysis.cycles.context import _Context, _snapshots
+from provkit.analysis.cycles.context import Context, snapshots_of
 from provkit.analysis.cycles.reconstruct import cycles_table
 from provkit.analysis.cycles.rules import SIZING_MINUTES_PER_OBJECT
-from provkit.analysis.cycles.values import _jsonable, _same, _ts
+from provkit.analysis.cycles.values import as_utc, jsonable, same_text
 from provkit.analysis.syncscope import sync_scope_of
 from provkit.data.evidence import Evidence
 from provkit.formatting import format_time, text_or_none
@@ -47,7 +47,7 @@ class Eta:
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return _jsonable(self)
+        return jsonable(self)
 
 
 def _progress_observations(evidence: Evidence, snapshots: pd.DataFrame) -> pd.DataFrame:
@@ -59,7 +59,7 @@ def _progress_observations(evidence: Evidence, snapshots: pd.DataFrame) -> pd.Da
             continue
         rows.append(
             {
-                "time": _ts(item.get("progressObservationDateTime")),
+                "time": as_utc(item.get("progressObservationDateTime")),
                 "completed": item.get("completedUnits"),
                 "total": item.get("totalUnits"),
                 "units": text_or_none(item.get("units"), strip=True),
@@ -69,7 +69,7 @@ def _progress_observations(evidence: Evidence, snapshots: pd.DataFrame) -> pd.Da
         for row in snapshots[snapshots["progress_time"].notna()].itertuples():
             rows.append(
                 {
-                    "time": _ts(row.progress_time),
+                    "time": as_utc(row.progress_time),
                     "completed": row.progress_completed,
                     "total": row.progress_total,
                     "units": text_or_none(row.progress_units, strip=True),
@@ -88,7 +88,7 @@ def _progress_observations(evidence: Evidence, snapshots: pd.DataFrame) -> pd.Da
 def progress_observations(evidence: Evidence) -> pd.DataFrame:
     """The job's progress observations (time, completed, total, units), oldest first, without duplicates:
     the latest job JSON's whole list plus the latest observation kept in each job-status snapshot."""
-    return _progress_observations(evidence, _snapshots(evidence))
+    return _progress_observations(evidence, snapshots_of(evidence))
 
 
 def _assigned_count(evidence: Evidence) -> int | None:
@@ -107,7 +107,7 @@ def _assigned_count(evidence: Evidence) -> int | None:
     return users + groups + members
 
 
-def _running_initial(cycles: pd.DataFrame) -> pd.Series | None:
+def running_initial(cycles: pd.DataFrame) -> pd.Series | None:
     running = cycles[cycles["running"] & (cycles["kind"] == "initial")]
     return None if running.empty else running.iloc[-1]
 
@@ -123,7 +123,7 @@ def initial_cycle_eta(evidence: Evidence, cycles: pd.DataFrame | None = None) ->
     """
     if cycles is None:
         cycles = cycles_table(evidence)
-    ctx = _Context.of(evidence)
+    ctx = Context.of(evidence)
     running = _running_cycle(evidence, ctx, cycles)
     if running is None:
         return None
@@ -161,15 +161,15 @@ def initial_cycle_eta(evidence: Evidence, cycles: pd.DataFrame | None = None) ->
 
 
 def _running_cycle(
-    evidence: Evidence, ctx: _Context, cycles: pd.DataFrame
+    evidence: Evidence, ctx: Context, cycles: pd.DataFrame
 ) -> tuple[pd.Timestamp, Any, pd.DataFrame] | None:
     """(start, cycle id, progress observations since the start) of the running initial cycle; a job whose
     first run has not completed (NotRun) with progress observations counts, from its first observation."""
-    cycle = _running_initial(cycles)
+    cycle = running_initial(cycles)
     observations = _progress_observations(evidence, ctx.snapshots)
     if cycle is None:
         latest = ctx.latest()
-        if latest is None or not _same(latest.get("status_code"), "NotRun") or observations.empty:
+        if latest is None or not same_text(latest.get("status_code"), "NotRun") or observations.empty:
             return None
         start, cycle_id = observations["time"].iloc[0], None
     else:

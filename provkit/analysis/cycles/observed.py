@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from provkit.analysis.cycles.rules import ACTION_COLUMNS, CYCLE_COLUMNS, STATUS_COLUMNS
-from provkit.analysis.cycles.values import _ns
+from provkit.analysis.cycles.values import ns_of
 
 
 def _lut(categories: pd.Index, known: dict[str, str]) -> np.ndarray:
@@ -27,7 +27,7 @@ def _category_codes(series: pd.Series) -> tuple[np.ndarray, pd.Index]:
     return series.cat.codes.to_numpy(), series.cat.categories
 
 
-def _observed_cycles(events: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+def observed_cycles(events: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """One row per cycleId in the log entries, and the number of entries that carry no cycleId.
 
     Vectorised: factorised ids, then bincounts and sorted reductions (no Python loop per entry).
@@ -47,7 +47,7 @@ def _observed_cycles(events: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     k = len(cycle_ids)
     if k == 0:
         return pd.DataFrame(columns=columns), without_cycle
-    times = _ns(events["activity_time"])
+    times = ns_of(events["activity_time"])
     job_codes, job_ids = pd.factorize(events["job_id"])
     action_codes, action_categories = _category_codes(events["action"])
     status_codes, status_categories = _category_codes(events["status"])

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from provkit.analysis.cycles.context import _attempt_times, _Context
-from provkit.analysis.cycles.observed import _observed_cycles
+from provkit.analysis.cycles.context import Context, attempt_times
+from provkit.analysis.cycles.observed import observed_cycles
 from provkit.analysis.cycles.rules import (
     ACTION_COLUMNS,
     ATTEMPT_TOLERANCE,
@@ -20,12 +20,12 @@ from provkit.analysis.cycles.rules import (
     SHAPE_TIMES_MEDIAN,
     STATUS_COLUMNS,
 )
-from provkit.analysis.cycles.values import _job_key, _jsonable, _ns, _same
+from provkit.analysis.cycles.values import job_key, jsonable, ns_of, same_text
 from provkit.data.evidence import Evidence
 from provkit.formatting import format_time, text_or_none
 
 
-def _match_executions(observed: pd.DataFrame, ctx: _Context) -> pd.DataFrame:
+def _match_executions(observed: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     """Observed cycles with job-status timing where an execution overlaps their log span, plus executions
     inside the window that no logged cycle overlaps (cycles that left no log entries)."""
     frame = observed.copy()
@@ -40,10 +40,10 @@ def _match_executions(observed: pd.DataFrame, ctx: _Context) -> pd.DataFrame:
     executions = ctx.executions
     unmatched: list[int] = []
     if len(executions):
-        first_ns = _ns(frame["first"]) if len(frame) else np.array([], dtype=np.int64)
-        last_ns = _ns(frame["last"]) if len(frame) else np.array([], dtype=np.int64)
-        began_ns = _ns(executions["began"])
-        ended_ns = _ns(executions["ended"])
+        first_ns = ns_of(frame["first"]) if len(frame) else np.array([], dtype=np.int64)
+        last_ns = ns_of(frame["last"]) if len(frame) else np.array([], dtype=np.int64)
+        began_ns = ns_of(executions["began"])
+        ended_ns = ns_of(executions["ended"])
         # frame is sorted by first entry: the candidate is the last cycle whose first entry is at or before
         # the execution's end; it matches when its last entry is at or after the execution's start.
         candidate = np.searchsorted(first_ns, ended_ns, side="right") - 1
@@ -98,28 +98,24 @@ def _blank_rows(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def _episode_spans(ctx: _Context, job_id: object) -> list[tuple[pd.Timestamp, pd.Timestamp, pd.Series]]:
+def _episode_spans(ctx: Context, job_id: object) -> list[tuple[pd.Timestamp, pd.Timestamp, pd.Series]]:
     spans = []
     for _, episode in ctx.episodes.iterrows():
-        if (
-            _job_key(episode["job_id"])
-            and _job_key(job_id)
-            and _job_key(episode["job_id"]) != _job_key(job_id)
-        ):
+        if job_key(episode["job_id"]) and job_key(job_id) and job_key(episode["job_id"]) != job_key(job_id):
             continue
         end = episode["ended"] if not pd.isna(episode["ended"]) else ctx.horizon
         spans.append((episode["series_began"], end, episode))
     return spans
 
 
-def _infer_attempts(known: pd.DataFrame, ctx: _Context, job_id: object) -> list[dict[str, Any]]:
+def _infer_attempts(known: pd.DataFrame, ctx: Context, job_id: object) -> list[dict[str, Any]]:
     """Quarantine retries on the documented schedule that no known cycle accounts for."""
     rows = []
     starts = known["start"].dropna().sort_values().to_numpy(dtype="datetime64[ns]")
     tolerance = ATTEMPT_TOLERANCE.to_timedelta64()
     lower = ctx.window_start
     for began, end, _episode in _episode_spans(ctx, job_id):
-        for when in _attempt_times(began):
+        for when in attempt_times(began):
             if when > end or when > ctx.horizon:
                 break
             if not pd.isna(lower) and when < lower:
@@ -141,7 +137,7 @@ def _infer_attempts(known: pd.DataFrame, ctx: _Context, job_id: object) -> list[
     return rows
 
 
-def _blockers(ctx: _Context, job_id: object) -> list[tuple[pd.Timestamp, pd.Timestamp | None, str]]:
+def _blockers(ctx: Context, job_id: object) -> list[tuple[pd.Timestamp, pd.Timestamp | None, str]]:
     """Spans in which the job does not run on its interval: quarantine episodes (retry schedule instead),
     and paused or disabled periods (until a start or restart). (from, to or None when open, why)."""
     spans: list[tuple[pd.Timestamp, pd.Timestamp | None, str]] = [
@@ -154,7 +150,7 @@ def _blockers(ctx: _Context, job_id: object) -> list[tuple[pd.Timestamp, pd.Time
     return spans
 
 
-def _infer_interval(known: pd.DataFrame, ctx: _Context, job_id: object) -> list[dict[str, Any]]:
+def _infer_interval(known: pd.DataFrame, ctx: Context, job_id: object) -> list[dict[str, Any]]:
     """Empty incremental cycles between two known cycles, one per missed interval.
 
     The cadence restarts at a watermark reset or a start (the next cycle follows promptly), stops while the job
@@ -213,12 +209,12 @@ def _infer_interval(known: pd.DataFrame, ctx: _Context, job_id: object) -> list[
     return rows
 
 
-def _add_inferred(frame: pd.DataFrame, ctx: _Context) -> pd.DataFrame:
-    keys = [_job_key(j) for j in frame["job_id"].tolist()]
+def _add_inferred(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+    keys = [job_key(j) for j in frame["job_id"].tolist()]
     job_ids = list(dict.fromkeys(keys))
     if not ctx.snapshots.empty:
         job_ids.extend(
-            k for k in dict.fromkeys(map(_job_key, ctx.snapshots["job_id"].tolist())) if k not in job_ids
+            k for k in dict.fromkeys(map(job_key, ctx.snapshots["job_id"].tolist())) if k not in job_ids
         )
     if len(job_ids) > 1 and "" in job_ids:
         job_ids.remove("")  # entries without a job id belong to the job(s) the snapshots name
@@ -246,7 +242,7 @@ def _assign_resets(frame: pd.DataFrame, audits: pd.DataFrame) -> None:
     resets = audits[audits["kind"] == "reset"]
     if frame.empty or resets.empty:
         return
-    starts = _ns(frame["start"])
+    starts = ns_of(frame["start"])
     for audit in resets.itertuples():
         i = int(np.searchsorted(starts, audit.time.value, side="left"))
         if i >= len(frame):
@@ -257,7 +253,7 @@ def _assign_resets(frame: pd.DataFrame, audits: pd.DataFrame) -> None:
             frame.at[i, "reset_reason"] = f"{previous},{audit.reason}" if previous else audit.reason
 
 
-def _mark_running(frame: pd.DataFrame, ctx: _Context) -> None:
+def _mark_running(frame: pd.DataFrame, ctx: Context) -> None:
     """A logged cycle without job-status timing is running when a snapshot taken after its first entry still
     reports an earlier execution as the last one (or none)."""
     frame["running"] = False
@@ -275,7 +271,7 @@ def _mark_running(frame: pd.DataFrame, ctx: _Context) -> None:
             frame.at[last, "running"] = True
 
 
-def _classify(frame: pd.DataFrame, ctx: _Context) -> None:
+def _classify(frame: pd.DataFrame, ctx: Context) -> None:
     """Initial vs incremental: documented signals first, then the cycle's shape."""
     n = len(frame)
     kinds = ["unknown"] * n
@@ -299,7 +295,7 @@ def _classify(frame: pd.DataFrame, ctx: _Context) -> None:
             reasons[i] = (
                 "no log entries: an initial cycle logs every object in scope, an empty incremental nothing"
             )
-    keys = [_job_key(j) for j in frame["job_id"].tolist()]
+    keys = [job_key(j) for j in frame["job_id"].tolist()]
     for job_id in dict.fromkeys(keys):
         mine = [i for i in range(n) if keys[i] == job_id and not inferred[i]]
         latest = ctx.latest(job_id or None)
@@ -307,7 +303,7 @@ def _classify(frame: pd.DataFrame, ctx: _Context) -> None:
             continue
         earliest = mine[0]
         steady_first = latest.get("steady_state_first", pd.NaT)
-        if _same(latest.get("status_code"), "NotRun"):
+        if same_text(latest.get("status_code"), "NotRun"):
             kinds[earliest] = "initial"
             reasons[earliest] = "first run: the job status is NotRun (its first cycle has not completed)"
         elif not pd.isna(steady_first) and starts[earliest] < steady_first:
@@ -368,10 +364,10 @@ def cycles_table(evidence: Evidence) -> pd.DataFrame:
     ``interval``, ``interval_source`` and ``entries_without_cycle`` (entries with no cycleId, counted, not
     placed in a cycle).
     """
-    ctx = _Context.of(evidence)
+    ctx = Context.of(evidence)
     # A source that summarised the entries itself (Log Analytics, in KQL) hands over the same per-cycle rows.
     pushed = getattr(evidence, "observed_cycles", None)
-    observed, without_cycle = pushed if pushed is not None else _observed_cycles(evidence.events)
+    observed, without_cycle = pushed if pushed is not None else observed_cycles(evidence.events)
     frame = _match_executions(observed, ctx)
     frame = _add_inferred(frame, ctx)
     _assign_resets(frame, ctx.audits)
@@ -400,4 +396,4 @@ def cycles_table(evidence: Evidence) -> pd.DataFrame:
 
 def cycles_as_records(cycles: pd.DataFrame) -> list[dict[str, Any]]:
     """The cycles table as JSON-ready dicts (times ISO-8601 UTC, durations in seconds, missing as None)."""
-    return _jsonable(cycles)
+    return jsonable(cycles)

@@ -92,7 +92,7 @@ _AUDIT_KINDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _audit_kind(record: dict[str, Any], activity: str) -> tuple[str, str]:
+def audit_kind(record: dict[str, Any], activity: str) -> tuple[str, str]:
     """(kind, reason) of one audit. "Disable/pause provisioning configuration" is an admin's stop (pause) or,
     initiated by the provisioning service itself, the disable after four weeks in quarantine (inference: the
     docs give the name, not who initiates the automatic disable)."""
@@ -106,4 +106,4 @@ def _audit_kind(record: dict[str, Any], activity: str) -> tuple[str, str]:
     return kind, reason
 
 
-_EXECUTION_PREFIXES = ("last_execution", "last_successful", "last_successful_with_exports")
+EXECUTION_PREFIXES = ("last_execution", "last_successful", "last_successful_with_exports")

@@ -10,33 +10,33 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from provkit.analysis.cycles.context import _attempt_times, _Context
-from provkit.analysis.cycles.eta import _running_initial, initial_cycle_eta
+from provkit.analysis.cycles.context import Context, attempt_times
+from provkit.analysis.cycles.eta import initial_cycle_eta, running_initial
 from provkit.analysis.cycles.reconstruct import cycles_table
 from provkit.analysis.cycles.rules import ATTEMPT_TOLERANCE, DOCUMENTED_INCREMENTAL
-from provkit.analysis.cycles.values import _jsonable, _same, _ts
+from provkit.analysis.cycles.values import as_utc, jsonable, same_text
 from provkit.data.evidence import Evidence
 from provkit.formatting import format_duration, format_time, text_or_none
 
 
-def _job_state(latest: pd.Series | None, cycles: pd.DataFrame) -> tuple[str, str]:
+def job_state(latest: pd.Series | None, cycles: pd.DataFrame) -> tuple[str, str]:
     """(state, detail) from the latest job status: Active, Running initial cycle, Quarantine, Paused,
     Disabled, NotRun, NotConfigured, Unknown (no snapshot), or an unknown status code as sent."""
     if latest is None:
         return "Unknown", "no job-status snapshot (logs only): the job's state is not known"
     code = text_or_none(latest.get("status_code"), strip=True) or ""
-    if _same(latest.get("schedule_state"), "Disabled"):
+    if same_text(latest.get("schedule_state"), "Disabled"):
         return "Disabled", f"schedule state Disabled (status code {code or 'not given'})"
     if code.lower() == "quarantine":
         reason = text_or_none(latest.get("quarantine_reason"), strip=True) or "reason not given"
         error = text_or_none(latest.get("quarantine_error_code"), strip=True)
         # The escrow quarantine records the same text as reason and error code: say it once.
         return "Quarantine", reason + (f" ({error})" if error and error.lower() != reason.lower() else "")
-    if code.lower() == "paused" or _same(latest.get("schedule_state"), "Paused"):
+    if code.lower() == "paused" or same_text(latest.get("schedule_state"), "Paused"):
         return "Paused", "paused (usually by an admin); start resumes where it stopped"
     if code.lower() == "notconfigured":
         return "NotConfigured", "provisioning was never configured or run"
-    if _running_initial(cycles) is not None:
+    if running_initial(cycles) is not None:
         return "Running initial cycle", "the initial cycle is running: every object in scope is evaluated"
     if code.lower() == "notrun":
         return "NotRun", "configured, but its first run has not completed"
@@ -63,10 +63,10 @@ class ChangeEta:
     explanation: str
 
     def as_dict(self) -> dict[str, Any]:
-        return _jsonable(self)
+        return jsonable(self)
 
 
-def _incremental_durations(cycles: pd.DataFrame) -> pd.Series:
+def incremental_durations(cycles: pd.DataFrame) -> pd.Series:
     mask = (
         (cycles["kind"] == "incremental")
         & ~cycles["running"]
@@ -77,7 +77,7 @@ def _incremental_durations(cycles: pd.DataFrame) -> pd.Series:
 
 
 def _incremental_stats(cycles: pd.DataFrame) -> tuple[pd.Timedelta, pd.Timedelta, str]:
-    durations = _incremental_durations(cycles)
+    durations = incremental_durations(cycles)
     if len(durations) >= 3:
         return (
             durations.quantile(0.5),
@@ -96,10 +96,10 @@ def change_eta(evidence: Evidence, cycles: pd.DataFrame | None = None) -> Change
     """
     if cycles is None:
         cycles = cycles_table(evidence)
-    ctx = _Context.of(evidence)
+    ctx = Context.of(evidence)
     now = ctx.now
     latest = ctx.latest()
-    state, detail = _job_state(latest, cycles)
+    state, detail = job_state(latest, cycles)
     p50, p90, basis = _incremental_stats(cycles)
     interval = ctx.interval
     if state in ("Paused", "Disabled", "NotConfigured"):
@@ -120,7 +120,7 @@ def change_eta(evidence: Evidence, cycles: pd.DataFrame | None = None) -> Change
         next_attempt = latest.get("quarantine_next_attempt") if latest is not None else pd.NaT
         if (pd.isna(next_attempt) or next_attempt < now) and len(ctx.episodes):
             # Not given, or already past at ``now`` (an older snapshot): the documented schedule's next slot.
-            upcoming = [t for t in _attempt_times(ctx.episodes["series_began"].iloc[-1]) if t > now]
+            upcoming = [t for t in attempt_times(ctx.episodes["series_began"].iloc[-1]) if t > now]
             next_attempt = upcoming[0] if upcoming else next_attempt
         if pd.isna(next_attempt):
             return ChangeEta(
@@ -134,7 +134,7 @@ def change_eta(evidence: Evidence, cycles: pd.DataFrame | None = None) -> Change
                 "The job is quarantined and the next attempt is not known. A change reaches the app only "
                 "after the cause is fixed and the job is restarted.",
             )
-        start = max(_ts(next_attempt), now)
+        start = max(as_utc(next_attempt), now)
         attempts = cycles.loc[cycles["quarantine_attempt"] & ~cycles["running"], "duration"].dropna()
         if len(attempts):
             # A retry re-runs the failed changes: earlier retries say how long that takes.
@@ -205,14 +205,14 @@ def change_eta(evidence: Evidence, cycles: pd.DataFrame | None = None) -> Change
     else:
         how = f"no cycle seen: the next starts within one interval ({format_duration(interval, missing='-')})"
         earliest, likely, latest_end = now, now + interval / 2 + p50, now + interval + p90
-    pending = ctx.audits[(ctx.audits["kind"] == "reset") & (ctx.audits["time"] > _last_start(cycles))]
+    pending = ctx.audits[(ctx.audits["kind"] == "reset") & (ctx.audits["time"] > last_start(cycles))]
     text = f"The job is active: the next cycle starts about {format_time(earliest)} ({how}) and picks up the change."
     if len(pending):
         text += " A watermark reset is pending: the next cycle is an initial cycle and will take longer."
     return ChangeEta(state, earliest, likely, latest_end, False, False, f"next cycle start + {basis}", text)
 
 
-def _last_start(cycles: pd.DataFrame) -> pd.Timestamp:
+def last_start(cycles: pd.DataFrame) -> pd.Timestamp:
     starts = cycles["start"].dropna()
     return starts.iloc[-1] if len(starts) else pd.Timestamp.min.tz_localize("UTC")
 
@@ -239,7 +239,7 @@ class QuarantineTimeline:
     attempts: pd.DataFrame
 
     def as_dict(self) -> dict[str, Any]:
-        return _jsonable(self)
+        return jsonable(self)
 
 
 def quarantine_timeline(evidence: Evidence, cycles: pd.DataFrame | None = None) -> QuarantineTimeline:
@@ -247,14 +247,14 @@ def quarantine_timeline(evidence: Evidence, cycles: pd.DataFrame | None = None) 
     the job is (or will be) disabled if nothing changes: seriesBegan + 28 days."""
     if cycles is None:
         cycles = cycles_table(evidence)
-    ctx = _Context.of(evidence)
+    ctx = Context.of(evidence)
     episodes = ctx.episodes
     seen = cycles[cycles["timing_source"] != "retry-schedule"]
     starts = seen["start"].dropna().to_numpy(dtype="datetime64[ns]")
     tolerance = ATTEMPT_TOLERANCE.to_timedelta64()
     rows = []
     for episode in episodes.itertuples():
-        for k, when in enumerate(_attempt_times(episode.series_began), start=1):
+        for k, when in enumerate(attempt_times(episode.series_began), start=1):
             if not pd.isna(episode.ended) and when > episode.ended:
                 break
             point = when.tz_convert(None).to_datetime64()
@@ -270,7 +270,7 @@ def quarantine_timeline(evidence: Evidence, cycles: pd.DataFrame | None = None) 
             )
     attempts = pd.DataFrame(rows, columns=["series_began", "attempt", "time", "passed", "observed"])
     latest = ctx.latest()
-    state, _ = _job_state(latest, cycles)
+    state, _ = job_state(latest, cycles)
     current = episodes[episodes["ended"].isna()] if len(episodes) else episodes
     disabled = state == "Disabled"
     if disabled and len(episodes):
@@ -296,7 +296,7 @@ def quarantine_timeline(evidence: Evidence, cycles: pd.DataFrame | None = None) 
         episode = current.iloc[-1]
         next_attempt = episode["next_attempt"]
         if pd.isna(next_attempt) or next_attempt < ctx.now:
-            upcoming = [t for t in _attempt_times(episode["series_began"]) if t > ctx.now]
+            upcoming = [t for t in attempt_times(episode["series_began"]) if t > ctx.now]
             next_attempt = upcoming[0] if upcoming else pd.NaT
         return QuarantineTimeline(
             True,

@@ -8,17 +8,17 @@ from typing import Any
 
 import pandas as pd
 
-from provkit.analysis.cycles.context import _Context
+from provkit.analysis.cycles.context import Context
 from provkit.analysis.cycles.eta import Eta, initial_cycle_eta
 from provkit.analysis.cycles.reconstruct import cycles_table
 from provkit.analysis.cycles.state import (
     ChangeEta,
-    _incremental_durations,
-    _job_state,
-    _last_start,
     change_eta,
+    incremental_durations,
+    job_state,
+    last_start,
 )
-from provkit.analysis.cycles.values import _jsonable
+from provkit.analysis.cycles.values import jsonable
 from provkit.data.evidence import Evidence
 from provkit.formatting import format_duration, format_time, text_or_none
 
@@ -55,7 +55,7 @@ class CycleSummary:
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return _jsonable(self)
+        return jsonable(self)
 
 
 def summary(evidence: Evidence, cycles: pd.DataFrame | None = None) -> CycleSummary:
@@ -66,13 +66,13 @@ def summary(evidence: Evidence, cycles: pd.DataFrame | None = None) -> CycleSumm
     """
     if cycles is None:
         cycles = cycles_table(evidence)
-    ctx = _Context.of(evidence)
+    ctx = Context.of(evidence)
     latest = ctx.latest()
-    state, detail = _job_state(latest, cycles)
+    state, detail = job_state(latest, cycles)
     notes: list[str] = []
     initial = cycles[(cycles["kind"] == "initial") & ~cycles["running"]]
     last_initial = initial.iloc[-1] if len(initial) else None
-    durations = _incremental_durations(cycles)
+    durations = incremental_durations(cycles)
     incremental = cycles[cycles["kind"] == "incremental"]
     measured = incremental.loc[durations.index]
     bounds = int(measured["duration_is_lower_bound"].sum())
@@ -89,7 +89,7 @@ def summary(evidence: Evidence, cycles: pd.DataFrame | None = None) -> CycleSumm
     without = int(cycles.attrs.get("entries_without_cycle", 0))
     if without:
         notes.append(f"{without} log entries have no cycleId and are not placed in a cycle")
-    pending = ctx.audits[(ctx.audits["kind"] == "reset") & (ctx.audits["time"] > _last_start(cycles))]
+    pending = ctx.audits[(ctx.audits["kind"] == "reset") & (ctx.audits["time"] > last_start(cycles))]
     for audit in pending.itertuples():
         notes.append(
             f"watermark reset ({audit.reason}) at {format_time(audit.time)}: the next cycle is initial"

@@ -15,7 +15,7 @@ from provkit.data.tables import parse_graph_time
 from provkit.formatting import text_or_none
 
 
-def _ts(value: object) -> pd.Timestamp | Any:
+def as_utc(value: object) -> pd.Timestamp | Any:
     """A UTC Timestamp or NaT from a datetime, Timestamp, Graph text or missing value."""
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return pd.NaT
@@ -25,37 +25,37 @@ def _ts(value: object) -> pd.Timestamp | Any:
     return parse_graph_time(value)
 
 
-def _same(value: object, expected: str) -> bool:
+def same_text(value: object, expected: str) -> bool:
     text = text_or_none(value, strip=True)
     return text is not None and text.lower() == expected.lower()
 
 
-def _job_key(value: object) -> str:
+def job_key(value: object) -> str:
     """A job id as text, "" when missing (NA and NaN compare unequal to themselves)."""
     return text_or_none(value, strip=True) or ""
 
 
-def _ns(series: pd.Series) -> np.ndarray:
+def ns_of(series: pd.Series) -> np.ndarray:
     """Nanoseconds since the epoch (int64) of a UTC time column; NaT is the int64 minimum."""
     return series.to_numpy(dtype="datetime64[ns]").view("i8")
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """Plain JSON values: times as ISO-8601 UTC text, durations as seconds, missing values as None."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, pd.DataFrame):
-        return [_jsonable(r) for r in value.to_dict(orient="records")]
+        return [jsonable(r) for r in value.to_dict(orient="records")]
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, str | bool) or value is None:
         return value
     if isinstance(value, timedelta | pd.Timedelta | np.timedelta64):
         return None if pd.isna(value) else pd.Timedelta(value).total_seconds()
     if isinstance(value, datetime | pd.Timestamp | np.datetime64):
-        stamp = _ts(value)
+        stamp = as_utc(value)
         return None if pd.isna(stamp) else stamp.isoformat().replace("+00:00", "Z")
     if isinstance(value, np.bool_):
         return bool(value)
