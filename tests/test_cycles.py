@@ -601,3 +601,29 @@ def test_an_initial_cycle_is_recognised_after_a_long_idle_gap_without_inventing_
     assert inferred == ["10:20", "10:40", "11:20", "11:40", "12:20"]
     last = table.iloc[-1]
     assert last["kind"] == "initial" and last["reset_reason"] == "restart"
+
+
+def test_initial_cycle_eta_keeps_the_likely_end_inside_its_range():
+    # 200 users logged in the first minute of a first run: faster than the documented 0.01 min per object, so
+    # the log rate alone would put the likely end before the earliest the sizing allows.
+    start = datetime(2026, 3, 2, 11, tzinfo=UTC)
+    records = [
+        entry(
+            i, (start + timedelta(seconds=0.3 * i)).isoformat().replace("+00:00", "Z"), "first", user=f"u{i}"
+        )
+        for i in range(200)
+    ]
+    job = {
+        "id": "scim.job",
+        "status": {"code": "NotRun"},
+        "schedule": {"interval": "PT40M", "state": "Active"},
+    }
+    evidence = hand_built(records, job=job)
+    evidence.jobs = jobs_from_records(
+        [job], snapshot_time=start + timedelta(minutes=1), service_principal_id="sp1"
+    )
+    eta = cyc.initial_cycle_eta(evidence)
+    assert eta is not None and eta.objects_in_scope == (200, 200)
+    assert eta.sizing_earliest == pd.Timestamp(start) + pd.Timedelta(minutes=2)
+    assert eta.earliest <= eta.likely <= eta.latest
+    assert eta.likely == eta.earliest and any("likely moved to the earliest end" in n for n in eta.notes)

@@ -14,15 +14,22 @@ secrets) but no documented call reads it back, and the schema's rule metadata do
 
 When both kinds of evidence exist, the latest wins (an admin may have changed the setting). When neither
 does, the scope is unknown, and callers must word their findings for both cases.
+
+:func:`sync_scope_of` reads an evidence's events and, for the step text, only the steps of each object's latest
+entry: every step of a million entries is about five million rows, gigabytes in memory.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
-__all__ = ["SyncScope", "infer_sync_scope"]
+from provkit.analysis.columns import flag, is_in, last_position, latest_entries, lowered_codes
+from provkit.data.evidence import Evidence
+
+__all__ = ["SyncScope", "infer_sync_scope", "sync_scope_of"]
 
 ALL = "all"
 ASSIGNED = "assigned"
@@ -51,18 +58,6 @@ class SyncScope:
         return "an unknown scope setting (Graph does not return it and the logs do not settle it)"
 
 
-def _flag(frame: pd.DataFrame, column: str, value: bool) -> pd.Series:
-    if column not in frame.columns:
-        return pd.Series(False, index=frame.index)
-    return (frame[column] == value).fillna(False).astype(bool)
-
-
-def _lower(frame: pd.DataFrame, column: str) -> pd.Series:
-    if column not in frame.columns:
-        return pd.Series("", index=frame.index)
-    return frame[column].astype(object).where(frame[column].notna(), "").astype(str).str.lower()
-
-
 def infer_sync_scope(
     events: pd.DataFrame, steps: pd.DataFrame | None = None, assigned_users: set[str] | None = None
 ) -> SyncScope:
@@ -73,39 +68,42 @@ def infer_sync_scope(
     """
     candidates: list[tuple[pd.Timestamp, str, str]] = []
     if events is not None and len(events):
-        status, action = _lower(events, "status"), _lower(events, "action")
-        unassigned = _flag(events, "assigned", False)
+        unassigned = flag(events, "assigned", False)
         if assigned_users is not None and "source_id" in events.columns:
-            users = _lower(events, "source_type").isin(("user", ""))
-            ids = _lower(events, "source_id")
+            users = is_in(events, "source_type", ("user", ""))
+            codes, ids = lowered_codes(events["source_id"])
             # A user disabled, deleted or staged for deletion later was unassigned since (under "sync all" an
             # unassignment changes nothing): its earlier exports say nothing about the scope.
-            left = set(ids[_lower(events, "action").isin(("disable", "delete", "stageddelete"))])
-            outside = ~ids.isin(assigned_users) & ~ids.isin(left) & users
-            unassigned = unassigned | outside
-        exported = unassigned & (status == "success") & action.isin(("create", "update"))
-        if exported.any():
-            row = events[exported].sort_values("activity_time").iloc[-1]
+            left = set(ids[codes[is_in(events, "action", ("disable", "delete", "stageddelete"))]])
+            outside = np.fromiter((i not in assigned_users and i not in left for i in ids), dtype=bool)
+            unassigned = unassigned | (outside[codes] & users)
+        exported = (
+            unassigned & is_in(events, "status", ("success",)) & is_in(events, "action", ("create", "update"))
+        )
+        found = last_position(events, exported)
+        if found is not None:
+            row = events.iloc[found]
             candidates.append(
                 (
                     row["activity_time"],
                     ALL,
-                    f"'{row.get('source_name') or row.get('source_id')}' was {action[exported].iloc[-1]}d in "
+                    f"'{row.get('source_name') or row.get('source_id')}' was {str(row['action']).lower()}d in "
                     "the app although 'Assigned to the application' was False",
                 )
             )
-        not_failed_scope = ~_flag(events, "scoping_result", False)
+        not_failed_scope = ~flag(events, "scoping_result", False)
         if "failed_scope_clause" in events.columns:
-            not_failed_scope &= events["failed_scope_clause"].isna()
+            not_failed_scope &= events["failed_scope_clause"].isna().to_numpy(dtype=bool)
         skipped = (
             unassigned
-            & (status == "skipped")
-            & (_lower(events, "skip_reason") == "noteffectivelyentitled")
-            & ~_flag(events, "is_active", False)
+            & is_in(events, "status", ("skipped",))
+            & is_in(events, "skip_reason", ("noteffectivelyentitled",))
+            & ~flag(events, "is_active", False)
             & not_failed_scope
         )
-        if skipped.any():
-            row = events[skipped].sort_values("activity_time").iloc[-1]
+        found = last_position(events, skipped)
+        if found is not None:
+            row = events.iloc[found]
             candidates.append(
                 (
                     row["activity_time"],
@@ -122,12 +120,29 @@ def infer_sync_scope(
         if said_all.any():
             when = pd.NaT
             if events is not None and len(events) and "event_id" in steps.columns:
-                times = events.set_index("id")["activity_time"]
-                ids = steps.loc[said_all, "event_id"]
-                found = times.reindex(ids).dropna()
+                saying = set(steps.loc[said_all, "event_id"].dropna())
+                found = events.loc[events["id"].isin(saying), "activity_time"].dropna()
                 when = found.max() if len(found) else pd.NaT
             candidates.append((when, ALL, "a step says the scope is 'sync all'"))
     if not candidates:
         return SyncScope(UNKNOWN)
     latest = max(candidates, key=lambda c: pd.Timestamp.min.tz_localize("UTC") if pd.isna(c[0]) else c[0])
     return SyncScope(latest[1], latest[2])
+
+
+def sync_scope_of(
+    evidence: Evidence,
+    assigned_users: set[str] | None = None,
+    latest: pd.DataFrame | None = None,
+    latest_steps: pd.DataFrame | None = None,
+) -> SyncScope:
+    """:func:`infer_sync_scope` over the evidence's events and the steps of each object's latest entry
+    (``latest``, from :func:`latest_entries` when not given; ``latest_steps`` when the caller has read them). A step that says "scope sync all" is looked for in
+    those steps only: the setting applies to every entry, so an object's latest entry says it as well as any, and
+    reading every step would hold several million rows."""
+    events = evidence.events
+    if latest is None:
+        latest = latest_entries(events)
+    if latest_steps is None and len(latest):
+        latest_steps = evidence.steps_of(latest["id"])
+    return infer_sync_scope(events, latest_steps, assigned_users)

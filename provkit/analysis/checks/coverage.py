@@ -40,9 +40,9 @@ def coverage_gaps(facts: Facts) -> list[Finding]:
     """``store.coverage-gaps``: one warning when fetched coverage of the analysed window has holes."""
     evidence = facts.evidence
     gaps = evidence.coverage_gaps
-    if not gaps:
-        return []
     window = evidence.window or evidence.coverage_window
+    if not gaps or window is None:  # gaps are only known within a window
+        return []
     missing = sum((b - a for a, b in gaps), timedelta(0))
     span = window[1] - window[0]
     share = missing / span if span else 1.0

@@ -19,12 +19,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from provkit.analysis.checks.catalog import CatalogEntry, http_status, lookup
-from provkit.analysis.checks.facts import Facts, ago, job_value, short_time
+from provkit.analysis.checks.facts import Facts, job_value
 from provkit.analysis.checks.finding import LINKS, SECTIONS, Finding, evidence_rows
+from provkit.analysis.columns import by_value, is_in, rows_where
 from provkit.errors import GraphError, ProvkitError
+from provkit.formatting import ago, format_time
 
 __all__ = [
     "CHECKS",
@@ -76,21 +79,30 @@ def rejected_entries(facts: Facts) -> pd.DataFrame:
     events = facts.events
     if events.empty:
         return events
-    failed = events[events["status"] == "failure"]
-    if failed.empty:
-        return failed
-    codes = failed["error_code"].fillna("").astype(object)
-    by_code = {c: lookup(c or None) for c in codes.unique()}
-    keep = codes.map({c: e.kind in _REJECTING_KINDS for c, e in by_code.items()}).astype(bool)
-    unknown = codes.map({c: not e.known for c, e in by_code.items()}).astype(bool)
+    failed = is_in(events, "status", ("failure",))
+    if not failed.any():
+        return events.iloc[:0]
+    # Decided once per distinct code (and reason), then spread to the rows: a million entries stay columns.
+    entries: dict[str | None, CatalogEntry] = {}
+
+    def entry(code: str | None) -> CatalogEntry:
+        if code not in entries:
+            entries[code] = lookup(code or None)
+        return entries[code]
+
+    codes = events["error_code"]
+    keep = failed & by_value(codes, lambda c: entry(c).kind in _REJECTING_KINDS)
+    unknown = failed & by_value(codes, lambda c: not entry(c).known)
     if unknown.any():  # an unknown code rejects when its reason names 401, 403 or 404
-        reasons = failed.loc[unknown, "error_reason"].fillna("").astype(object)
-        said = reasons.map({r: http_status(r) in _REJECTING_STATUS for r in reasons.unique()}).astype(bool)
-        keep[unknown] = said
-    rejected = failed[keep.to_numpy()]
-    successes = events.loc[events["status"] == "success", "activity_time"]
-    if not successes.empty:
-        rejected = rejected[rejected["activity_time"] > successes.max()]
+        reasons = events["error_reason"].iloc[np.flatnonzero(unknown)]
+        keep[unknown] = by_value(reasons, lambda r: http_status(r or "") in _REJECTING_STATUS)
+    successes = is_in(events, "status", ("success",))
+    if successes.any():
+        times = events["activity_time"].to_numpy(dtype="datetime64[ns]")
+        latest = times[successes & ~np.isnat(times)]
+        if len(latest):
+            keep &= times > latest.max()
+    rejected = rows_where(events, keep)
     return rejected.sort_values("activity_time", ascending=False, kind="stable")
 
 
@@ -111,7 +123,7 @@ def _quarantined(facts: Facts) -> Finding | None:
         return None
     status = http_status(message)
     since = job_value(job, "quarantine_series_began")
-    title = f"Quarantined for credentials or connection since {short_time(since)} ({ago(since, facts.now)})"
+    title = f"Quarantined for credentials or connection since {format_time(since)} ({ago(since, facts.now)})"
     if code:
         title += f": {code}"
     if status:
@@ -158,7 +170,7 @@ def _target_rejected(facts: Facts) -> Finding | None:
         statuses = sorted({s for s in entries["error_reason"].map(http_status) if s})
         text = ", ".join(f"{n} x {c}" for c, n in codes.items())
         parts.append(
-            f"{len(entries):,} log entries since {short_time(entries['activity_time'].min())} ({text}"
+            f"{len(entries):,} log entries since {format_time(entries['activity_time'].min())} ({text}"
             + (f"; HTTP {', '.join(map(str, statuses))}" if statuses else "")
             + ")"
         )

@@ -27,10 +27,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from provkit.analysis.checks.facts import Facts, is_false, is_true, short_time, step_details
+from provkit.analysis.checks.facts import Facts, gather, is_false, is_true, step_details
 from provkit.analysis.checks.finding import LINKS, SECTIONS, Finding, evidence_rows
+from provkit.analysis.columns import flag, is_in, rows_where
+from provkit.data.evidence import Evidence
+from provkit.formatting import format_time
 
 __all__ = [
     "CHECKS",
@@ -61,10 +65,10 @@ class Leaving:
 
 def _import_source(facts: Facts, event_ids: set[str]) -> dict[str, dict[str, Any]]:
     """The source attributes the import step carried, by event id."""
-    steps = facts.steps
-    if steps.empty or not event_ids:
+    if not event_ids:
         return {}
-    mine = steps[steps["event_id"].isin(event_ids) & (steps["step_type"].astype(object) == "import")]
+    steps = facts.steps_of(event_ids)
+    mine = steps[steps["step_type"].astype(object) == "import"]
     out: dict[str, dict[str, Any]] = {}
     for event_id, text in zip(mine["event_id"], mine["details"], strict=True):
         details = step_details(text)
@@ -83,17 +87,24 @@ def leaving_events(facts: Facts) -> pd.DataFrame:
     events = facts.events
     if events.empty:
         return pd.DataFrame(columns=columns)
-    users = events[_lower(events, "source_type").isin(("user", ""))]
-    action, status = _lower(users, "action"), _lower(users, "status")
-    skip = _lower(users, "skip_reason")
-    leaving = users[
-        ((action == "disable") & (status == "success"))
-        | ((action == "delete") & (status == "success"))
-        | ((status == "skipped") & (skip == "noteffectivelyentitled"))
-    ]
+    success = is_in(events, "status", ("success",))
+    leaving = rows_where(
+        events,
+        is_in(events, "source_type", ("user", ""))
+        & (
+            (is_in(events, "action", ("disable", "delete")) & success)
+            | (
+                is_in(events, "status", ("skipped",))
+                & is_in(events, "skip_reason", ("noteffectivelyentitled",))
+            )
+        ),
+    )
     if leaving.empty:
         return pd.DataFrame(columns=columns)
-    source = _import_source(facts, set(leaving["id"]))
+    # The import step says whether the user was soft-deleted; only disables and unassigned skips need it.
+    action = is_in(leaving, "action", ("disable",))
+    unassigned = flag(leaving, "assigned", False) & ~is_in(leaving, "action", ("delete",))
+    source = _import_source(facts, set(leaving["id"].iloc[np.flatnonzero(action | unassigned)]))
     rows = []
     for e in leaving.itertuples(index=False):
         details = source.get(e.id, {})
@@ -144,7 +155,7 @@ def pending_hard_delete(facts: Facts) -> list[Finding]:
         return []
     frame = pd.DataFrame(rows).sort_values("delete_due_by", kind="stable")
     listed, omitted = evidence_rows(frame)
-    first = short_time(frame["delete_due_by"].iloc[0])
+    first = format_time(frame["delete_due_by"].iloc[0])
     n = len(frame)
     return [
         Finding(
@@ -224,15 +235,15 @@ def skip_out_of_scope(facts: Facts) -> list[Finding]:
     ]
     if skipped.empty:
         return []
-    ids = set(skipped["source_id"])
-    mine = events[events["source_id"].isin(ids)]
-    exported = set(
-        mine.loc[
-            (_lower(mine, "status") == "success") & _lower(mine, "action").isin(("create", "update")),
-            "source_id",
-        ]
+    ids = events["source_id"]
+    theirs = ids.isin(set(skipped["source_id"])).to_numpy(dtype=bool)
+    exported_rows = (
+        theirs & is_in(events, "status", ("success",)) & is_in(events, "action", ("create", "update"))
     )
-    left = set(mine.loc[_lower(mine, "action").isin(("disable", "delete", "stageddelete")), "source_id"])
+    exported = set(ids.iloc[np.flatnonzero(exported_rows)])
+    left = set(
+        ids.iloc[np.flatnonzero(theirs & is_in(events, "action", ("disable", "delete", "stageddelete")))]
+    )
     kept = skipped[skipped["source_id"].isin(exported - left)]
     source = _import_source(facts, set(kept["id"]))
     kept = kept[[not is_true(source.get(i, {}).get("IsSoftDeleted")) for i in kept["id"]]]
@@ -302,7 +313,7 @@ def deprovision_story(facts: Facts, object_id: str) -> str:
     soft_at = None
     gone = 0
     for row in mine.itertuples(index=False):
-        when = short_time(row.time)
+        when = format_time(row.time)
         if row.what == "soft-deleted":
             soft_at = row.time
             parts.append(f"deleted in Entra ID (soft delete) and disabled in the app on {when}")
@@ -322,18 +333,16 @@ def deprovision_story(facts: Facts, object_id: str) -> str:
     last = mine.iloc[-1]
     if last["what"] == "soft-deleted":
         parts.append(
-            f"the delete is due at the hard delete, by {short_time(last['time'] + HARD_DELETE_AFTER)}"
+            f"the delete is due at the hard delete, by {format_time(last['time'] + HARD_DELETE_AFTER)}"
         )
     elif last["what"] in ("unassigned", "deleted-unmanaged") and (mine["what"] == "unassigned").any():
         parts.append("the account stays disabled in the app: an unassigned user is never deleted there")
     return "; then ".join(parts)
 
 
-def leavers_table(evidence) -> pd.DataFrame:
+def leavers_table(evidence: Evidence) -> pd.DataFrame:
     """For a notebook: each user who left the app (or started to) in the evidence, one row per user with how
     and when (disabled at, deleted at, deleted in Entra ID while unmanaged), newest first."""
-    from provkit.analysis.checks.facts import gather
-
     table = leaving_events(gather(evidence))
     if table.empty:
         return pd.DataFrame(columns=["name", "unassigned", "soft_deleted", "deleted", "deleted_unmanaged"])
@@ -349,11 +358,9 @@ def leavers_table(evidence) -> pd.DataFrame:
     )
 
 
-def first_leaver(evidence) -> str | None:
+def first_leaver(evidence: Evidence) -> str | None:
     """The object id of the user whose deprovisioning most needs a look: one never to be deleted, else one
     waiting for its hard delete, else any leaver (None without leavers)."""
-    from provkit.analysis.checks.facts import gather
-
     table = leaving_events(gather(evidence))
     for what in ("deleted-unmanaged", "soft-deleted", "unassigned", "deleted"):
         found = table[table["what"] == what]

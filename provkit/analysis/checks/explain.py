@@ -17,10 +17,8 @@ from provkit.analysis.checks.deprovision import deprovision_story
 from provkit.analysis.checks.facts import (
     Assignment,
     Facts,
-    ago,
     gather,
     nested_words,
-    short_time,
     step_details,
 )
 from provkit.analysis.checks.finding import LINKS, jsonable
@@ -28,6 +26,7 @@ from provkit.analysis.checks.skipped import LINKS_BY_CAUSE, REMEDIES, _source_im
 from provkit.data.evidence import Evidence
 from provkit.data.stepdetails import is_scope_evaluation_key, scope_clauses
 from provkit.errors import ConfigError
+from provkit.formatting import ago, format_time, text_or_none
 
 __all__ = ["Explanation", "explain", "format_explanation"]
 
@@ -62,7 +61,7 @@ class Explanation:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready data (times as ISO-8601 text)."""
-        return jsonable(
+        data: dict[str, Any] = jsonable(
             {
                 "query": self.query,
                 "object_id": self.object_id,
@@ -81,17 +80,7 @@ class Explanation:
                 "links": self.links,
             }
         )
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    try:
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return str(value) or None
+        return data
 
 
 def _resolve(facts: Facts, query: str) -> tuple[str | None, dict[str, str]]:
@@ -100,9 +89,9 @@ def _resolve(facts: Facts, query: str) -> tuple[str | None, dict[str, str]]:
     found: dict[str, str] = {}
 
     def add(object_id: Any, label: Any) -> None:
-        oid = _text(object_id)
+        oid = text_or_none(object_id)
         if oid:
-            found.setdefault(oid.lower(), f"{_text(label) or oid} ({oid})")
+            found.setdefault(oid.lower(), f"{text_or_none(label) or oid} ({oid})")
 
     events = facts.events
     if not events.empty:
@@ -153,22 +142,19 @@ def _scope_summary(details: dict[str, Any]) -> list[str]:
 
 
 def _steps(facts: Facts, event_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-    steps = facts.steps
-    if steps.empty:
+    if not event_ids:
         return {}
-    mine = steps[steps["event_id"].isin(set(event_ids))].sort_values(
-        ["event_id", "step_order"], kind="stable"
-    )
+    mine = facts.steps_of(event_ids).sort_values(["event_id", "step_order"], kind="stable")
     out: dict[str, list[dict[str, Any]]] = {}
     for s in mine.itertuples(index=False):
         details = step_details(s.details)
         scope = _scope_summary(details)
         key = {k: v for k, v in details.items() if not is_scope_evaluation_key(k)}
-        step = {
-            "name": _text(s.name),
-            "type": _text(s.step_type),
-            "status": _text(s.status),
-            "description": _text(s.description),
+        step: dict[str, Any] = {
+            "name": text_or_none(s.name),
+            "type": text_or_none(s.step_type),
+            "status": text_or_none(s.status),
+            "description": text_or_none(s.description),
             "details": key,
         }
         if scope:
@@ -183,7 +169,7 @@ def _job_note(facts: Facts) -> str:
         return ""
 
     def value(name: str) -> Any:
-        return _text(job[name]) if name in job.index else None
+        return text_or_none(job[name]) if name in job.index else None
 
     code, schedule = (value("status_code") or "").lower(), (value("schedule_state") or "").lower()
     if schedule == "disabled":
@@ -208,10 +194,10 @@ def _assignment_for(facts: Facts, object_id: str, kind: str | None) -> Assignmen
 
 def _decide(facts: Facts, latest: Any, details: dict[str, Any]) -> tuple[str, str, str | None, list[str]]:
     """(decision, remedy, check id, links) from the object's latest entry."""
-    when = f"{short_time(latest.activity_time)} ({ago(latest.activity_time, facts.now)})"
-    status = _text(latest.status)
-    action = _text(latest.action) or "other"
-    skip = _text(latest.skip_reason)
+    when = f"{format_time(latest.activity_time)} ({ago(latest.activity_time, facts.now)})"
+    status = text_or_none(latest.status)
+    action = text_or_none(latest.action) or "other"
+    skip = text_or_none(latest.skip_reason)
     cause = classify(latest, facts, details)
     if cause is not None:
         remedy = REMEDIES[cause.check]
@@ -234,8 +220,8 @@ def _decide(facts: Facts, latest: Any, details: dict[str, Any]) -> tuple[str, st
             None,
             [],
         )
-    code = _text(latest.error_code) or skip
-    reason = _text(latest.error_reason)
+    code = text_or_none(latest.error_code) or skip
+    reason = text_or_none(latest.error_reason)
     entry = lookup(code, reason)
     if status == "failure":
         retry = (
@@ -265,7 +251,7 @@ def _history(entries: pd.DataFrame) -> str:
     first, last = entries["activity_time"].min(), entries["activity_time"].max()
     return (
         f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'} in {cycles} cycle{'s' if cycles != 1 else ''} "
-        f"from {short_time(first)} to {short_time(last)}: " + ", ".join(parts)
+        f"from {format_time(first)} to {format_time(last)}: " + ", ".join(parts)
     )
 
 
@@ -293,26 +279,26 @@ def explain(evidence: Evidence, object: str) -> Explanation:  # noqa: A002 - the
     events = facts.events
     mine = events[events["source_id"].str.lower() == object_id] if not events.empty else events
     mine = mine.sort_values("activity_time", kind="stable")
-    kind = _text(mine["source_type"].iloc[-1]) if len(mine) else None
+    kind = text_or_none(mine["source_type"].iloc[-1]) if len(mine) else None
     user = facts.user_record(object_id)
     group = next((g for gid, g in evidence.groups.items() if gid.lower() == object_id), None)
     if kind is None:
         kind = "Group" if group is not None else "User"
     display = (
-        (_text(mine["source_name"].iloc[-1]) if len(mine) else None)
+        (text_or_none(mine["source_name"].iloc[-1]) if len(mine) else None)
         or (user or {}).get("displayName")
         or (group or {}).get("display_name")
     )
     identifier = (
         (
-            _text(mine["reportable_identifier"].dropna().iloc[-1])
+            text_or_none(mine["reportable_identifier"].dropna().iloc[-1])
             if mine["reportable_identifier"].notna().any()
             else None
         )
         if len(mine)
         else None
     ) or (user or {}).get("userPrincipalName")
-    real_id = _text(mine["source_id"].iloc[-1]) if len(mine) else (user or {}).get("id") or object_id
+    real_id = text_or_none(mine["source_id"].iloc[-1]) if len(mine) else (user or {}).get("id") or object_id
     assignment = _assignment_for(facts, object_id, kind)
     assignment_words = assignment.words()
     if not len(mine):
@@ -358,11 +344,11 @@ def explain(evidence: Evidence, object: str) -> Explanation:  # noqa: A002 - the
                 "time": e.activity_time,
                 "cycle_id": e.cycle_id,
                 "change_id": e.change_id,
-                "action": _text(e.action),
-                "status": _text(e.status),
-                "error_code": _text(e.error_code),
-                "error_reason": _text(e.error_reason),
-                "skip_reason": _text(e.skip_reason),
+                "action": text_or_none(e.action),
+                "status": text_or_none(e.status),
+                "error_code": text_or_none(e.error_code),
+                "error_reason": text_or_none(e.error_reason),
+                "skip_reason": text_or_none(e.skip_reason),
                 "steps": steps.get(e.id, []),
             }
         )
@@ -374,7 +360,7 @@ def explain(evidence: Evidence, object: str) -> Explanation:  # noqa: A002 - the
         if step.get("type") == "import" and _source_import_step(name) and step["details"]:
             merged.setdefault("_source", step["details"])  # the source attributes the import step carried
     decision, remedy, check, links = _decide(facts, _Row(latest), merged)
-    story = deprovision_story(facts, real_id)
+    story = deprovision_story(facts, real_id or object_id)
     if story:
         decision, remedy, check, links = _deprovision_decision(
             facts, latest, merged, story, decision, remedy, check, links
@@ -409,10 +395,10 @@ def _deprovision_decision(
     links: list[str],
 ) -> tuple[str, str, str | None, list[str]]:
     """The decision for a user whose latest entry is part of leaving the app (reference 3.5)."""
-    when = f"{short_time(latest['activity_time'])} ({ago(latest['activity_time'], facts.now)})"
+    when = f"{format_time(latest['activity_time'])} ({ago(latest['activity_time'], facts.now)})"
     soft = str((merged.get("_source") or {}).get("IsSoftDeleted", "")).lower() == "true"
-    action = str(_text(latest["action"]) or "").lower()
-    status = str(_text(latest["status"]) or "").lower()
+    action = str(text_or_none(latest["action"]) or "").lower()
+    status = str(text_or_none(latest["status"]) or "").lower()
     deprovision_links = [LINKS["deprovisioning"], LINKS["skip-out-of-scope"]]
     if status == "skipped" and soft:
         if "unassigned from the app" in story:
@@ -476,7 +462,7 @@ def format_explanation(expl: Explanation, *, steps: bool = True) -> str:
         if expl.omitted:
             lines.append(f"  ({expl.omitted} earlier entries not shown)")
         for e in expl.entries:
-            head = f"  {short_time(e['time'])}  {e['action']:<8} {e['status']:<8} cycle {e['cycle_id']}"
+            head = f"  {format_time(e['time'])}  {e['action']:<8} {e['status']:<8} cycle {e['cycle_id']}"
             if e.get("error_code"):
                 head += f"  {e['error_code']}"
             elif e.get("skip_reason"):

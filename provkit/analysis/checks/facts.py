@@ -15,14 +15,17 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC
 from functools import cached_property
 from typing import Any
 
 import pandas as pd
 
-from provkit.analysis.syncscope import SyncScope, infer_sync_scope
+from provkit.analysis.columns import latest_entries
+from provkit.analysis.syncscope import SyncScope, sync_scope_of
 from provkit.data.evidence import Evidence
+from provkit.data.tables import jobs_from_records
+from provkit.formatting import ago, format_time
 
 __all__ = [
     "Assignment",
@@ -32,6 +35,7 @@ __all__ = [
     "as_time",
     "gather",
     "is_true",
+    "short_time",
     "step_details",
 ]
 
@@ -146,27 +150,10 @@ def as_time(value: Any) -> pd.Timestamp | None:
     return ts.tz_localize(UTC) if ts.tzinfo is None else ts.tz_convert(UTC)
 
 
-def ago(when: Any, now: datetime) -> str:
-    """'12 min ago', '3.5 h ago', '4.2 days ago' (or 'in ...' for the future); '' for a missing time."""
-    ts = as_time(when)
-    if ts is None:
-        return ""
-    seconds = (pd.Timestamp(now) - ts).total_seconds()
-    future = seconds < 0
-    seconds = abs(seconds)
-    if seconds < 3600:
-        text = f"{seconds / 60:.0f} min"
-    elif seconds < 2 * 86400:
-        text = f"{seconds / 3600:.1f} h"
-    else:
-        text = f"{seconds / 86400:.1f} days"
-    return f"in {text}" if future else f"{text} ago"
-
-
 def short_time(when: Any) -> str:
-    """'2026-11-20 11:50 UTC' ('' when missing)."""
-    ts = as_time(when)
-    return "" if ts is None else ts.strftime("%Y-%m-%d %H:%M UTC")
+    """'2026-11-20 11:50 UTC' ('' when missing): :func:`provkit.formatting.format_time`, for callers outside the
+    checks that still import it from here."""
+    return format_time(when, missing="")
 
 
 def step_details(text: Any) -> dict[str, Any]:
@@ -180,7 +167,7 @@ def step_details(text: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _object_mappings(schema: dict | None) -> list[tuple[dict, dict]]:
+def _object_mappings(schema: dict[str, Any] | None) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(rule, objectMapping) pairs of the schema."""
     out = []
     for rule in (schema or {}).get("synchronizationRules") or []:
@@ -210,9 +197,24 @@ class Facts:
     def events(self) -> pd.DataFrame:
         return self.evidence.tables.events
 
-    @property
-    def steps(self) -> pd.DataFrame:
-        return self.evidence.tables.steps
+    def steps_of(self, event_ids: Iterable[str]) -> pd.DataFrame:
+        """The steps of the given entries only (from the store, only their rows are read): the checks never hold
+        the whole steps table, several million rows for a million entries. Entries that are all objects' latest
+        ones are served from :attr:`latest_steps`, read once."""
+        wanted = {str(i) for i in event_ids}
+        if wanted <= self._latest_ids:
+            steps = self.latest_steps
+            return steps[steps["event_id"].isin(wanted)].reset_index(drop=True)
+        return self.evidence.steps_of(wanted)
+
+    @cached_property
+    def latest_steps(self) -> pd.DataFrame:
+        """The steps of each object's latest entry (the sync scope and the skip causes read them)."""
+        return self.evidence.steps_of(self.latest["id"] if len(self.latest) else [])
+
+    @cached_property
+    def _latest_ids(self) -> set[str]:
+        return set(map(str, self.latest["id"])) if len(self.latest) else set()
 
     @property
     def sync_assigned(self) -> bool | None:
@@ -229,7 +231,7 @@ class Facts:
         return self.assignments.get(user_id.lower(), Assignment())
 
     @cached_property
-    def groups_by_name(self) -> dict[str, dict]:
+    def groups_by_name(self) -> dict[str, dict[str, Any]]:
         """Assigned groups' facts (``evidence.groups`` values) by display name, lower-cased."""
         out = {}
         for gid, g in self.evidence.groups.items():
@@ -248,7 +250,7 @@ class Facts:
         return any(str(t).lower() == "dynamicmembership" for t in g.get("group_types") or [])
 
     # ---- schema ---------------------------------------------------------------------------------------------
-    def object_mapping(self, source_object: str) -> dict | None:
+    def object_mapping(self, source_object: str) -> dict[str, Any] | None:
         """The first enabled object mapping whose source object is ``source_object`` (User, Group)."""
         fallback = None
         for _rule, om in _object_mappings(self.evidence.schema):
@@ -264,7 +266,8 @@ class Facts:
         for m in om.get("attributeMappings") or []:
             if not isinstance(m, dict):
                 continue
-            source = m.get("source") if isinstance(m.get("source"), dict) else {}
+            given = m.get("source")
+            source: dict[str, Any] = given if isinstance(given, dict) else {}
             try:
                 priority = int(m.get("matchingPriority") or 0)
             except (TypeError, ValueError):
@@ -289,31 +292,25 @@ class Facts:
         om = self.object_mapping("Group")
         return bool(om and om.get("enabled", True))
 
-    def scoping_groups(self, source_object: str = "User") -> list[dict]:
+    def scoping_groups(self, source_object: str = "User") -> list[dict[str, Any]]:
         om = self.object_mapping(source_object) or {}
-        scope = om.get("scope") if isinstance(om.get("scope"), dict) else {}
+        given = om.get("scope")
+        scope: dict[str, Any] = given if isinstance(given, dict) else {}
         return [g for g in scope.get("groups") or [] if isinstance(g, dict)]
 
     # ---- logs -----------------------------------------------------------------------------------------------
     @cached_property
     def latest(self) -> pd.DataFrame:
         """The latest log entry of each source object (by activity time), indexed by position."""
-        events = self.events
-        if events.empty:
-            return events
-        # Decide on two columns, then take the chosen rows once (the table is wide).
-        keys = pd.DataFrame({"source_id": events["source_id"], "time": events["activity_time"]})
-        keys = keys[keys["source_id"].notna() & (keys["source_id"] != "")]
-        chosen = keys.sort_values("time", kind="stable").drop_duplicates("source_id", keep="last").index
-        return events.loc[chosen].reset_index(drop=True)
+        return latest_entries(self.events)
 
-    def user_record(self, user_id: Any) -> dict | None:
+    def user_record(self, user_id: Any) -> dict[str, Any] | None:
         if not isinstance(user_id, str):
             return None
         return self.evidence.users.get(user_id) or self._users_lower.get(user_id.lower())
 
     @cached_property
-    def _users_lower(self) -> dict[str, dict]:
+    def _users_lower(self) -> dict[str, dict[str, Any]]:
         return {k.lower(): v for k, v in self.evidence.users.items()}
 
 
@@ -321,8 +318,6 @@ def _job_row(evidence: Evidence) -> pd.Series | None:
     jobs = evidence.jobs
     if jobs is None or jobs.empty:
         if evidence.job:
-            from provkit.data.tables import jobs_from_records
-
             jobs = jobs_from_records(
                 [evidence.job], snapshot_time=evidence.now, service_principal_id=evidence.service_principal_id
             )
@@ -397,14 +392,15 @@ def _all_assigned(evidence: Evidence, assignments: dict[str, Assignment]) -> set
 def gather(evidence: Evidence) -> Facts:
     """The facts the checks need, computed once."""
     assignments, group_names = _assignments(evidence)
-    scope = infer_sync_scope(
-        evidence.tables.events, evidence.tables.steps, _all_assigned(evidence, assignments)
-    )
-    return Facts(
+    facts = Facts(
         evidence=evidence,
         job=_job_row(evidence),
-        sync_all=scope.sync_all,
+        sync_all=None,
         assignments=assignments,
         group_names=group_names,
-        scope=scope,
     )
+    facts.scope = sync_scope_of(
+        evidence, _all_assigned(evidence, assignments), facts.latest, facts.latest_steps
+    )
+    facts.sync_all = facts.scope.sync_all
+    return facts

@@ -20,8 +20,10 @@ from typing import Any
 import pandas as pd
 
 from provkit.analysis.checks.catalog import lookup
-from provkit.analysis.checks.facts import Facts, ago, as_time, job_value, short_time
+from provkit.analysis.checks.facts import Facts, as_time, job_value
 from provkit.analysis.checks.finding import LINKS, SECTIONS, Finding, evidence_rows
+from provkit.analysis.columns import is_in, rows_where
+from provkit.formatting import ago, format_time
 
 __all__ = ["CHECKS", "EscrowVerdict", "escrow_verdict", "quarantine_checks"]
 
@@ -117,14 +119,11 @@ def _latest_cycle_counts(facts: Facts) -> tuple[int, int, int, str, dict[str, An
     if events.empty:
         return None
     cycle_id = events.loc[events["activity_time"].idxmax(), "cycle_id"]
-    cycle = events[events["cycle_id"] == cycle_id]
-    failures = int((cycle["status"] == "failure").sum())
-    row = {
-        "basis": f"logs, cycle {cycle_id}",
-        "cycle_began": cycle["activity_time"].min(),
-        "cycle_ended": cycle["activity_time"].max(),
-    }
-    return failures, len(cycle), failures, row["basis"], row
+    mine = (events["cycle_id"] == cycle_id).fillna(False).to_numpy(dtype=bool)
+    failures = int((mine & is_in(events, "status", ("failure",))).sum())
+    times = events["activity_time"][mine]
+    row = {"basis": f"logs, cycle {cycle_id}", "cycle_began": times.min(), "cycle_ended": times.max()}
+    return failures, int(mine.sum()), failures, row["basis"], row
 
 
 def _escrow_risk(facts: Facts) -> Finding | None:
@@ -211,15 +210,15 @@ def _active(facts: Facts) -> Finding | None:
     disabled_at = series + DISABLED_AFTER if series is not None else None
     parts = [f"Quarantined ({reason})"]
     if series is not None:
-        parts.append(f"since {short_time(series)} ({ago(series, now).replace(' ago', '')})")
+        parts.append(f"since {format_time(series)} ({ago(series, now).replace(' ago', '')})")
     if count is not None:
         parts.append(f"evaluated {count} time{'s' if count != 1 else ''} in this series")
     if next_attempt is not None:
-        parts.append(f"next attempt {short_time(next_attempt)} ({ago(next_attempt, now)})")
+        parts.append(f"next attempt {format_time(next_attempt)} ({ago(next_attempt, now)})")
     if disabled_at is not None:
         left = (disabled_at - now).total_seconds() / 86400
         parts.append(
-            f"the job is disabled on {short_time(disabled_at)} if not fixed ({max(left, 0):.1f} days left)"
+            f"the job is disabled on {format_time(disabled_at)} if not fixed ({max(left, 0):.1f} days left)"
         )
     entry = lookup(reason)
     error_code = job_value(job, "quarantine_error_code")
@@ -262,8 +261,8 @@ def _delete_threshold(facts: Facts) -> int | None:
             and str(item.get("name", "")).lower() == "quarantinetoomanydeletesthreshold"
         ):
             try:
-                return int(item.get("value"))
-            except (TypeError, ValueError):
+                return int(item["value"])
+            except (KeyError, TypeError, ValueError):
                 return None
     return None
 
@@ -276,10 +275,10 @@ def _too_many_deletes(facts: Facts) -> Finding | None:
     )
     threshold = _delete_threshold(facts)
     events = facts.events
-    staged = events[events["action"] == "stageddelete"] if not events.empty else events
+    staged = rows_where(events, is_in(events, "action", ("stageddelete",))) if not events.empty else events
     peak = None
     if not events.empty and threshold:
-        deletes = events[events["action"].isin(["delete", "disable", "stageddelete"])]
+        deletes = events[["cycle_id"]][is_in(events, "action", ("delete", "disable", "stageddelete"))]
         if not deletes.empty:
             per_cycle = deletes.groupby("cycle_id", observed=True).size()
             peak = (str(per_cycle.idxmax()), int(per_cycle.max()))

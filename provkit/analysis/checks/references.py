@@ -24,8 +24,9 @@ from typing import Any
 import pandas as pd
 
 from provkit.analysis.checks.catalog import lookup
-from provkit.analysis.checks.facts import Facts, as_time, job_value, object_label, short_time, step_details
+from provkit.analysis.checks.facts import Facts, as_time, job_value, object_label, step_details
 from provkit.analysis.checks.finding import LINKS, SECTIONS, Finding, evidence_rows
+from provkit.formatting import format_time
 
 __all__ = ["CHECKS", "reference_failures"]
 
@@ -39,10 +40,9 @@ RESTARTS = ("enable/restart provisioning configuration",)
 
 
 def _step_details_by_event(facts: Facts, event_ids: set[str]) -> dict[str, dict[str, Any]]:
-    steps = facts.steps
-    if steps.empty or not event_ids:
+    if not event_ids:
         return {}
-    mine = steps[steps["event_id"].isin(event_ids)]
+    mine = facts.steps_of(event_ids)
     mine = mine[mine["details"].str.contains("PropertyName|UnableToResolveReference", regex=True, na=False)]
     out: dict[str, dict[str, Any]] = {}
     for event_id, text in zip(mine["event_id"], mine["details"], strict=True):
@@ -153,7 +153,9 @@ def unresolved(facts: Facts) -> list[Finding]:
             f" (the last run holds {int(raw):,} escrows raw, {int(counted):,} counted toward quarantine: the "
             "difference is reference failures)"
         )
-    evidence = table.assign(came_into_scope=table["came_into_scope"].map(short_time))
+    evidence = table.assign(
+        came_into_scope=table["came_into_scope"].map(lambda when: format_time(when, missing=""))
+    )
     listed, omitted = evidence_rows(evidence)
     if raw is not None and counted is not None:
         listed.insert(

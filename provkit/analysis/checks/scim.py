@@ -26,6 +26,7 @@ import pandas as pd
 from provkit.analysis.checks.catalog import http_status, lookup
 from provkit.analysis.checks.facts import Facts, job_value, object_label
 from provkit.analysis.checks.finding import LINKS, SECTIONS, Finding, evidence_rows
+from provkit.analysis.columns import by_value
 
 __all__ = ["CHECKS", "job_kind", "scim_refusals"]
 
@@ -51,10 +52,13 @@ def job_kind(facts: Facts) -> str:
 def _is_scim_app(facts: Facts, events: pd.DataFrame) -> bool:
     if job_kind(facts) in ("scim", "customappsso"):
         return True
-    target = events["target_type"].astype(object).fillna("").astype(str).str.lower()
-    codes = events["error_code"].astype(object).fillna("").astype(str).str.lower()
+    # Decided once per distinct value: a million entries hold a handful of target types and codes.
+    target = by_value(
+        events["target_type"], lambda v: str(v or "").lower().startswith("urn:ietf:params:scim")
+    )
     return bool(
-        target.str.startswith("urn:ietf:params:scim").any() or codes.str.startswith(_SCIM_PREFIX).any()
+        target.any()
+        or by_value(events["error_code"], lambda v: str(v or "").lower().startswith(_SCIM_PREFIX)).any()
     )
 
 

@@ -20,9 +20,11 @@ from typing import Any
 
 import pandas as pd
 
-from provkit.analysis.checks.facts import Facts, as_time, short_time
+from provkit.analysis.checks.facts import Facts, as_time
 from provkit.analysis.checks.finding import LINKS, SECTIONS, Finding
+from provkit.analysis.columns import rows_where
 from provkit.analysis.syncscope import infer_sync_scope
+from provkit.formatting import format_time
 
 __all__ = ["CHECKS", "scope_switches"]
 
@@ -43,7 +45,7 @@ def _value(text: Any) -> str:
     return value.strip().strip('"').lower()
 
 
-def _sync_all_change(audit: dict) -> str | None:
+def _sync_all_change(audit: dict[str, Any]) -> str | None:
     """'false' or 'true' when the audit changes the SyncAll setting, else None."""
     for resource in audit.get("targetResources") or []:
         for prop in (resource or {}).get("modifiedProperties") or []:
@@ -55,7 +57,7 @@ def _sync_all_change(audit: dict) -> str | None:
     return None
 
 
-def scope_switches(audits: list[dict]) -> list[tuple[pd.Timestamp, str, bool]]:
+def scope_switches(audits: list[dict[str, Any]]) -> list[tuple[pd.Timestamp, str, bool]]:
     """(time, new SyncAll value, restarted after it) for each scope change in the audits, oldest first."""
     changes, restarts = [], []
     for audit in audits:
@@ -121,9 +123,13 @@ def switch_needs_restart(facts: Facts) -> list[Finding]:
     if restarted:
         return []
     events = facts.events
-    after = events[events["activity_time"] > when] if not events.empty else events
+    after = (
+        rows_where(events, (events["activity_time"] > when).to_numpy(dtype=bool))
+        if not events.empty
+        else events
+    )
     still = infer_sync_scope(after, None, None) if not after.empty else None
-    title = f"The scope was switched to 'Sync only assigned' on {short_time(when)} and provisioning was not restarted"
+    title = f"The scope was switched to 'Sync only assigned' on {format_time(when)} and provisioning was not restarted"
     evidence: list[dict[str, Any]] = [{"time": when, "change": "SyncAll -> False", "restart_after": False}]
     if still is not None and still.value == "all":
         title += ": the logs since still show 'Sync all' at work"

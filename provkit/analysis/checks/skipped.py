@@ -27,9 +27,8 @@ source attributes in the documented log example) and shown as evidence.
 from __future__ import annotations
 
 import re
-from collections import namedtuple
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -44,6 +43,7 @@ from provkit.analysis.checks.facts import (
     step_details,
 )
 from provkit.analysis.checks.finding import LINKS, SECTIONS, Finding, evidence_rows
+from provkit.formatting import text_or_none
 
 __all__ = ["CAUSES", "CHECKS", "Cause", "classify", "skip_table", "skipped"]
 
@@ -145,13 +145,6 @@ class Cause:
     filter: str | None = None
 
 
-def _text(value: Any) -> str | None:
-    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
-        return None
-    text = str(value)
-    return text or None
-
-
 def _group_assignment(facts: Facts, object_id: str) -> Assignment:
     if object_id.lower() in facts.group_names:
         return Assignment(direct=True)
@@ -198,50 +191,85 @@ def classify(row: Any, facts: Facts, details: dict[str, Any] | None = None) -> C
     is not a skip this module explains (success, RedundantExport, other failures).
 
     ``details`` are the merged step details of the entry (only needed for required and matching causes).
+    The order of the questions matters: a failure (required attribute), skips that are not this module's, a
+    soft-deleted user (deprovisioning), the matching attribute, an assignment made after the entry, then the
+    entitlement (disabled, role, not assigned) before the scoping filter.
     """
     details = details or {}
-    status = _text(getattr(row, "status", None))
-    kind = (_text(getattr(row, "source_type", None)) or "User").capitalize()
-    object_id = _text(getattr(row, "source_id", None)) or ""
-    skip = (_text(getattr(row, "skip_reason", None)) or "").lower()
-    code = _text(getattr(row, "error_code", None))
+    status = (text_or_none(getattr(row, "status", None)) or "").lower()
+    kind = (text_or_none(getattr(row, "source_type", None)) or "User").capitalize()
+    skip = (text_or_none(getattr(row, "skip_reason", None)) or "").lower()
+    code = text_or_none(getattr(row, "error_code", None))
     base = (lookup(code).base or code).lower() if code else ""
     if status == "failure":
-        if base in _REQUIRED_CODES:
-            target, source = _required_attribute(facts, details, _text(getattr(row, "error_reason", None)))
-            what = f"'{target}'" if target else "a required attribute"
-            src = f", mapped from '{source}'," if source else ""
-            return Cause(
-                REQUIRED,
-                f"failed: the target requires {what}{src} which is empty for this {kind.lower()}",
-                attribute=target,
-                source_attribute=source,
-            )
-        return None
+        return _required_cause(row, facts, details, kind) if base in _REQUIRED_CODES else None
     if status != "skipped" or skip in ("redundantexport", "stageddelete"):
         return None  # no change needed; or a deletion held by the accidental-deletions threshold
-    if is_true(((details or {}).get("_source") or {}).get("IsSoftDeleted")):
+    if is_true((details.get("_source") or {}).get("IsSoftDeleted")):
         return None  # a deleted user leaving the app: the deprovision.* checks tell that story
     if skip in _MATCHING_SKIPS or base in _MATCHING_SKIPS:
-        source, target = _matching_attribute(facts, kind, details)
-        what = f"'{source}'" + (f" (matched to '{target}' in the app)" if target else "") if source else ""
-        if kind == "Group":
-            return Cause(
-                GROUP_MATCHING,
-                f"skipped: the group's matching attribute {what or ''} is empty; neither the group nor its "
-                "members are provisioned".replace("  ", " "),
-                attribute=source,
-            )
-        return Cause(
-            MATCHING,
-            f"skipped: its matching attribute {what} is empty, so the service cannot look it up in the app "
-            f"({code or skip})".replace("  ", " "),
-            attribute=source,
-        )
+        return _matching_cause(facts, kind, details, code or skip)
+    object_id = text_or_none(getattr(row, "source_id", None)) or ""
     assignment = _group_assignment(facts, object_id) if kind == "Group" else facts.assignment(object_id)
     when = as_time(getattr(row, "activity_time", None))
     if assignment.since is not None and when is not None and assignment.since > when:
         return None  # assigned after this entry: the next cycle evaluates the new assignment
+    cause = _disabled_or_role_cause(row, facts, assignment, skip)
+    if cause is not None:
+        return cause
+    assigned_flag = getattr(row, "assigned", None)
+    scoping_false = is_false(getattr(row, "scoping_result", None))
+    clause = text_or_none(getattr(row, "failed_scope_clause", None))
+    not_entitled = is_false(assigned_flag) or (
+        skip == "noteffectivelyentitled"
+        and not scoping_false
+        and clause is None
+        and not is_true(assigned_flag)
+    )
+    if not_entitled and not facts.sync_all:
+        return _unassigned_cause(facts, assignment, when)
+    if scoping_false or clause is not None:
+        return _scoping_cause(row, facts, clause, details)
+    if not_entitled:
+        return Cause(NOT_ASSIGNED, "skipped as not effectively entitled", expected=True)
+    return None
+
+
+def _required_cause(row: Any, facts: Facts, details: dict[str, Any], kind: str) -> Cause:
+    """A create that failed because the target requires a value that is empty."""
+    target, source = _required_attribute(facts, details, text_or_none(getattr(row, "error_reason", None)))
+    what = f"'{target}'" if target else "a required attribute"
+    src = f", mapped from '{source}'," if source else ""
+    return Cause(
+        REQUIRED,
+        f"failed: the target requires {what}{src} which is empty for this {kind.lower()}",
+        attribute=target,
+        source_attribute=source,
+    )
+
+
+def _matching_cause(facts: Facts, kind: str, details: dict[str, Any], code: str) -> Cause:
+    """A skip because the matching attribute is empty (for a group: neither it nor its members go)."""
+    source, target = _matching_attribute(facts, kind, details)
+    what = f"'{source}'" + (f" (matched to '{target}' in the app)" if target else "") if source else ""
+    if kind == "Group":
+        return Cause(
+            GROUP_MATCHING,
+            f"skipped: the group's matching attribute {what} is empty; neither the group nor its members are "
+            "provisioned".replace("  ", " "),
+            attribute=source,
+        )
+    return Cause(
+        MATCHING,
+        f"skipped: its matching attribute {what} is empty, so the service cannot look it up in the app "
+        f"({code})".replace("  ", " "),
+        attribute=source,
+    )
+
+
+def _disabled_or_role_cause(row: Any, facts: Facts, assignment: Assignment, skip: str) -> Cause | None:
+    """Disabled in Entra ID (when that is why it is not provisioned), or assigned with a role that does not
+    entitle provisioning; None for neither."""
     assigned_flag = getattr(row, "assigned", None)
     if is_false(getattr(row, "is_active", None)) and (
         facts.sync_all or is_true(assigned_flag) or assignment.effective
@@ -262,63 +290,60 @@ def classify(row: Any, facts: Facts, details: dict[str, Any] | None = None) -> C
             "assignment's app role does not entitle provisioning (such as Default Access)",
             via=assignment.words() if assignment.any else None,
         )
-    scoping_false = is_false(getattr(row, "scoping_result", None))
-    clause = _text(getattr(row, "failed_scope_clause", None))
-    not_entitled = is_false(assigned_flag) or (
-        skip == "noteffectivelyentitled"
-        and not scoping_false
-        and clause is None
-        and not is_true(assigned_flag)
-    )
-    if not_entitled and not facts.sync_all:
-        unentitling = [g for g in assignment.via_groups if facts.group_not_security_enabled(g)]
-        if unentitling and not assignment.direct and len(unentitling) == len(assignment.via_groups):
-            names = ", ".join(f"'{g}'" for g in unentitling)
-            return Cause(
-                NOT_SECURITY,
-                f"skipped as not effectively entitled: assigned only through {names}, a group that is not "
-                "security-enabled (securityEnabled false)",
-                via=assignment.words(),
-            )
-        if assignment.effective:
-            via = assignment.words()
-            return Cause(
-                BROKEN,
-                f"skipped as not assigned (NotEffectivelyEntitled, 'Assigned to the application' False), although "
-                f"it is {via}: the assignment record is broken{_before_reassigning(facts, assignment, when)}",
-                via=via,
-            )
-        if assignment.nested:
-            via = nested_words(assignment.nested)
-            return Cause(
-                NESTED,
-                f"skipped: not assigned to the app; it is {via}, and the service does not follow nested groups",
-                via=via,
-            )
-        return Cause(
-            NOT_ASSIGNED,
-            "skipped: not assigned to the app (directly or as a direct member of an assigned group), so the "
-            "service ignores it under 'Sync assigned users and groups'",
-            expected=True,
-        )
-    if scoping_false or clause is not None:
-        value = _text(getattr(row, "failed_scope_value", None))
-        if value is None and clause:
-            value = _clause_value(clause, details)
-        scope_filter = _text(getattr(row, "failed_scope_filter", None))
-        words = "skipped: out of scope: the scoping filter" + (f" '{scope_filter}'" if scope_filter else "")
-        words += f" clause {clause} is false" if clause else " evaluated to false"
-        words += (
-            f" for its value '{value}'"
-            if value and value != "(empty)"
-            else (" (the value is empty)" if value else "")
-        )
-        return Cause(
-            SCOPING, words, expected=bool(facts.sync_all), clause=clause, value=value, filter=scope_filter
-        )
-    if not_entitled:
-        return Cause(NOT_ASSIGNED, "skipped as not effectively entitled", expected=True)
     return None
+
+
+def _unassigned_cause(facts: Facts, assignment: Assignment, when: pd.Timestamp | None) -> Cause:
+    """Skipped as not assigned under 'sync assigned': through groups that are not security-enabled, a broken
+    assignment record, only a nested group, or simply not assigned."""
+    unentitling = [g for g in assignment.via_groups if facts.group_not_security_enabled(g)]
+    if unentitling and not assignment.direct and len(unentitling) == len(assignment.via_groups):
+        names = ", ".join(f"'{g}'" for g in unentitling)
+        return Cause(
+            NOT_SECURITY,
+            f"skipped as not effectively entitled: assigned only through {names}, a group that is not "
+            "security-enabled (securityEnabled false)",
+            via=assignment.words(),
+        )
+    if assignment.effective:
+        via = assignment.words()
+        return Cause(
+            BROKEN,
+            f"skipped as not assigned (NotEffectivelyEntitled, 'Assigned to the application' False), although "
+            f"it is {via}: the assignment record is broken{_before_reassigning(facts, assignment, when)}",
+            via=via,
+        )
+    if assignment.nested:
+        via = nested_words(assignment.nested)
+        return Cause(
+            NESTED,
+            f"skipped: not assigned to the app; it is {via}, and the service does not follow nested groups",
+            via=via,
+        )
+    return Cause(
+        NOT_ASSIGNED,
+        "skipped: not assigned to the app (directly or as a direct member of an assigned group), so the "
+        "service ignores it under 'Sync assigned users and groups'",
+        expected=True,
+    )
+
+
+def _scoping_cause(row: Any, facts: Facts, clause: str | None, details: dict[str, Any]) -> Cause:
+    """Out of scope: the filter, the clause that was false and the value it saw (from the import step when the
+    entry does not give it)."""
+    value = text_or_none(getattr(row, "failed_scope_value", None))
+    if value is None and clause:
+        value = _clause_value(clause, details)
+    scope_filter = text_or_none(getattr(row, "failed_scope_filter", None))
+    words = "skipped: out of scope: the scoping filter" + (f" '{scope_filter}'" if scope_filter else "")
+    words += f" clause {clause} is false" if clause else " evaluated to false"
+    if value and value != "(empty)":
+        words += f" for its value '{value}'"
+    elif value:
+        words += " (the value is empty)"
+    return Cause(
+        SCOPING, words, expected=bool(facts.sync_all), clause=clause, value=value, filter=scope_filter
+    )
 
 
 def _before_reassigning(facts: Facts, assignment: Assignment, when: pd.Timestamp | None) -> str:
@@ -361,10 +386,9 @@ def _source_import_step(name: str) -> bool:
 def _details_by_event(facts: Facts, event_ids: pd.Series) -> dict[str, dict[str, Any]]:
     """Merged step details (MissingAttribute, MatchingAttribute) of the given entries, and under "_source"
     the source attributes their import step carried (EntryImportAdd/Update/Delete details)."""
-    steps = facts.steps
-    if steps.empty or event_ids.empty:
+    if event_ids.empty:
         return {}
-    mine = steps[steps["event_id"].isin(set(event_ids))]
+    mine = facts.steps_of(event_ids)
     wanted = mine[mine["details"].str.contains("MissingAttribute|MatchingAttribute", regex=True, na=False)]
     merged: dict[str, dict[str, Any]] = {}
     for event_id, text in zip(wanted["event_id"], wanted["details"], strict=True):
@@ -395,28 +419,31 @@ def _source_words(details: dict[str, Any] | None, clause: str | None) -> str | N
     return "; ".join(parts) or None
 
 
-_ROW_FIELDS = (
-    "id",
-    "status",
-    "action",
-    "source_type",
-    "source_id",
-    "source_name",
-    "reportable_identifier",
-    "skip_reason",
-    "error_code",
-    "error_reason",
-    "activity_time",
-    "change_id",
-    "assigned",
-    "is_active",
-    "has_required_role",
-    "scoping_result",
-    "failed_scope_filter",
-    "failed_scope_clause",
-    "failed_scope_value",
-)
-_Row = namedtuple("_Row", _ROW_FIELDS)
+class _Row(NamedTuple):
+    """One entry's columns as Python values, the ones :func:`classify` and :func:`skip_table` read."""
+
+    id: Any
+    status: Any
+    action: Any
+    source_type: Any
+    source_id: Any
+    source_name: Any
+    reportable_identifier: Any
+    skip_reason: Any
+    error_code: Any
+    error_reason: Any
+    activity_time: Any
+    change_id: Any
+    assigned: Any
+    is_active: Any
+    has_required_role: Any
+    scoping_result: Any
+    failed_scope_filter: Any
+    failed_scope_clause: Any
+    failed_scope_value: Any
+
+
+_ROW_FIELDS = _Row._fields
 
 
 def _records(frame: pd.DataFrame) -> list[Any]:
@@ -466,11 +493,11 @@ def skip_table(facts: Facts) -> pd.DataFrame:
         cause = classify(row, facts, details.get(row.id))
         if cause is None:
             continue
-        name = _text(row.reportable_identifier) or _text(row.source_name) or row.source_id
+        name = text_or_none(row.reportable_identifier) or text_or_none(row.source_name) or row.source_id
         rows.append(
             {
                 "object_id": row.source_id,
-                "type": _text(row.source_type) or "User",
+                "type": text_or_none(row.source_type) or "User",
                 "name": name,
                 "cause": cause.check,
                 "expected": cause.expected,
@@ -483,7 +510,7 @@ def skip_table(facts: Facts) -> pd.DataFrame:
                 "source_values": _source_words(details.get(row.id), cause.clause),
                 "via": cause.via,
                 "time": row.activity_time,
-                "error_code": _text(row.error_code),
+                "error_code": text_or_none(row.error_code),
                 "change_id": row.change_id,
             }
         )

@@ -21,8 +21,11 @@ from typing import Any
 import pandas as pd
 
 from provkit.analysis.checks.catalog import lookup
-from provkit.analysis.checks.facts import Facts, ago, as_time, job_value, short_time
+from provkit.analysis.checks.facts import Facts, as_time, job_value
 from provkit.analysis.checks.finding import LINKS, SECTIONS, Finding, evidence_rows
+from provkit.analysis.cycles import Eta
+from provkit.analysis.cycles import initial_cycle_eta as eta_from_cycles
+from provkit.formatting import ago, format_time
 
 __all__ = ["CHECKS", "InitialCycleEta", "initial_cycle_eta", "start", "start_state"]
 
@@ -122,8 +125,8 @@ def _observations(facts: Facts) -> list[tuple[pd.Timestamp, int, int, str | None
             continue
         when = as_time(p.get("progressObservationDateTime"))
         try:
-            done, total = int(p.get("completedUnits")), int(p.get("totalUnits"))
-        except (TypeError, ValueError):
+            done, total = int(p["completedUnits"]), int(p["totalUnits"])
+        except (KeyError, TypeError, ValueError):
             continue
         if when is not None and total > 0:
             seen[when] = (when, done, total, p.get("units"))
@@ -167,8 +170,8 @@ def initial_cycle_eta(facts: Facts) -> InitialCycleEta:
     entries = 0
     if not events.empty:
         last_cycle = events.loc[events["activity_time"].idxmax(), "cycle_id"]
-        cycle = events[events["cycle_id"] == last_cycle]
-        started, entries = as_time(cycle["activity_time"].min()), len(cycle)
+        mine = (events["cycle_id"] == last_cycle).fillna(False).to_numpy(dtype=bool)
+        started, entries = as_time(events["activity_time"][mine].min()), int(mine.sum())
     observations = _observations(facts)
     completed = total = None
     units = observed = eta = None
@@ -194,12 +197,8 @@ def initial_cycle_eta(facts: Facts) -> InitialCycleEta:
     return InitialCycleEta(started, completed, total, units, observed, eta, objects, basis, earliest, latest)
 
 
-def _cycles_eta(facts: Facts) -> tuple[Any, str | None]:
+def _cycles_eta(facts: Facts) -> tuple[Eta | None, str | None]:
     """The ETA of :func:`provkit.analysis.cycles.initial_cycle_eta` (None when it has none), and why it is missing."""
-    try:
-        from provkit.analysis.cycles import initial_cycle_eta as eta_from_cycles
-    except ImportError:
-        return None, None
     try:
         return eta_from_cycles(facts.evidence), None
     except Exception as exc:  # noqa: BLE001 - the ETA is a nicety: fall back to the simple estimate, and say so
@@ -216,20 +215,20 @@ def _eta_words(facts: Facts) -> tuple[list[str], list[dict[str, Any]]]:
     if eta is not None:
         start = getattr(eta, "cycle_start", None)
         if start is not None:
-            parts.append(f"started {short_time(start)} ({ago(start, now)})")
+            parts.append(f"started {format_time(start)} ({ago(start, now)})")
         if getattr(eta, "total", None):
             parts.append(f"{eta.completed}/{eta.total} {eta.units or 'units'} done")
         if eta.likely is not None:
-            text = f"expected to end around {short_time(eta.likely)} ({ago(eta.likely, now)})"
+            text = f"expected to end around {format_time(eta.likely)} ({ago(eta.likely, now)})"
             if eta.earliest is not None and eta.latest is not None:
-                text += f", between {short_time(eta.earliest)} and {short_time(eta.latest)}"
+                text += f", between {format_time(eta.earliest)} and {format_time(eta.latest)}"
             parts.append(text)
         scope = eta.objects_in_scope
         if eta.sizing_earliest is not None and eta.sizing_latest is not None and scope:
             objects = f"{scope[0]:,}" if scope[0] == scope[1] else f"{scope[0]:,}-{scope[1]:,}"
             parts.append(
-                f"documented sizing for {objects} objects: {short_time(eta.sizing_earliest)} to "
-                f"{short_time(eta.sizing_latest)}"
+                f"documented sizing for {objects} objects: {format_time(eta.sizing_earliest)} to "
+                f"{format_time(eta.sizing_latest)}"
             )
         data = eta.as_dict() if hasattr(eta, "as_dict") else dict(eta.__dict__)
         rows = [{"field": "expected_end", "value": eta.likely}]
@@ -237,15 +236,15 @@ def _eta_words(facts: Facts) -> tuple[list[str], list[dict[str, Any]]]:
         return parts, rows
     simple = initial_cycle_eta(facts)
     if simple.started is not None:
-        parts.append(f"started {short_time(simple.started)} ({ago(simple.started, now)})")
+        parts.append(f"started {format_time(simple.started)} ({ago(simple.started, now)})")
     if simple.total:
         parts.append(f"{simple.completed}/{simple.total} {simple.units or 'units'} done")
     if simple.eta is not None:
-        parts.append(f"expected to end around {short_time(simple.eta)} ({ago(simple.eta, now)})")
+        parts.append(f"expected to end around {format_time(simple.eta)} ({ago(simple.eta, now)})")
     if simple.sizing_earliest is not None and simple.sizing_latest is not None:
         parts.append(
-            f"documented sizing for {simple.objects:,} objects: {short_time(simple.sizing_earliest)} to "
-            f"{short_time(simple.sizing_latest)}"
+            f"documented sizing for {simple.objects:,} objects: {format_time(simple.sizing_earliest)} to "
+            f"{format_time(simple.sizing_latest)}"
         )
     rows = [{"field": "expected_end", "value": simple.eta}, *simple.as_rows()]
     if problem:
@@ -261,7 +260,7 @@ def _status_rows(job: pd.Series | None, names: tuple[str, ...]) -> list[dict[str
     return [{"field": n, "value": job_value(job, n)} for n in names if job_value(job, n) is not None]
 
 
-def _audit(facts: Facts, *words: str) -> dict | None:
+def _audit(facts: Facts, *words: str) -> dict[str, Any] | None:
     """The latest directory audit whose activity mentions all ``words`` (case-insensitive)."""
     found = None
     for a in facts.evidence.audits:
@@ -273,7 +272,7 @@ def _audit(facts: Facts, *words: str) -> dict | None:
 
 
 def _finding(
-    check: str, severity: str, title: str, rows: list[dict], why: str, remedy: str, links: list[str]
+    check: str, severity: str, title: str, rows: list[dict[str, Any]], why: str, remedy: str, links: list[str]
 ) -> Finding:
     listed, omitted = evidence_rows(rows)
     return Finding(check, SECTION, severity, title, listed, why, remedy, links, omitted=omitted)
@@ -331,7 +330,7 @@ def start(facts: Facts) -> list[Finding]:
             who = ((audit.get("initiatedBy") or {}).get("user") or {}).get("userPrincipalName")
             if who:
                 rows.append({"field": "paused_by", "value": who})
-            when = f" since {short_time(audit.get('activityDateTime'))} ({ago(audit.get('activityDateTime'), now)})"
+            when = f" since {format_time(audit.get('activityDateTime'))} ({ago(audit.get('activityDateTime'), now)})"
         return [
             _finding(
                 check,
@@ -368,7 +367,7 @@ def start(facts: Facts) -> list[Finding]:
             rows.append({"field": "disabled_at", "value": disabled_at})
             days = (disabled_at - series).total_seconds() / 86400
             detail = (
-                f" on {short_time(disabled_at)}, after {days:.0f} days in quarantine"
+                f" on {format_time(disabled_at)}, after {days:.0f} days in quarantine"
                 f" ({job_value(job, 'quarantine_reason') or 'reason unknown'})"
             )
         title = f"The job is disabled{detail}"

@@ -16,8 +16,10 @@ from datetime import timedelta
 import pandas as pd
 
 from provkit.analysis.checks.catalog import lookup
-from provkit.analysis.checks.facts import Facts, ago, job_value
+from provkit.analysis.checks.facts import Facts, job_value
 from provkit.analysis.checks.finding import EVIDENCE_ROWS, LINKS, SECTIONS, Finding, evidence_rows
+from provkit.analysis.columns import is_in
+from provkit.formatting import ago
 
 __all__ = ["CHECKS", "failures_by_code", "summary"]
 
@@ -81,11 +83,11 @@ def summary(facts: Facts) -> list[Finding]:
         for status, n in by_status.items():
             if n:
                 rows.append({"field": f"entries_{status}", "value": int(n)})
-        recent = events[events["activity_time"] >= now - RECENT]
-        if len(recent):
-            failed = int((recent["status"] == "failure").sum())
-            rate = failed / len(recent)
-            parts.append(f"{rate:.1%} of the last 24 h's {len(recent):,} entries failed")
+        recent = (events["activity_time"] >= now - RECENT).to_numpy(dtype=bool)
+        if recent.any():
+            failed = int((recent & is_in(events, "status", ("failure",))).sum())
+            rate = failed / int(recent.sum())
+            parts.append(f"{rate:.1%} of the last 24 h's {int(recent.sum()):,} entries failed")
             rows.append({"field": "failure_rate_24h", "value": round(rate, 4)})
         else:
             parts.append("no entries in the last 24 h")
