@@ -486,3 +486,75 @@ def test_a_report_fetches_its_apps_first_through_one_budget_and_says_how_long(tm
             demo.client, store, apps, start=start - timedelta(days=1), end=end, tenant_id=demo.tenant_id
         )
         assert all(p is not None and p >= 1 for p in again.pages.values()) and "at least" not in again.line()
+
+
+# ---- what goes before the first log page, commits while the throttle waits, the pacer's first window ----------
+def test_the_first_log_call_goes_alone_and_the_other_reads_follow_its_answer(
+    clean: DemoTenant, tmp_path: Path
+) -> None:
+    mark = settled(clean)
+    fetch(clean, Store(tmp_path))
+    calls = [r for r in clean.server.graph.requests[mark : settled(clean)] if r.path.startswith("/v1.0/")]
+    first_log = next(i for i, r in enumerate(calls) if "/auditLogs/provisioning" in r.path)
+    side = [
+        r
+        for r in calls
+        if re.search(r"/synchronization/|/appRoleAssignedTo|/groups/|/directoryAudits", r.path)
+    ]
+    assert side and all("/servicePrincipals?" in r.path for r in calls[:first_log])  # only the app's lookup
+    # The job status, schema, assignments, groups and audits all arrive once the first log page has answered.
+    assert calls[first_log].answered is not None
+    assert min(r.time for r in side) >= calls[first_log].answered
+
+
+def test_pieces_are_committed_while_the_throttle_holds_the_next_page_back(
+    clean: DemoTenant, reference: AppStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from provkit.data import fetch as fetch_module
+
+    def run(folder: str, idle_seconds: float) -> tuple[FetchSummary, AppStore]:
+        monkeypatch.setattr(fetch_module, "IDLE_COMMIT_SECONDS", idle_seconds)
+        # Graph's rule shrunk to 3 calls per 0.3 s: after every third page the next one waits for the window.
+        client = GraphClient(clean.settings, clean.client.tokens, pacer=AuditPacer(3, 0.3, margin=0.0))
+        return fetch(clean, Store(tmp_path / folder), client=client, page_size=10)
+
+    by_day, _ = run("by-day", 3600.0)  # no wait is that long: commits at day boundaries only
+    summary, app_store = run("while-waiting", 0.1)
+    assert by_day.slices <= DAYS + 1 and summary.pages == by_day.pages > 9  # a day a piece (and the tail)
+    assert summary.slices > by_day.slices + 2  # about one more commit per throttle window
+    assert_same_content(app_store, reference)
+    assert app_store.covered() == reference.covered()
+
+
+def test_the_shared_pacer_counts_its_first_window_from_each_answer_at_most_half_a_second_late(
+    clean: DemoTenant,
+) -> None:
+    from provkit.data.pacing import shared_pacer
+
+    assert shared_pacer(clean.settings).cold_calls == 5  # the pacer of every real client
+    clock = [0.0]
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    pacer = AuditPacer(
+        5, 10.0, margin=0.15, cold_calls=5, cold_margin=0.5, clock=lambda: clock[0], sleep=sleep
+    )
+    sent: list[float] = []
+    for answer_time in [0.2, 0.9, 0.2, 0.2, 0.2] * 3:
+        with pacer.slot():
+            sent.append(clock[0])
+            clock[0] += answer_time
+    # The first window's calls count from their answers (the second at most 0.5 s after it was sent) ...
+    assert sent[5] == pytest.approx(0.2 + 10.15) and sent[6] == pytest.approx(sent[1] + 0.5 + 10.15)
+    # ... and the next windows' from their sends, as the service counts a call on a warm connection.
+    assert sent[10] == pytest.approx(sent[5] + 10.15) and sent[11] == pytest.approx(sent[6] + 10.15)
+    # Idle for a whole window, the pacer is cold again: its next call counts from its answer.
+    clock[0] += 30.0
+    with pacer.slot():
+        restart = clock[0]
+        clock[0] += 0.3
+    for _ in range(5):
+        with pacer.slot():
+            clock[0] += 0.1
+    assert clock[0] - 0.1 == pytest.approx(restart + 0.3 + 10.15, abs=0.01)

@@ -18,10 +18,11 @@ Under Graph's reporting throttle (5 calls per 10 s per app registration and tena
 1,000 entries a page; one query per range, not one per slice (each slice would cost a short last page, which for a
 quiet app is most of its calls); the log pages are requested by a thread of their own, ahead of the normalising
 and writing; every other read (job status, schema, assignments, group membership, directory audits) runs in a
-side thread alongside the logs, so none delays the first log page (what they read is written from the fetch's
-own thread, which holds the store's writer lock); and every client of one identity shares one pacer
-(:func:`provkit.data.pacing.shared_pacer`), so several fetches in a process (:func:`fetch_apps`, as ``provkit report``
-does) stay under the limit together.
+side thread that starts once the first log page is in, so none delays it (what they read is written from the
+fetch's own thread, which holds the store's writer lock); a piece is also committed while the throttle holds the
+next log page back, so little is left to write after the last page; and every client of one identity shares one
+pacer (:func:`provkit.data.pacing.shared_pacer`), so several fetches in a process (:func:`fetch_apps`, as
+``provkit report`` does) stay under the limit together.
 
 An interrupted fetch loses at most the piece it was reading, and the next fetch asks only for what is not covered
 yet, plus the unsettled tail. Duplicate ids are dropped, so repeating a fetch changes nothing.
@@ -40,6 +41,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 
 from provkit.data.graph import ResolvedApp, time_slices
+from provkit.data.sources.graph import directory_facts
 from provkit.data.store import AppStore, Store, StoreError
 from provkit.data.tables import events_from_records, jobs_from_records, parse_graph_time
 
@@ -53,6 +55,7 @@ DEFAULT_SLICE = timedelta(days=1)  # commit granularity: an interrupted fetch lo
 DEFAULT_LOOKBACK = timedelta(hours=3)
 DEFAULT_OVERLAP = DEFAULT_LOOKBACK  # the older name
 DEFAULT_MAX_ENTRIES = 20_000  # entries read before a commit (a day of an initial cycle can hold 100,000)
+IDLE_COMMIT_SECONDS = 3.0  # a piece is also committed when the next log call waits this long for the throttle
 
 
 @dataclass
@@ -233,13 +236,22 @@ def _fetch_locked(
 
     gaps = app_store.gaps(start, end, lookback=lookback)
     side = _SideReads(client, sp_id, app_store.meta("groups"), app_store.meta("groups_read_at"), gaps)
+    if not gaps:
+        side.start()
     state = FetchProgress(app=resolved.display_name, start=start, end=end)
     if page_size is not None:
         state.page_size = page_size
     try:
         for gap_start, gap_end in gaps:
-            pages = _Prefetch(client.provisioning_pages(sp_id, gap_start, gap_end, page_size=page_size))
-            cursor = _Cursor(gap_start, [b for _, b in time_slices(gap_start, gap_end, slice_length)[:-1]])
+            pages = _Prefetch(
+                client.provisioning_pages(sp_id, gap_start, gap_end, page_size=page_size),
+                after_first=side.start,
+            )
+            cursor = _Cursor(
+                gap_start,
+                [b for _, b in time_slices(gap_start, gap_end, slice_length)[:-1]],
+                idle=lambda: _throttle_wait(client) >= IDLE_COMMIT_SECONDS,
+            )
             cursor.range_start, cursor.end = gap_start, gap_end
             watch = _Watch(client, state, began, on_page, progress, summary, side, app_store, resolved)
             try:
@@ -286,14 +298,21 @@ class _SideReads:
     facts (unthrottled calls), then the directory audits (throttled; the pacer is shared with the log pages, so
     together they stay under the limit). Each result waits in ``_ready`` until the fetch's thread, which holds
     the store's writer lock, stores it (:meth:`store`, after every page and at the end). ``error`` holds what
-    stopped the reads, if anything."""
+    stopped the reads, if anything.
+
+    They start once the first log page is in (:meth:`start`, from :class:`_Prefetch`'s thread), so the first log
+    call goes alone, on the connection the app's resolution left open: a call sent beside others, or on a new
+    connection, reaches the service later than the pacer counted it (see :class:`provkit.data.pacing.AuditPacer`).
+    The directory audits, the one throttled call among them, still go early: where it goes in the stream only
+    moves one log page between windows, and the last page of a busy app cannot be foreseen from entry times
+    (provisioning cycles come in bursts), so holding it for the last window's free slot is no help."""
 
     def __init__(self, client, sp_id: str, groups: object, groups_read_at: object, gaps: list) -> None:
-        from provkit.data.sources.graph import directory_facts
-
         self.error: BaseException | None = None
         self._ready: queue.SimpleQueue = queue.SimpleQueue()
         self._stopped = False
+        self._start_lock = threading.Lock()
+        self._started = False
         ready = self._ready
 
         def read() -> None:
@@ -332,7 +351,17 @@ class _SideReads:
 
         # A daemon: an interrupted fetch (Ctrl-C) does not wait for directory reads to end.
         self._thread = threading.Thread(target=run, name="provkit-side-reads", daemon=True)
-        self._thread.start()
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    def start(self) -> None:
+        """Begin the reads (once; later calls do nothing)."""
+        with self._start_lock:
+            if not self._started:
+                self._started = True
+                self._thread.start()
 
     def store(self, app_store: AppStore, summary: FetchSummary, resolved) -> None:
         """Write what has been read so far (from the thread that holds the store's writer lock)."""
@@ -371,13 +400,15 @@ class _SideReads:
                 summary.audits_new = app_store.write_audits(value)
 
     def join(self) -> None:
+        self.start()  # no log pages to wait for (nothing to fetch), or they never started them
         self._thread.join()
 
     def stop(self) -> None:
         """The fetch failed or was interrupted: let the side reads end at their next step, and wait for that
         (a read in flight finishes; the directory audits are not started)."""
         self._stopped = True
-        self._thread.join()
+        if self._started:
+            self._thread.join()
 
 
 class _Watch:
@@ -433,11 +464,15 @@ class _Watch:
 class _Prefetch:
     """The pages of one query, requested by a thread of their own up to ``depth`` pages ahead of their reader, so
     Graph's answer time overlaps normalising and writing the page before (both would otherwise add to every
-    page). Errors reach the reader in order; :meth:`close` stops the thread after its call in flight."""
+    page). Errors reach the reader in order; :meth:`close` stops the thread after its call in flight.
+    ``after_first`` is called in that thread once the first page is in (or the pages ended or failed)."""
 
-    def __init__(self, pages: Iterator[dict], depth: int = 2) -> None:
+    def __init__(
+        self, pages: Iterator[dict], depth: int = 2, after_first: Callable[[], None] | None = None
+    ) -> None:
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
+        self._after_first = after_first
         self._thread = threading.Thread(
             target=self._run, args=(pages,), name="provkit-log-pages", daemon=True
         )
@@ -455,11 +490,19 @@ class _Prefetch:
     def _run(self, pages: Iterator[dict]) -> None:
         try:
             for page in pages:
+                self._first_in()
                 if not self._put(("page", page)):
                     return
             self._put(("end", None))
         except BaseException as exc:  # handed to the reader, in order
             self._put(("error", exc))
+        finally:
+            self._first_in()
+
+    def _first_in(self) -> None:
+        if self._after_first is not None:
+            after, self._after_first = self._after_first, None
+            after()
 
     def __iter__(self) -> Iterator[dict]:
         return self
@@ -480,12 +523,20 @@ class _Prefetch:
 
 class _Cursor:
     """Where one query's pages are cut into pieces that can be committed: after a page whose last entry is at or
-    past a slice boundary (everything before the boundary has arrived), or, once ``max_entries`` were read, at
-    that last entry's time (ties with it may follow on the next page, so it is excluded)."""
+    past a slice boundary (everything before the boundary has arrived), or, once ``max_entries`` were read or
+    while ``idle()`` (the next log call waits for the throttle), at that last entry's time (ties with it may
+    follow on the next page, so it is excluded).
 
-    def __init__(self, start: datetime, boundaries: list[datetime]) -> None:
+    The idle cut writes what has been read while the throttle holds the next page back, so the piece left for
+    after the last page, whose writing adds to the fetch's time, is only what came in since the last wait (for
+    a busy app, one window's pages instead of up to a day's)."""
+
+    def __init__(
+        self, start: datetime, boundaries: list[datetime], idle: Callable[[], bool] | None = None
+    ) -> None:
         self.start = start
         self.boundaries = boundaries
+        self.idle = idle
         self.cut: datetime | None = None  # where the piece just read ends; None: at the end of the range
         self.read = 0
         self.outside = 0  # entries of the piece dated outside [start, end): dropped
@@ -536,7 +587,7 @@ class _Cursor:
         passed = [b for b in self.boundaries if self.start < b <= last]
         if passed:
             return passed[-1]
-        if self.read >= max_entries and last > self.start:
+        if (self.read >= max_entries or (self.idle is not None and self.idle())) and last > self.start:
             return last
         return None
 
@@ -546,6 +597,12 @@ def _entry_time(entry: object) -> datetime | None:
     value = parse_graph_time(entry.get("activityDateTime")) if isinstance(entry, dict) else None
     # Graph counts 100-ns ticks; rounding down to microseconds only ever covers less, never more.
     return None if value is None or pd.isna(value) else value.floor("us").to_pydatetime()
+
+
+def _throttle_wait(client: object) -> float:
+    """Seconds before the client's pacer lets another throttled call go (0 without a pacer)."""
+    pacer = getattr(client, "pacer", None)
+    return 0.0 if pacer is None else float(pacer.seconds_for(1))
 
 
 def _stats(client) -> tuple[int, float]:

@@ -25,16 +25,25 @@ class AuditPacer:
     ones included (reference 6.1, throttling-limits); the simulator does the same, counting each call when it
     arrives. So a slot is taken when a call is sent and frees ``per`` + ``margin`` seconds later, whatever the
     answer's duration. The former accounting (a slot held until ``per`` after the answer) lost one answer time
-    (about 0.5 s for a 1,000-entry page) every ``limit`` calls: 5 % of the rate, for nothing. ``margin`` covers a
-    later call being counted sooner after it was sent than an earlier one was (connection reuse, a busy server):
-    on the simulator, with margin 0.05 s, the tightest span of 6 consecutive calls the server saw was 10.02 s on
-    a quiet machine but 9.90 s on a loaded one, and that 429 cost a whole window (10 s); 0.25 s costs 1.5 s over
-    six windows (``bench/bench_fetch.py`` prints the tightest span). When a 429 comes back anyway, the service's count and ours disagree:
-    :meth:`throttled` holds every call until the Retry-After has passed, counts that call from its answer, and
-    widens ``margin`` (up to ``MAX_MARGIN``), so later calls stay clear.
+    (about 0.5 s for a 1,000-entry page) every ``limit`` calls: 5 % of the rate, for nothing.
 
-    One pacer per caller identity (:func:`shared_pacer`) keeps every fetch in a process under one budget.
-    Thread-safe; waits use ``sleep`` and ``clock``.
+    The service counts a call when it arrives, some time after the pacer let it go; the margin covers a later
+    call arriving sooner after its send than an earlier one did. Measured on the simulator (``bench/
+    bench_fetch.py`` prints the tightest span of 6 consecutive arrivals): the calls of the first window arrive
+    late by up to 0.4 s on a loaded machine (a process still warming up, a new TLS connection, other reads
+    starting), which took a 0.05-s or 0.1-s margin into a 429 that cost a whole window; from the second window
+    on, calls on a warm connection arrived within 0.06 s of their count. So the first ``cold_calls`` calls after
+    the pacer was idle count from their answer (the service has counted a call by the time it answers), but no
+    later than ``cold_margin`` (0.5 s) after their send, since a loaded machine's answers take seconds; later
+    calls count from their send, with ``margin`` (0.15 s: 2.5 times the largest warm delay seen).
+
+    When a 429 comes back anyway, the service's count and ours disagree: :meth:`throttled` holds every call until
+    the Retry-After has passed, counts that call from its answer, and widens ``margin`` (up to ``MAX_MARGIN``),
+    so later calls stay clear.
+
+    One pacer per caller identity (:func:`shared_pacer`, with ``cold_calls=limit``) keeps every fetch in a
+    process under one budget. ``cold_calls`` is 0 by default, so a pacer built for a test counts every call from
+    its send. Thread-safe; waits use ``sleep`` and ``clock``.
     """
 
     MAX_MARGIN = 2.0
@@ -44,55 +53,80 @@ class AuditPacer:
         limit: int = 5,
         per: float = 10.0,
         *,
-        margin: float = 0.25,
+        margin: float = 0.15,
+        cold_calls: int = 0,
+        cold_margin: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if limit < 1 or per <= 0 or margin < 0:
+        if limit < 1 or per <= 0 or margin < 0 or cold_calls < 0 or cold_margin < 0:
             raise ConfigError(
-                f"AuditPacer needs limit >= 1, per > 0 and margin >= 0, got limit={limit}, per={per}, "
-                f"margin={margin}."
+                f"AuditPacer needs limit >= 1, per > 0 and margin, cold_calls, cold_margin >= 0, got "
+                f"limit={limit}, per={per}, margin={margin}, cold_calls={cold_calls}, cold_margin={cold_margin}."
             )
         self.limit = limit
         self.per = per
         self.margin = margin
+        self.cold_calls = cold_calls
+        self.cold_margin = cold_margin
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._counted: deque[float] = deque()  # when each call inside the window was counted, oldest first
+        # When each call inside the window was counted, oldest first; one-item lists, so that a cold call's
+        # count can move to its answer.
+        self._counted: deque[list[float]] = deque()
+        self._since_idle = 0  # calls taken since the window was last empty
         self._blocked_until = 0.0  # after a 429: nothing is sent before this
         self.calls = 0
         self.throttled_calls = 0
 
-    def _wait_needed(self) -> float | None:
-        """Under the lock: None when a call may go now (its slot is taken), else seconds to wait."""
+    def _take(self) -> tuple[float | None, list[float] | None]:
+        """Under the lock: (None, the call's count) when a call may go now (its slot is taken), else (seconds to
+        wait, None)."""
         now = self._clock()
         if now < self._blocked_until:
-            return self._blocked_until - now
+            return self._blocked_until - now, None
         span = self.per + self.margin
-        while self._counted and now - self._counted[0] >= span:
+        while self._counted and now - self._counted[0][0] >= span:
             self._counted.popleft()
         if len(self._counted) < self.limit:
-            self._counted.append(now)
+            self._since_idle = 0 if not self._counted else self._since_idle
+            self._since_idle += 1
+            counted = [now]
+            self._counted.append(counted)
             self.calls += 1
-            return None
-        return max(span - (now - self._counted[0]), 0.001)
+            return None, counted
+        return max(span - (now - self._counted[0][0]), 0.001), None
 
-    def wait_for_slot(self) -> float:
-        """Wait until a call may be sent, take its slot, and return the seconds waited."""
+    def _wait_and_take(self) -> tuple[float, list[float]]:
         waited = 0.0
         while True:
             with self._lock:
-                wait = self._wait_needed()
-            if wait is None:
-                return waited
+                wait, counted = self._take()
+                cold = self._since_idle <= self.cold_calls
+            if counted is not None:
+                return waited, counted if cold else []
+            assert wait is not None
             self._sleep(wait)
             waited += wait
 
+    def wait_for_slot(self) -> float:
+        """Wait until a call may be sent, take its slot (counted from now), and return the seconds waited."""
+        return self._wait_and_take()[0]
+
     @contextlib.contextmanager
     def slot(self) -> Iterator[float]:
-        """Wait for a slot and yield the seconds waited; the slot frees ``per`` (+ margin) after it was taken."""
-        yield self.wait_for_slot()
+        """Wait for a slot and yield the seconds waited; send the call inside. The slot frees ``per`` (+ margin)
+        after it was taken, or, for a cold call (see the class), after the call's answer (when the block ends), at
+        most ``cold_margin`` after it was taken."""
+        waited, cold = self._wait_and_take()
+        try:
+            yield waited
+        finally:
+            if cold:
+                with self._lock:
+                    sent = cold[0]
+                    cold[0] = min(max(sent, self._clock()), sent + self.cold_margin)
 
     def throttled(self, retry_after: float | None) -> None:
         """A call came back 429: send nothing until its Retry-After (default ``per``) has passed, count the call
@@ -102,7 +136,7 @@ class AuditPacer:
             self.throttled_calls += 1
             wait = self.per if retry_after is None else retry_after
             self._blocked_until = max(self._blocked_until, now + wait)
-            self._counted.append(now)
+            self._counted.append([now])
             self.margin = min(self.MAX_MARGIN, max(self.margin * 2, 0.25))
 
     def seconds_for(self, calls: int) -> float:
@@ -112,7 +146,7 @@ class AuditPacer:
         with self._lock:
             now = self._clock()
             span = self.per + self.margin
-            live = sorted(t for t in self._counted if now - t < span)
+            live = sorted(c[0] for c in self._counted if now - c[0] < span)
             blocked = max(0.0, self._blocked_until - now)
         free = max(0, self.limit - len(live))
         beyond = calls - free
@@ -138,5 +172,5 @@ def shared_pacer(settings: Settings) -> AuditPacer:
     with _SHARED_LOCK:
         pacer = _SHARED_PACERS.get(key)
         if pacer is None:
-            pacer = _SHARED_PACERS[key] = AuditPacer()
+            pacer = _SHARED_PACERS[key] = AuditPacer(cold_calls=5)
         return pacer
