@@ -21,9 +21,15 @@ over the whole 7 days (``--days``; at least 30,000 entries), three ways:
   follow nextLink, on 429 sleep Retry-After and retry, as its retry handler does, without the model parsing;
   it runs to the end.
 
-The runs are 12 s apart so that none starts inside another's throttle window.
+The runs are 12 s apart so that none starts inside another's throttle window. ``--runs N`` runs the command N
+times (the SDK once) and prints every run's figures, not the best. For each run, the server's request log shows
+where the time went: launch to the first throttled call (start-up, sign-in, app resolution), first to last
+throttled call (against the least the throttle allows for that many calls), and the last answer to exit
+(normalising and writing the last piece, closing); and the tightest span of 6 consecutive throttled calls, in
+the first window and after it (>= 10 s means the server never saw more than 5 in a window).
 
     python bench/bench_fetch.py              # 6,000 users, 7 days: 32,532 entries (about 6 minutes)
+    python bench/bench_fetch.py --runs 3     # the command three times, the SDK once (about 9 minutes)
     python bench/bench_fetch.py --skip-sdk   # provkit only
 """
 
@@ -239,8 +245,11 @@ def stand_in_pager(
 
 
 # ---- provkit fetch, the command -------------------------------------------------------------------------------
-def run_fetch_command(emulator: Emulator, start: datetime, end: datetime, store: Path) -> tuple[dict, float]:
-    """``provkit fetch`` in a child process with the emulator's settings; its JSON summary and wall seconds."""
+def run_fetch_command(
+    emulator: Emulator, start: datetime, end: datetime, store: Path
+) -> tuple[dict, float, float, float]:
+    """``provkit fetch`` in a child process with the emulator's settings: its JSON summary, wall seconds, and the
+    wall-clock times of its launch and exit."""
     env = {**os.environ, **emulator.env}
     command = [
         sys.executable,
@@ -257,30 +266,40 @@ def run_fetch_command(emulator: Emulator, start: datetime, end: datetime, store:
         str(store),
         "--json",
     ]
-    began = time.monotonic()
+    launched, began = time.time(), time.monotonic()
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
     seconds = time.monotonic() - began
     if done.returncode != 0:
         raise SystemExit(f"provkit fetch failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout), seconds
+    return json.loads(done.stdout), seconds, launched, launched + seconds
 
 
-def tightest_spans(emulator: Emulator) -> dict[str, float] | None:
-    """From the server's request log: the /auditLogs calls, their 429s, and the tightest span of ``limit + 1``
-    consecutive arrivals (>= the window means the server never saw more than ``limit`` in a window)."""
+def timeline(emulator: Emulator, since: float, launched: float, exited: float) -> dict[str, float] | None:
+    """From the server's request log, the /auditLogs calls that arrived after ``since`` (wall-clock time): how
+    many, their 429s, when the first arrived and the last was answered (seconds from ``launched``), and the
+    tightest span of ``limit + 1`` consecutive arrivals, overall and from the second window on (>= the window
+    means the server never saw more than ``limit`` in a window)."""
     answer = emulator.session().get(f"{emulator.base_url}/_sim/requests", timeout=60)
     if answer.status_code != 200:
         return None
     calls = sorted(
-        (r["time"], r["status"]) for r in answer.json()["value"] if "/auditLogs/" in (r.get("path") or "")
+        (r["time"], r["status"], r.get("answered") or r["time"])
+        for r in answer.json()["value"]
+        if "/auditLogs/" in (r.get("path") or "") and r["time"] >= since
     )
-    times = [t for t, _ in calls]
+    times = [t for t, _, _ in calls]
     if len(times) <= THROTTLE_LIMIT:
         return None
+    spans = [b - a for a, b in zip(times, times[THROTTLE_LIMIT:], strict=False)]
     return {
         "calls": len(calls),
-        "throttled": sum(1 for _, status in calls if status == 429),
-        "tightest": min(b - a for a, b in zip(times, times[THROTTLE_LIMIT:], strict=False)),
+        "throttled": sum(1 for _, status, _ in calls if status == 429),
+        "tightest": min(spans),
+        "tightest_first": min(spans[:THROTTLE_LIMIT]),
+        "tightest_later": min(spans[THROTTLE_LIMIT:] or spans),
+        "first_call": times[0] - launched,
+        "last_answer": max(a for _, _, a in calls) - launched,
+        "exit": exited - launched,
         "first_to_last": times[-1] - times[0],
     }
 
@@ -306,6 +325,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="stop the SDK's iterator after this long (default 150; it parses each entry into models, tens of "
         "ms each, so the whole window takes many minutes); its rate is entries over time",
     )
+    parser.add_argument(
+        "--runs", type=int, default=1, help="run provkit fetch this many times, 12 s apart (default 1)"
+    )
     args = parser.parse_args(argv)
 
     print(
@@ -313,34 +335,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.days} days, app {APP!r}.",
         flush=True,
     )
+    ours: list[tuple[float, dict, dict[str, float] | None]] = []
     with Emulator(["--users", str(args.users), "--days", str(args.days), "--now", NOW]) as emulator:
         end = datetime.fromisoformat(NOW.replace("Z", "+00:00"))
         start = end - timedelta(days=args.days)
-        root = Path(tempfile.mkdtemp(prefix="provkit-bench-store-"))
-        try:
-            summary, seconds = run_fetch_command(emulator, start, end, root)
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
-        entries = int(summary["entries"])
-        print(
-            f"provkit fetch (the command, defaults): {entries} entries, {summary['pages']} pages, "
-            f"{summary['slices']} commits, {summary['throttle_waits']} throttled (429); {seconds:.1f} s from "
-            f"launch to exit ({summary['seconds']:.1f} s inside fetch_app)",
-            flush=True,
-        )
-        spans = tightest_spans(emulator)
-        if spans:
+        for run in range(max(1, args.runs)):
+            if run:
+                time.sleep(12)  # let the calls of the run before leave the server's 10-s window
+            root = Path(tempfile.mkdtemp(prefix="provkit-bench-store-"))
+            try:
+                summary, seconds, launched, exited = run_fetch_command(emulator, start, end, root)
+            finally:
+                shutil.rmtree(root, ignore_errors=True)
+            spans = timeline(emulator, launched - 0.5, launched, exited)
+            ours.append((seconds, summary, spans))
             print(
-                f"server's view of provkit's {spans['calls']} /auditLogs calls: {spans['throttled']} answered 429; "
-                f"tightest span of 6 consecutive arrivals {spans['tightest']:.3f} s (the limit needs >= "
-                f"{THROTTLE_WINDOW:.0f} s); first call to last {spans['first_to_last']:.1f} s",
+                f"provkit fetch run {run + 1} (the command, defaults): {summary['entries']} entries, "
+                f"{summary['pages']} pages, {summary['slices']} commits, {summary['throttle_waits']} throttled "
+                f"(429); {seconds:.1f} s from launch to exit ({summary['seconds']:.1f} s inside fetch_app)",
                 flush=True,
             )
+            if spans:
+                least = (spans["calls"] - 1) // THROTTLE_LIMIT * THROTTLE_WINDOW
+                print(
+                    f"  where the time went: launch to first throttled call {spans['first_call']:.1f} s; first to "
+                    f"last of its {spans['calls']} throttled calls {spans['first_to_last']:.1f} s (the throttle's "
+                    f"least {least:.0f} s); last answer to exit {spans['exit'] - spans['last_answer']:.1f} s",
+                    flush=True,
+                )
+                print(
+                    f"  the server saw {spans['throttled']} answered 429; tightest span of 6 consecutive throttled "
+                    f"calls {spans['tightest']:.3f} s (first window {spans['tightest_first']:.3f} s, later "
+                    f"{spans['tightest_later']:.3f} s; the limit needs >= {THROTTLE_WINDOW:.0f} s)",
+                    flush=True,
+                )
+        entries = int(ours[0][1]["entries"])
         if entries < 30_000:
             print(f"note: the window holds {entries} entries, fewer than the 30,000 the goal asks for")
         runs: list[tuple[str, dict[str, float]]] = []
         if not args.skip_sdk:
-            sp_id = summary["service_principal_id"]
+            sp_id = ours[0][1]["service_principal_id"]
             try:
                 import msgraph  # noqa: F401
             except ImportError as exc:
@@ -371,27 +405,40 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     floor = throttle_bound_seconds(entries)
     bound = entries / floor if floor else float("inf")
-    ours = entries / seconds
     print()
     print(f"{'':<44}{'seconds':>9}{'entries/s':>11}{'of bound':>10}")
     print(f"{'throttle-bound (1,000-entry pages)':<44}{floor:>9.1f}{bound:>11.0f}{'100%':>10}")
-    print(f"{'provkit fetch (command, launch to exit)':<44}{seconds:>9.1f}{ours:>11.0f}{ours / bound:>10.0%}")
-    for label, run in runs:
-        rate = run["entries"] / run["seconds"]
-        print(f"{label:<44}{run['seconds']:>9.1f}{rate:>11.0f}{rate / bound:>10.0%}")
-    for label, run in runs:
-        rate = run["entries"] / run["seconds"]
-        verdict = "met" if ours >= 2 * rate else "NOT met"
-        print(f"provkit is {ours / rate:.2f}x the {label} (target >= 2x: {verdict})")
+    rates = []
+    for number, (seconds, summary, _) in enumerate(ours, 1):
+        rate = int(summary["entries"]) / seconds
+        rates.append(rate)
+        label = f"provkit fetch run {number} (launch to exit)"
+        print(f"{label:<44}{seconds:>9.1f}{rate:>11.0f}{rate / bound:>10.0%}")
+    for label, run_figures in runs:
+        rate = run_figures["entries"] / run_figures["seconds"]
+        print(f"{label:<44}{run_figures['seconds']:>9.1f}{rate:>11.0f}{rate / bound:>10.0%}")
+    for label, run_figures in runs:
+        rate = run_figures["entries"] / run_figures["seconds"]
+        ratios = ", ".join(f"{ours_rate / rate:.2f}x" for ours_rate in rates)
+        verdict = "met" if min(rates) >= 2 * rate else "NOT met"
+        print(
+            f"provkit is {ratios} the {label} (target >= 2x: {verdict} in every run)"
+            if len(rates) > 1
+            else f"provkit is {ratios} the {label} (target >= 2x: {verdict})"
+        )
+    spans = ours[0][2]
     calls = int(spans["calls"]) if spans else math.ceil(entries / PAGE) + 1
     exact = (calls - 1) // THROTTLE_LIMIT * THROTTLE_WINDOW
     print(
         f"(provkit's {calls} throttled calls need at least {exact:.0f} s at 5 per 10 s, bursts of five; the bound "
-        f"above spreads 1,000-entry pages evenly. provkit's time is {seconds / exact:.2f}x that least time)"
+        f"above spreads 1,000-entry pages evenly, so a client with no start-up, no latency and no margin reaches "
+        f"{floor / exact:.0%})"
     )
+    shares = ", ".join(f"{rate / bound:.0%}" for rate in rates)
+    met = sum(1 for rate in rates if rate >= 0.9 * bound)
     print(
-        f"provkit is {ours / bound:.0%} of the throttle-bound rate (target >= 90%: "
-        f"{'met' if ours >= 0.9 * bound else 'NOT met'})"
+        f"provkit is {shares} of the throttle-bound rate (target >= 90%: met in {met} of {len(rates)} run"
+        f"{'s' if len(rates) != 1 else ''})"
     )
     return 0
 

@@ -526,7 +526,7 @@ def test_pieces_are_committed_while_the_throttle_holds_the_next_page_back(
     assert app_store.covered() == reference.covered()
 
 
-def test_the_shared_pacer_counts_its_first_window_from_each_answer_at_most_half_a_second_late(
+def test_the_shared_pacer_counts_its_first_window_from_each_answer_at_most_a_quarter_second_late(
     clean: DemoTenant,
 ) -> None:
     from provkit.data.pacing import shared_pacer
@@ -537,18 +537,16 @@ def test_the_shared_pacer_counts_its_first_window_from_each_answer_at_most_half_
     def sleep(seconds: float) -> None:
         clock[0] += seconds
 
-    pacer = AuditPacer(
-        5, 10.0, margin=0.15, cold_calls=5, cold_margin=0.5, clock=lambda: clock[0], sleep=sleep
-    )
+    pacer = AuditPacer(5, 10.0, cold_calls=5, clock=lambda: clock[0], sleep=sleep)  # margins of 0.25 s
     sent: list[float] = []
     for answer_time in [0.2, 0.9, 0.2, 0.2, 0.2] * 3:
         with pacer.slot():
             sent.append(clock[0])
             clock[0] += answer_time
-    # The first window's calls count from their answers (the second at most 0.5 s after it was sent) ...
-    assert sent[5] == pytest.approx(0.2 + 10.15) and sent[6] == pytest.approx(sent[1] + 0.5 + 10.15)
+    # The first window's calls count from their answers (the second at most 0.25 s after it was sent) ...
+    assert sent[5] == pytest.approx(0.2 + 10.25) and sent[6] == pytest.approx(sent[1] + 0.25 + 10.25)
     # ... and the next windows' from their sends, as the service counts a call on a warm connection.
-    assert sent[10] == pytest.approx(sent[5] + 10.15) and sent[11] == pytest.approx(sent[6] + 10.15)
+    assert sent[10] == pytest.approx(sent[5] + 10.25) and sent[11] == pytest.approx(sent[6] + 10.25)
     # Idle for a whole window, the pacer is cold again: its next call counts from its answer.
     clock[0] += 30.0
     with pacer.slot():
@@ -557,4 +555,4 @@ def test_the_shared_pacer_counts_its_first_window_from_each_answer_at_most_half_
     for _ in range(5):
         with pacer.slot():
             clock[0] += 0.1
-    assert clock[0] - 0.1 == pytest.approx(restart + 0.3 + 10.15, abs=0.01)
+    assert clock[0] - 0.1 == pytest.approx(restart + 0.25 + 10.25, abs=0.01)

@@ -28,14 +28,15 @@ class AuditPacer:
     (about 0.5 s for a 1,000-entry page) every ``limit`` calls: 5 % of the rate, for nothing.
 
     The service counts a call when it arrives, some time after the pacer let it go; the margin covers a later
-    call arriving sooner after its send than an earlier one did. Measured on the simulator (``bench/
-    bench_fetch.py`` prints the tightest span of 6 consecutive arrivals): the calls of the first window arrive
-    late by up to 0.4 s on a loaded machine (a process still warming up, a new TLS connection, other reads
-    starting), which took a 0.05-s or 0.1-s margin into a 429 that cost a whole window; from the second window
-    on, calls on a warm connection arrived within 0.06 s of their count. So the first ``cold_calls`` calls after
-    the pacer was idle count from their answer (the service has counted a call by the time it answers), but no
-    later than ``cold_margin`` (0.5 s) after their send, since a loaded machine's answers take seconds; later
-    calls count from their send, with ``margin`` (0.15 s: 2.5 times the largest warm delay seen).
+    call arriving sooner after its send than an earlier one did. Measured on the simulator under heavy load (2
+    cores, load average 8 to 12; ``bench/bench_fetch.py`` prints the tightest span of 6 consecutive arrivals, in
+    the first window and after it): calls of the first window arrived up to 0.39 s late (a process warming up,
+    other reads starting), later ones up to 0.19 s (a 0.15-s margin met a 429 there; 0.05 s had on a busy machine
+    before). So the first ``cold_calls`` calls after the pacer was idle count from their answer (the service
+    has counted a call by the time it answers), but no later than ``cold_margin`` (0.25 s) after their send, as
+    a loaded machine's answers take seconds; every call frees its slot ``margin`` (0.25 s) after that count.
+    That covers 0.5 s of lateness in the first window and 0.25 s after it, for about 0.25 s once and 0.25 s a
+    window (1.75 s over a 7-window fetch).
 
     When a 429 comes back anyway, the service's count and ours disagree: :meth:`throttled` holds every call until
     the Retry-After has passed, counts that call from its answer, and widens ``margin`` (up to ``MAX_MARGIN``),
@@ -53,9 +54,9 @@ class AuditPacer:
         limit: int = 5,
         per: float = 10.0,
         *,
-        margin: float = 0.15,
+        margin: float = 0.25,
         cold_calls: int = 0,
-        cold_margin: float = 0.5,
+        cold_margin: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
