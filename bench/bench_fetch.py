@@ -420,12 +420,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for label, run_figures in runs:
         rate = run_figures["entries"] / run_figures["seconds"]
         ratios = ", ".join(f"{ours_rate / rate:.2f}x" for ours_rate in rates)
-        verdict = "met" if min(rates) >= 2 * rate else "NOT met"
-        print(
-            f"provkit is {ratios} the {label} (target >= 2x: {verdict} in every run)"
-            if len(rates) > 1
-            else f"provkit is {ratios} the {label} (target >= 2x: {verdict})"
-        )
+        met = sum(1 for ours_rate in rates if ours_rate >= 2 * rate)
+        print(f"provkit is {ratios} the {label} (target >= 2x: met in {met} of {len(rates)})")
     spans = ours[0][2]
     calls = int(spans["calls"]) if spans else math.ceil(entries / PAGE) + 1
     exact = (calls - 1) // THROTTLE_LIMIT * THROTTLE_WINDOW
@@ -436,10 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     shares = ", ".join(f"{rate / bound:.0%}" for rate in rates)
     met = sum(1 for rate in rates if rate >= 0.9 * bound)
-    print(
-        f"provkit is {shares} of the throttle-bound rate (target >= 90%: met in {met} of {len(rates)} run"
-        f"{'s' if len(rates) != 1 else ''})"
-    )
+    print(f"provkit is {shares} of the throttle-bound rate (target >= 90%: met in {met} of {len(rates)})")
     return 0
 
 

@@ -37,13 +37,15 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pandas as pd
 
-from provkit.data.graph import ResolvedApp, time_slices
+from provkit.data.graph import GraphClient, ResolvedApp, time_slices
 from provkit.data.sources.graph import directory_facts
 from provkit.data.store import AppStore, Store, StoreError
 from provkit.data.tables import events_from_records, jobs_from_records, parse_graph_time
+from provkit.formatting import format_duration
 
 log = logging.getLogger("provkit.data.fetch")
 
@@ -97,7 +99,7 @@ class FetchSummary:
             f"{self.seconds:.1f} s in all"
         )
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["start"], d["end"] = self.start.isoformat(), self.end.isoformat()
         return d
@@ -140,22 +142,12 @@ class FetchProgress:
         text = f"{self.entries:,}" + (f" of ~{expected:,}" if expected else "") + " entries"
         text += f", {self.pages} page{'s' if self.pages != 1 else ''}, {self.rate:.0f} entries/s"
         if self.seconds_left is not None:
-            text += f", about {_duration(self.seconds_left)} left under the throttle"
+            text += f", about {format_duration(self.seconds_left)} left under the throttle"
         return text
 
 
-def _duration(seconds: float) -> str:
-    """A short duration: "40 s", "3 min 20 s", "1 h 05 min"."""
-    total = round(seconds)
-    if total < 60:
-        return f"{total} s"
-    if total < 3600:
-        return f"{total // 60} min {total % 60:02d} s"
-    return f"{total // 3600} h {total % 3600 // 60:02d} min"
-
-
 def fetch_app(
-    client,
+    client: GraphClient,
     store: Store,
     app: str | ResolvedApp,
     *,
@@ -184,7 +176,7 @@ def fetch_app(
         lookback = overlap
     began = time.monotonic()
     # APP may already be resolved (the command line resolves it first to say which object it found).
-    resolved = app if hasattr(app, "service_principal_id") else client.resolve_app(app)
+    resolved = client.resolve_app(app) if isinstance(app, str) else app
     sp_id = resolved.service_principal_id
     app_store = store.app(tenant_id, sp_id)
     with app_store.writing():
@@ -205,18 +197,18 @@ def fetch_app(
 
 
 def _fetch_locked(
-    client,
-    app_store,
-    resolved,
-    start,
-    end,
-    slice_length,
-    lookback,
-    page_size,
-    on_page,
-    progress,
-    max_entries,
-    began,
+    client: GraphClient,
+    app_store: AppStore,
+    resolved: ResolvedApp,
+    start: datetime,
+    end: datetime,
+    slice_length: timedelta,
+    lookback: timedelta,
+    page_size: int | None,
+    on_page: Callable[[int, int], None] | None,
+    progress: Callable[[FetchProgress], None] | None,
+    max_entries: int,
+    began: float,
 ) -> tuple[FetchSummary, AppStore]:
     sp_id = resolved.service_principal_id
     app_store.set_app(
@@ -307,9 +299,16 @@ class _SideReads:
     moves one log page between windows, and the last page of a busy app cannot be foreseen from entry times
     (provisioning cycles come in bursts), so holding it for the last window's free slot is no help."""
 
-    def __init__(self, client, sp_id: str, groups: object, groups_read_at: object, gaps: list) -> None:
+    def __init__(
+        self,
+        client: GraphClient,
+        sp_id: str,
+        groups: object,
+        groups_read_at: object,
+        gaps: list[tuple[datetime, datetime]],
+    ) -> None:
         self.error: BaseException | None = None
-        self._ready: queue.SimpleQueue = queue.SimpleQueue()
+        self._ready: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._stopped = False
         self._start_lock = threading.Lock()
         self._started = False
@@ -363,7 +362,7 @@ class _SideReads:
                 self._started = True
                 self._thread.start()
 
-    def store(self, app_store: AppStore, summary: FetchSummary, resolved) -> None:
+    def store(self, app_store: AppStore, summary: FetchSummary, resolved: ResolvedApp) -> None:
         """Write what has been read so far (from the thread that holds the store's writer lock)."""
         sp_id = resolved.service_principal_id
         while True:
@@ -417,15 +416,15 @@ class _Watch:
 
     def __init__(
         self,
-        client,
+        client: GraphClient,
         state: FetchProgress,
         began: float,
-        on_page,
-        progress,
-        summary,
-        side,
-        app_store,
-        resolved,
+        on_page: Callable[[int, int], None] | None,
+        progress: Callable[[FetchProgress], None] | None,
+        summary: FetchSummary,
+        side: _SideReads,
+        app_store: AppStore,
+        resolved: ResolvedApp,
     ) -> None:
         self.client = client
         self.state = state
@@ -437,7 +436,7 @@ class _Watch:
         self.app_store = app_store
         self.resolved = resolved
 
-    def __call__(self, values: list) -> None:
+    def __call__(self, values: list[Any]) -> None:
         self.side.store(self.app_store, self.summary, self.resolved)
         state = self.state
         state.pages += 1
@@ -468,9 +467,9 @@ class _Prefetch:
     ``after_first`` is called in that thread once the first page is in (or the pages ended or failed)."""
 
     def __init__(
-        self, pages: Iterator[dict], depth: int = 2, after_first: Callable[[], None] | None = None
+        self, pages: Iterator[dict[str, Any]], depth: int = 2, after_first: Callable[[], None] | None = None
     ) -> None:
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._after_first = after_first
         self._thread = threading.Thread(
@@ -478,7 +477,7 @@ class _Prefetch:
         )
         self._thread.start()
 
-    def _put(self, item: tuple) -> bool:
+    def _put(self, item: tuple[str, Any]) -> bool:
         while not self._stop.is_set():
             try:
                 self._queue.put(item, timeout=0.2)
@@ -487,7 +486,7 @@ class _Prefetch:
                 continue
         return False
 
-    def _run(self, pages: Iterator[dict]) -> None:
+    def _run(self, pages: Iterator[dict[str, Any]]) -> None:
         try:
             for page in pages:
                 self._first_in()
@@ -504,13 +503,14 @@ class _Prefetch:
             after, self._after_first = self._after_first, None
             after()
 
-    def __iter__(self) -> Iterator[dict]:
+    def __iter__(self) -> Iterator[dict[str, Any]]:
         return self
 
-    def __next__(self) -> dict:
+    def __next__(self) -> dict[str, Any]:
         kind, item = self._queue.get()
         if kind == "page":
-            return item
+            page: dict[str, Any] = item
+            return page
         self._queue.put((kind, item))  # every later call sees the end (or the error) too
         if kind == "end":
             raise StopIteration
@@ -548,11 +548,11 @@ class _Cursor:
 
     def piece(
         self,
-        pages: Iterator[dict],
+        pages: Iterator[dict[str, Any]],
         max_entries: int,
         summary: FetchSummary,
-        watch: Callable[[list], None],
-    ) -> Iterator[dict]:
+        watch: Callable[[list[Any]], None],
+    ) -> Iterator[dict[str, Any]]:
         """Yield the entries of the next piece; afterwards ``cut``, ``read`` and ``done`` describe it."""
         self.cut, self.read, self.outside = None, 0, 0
         for page in pages:
@@ -573,7 +573,7 @@ class _Cursor:
                     return
         self.done = True
 
-    def _cut_after(self, values: list, max_entries: int) -> datetime | None:
+    def _cut_after(self, values: list[Any], max_entries: int) -> datetime | None:
         first, last = _entry_time(values[0]), _entry_time(values[-1])
         if (
             first is None
@@ -605,7 +605,7 @@ def _throttle_wait(client: object) -> float:
     return 0.0 if pacer is None else float(pacer.seconds_for(1))
 
 
-def _stats(client) -> tuple[int, float]:
+def _stats(client: object) -> tuple[int, float]:
     stats = getattr(client, "stats", None)
     if stats is None:
         return 0, 0.0
@@ -632,12 +632,12 @@ class FetchPlan:
     workers: int
 
     def line(self) -> str:
-        """E.g. "Fetching 7 apps (3 at a time): about 180 throttled calls, about 6 min 00 s under Graph's
+        """E.g. "Fetching 7 apps (3 at a time): about 180 throttled calls, about 6 min under Graph's
         reporting throttle (5 calls per 10 s); 2 never fetched, so at least that"."""
         unknown = sum(1 for p in self.pages.values() if p is None)
         text = (
             f"Fetching {len(self.apps)} app{'s' if len(self.apps) != 1 else ''} ({self.workers} at a time): about "
-            f"{self.calls} throttled calls, about {_duration(self.seconds)} under Graph's reporting throttle "
+            f"{self.calls} throttled calls, about {format_duration(self.seconds)} under Graph's reporting throttle "
             "(5 calls per 10 s per app registration and tenant)"
         )
         if unknown:
@@ -646,7 +646,7 @@ class FetchPlan:
 
 
 def plan_fetches(
-    client,
+    client: GraphClient,
     store: Store,
     apps: list[ResolvedApp],
     *,
@@ -685,7 +685,7 @@ def plan_fetches(
     return FetchPlan(ordered, pages, calls, seconds, max(1, min(workers, len(apps))))
 
 
-def _entries_per_second(fetches: list) -> float | None:
+def _entries_per_second(fetches: list[Any]) -> float | None:
     """Entries per second of window in an app's recorded fetches (None when none fetched anything)."""
     entries, seconds = 0, 0.0
     for f in fetches:
@@ -700,7 +700,7 @@ def _entries_per_second(fetches: list) -> float | None:
 
 
 def fetch_apps(
-    client,
+    client: GraphClient,
     store: Store,
     plan: FetchPlan,
     *,
