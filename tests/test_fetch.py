@@ -521,7 +521,7 @@ def test_pieces_are_committed_while_the_throttle_holds_the_next_page_back(
     by_day, _ = run("by-day", 3600.0)  # no wait is that long: commits at day boundaries only
     summary, app_store = run("while-waiting", 0.1)
     assert by_day.slices <= DAYS + 1 and summary.pages == by_day.pages > 9  # a day a piece (and the tail)
-    assert summary.slices > by_day.slices + 2  # about one more commit per throttle window
+    assert by_day.slices + 2 < summary.slices  # commits while the throttle holds pages back (3 a window here)
     assert_same_content(app_store, reference)
     assert app_store.covered() == reference.covered()
 

@@ -58,6 +58,7 @@ DEFAULT_LOOKBACK = timedelta(hours=3)
 DEFAULT_OVERLAP = DEFAULT_LOOKBACK  # the older name
 DEFAULT_MAX_ENTRIES = 20_000  # entries read before a commit (a day of an initial cycle can hold 100,000)
 IDLE_COMMIT_SECONDS = 3.0  # a piece is also committed when the next log call waits this long for the throttle
+BOUNDARY_WAIT_PAGES = 5  # under the throttle, a boundary's commit waits this many pages for such a wait
 
 
 @dataclass
@@ -529,7 +530,9 @@ class _Cursor:
 
     The idle cut writes what has been read while the throttle holds the next page back, so the piece left for
     after the last page, whose writing adds to the fetch's time, is only what came in since the last wait (for
-    a busy app, one window's pages instead of up to a day's)."""
+    a busy app, one window's pages instead of up to a day's). Once the throttle has held a page back, a passed
+    boundary waits up to :data:`BOUNDARY_WAIT_PAGES` pages for the next such moment instead of adding a commit
+    of its own, so a throttled fetch writes about one part per window, not one per window and one per day."""
 
     def __init__(
         self, start: datetime, boundaries: list[datetime], idle: Callable[[], bool] | None = None
@@ -543,8 +546,10 @@ class _Cursor:
         self.range_start = start
         self.end: datetime | None = None
         self.done = False
+        self.paced = False  # the throttle has held a page back in this range
         self._ordered = True
         self._previous: datetime | None = None
+        self._past_boundary = 0  # pages of this piece read since it passed a boundary
 
     def piece(
         self,
@@ -554,7 +559,7 @@ class _Cursor:
         watch: Callable[[list[Any]], None],
     ) -> Iterator[dict[str, Any]]:
         """Yield the entries of the next piece; afterwards ``cut``, ``read`` and ``done`` describe it."""
-        self.cut, self.read, self.outside = None, 0, 0
+        self.cut, self.read, self.outside, self._past_boundary = None, 0, 0, 0
         for page in pages:
             values = page.get("value") or []
             summary.pages += 1
@@ -585,9 +590,14 @@ class _Cursor:
             return None
         self._previous = last
         passed = [b for b in self.boundaries if self.start < b <= last]
-        if passed:
+        self._past_boundary += 1 if passed else 0
+        if self.idle is not None and self.idle():
+            self.paced = True
+            if last > self.start:
+                return last
+        if passed and (not self.paced or self._past_boundary > BOUNDARY_WAIT_PAGES):
             return passed[-1]
-        if (self.read >= max_entries or (self.idle is not None and self.idle())) and last > self.start:
+        if self.read >= max_entries and last > self.start:
             return last
         return None
 
