@@ -1,7 +1,8 @@
 # provkit developer commands. Needs only Python 3.11+ and make; everything else goes into .venv.
 #
 #   make demo    install into .venv, then run the workbook against the simulated tenant
-#   make test    install into .venv (and Chromium for the browser tests), then ruff check and the whole suite
+#   make test    install into .venv (and Chromium for the browser tests), then ruff (format and lint), the layer
+#                contracts (lint-imports), the type checker (mypy) and the whole suite
 #   make browser install Debian's Chromium for the browser tests when it is missing (needs root)
 #   make lint    ruff check and ruff format --check
 #   make bench   run every bench/bench_*.py in turn
@@ -22,9 +23,10 @@ PIP_FLAGS := --quiet --disable-pip-version-check --progress-bar off
 
 help:
 	@echo "make demo    install into $(VENV), report on every app of the simulated tenant into reports/demo"
-	@echo "make test    install into $(VENV), run 'ruff check .' and the pytest suite (browser tests need Chromium)"
+	@echo "make test    install into $(VENV), run ruff, lint-imports, mypy and the pytest suite (browser tests need Chromium)"
 	@echo "make browser install Chromium for the browser tests (apt-get, as root) when it is missing"
 	@echo "make lint    ruff check and ruff format --check"
+	@echo "make structure  the layer contracts (lint-imports) and the type checker (mypy)"
 	@echo "make bench   run every bench/bench_*.py"
 	@echo "make clean   remove caches and build output (keeps $(VENV))"
 
@@ -67,7 +69,10 @@ $(STAMP): pyproject.toml | $(VPY)
 install: $(STAMP)
 
 test: $(STAMP) browser
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 	$(VPY) -m pytest
 
 # The browser tests (tests/browser) drive the system's Chromium with Playwright, which cannot download its own

@@ -361,8 +361,15 @@ def test_make_test_reinstalls_only_after_pyproject_changes(tmp_path: Path) -> No
     unchanged = _make(project, bin_dir, "-n", "test")
     assert unchanged.returncode == 0, unchanged.stderr
     assert "pip install" not in unchanged.stdout
-    lines = unchanged.stdout.splitlines()[-2:]
-    assert lines == [".venv/bin/ruff check .", ".venv/bin/python -m pytest"]
+    lines = unchanged.stdout.splitlines()[-5:]
+    # The format check, the linter, the layer contracts, the type checker, then the suite.
+    assert lines == [
+        ".venv/bin/ruff format --check .",
+        ".venv/bin/ruff check .",
+        ".venv/bin/lint-imports",
+        ".venv/bin/mypy",
+        ".venv/bin/python -m pytest",
+    ]
     # Before them, `make browser` looks for Chromium (and installs it with apt as root when it is missing).
     assert "command -v chromium" in unchanged.stdout
 
@@ -371,4 +378,4 @@ def test_make_test_reinstalls_only_after_pyproject_changes(tmp_path: Path) -> No
     assert changed.returncode == 0, changed.stderr
     install = [i for i, line in enumerate(changed.stdout.splitlines()) if "-m pip install" in line]
     assert install and "-e '.[test]'" in changed.stdout.splitlines()[install[0]]
-    assert changed.stdout.splitlines()[-2:] == lines
+    assert changed.stdout.splitlines()[-5:] == lines
