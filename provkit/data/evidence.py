@@ -23,7 +23,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from provkit.data.store import AppStore, subtract_ranges
-from provkit.data.tables import Tables, empty_tables
+from provkit.data.tables import LazyTables, Tables, empty_tables
 from provkit.errors import ConfigError
 from provkit.formatting import as_timestamp
 from provkit.window import resolve_window
@@ -172,54 +172,31 @@ class Evidence:
         return _utc(start), _utc(end if end is not None else self.now)
 
 
-class _WindowTables(Tables):
+class _WindowTables(LazyTables):
     """The entries of a window and the steps and properties of those entries only, taken from ``base`` when an
     analysis first asks for them (lazy stored tables stay lazy; ``steps_of`` reads only the entries it names)."""
 
     def __init__(self, base: Tables, events: pd.DataFrame) -> None:
-        self.events = events
-        self.rejects = list(base.rejects)  # input problems, not bound to a time
+        super().__init__(events, base.rejects)  # rejects: input problems, not bound to a time
         self._base = base
         self._ids = events["id"]
-        self._loaded: dict[str, pd.DataFrame] = {}
 
-    def _get(self, name: str) -> pd.DataFrame:
-        if name not in self._loaded:
-            frame = self._base.steps if name == "steps" else self._base.properties
-            self._loaded[name] = frame[frame["event_id"].isin(self._ids)].reset_index(drop=True)
-        return self._loaded[name]
+    def _read(self, name: str) -> pd.DataFrame:
+        frame = self._base.steps if name == "steps" else self._base.properties
+        return frame[frame["event_id"].isin(self._ids)].reset_index(drop=True)
 
     def steps_of(self, event_ids: Iterable[str]) -> pd.DataFrame:
         """The steps of those of ``event_ids`` that are in the window."""
         wanted = set(self._ids[self._ids.isin({str(i) for i in event_ids})])
-        if "steps" in self._loaded:
-            steps = self._loaded["steps"]
-            return steps[steps["event_id"].isin(wanted)].reset_index(drop=True)
+        loaded = self._loaded_steps_of(wanted)
+        if loaded is not None:
+            return loaded
         steps_of = getattr(self._base, "steps_of", None)
         if steps_of is not None:
             result: pd.DataFrame = steps_of(wanted)
             return result
         steps = self._base.steps
         return steps[steps["event_id"].isin(wanted)].reset_index(drop=True)
-
-    @property
-    def steps(self) -> pd.DataFrame:
-        return self._get("steps")
-
-    @steps.setter
-    def steps(self, value: pd.DataFrame) -> None:
-        self._loaded["steps"] = value
-
-    @property
-    def properties(self) -> pd.DataFrame:
-        return self._get("properties")
-
-    @properties.setter
-    def properties(self, value: pd.DataFrame) -> None:
-        self._loaded["properties"] = value
-
-    def __repr__(self) -> str:  # the dataclass's would read every step to count them
-        return f"Tables(events={len(self.events)} rows of a window, rejects={len(self.rejects)})"
 
 
 def _utc(moment: datetime) -> datetime:

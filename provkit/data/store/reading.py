@@ -23,6 +23,7 @@ from provkit.data.tables import (
     JOB_COLUMNS,
     PROPERTY_COLUMNS,
     STEP_COLUMNS,
+    LazyTables,
     Tables,
     empty_tables,
 )
@@ -251,32 +252,28 @@ def _columnwise(table: pa.Table, change: Callable[[pa.ChunkedArray[Any]], pa.Chu
     return table
 
 
-class _StoredTables(Tables):
+class _StoredTables(LazyTables):
     """Tables whose events are read now and whose steps and properties are read when first used, from the
     manifest the events came from (or the current one, should a compaction have removed those parts)."""
 
     def __init__(self, app_store: _AppReader, data: dict[str, Any]) -> None:
-        self.events = app_store._events(data)
-        self.rejects = []
+        super().__init__(app_store._events(data))
         self._app_store, self._data = app_store, data
-        self._loaded: dict[str, pd.DataFrame] = {}
 
-    def _get(self, name: str) -> pd.DataFrame:
-        if name not in self._loaded:
-            read = self._app_store._steps if name == "steps" else self._app_store._properties
-            try:
-                self._loaded[name] = read(self._data)
-            except FileNotFoundError:
-                self._loaded[name] = self._app_store._snapshot(read)
-        return self._loaded[name]
+    def _read(self, name: str) -> pd.DataFrame:
+        read = self._app_store._steps if name == "steps" else self._app_store._properties
+        try:
+            return read(self._data)
+        except FileNotFoundError:
+            return self._app_store._snapshot(read)
 
     def steps_of(self, event_ids: Iterable[str]) -> pd.DataFrame:
         """The steps of the given entries only, read from the parts without reading the rest (when the whole
         steps table is not in memory already)."""
         wanted = sorted({str(i) for i in event_ids})
-        if "steps" in self._loaded:
-            steps = self._loaded["steps"]
-            return steps[steps["event_id"].isin(wanted)].reset_index(drop=True)
+        loaded = self._loaded_steps_of(wanted)
+        if loaded is not None:
+            return loaded
         if not wanted:
             return self._app_store._read_empty(STEP_COLUMNS)
         store, data = self._app_store, self._data
@@ -284,19 +281,3 @@ class _StoredTables(Tables):
             return store._steps(data, filters=[("event_id", "in", wanted)])
         except FileNotFoundError:
             return store._snapshot(lambda fresh: store._steps(fresh, filters=[("event_id", "in", wanted)]))
-
-    @property
-    def steps(self) -> pd.DataFrame:
-        return self._get("steps")
-
-    @steps.setter
-    def steps(self, value: pd.DataFrame) -> None:
-        self._loaded["steps"] = value
-
-    @property
-    def properties(self) -> pd.DataFrame:
-        return self._get("properties")
-
-    @properties.setter
-    def properties(self, value: pd.DataFrame) -> None:
-        self._loaded["properties"] = value

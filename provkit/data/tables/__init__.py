@@ -157,6 +157,7 @@ from provkit.data.tables.schema import (
     STATUSES,
     STEP_COLUMNS,
     STEP_TYPES,
+    LazyTables,
     Tables,
 )
 from provkit.data.tables.times import parse_graph_duration, parse_graph_time, parse_graph_times
@@ -173,6 +174,7 @@ __all__ = [
     "STATUSES",
     "STEP_COLUMNS",
     "STEP_TYPES",
+    "LazyTables",
     "Tables",
     "concat_tables",
     "empty_tables",

@@ -4,7 +4,7 @@ them, and the :class:`Tables` holder (the columns are described in :mod:`provkit
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -237,6 +237,52 @@ class Tables:
             f"Tables(events={len(self.events)} rows, steps={len(self.steps)} rows, "
             f"properties={len(self.properties)} rows, rejects={len(self.rejects)})"
         )
+
+
+class LazyTables(Tables):
+    """Tables whose events are at hand and whose steps and properties are read when an analysis first asks for
+    them (:meth:`_read`), then kept; setting either replaces it. ``steps_of`` answers from the loaded steps when
+    they are in memory (:meth:`_loaded_steps_of`); subclasses read fewer rows otherwise."""
+
+    def __init__(self, events: pd.DataFrame, rejects: list[tuple[int, str]] | None = None) -> None:
+        self.events = events
+        self.rejects = list(rejects or [])
+        self._loaded: dict[str, pd.DataFrame] = {}
+
+    def _read(self, name: str) -> pd.DataFrame:
+        """The whole ``steps`` or ``properties`` table."""
+        raise NotImplementedError
+
+    def _get(self, name: str) -> pd.DataFrame:
+        if name not in self._loaded:
+            self._loaded[name] = self._read(name)
+        return self._loaded[name]
+
+    def _loaded_steps_of(self, wanted: Iterable[str]) -> pd.DataFrame | None:
+        """The steps of ``wanted`` from the steps already in memory; None when they are not loaded."""
+        if "steps" not in self._loaded:
+            return None
+        steps = self._loaded["steps"]
+        return steps[steps["event_id"].isin(set(wanted))].reset_index(drop=True)
+
+    @property
+    def steps(self) -> pd.DataFrame:
+        return self._get("steps")
+
+    @steps.setter
+    def steps(self, value: pd.DataFrame) -> None:
+        self._loaded["steps"] = value
+
+    @property
+    def properties(self) -> pd.DataFrame:
+        return self._get("properties")
+
+    @properties.setter
+    def properties(self, value: pd.DataFrame) -> None:
+        self._loaded["properties"] = value
+
+    def __repr__(self) -> str:  # the dataclass's would read every step to count them
+        return f"{type(self).__name__}(events={len(self.events)} rows, rejects={len(self.rejects)})"
 
 
 _KNOWN_EVENT_FIELDS = frozenset(
