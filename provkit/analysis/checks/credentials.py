@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from provkit.analysis.checks.catalog import CatalogEntry, http_status, lookup
-from provkit.analysis.checks.facts import Facts, job_value
+from provkit.analysis.checks.facts import QUARANTINE_FIELDS, Facts, job_value
 from provkit.analysis.checks.finding import LINKS, SECTIONS, Finding, evidence_rows
 from provkit.analysis.columns import by_value, is_in, rows_where
 from provkit.errors import GraphError, ProvkitError
@@ -129,14 +129,7 @@ def _quarantined(facts: Facts) -> Finding | None:
     if status:
         title += f" (the target answered HTTP {status})"
     names = (
-        "status_code",
-        "quarantine_reason",
-        "quarantine_series_began",
-        "quarantine_current_began",
-        "quarantine_next_attempt",
-        "quarantine_series_count",
-        "quarantine_error_code",
-        "quarantine_error_message",
+        *QUARANTINE_FIELDS,
         "quarantine_tenant_actionable",
         "count_successive_complete_failures",
     )

@@ -31,6 +31,7 @@ __all__ = [
     "Assignment",
     "Facts",
     "Mapping",
+    "QUARANTINE_FIELDS",
     "ago",
     "as_time",
     "gather",
@@ -38,6 +39,18 @@ __all__ = [
     "short_time",
     "step_details",
 ]
+
+# The job-status fields that describe a quarantine, in the order findings show them.
+QUARANTINE_FIELDS = (
+    "status_code",
+    "quarantine_reason",
+    "quarantine_series_began",
+    "quarantine_current_began",
+    "quarantine_next_attempt",
+    "quarantine_series_count",
+    "quarantine_error_code",
+    "quarantine_error_message",
+)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from provkit.analysis.checks.catalog import lookup
-from provkit.analysis.checks.facts import Facts, as_time, job_value
+from provkit.analysis.checks.facts import QUARANTINE_FIELDS, Facts, as_time, job_value
 from provkit.analysis.checks.finding import LINKS, SECTIONS, Finding, evidence_rows
 from provkit.analysis.columns import is_in, rows_where
 from provkit.formatting import ago, format_time
@@ -171,16 +171,7 @@ def _escrow_risk(facts: Facts) -> Finding | None:
 
 
 def _quarantine_rows(facts: Facts, disabled_at: pd.Timestamp | None) -> list[dict[str, Any]]:
-    names = (
-        "status_code",
-        "quarantine_reason",
-        "quarantine_series_began",
-        "quarantine_current_began",
-        "quarantine_next_attempt",
-        "quarantine_series_count",
-        "quarantine_error_code",
-        "quarantine_error_message",
-    )
+    names = QUARANTINE_FIELDS
     rows = [
         {"field": n, "value": job_value(facts.job, n)} for n in names if job_value(facts.job, n) is not None
     ]
