@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "ci_get",
     "DETAIL_KEYS",
     "ScopeClause",
     "ScopeFailure",
@@ -146,7 +147,8 @@ def parse_bool(value: object) -> bool | None:
     return None
 
 
-def _ci_get(mapping: dict[str, Any], key: str) -> Any:
+def ci_get(mapping: dict[str, Any], key: str) -> Any:
+    """``mapping[key]``, else the value of the first key equal to it ignoring case; None when there is none."""
     if key in mapping:
         return mapping[key]
     lowered = key.lower()
@@ -200,29 +202,29 @@ def _structured(groups: list[Any]) -> list[ScopeClause]:
     for index, group in enumerate(groups):
         if not isinstance(group, dict):
             continue
-        name = _ci_get(group, "name")
+        name = ci_get(group, "name")
         name = str(name) if name not in (None, "") else None
-        clauses = [c for c in (_ci_get(group, "clauses") or []) if isinstance(c, dict)]
+        clauses = [c for c in (ci_get(group, "clauses") or []) if isinstance(c, dict)]
         if not clauses:
             # A group with only its result: one clause standing for it.
-            out.append(ScopeClause(name, None, None, None, parse_bool(_ci_get(group, "result")), group=index))
+            out.append(ScopeClause(name, None, None, None, parse_bool(ci_get(group, "result")), group=index))
         for c in clauses:
-            target = _ci_get(c, "targetOperand")
+            target = ci_get(c, "targetOperand")
             if isinstance(target, list):
                 target = ", ".join(str(t) for t in target)
             has_value = any(isinstance(k, str) and k.lower() == "sourcevalue" for k in c)
-            value = _ci_get(c, "sourceValue")
+            value = ci_get(c, "sourceValue")
             if isinstance(value, list):
                 value = ", ".join(str(v) for v in value) if value else None
-            attribute = _ci_get(c, "sourceOperandName")
-            operator = _ci_get(c, "operatorName")
+            attribute = ci_get(c, "sourceOperandName")
+            operator = ci_get(c, "operatorName")
             out.append(
                 ScopeClause(
                     name,
                     None if attribute is None else str(attribute),
                     None if operator is None else str(operator),
                     None if target in (None, "") else str(target),
-                    parse_bool(_ci_get(c, "result")),
+                    parse_bool(ci_get(c, "result")),
                     None if value is None else str(value),
                     has_value,
                     index,
@@ -241,7 +243,7 @@ def scope_clauses(evaluation: object) -> list[ScopeClause] | None:
         return _structured(evaluation)
     if not isinstance(evaluation, dict):
         return None
-    groups = _ci_get(evaluation, "scopingFilterGroups")
+    groups = ci_get(evaluation, "scopingFilterGroups")
     if isinstance(groups, list):
         return _structured(groups)
     out = []
@@ -288,11 +290,11 @@ def _failure_of(evaluation: object) -> ScopeFailure | None:
     if not clauses:
         return None
     passed: dict[object, bool | None] = {}
-    groups = _ci_get(evaluation, "scopingFilterGroups") if isinstance(evaluation, dict) else evaluation
+    groups = ci_get(evaluation, "scopingFilterGroups") if isinstance(evaluation, dict) else evaluation
     if isinstance(groups, list):
         for index, group in enumerate(groups):
             if isinstance(group, dict):
-                passed[index] = parse_bool(_ci_get(group, "result"))
+                passed[index] = parse_bool(ci_get(group, "result"))
     return _failure(clauses, passed)
 
 

@@ -278,13 +278,7 @@ class _AppFolder:
             adopted += 1
             if kind == "events":
                 batches.add(name)
-                covered = _ranges(meta.get("covered") or [])
-                lost = merge_ranges(covered + _ranges(meta.get("span") or []))
-                if lost:
-                    data["ranges"][name] = _pairs(lost)
-                if covered:
-                    merged = [(_parse(a), _parse(b)) for a, b in data["covered"]] + covered
-                    data["covered"] = _pairs(merge_ranges(merged))
+                record_part_ranges(data, name, meta)
                 if isinstance(meta.get("app"), dict) and (newest_app is None or name > newest_app[0]):
                     newest_app = (name, meta["app"])
         if newest_app and not any(data.get("app", {}).values()):
@@ -425,3 +419,15 @@ class _AppFolder:
         return StoreError(
             f"The store file {file} cannot be read ({_short(exc)}).", remedy=_repair_remedy(self.root)
         )
+
+
+def record_part_ranges(data: dict[str, Any], name: str, meta: dict[str, Any]) -> None:
+    """An events part adopted back into the manifest ``data`` from its own metadata: the time it covered joins
+    the covered ranges, and its entries' range is recorded as the part's, so dropping it later re-opens it."""
+    covered = _ranges(meta.get("covered") or [])
+    lost = merge_ranges(covered + _ranges(meta.get("span") or []))
+    if lost:
+        data["ranges"][name] = _pairs(lost)
+    if covered:
+        merged = [(_parse(a), _parse(b)) for a, b in data["covered"]] + covered
+        data["covered"] = _pairs(merge_ranges(merged))

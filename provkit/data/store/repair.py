@@ -24,6 +24,7 @@ from provkit.data.store.disk import (
     _part_meta,
     _short,
 )
+from provkit.data.store.layout import record_part_ranges
 from provkit.data.store.ranges import _pairs, _parse, _ranges, merge_ranges, remove_ranges
 from provkit.data.store.reading import _AppReader
 from provkit.data.tables import (
@@ -233,13 +234,7 @@ class _AppRepair(_AppReader):
                 data["parts"][kind].append(name)
             os.replace(file, self.path / "events" / name)
             data["parts"]["events"].append(name)
-            covered = _ranges(meta.get("covered") or [])
-            lost = merge_ranges(covered + _ranges(meta.get("span") or []))
-            if lost:
-                data["ranges"][name] = _pairs(lost)
-            if covered:
-                merged = [(_parse(a), _parse(b)) for a, b in data["covered"]] + covered
-                data["covered"] = _pairs(merge_ranges(merged))
+            record_part_ranges(data, name, meta)
             back.append(name)
             self._journal(f"took back events/{name} (and its batch) from quarantine: readable again")
         if back:

@@ -244,16 +244,6 @@ def _details_dict(value: object) -> dict[str, Any]:
     return {"value": value} if parsed is _EMPTY else parsed
 
 
-def _ci_get(mapping: dict[str, Any], key: str) -> Any:
-    if key in mapping:
-        return mapping[key]
-    lowered = key.lower()
-    for k, v in mapping.items():
-        if isinstance(k, str) and k.lower() == lowered:
-            return v
-    return None
-
-
 _NO_FAILURE: tuple[str | None, str | None, str | None] = (None, None, None)
 
 
