@@ -35,6 +35,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -722,8 +723,6 @@ def fetch_apps(
     """Fetch the plan's apps, ``plan.workers`` at a time in the plan's order, all through ``client`` (so one pacer
     keeps them together under the throttle). Returns, by service principal id, (summary, app store) or the error
     that stopped that app's fetch; ``on_done(app, summary, error)`` hears each as it ends."""
-    from concurrent.futures import ThreadPoolExecutor
-
     results: dict[str, tuple[FetchSummary, AppStore] | BaseException] = {}
 
     def one(app: ResolvedApp) -> None:
