@@ -61,10 +61,11 @@ class Loaded:
     )
     source: str = ""  # the source it was read from: graph, demo or store
     store: Path | None = None  # the store's root folder, when known
+    workspace: str | None = None  # the Log Analytics workspace the logs came from, when one did
 
     def origin(self) -> str:
         """Where the evidence came from, in one line (:func:`describe_origin`)."""
-        return describe_origin(self.evidence, source=self.source, store=self.store)
+        return describe_origin(self.evidence, source=self.source, store=self.store, workspace=self.workspace)
 
 
 DEMO_SIZE_SETTINGS = {"users": "PROVKIT_DEMO_USERS", "days": "PROVKIT_DEMO_DAYS"}
@@ -285,10 +286,12 @@ def describe_origin(
     source: str | None = None,
     store: str | Path | None = None,
     when: datetime | None = None,
+    workspace: str | None = None,
 ) -> str:
     """Where ``evidence`` came from, in one line: the simulated tenant, a live tenant (its id), a stored copy
     read offline (``source="store"``), or an import; with the app and the window (and ``when`` it was fetched,
-    default "just now"). Never holds a secret."""
+    default "just now"). With ``workspace`` (the logs were queried from that Log Analytics workspace) it names
+    the workspace and says that the job status and schema came from Graph. Never holds a secret."""
     tenant = evidence.tenant_id or "unknown"
     simulated = tenant.lower() in simulated_tenant_ids()
     read = (source or evidence.source or "").lower()
@@ -303,6 +306,12 @@ def describe_origin(
         text = f"the SIMULATED tenant (demo data, tenant {tenant}), fetched {fetched}"
     else:
         text = f"the LIVE tenant {tenant}, fetched {fetched}"
+    if workspace and read != "store" and (evidence.source or "").lower() != "import":
+        graph = text.rsplit(", fetched ", 1)[0]
+        text = (
+            f"Log Analytics workspace {workspace} (the provisioning logs, queried with KQL; job status and schema "
+            f"from Graph of {graph}), fetched {fetched}"
+        )
     window = evidence.window
     span = (
         f"{_utc(window[0]):%Y-%m-%d %H:%M} to {_utc(window[1]):%Y-%m-%d %H:%M} UTC"
@@ -356,7 +365,14 @@ def _load_from_workspace(
     where = f"Log Analytics workspace {la.workspace_id}: {la.transfer.line()}"
     if la.rejects:
         where += f"; {len(la.rejects)} rows unreadable, e.g. {la.rejects[0]}"
-    return Loaded(evidence, None, f"{resolved.describe()}\n{where}", la.transfer, source=source)
+    return Loaded(
+        evidence,
+        None,
+        f"{resolved.describe()}\n{where}",
+        la.transfer,
+        source=source,
+        workspace=la.workspace_id,
+    )
 
 
 class FetchProgressBar:

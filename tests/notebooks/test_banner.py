@@ -39,6 +39,16 @@ def test_each_source_is_named_with_its_tenant_and_window() -> None:
         assert text.startswith("Evidence for Zendesk from ")
 
 
+def test_a_workspace_is_named_and_graph_credited_with_the_job_status() -> None:
+    simulated = sorted(simulated_tenant_ids())[0]
+    text = describe_origin(_evidence(simulated, "loganalytics"), source="demo", workspace="ws-1234")
+    assert text.startswith("Evidence for Zendesk from Log Analytics workspace ws-1234 ")
+    assert "job status and schema from Graph of the SIMULATED tenant" in text and simulated in text
+    live = describe_origin(_evidence(LIVE, "loganalytics"), source="graph", workspace="ws-1234")
+    assert f"from Graph of the LIVE tenant {LIVE}" in live and "2026-11-01 00:00 to 2026-11-08" in live
+    assert "workspace" not in describe_origin(_evidence(LIVE, "graph"), source="graph")
+
+
 def test_banner_colour_tells_simulated_from_live() -> None:
     simulated = describe_origin(_evidence(sorted(simulated_tenant_ids())[0], "demo"), source="demo")
     live = describe_origin(_evidence(LIVE, "graph"), source="graph")
