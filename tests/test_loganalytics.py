@@ -24,9 +24,11 @@ from provkit.data.sources.loganalytics import (
     LogAnalyticsError,
     PartialResultError,
 )
+from provkit.errors import ConfigError
 from provkit.sim.faults import FaultPlan
 from provkit.sim.server import start_server
 from provkit.sim.tenant import Tenant
+from provkit.workbook import notebook as nb
 from provkit.workbook.session import demo_tenant, load_evidence
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
@@ -284,3 +286,19 @@ def test_what_diagnose_reads_from_every_entry_comes_back_as_few_rows(store) -> N
     entries = la.cited_entries(app.sp_id, sorted(cited), window, per_query=7)
     assert {r["changeId"] for r in entries} == cited
     assert la.transfer.rows == len(latest) + len(counts) + len(entries) < len(events)
+
+
+def test_a_notebook_target_with_a_workspace_reads_the_logs_from_it_and_its_banner_says_so(store) -> None:
+    demo = demo_tenant()
+    workspace = demo.server.env()["PROVKIT_WORKSPACE_ID"]
+    loaded = nb.load("Zendesk", nb.target("demo", workspace=workspace), since="3d")
+    graph = nb.load("Zendesk", nb.target("demo", store), since="3d")
+    assert loaded.workspace == workspace and loaded.transfer.rows > len(loaded.evidence.events) > 0
+    assert len(loaded.evidence.events) == len(graph.evidence.events)
+    assert loaded.origin().startswith(f"Evidence for Zendesk from Log Analytics workspace {workspace} (")
+    assert "job status and schema from Graph of the SIMULATED tenant" in loaded.origin()
+    assert "workspace" not in graph.origin()
+    # An empty parameter means no workspace; a workspace cannot be read offline.
+    assert nb.target("demo", workspace="").workspace is None
+    with pytest.raises(ConfigError, match="cannot be read offline"):
+        nb.load("Zendesk", nb.target("store", store, workspace=workspace), since="3d")

@@ -110,9 +110,11 @@ def target(
     cloud: str | None = None,
     tenant_id: str | None = None,
     client_id: str | None = None,
+    workspace: str | None = None,
 ) -> Target:
-    """The parameters cell's five connection values as one :class:`Target` (empty values: not set)."""
-    return Target(source, str(store) if store is not None else None, cloud, tenant_id, client_id)
+    """The parameters cell's connection values as one :class:`Target` (empty values: not set); ``workspace`` a
+    Log Analytics workspace id to read the logs from."""
+    return Target(source, str(store) if store is not None else None, cloud, tenant_id, client_id, workspace)
 
 
 def load(
@@ -130,6 +132,8 @@ def load(
 ) -> Loaded:
     """One app's evidence for the window, from the notebook's :class:`Target` (``source`` empty: the live tenant
     when ``PROVKIT_TENANT_ID`` is set, else the simulated one). Without a target, the keyword values make one.
+    With the target's ``workspace`` the logs are queried from that Log Analytics workspace (every entry of the
+    window, so the checks read what they read from Graph) and the configuration from the tenant.
 
     With ``source="store"`` nothing is fetched: the app is read from the store and cut to the window
     (``start``/``end``, or ``since`` before the end of what the store covers).
@@ -156,6 +160,7 @@ def load(
             end=end,
             store=store or None,
             tenant_id=tenant_id or None,
+            workspace=where.workspace,  # a workspace cannot be read offline: load_evidence says so
         )
     client = None
     demo_options = None
@@ -172,8 +177,9 @@ def load(
         store=store or None,
         tenant_id=tenant_id or None,
         client=client,
-        progress=source == "graph",
+        progress=source == "graph" and not where.workspace,
         demo_options=demo_options,
+        workspace=where.workspace,
     )
 
 

@@ -1,7 +1,8 @@
-"""Which tenant a notebook or a report reads: :class:`Target`, the parameters cell's five connection values.
+"""Which tenant a notebook or a report reads: :class:`Target`, the parameters cell's connection values.
 
 A notebook's parameters cell names ``source``, ``store``, ``cloud``, ``tenant_id`` and ``client_id`` (papermill
-sets them as plain values); the notebook turns them into one ``Target`` (``nb.target(...)``) and passes it to
+sets them as plain values), and in the notebooks that can read one, ``workspace`` (a Log Analytics workspace id:
+the logs come from it through KQL, the configuration still from Graph); the notebook turns them into one ``Target`` (``nb.target(...)``) and passes it to
 every helper that loads, lists apps or calls the tenant. Nothing here holds a secret: sign-in settings other
 than the tenant id, client id and cloud come from the ``PROVKIT_*`` environment variables.
 """
@@ -37,7 +38,8 @@ class Target:
     ``source``: "graph", "demo", "store" or None (the live tenant when ``PROVKIT_TENANT_ID`` is set, else the
     simulated one); ``store``: the store folder (None: ``$PROVKIT_STORE`` or the user data folder); ``cloud``,
     ``tenant_id``, ``client_id``: sign-in settings that take precedence over ``PROVKIT_*``. Empty values mean
-    "not set".
+    "not set". ``workspace``: the Log Analytics workspace id the logs are read from (None: the Graph reporting
+    API, or the store).
     """
 
     source: str | None = None
@@ -45,9 +47,10 @@ class Target:
     cloud: str | None = None
     tenant_id: str | None = None
     client_id: str | None = None
+    workspace: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("source", "store", "cloud", "tenant_id", "client_id"):
+        for name in ("source", "store", "cloud", "tenant_id", "client_id", "workspace"):
             value = getattr(self, name)
             object.__setattr__(self, name, _value(str(value) if isinstance(value, Path) else value))
 

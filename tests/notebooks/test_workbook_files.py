@@ -26,6 +26,7 @@ ALLOWED_PARAMETERS = {
     "cloud",
     "tenant_id",
     "client_id",
+    "workspace",
     "object_id",
     "allow_changes",
     "validate_credentials",
@@ -68,7 +69,7 @@ def test_one_parameters_cell_with_safe_defaults(path: Path) -> None:
     assert len(tagged) == 1
     params = _parameters(nb)
     assert set(params) <= ALLOWED_PARAMETERS, set(params) - ALLOWED_PARAMETERS
-    assert {"app", "since", "source", "store", "cloud", "tenant_id", "client_id"} <= set(params)
+    assert {"app", "since", "source", "store", "cloud", "tenant_id", "client_id", "workspace"} <= set(params)
     # Empty: the live tenant when PROVKIT_TENANT_ID is set, the simulated one otherwise (said in the output).
     assert params["source"] == '""'
     assert not any(re.search("secret|password|token|cert", name) for name in params)
