@@ -216,3 +216,47 @@ def test_the_warm_kernel_engine_is_registered_through_papermills_registry() -> N
     assert register_warm_engine() == name == "provkit-warm-kernel"  # once per process
     engine = papermill_engines.get_engine(name)
     assert engine.__name__ == "WarmKernelEngine" and hasattr(engine, "execute_managed_notebook")
+
+
+def _verdict(notebook: Path) -> str:
+    """The text the notebook's verdict cell printed."""
+    executed = nbformat.read(notebook, as_version=4)
+    cell = next(c for c in executed.cells if c.cell_type == "code" and "NBVAL_CHECK_OUTPUT" in c.source)
+    return "".join(o.get("text", "") for o in cell.outputs)
+
+
+def test_a_report_from_a_workspace_reads_it_in_the_notebooks_and_says_so(zendesk, tmp_path: Path) -> None:
+    out = tmp_path / "reports"
+    assert _cli("--app", "Zendesk", "--demo", "--workspace", "--since", "3d", "--notebook", "00",
+                "--workers", "1", "--out", str(out)) == 0  # fmt: skip
+    summary = _latest(out)
+    (workspace,) = summary["workspaces"]
+    app = summary["apps"][0]
+    assert app["workspace"] == workspace and app["state"] == "warning"
+    assert app["transfer"]["queries"] > 0 and app["transfer"]["rows"] > 0
+    assert [(n["name"], n["status"]) for n in app["notebooks"]] == [("00-triage", "ok")]
+    folder = out / summary["run_id"] / app["folder"]
+    executed = nbformat.read(folder / "00-triage.ipynb", as_version=4)
+    injected = next(c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", []))
+    assert f'workspace = "{workspace}"' in injected.source and 'source = "demo"' in injected.source
+    shown = json.dumps(executed)
+    assert f"Evidence for Zendesk from Log Analytics workspace {workspace}" in shown
+    assert "job status and schema from Graph of the SIMULATED tenant" in shown
+    assert "not-for-notebooks" not in shown
+    # the same findings as the report read through Graph (the zendesk fixture's run of the same notebook)
+    _code, _summary, graph_folder = zendesk
+    assert _verdict(folder / "00-triage.ipynb") == _verdict(graph_folder / "00-triage.ipynb") != ""
+    page = (folder / "00-triage.html").read_text(encoding="utf-8")
+    assert f"Log Analytics workspace {workspace}" in page
+    index = (out / "index.html").read_text(encoding="utf-8")
+    row = next(line for line in index.splitlines() if line.startswith("<tr><td>Zendesk</td>"))
+    assert f"<td>Log Analytics workspace {workspace}</td>" in row and app["app"]["tenant_id"] in row
+    assert f"demo, workspace {workspace}" in index.split("<h2>Runs</h2>")[1]
+
+
+def test_a_workspace_cannot_be_read_offline(tmp_path: Path) -> None:
+    from provkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="cannot be read offline"):
+        _cli("--app", "Zendesk", "--offline", "--workspace", "--out", str(tmp_path))
+    assert not (tmp_path / "index.html").exists()

@@ -29,6 +29,14 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--store", type=Path, help="store folder (default: $PROVKIT_STORE or the user data folder)"
     )
+    parser.add_argument(
+        "--workspace",
+        nargs="?",
+        const="",
+        metavar="ID",
+        help="read the logs from this Log Analytics workspace with KQL, in the report and its notebooks "
+        "(default ID: $PROVKIT_WORKSPACE_ID; with --demo, the simulated tenant's workspace)",
+    )
     parser.add_argument("--since", help="how far back, e.g. 7d, 36h (default 7d)")
     parser.add_argument("--start", help="window start, ISO-8601 (UTC unless an offset is given)")
     parser.add_argument("--end", help="window end, ISO-8601 (default now)")
@@ -67,6 +75,12 @@ def run_report(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1.")
     source = "store" if args.offline else ("demo" if args.demo else "graph")
+    workspace = getattr(args, "workspace", None)
+    if workspace is not None and source == "store":
+        raise ConfigError(
+            "A Log Analytics workspace cannot be read offline.",
+            remedy="Drop --offline to query the workspace, or drop --workspace to read the store.",
+        )
     # Bad parameters stop the run before anything is fetched or written (exit 2), rather than failing per app.
     resolve_window(since=args.since, start=args.start, end=args.end)
     if source == "graph":
@@ -87,6 +101,7 @@ def run_report(args: argparse.Namespace) -> int:
         hide_input=not args.show_input,
         fail_on=args.fail_on,
         log=lambda text: print(text, file=sys.stderr, flush=True),
+        workspace=workspace,
     )
     code = exit_code(run.summary, args.fail_on)
     bad = [a["app"].get("display_name") for a in run.apps if a.get("bad_parameter")]

@@ -196,7 +196,24 @@ def _index_origin(run: dict[str, Any]) -> str:
         "store": "the local store, read offline",
     }.get(source, source)
     tenant = f", tenant {', '.join(tenants)}" if tenants else ""
+    workspaces = run.get("workspaces") or []
+    if workspaces:
+        what = (
+            f"Log Analytics workspace {', '.join(map(str, workspaces))} (the provisioning logs, queried with KQL; "
+            f"job status and schema from Graph of {what})"
+        )
     return f"Latest run {run['_folder']}: evidence from {what}{tenant}. Each page says where its evidence came from."
+
+
+_LOGS_FROM = {"demo": "Graph (simulated tenant)", "graph": "Graph", "store": "the store"}
+
+
+def _logs_from(run: dict[str, Any], app: dict[str, Any]) -> str:
+    """Where an app's logs came from, for its index row: the workspace it was queried from, else the source."""
+    if app.get("workspace"):
+        return f"Log Analytics workspace {app['workspace']}"
+    source = str(run.get("source"))
+    return _LOGS_FROM.get(source, source)
 
 
 def _app_name(app: dict[str, Any]) -> str:
@@ -228,6 +245,8 @@ def _index_app(items: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, 
     ]
     return {
         "name": _app_name(app),
+        "tenant": str((app.get("app") or {}).get("tenant_id") or ""),
+        "logs": _logs_from(run, app),
         "state": str(app.get("state")),
         "errors": counts.get("error", 0),
         "warnings": counts.get("warning", 0),
@@ -250,5 +269,5 @@ def _index_run(run: dict[str, Any]) -> dict[str, Any]:
         "state": str(run.get("state")),
         "apps": len(run["apps"]),
         "summary": summary,
-        "source": str(run.get("source")),
+        "source": str(run.get("source")) + "".join(f", workspace {w}" for w in run.get("workspaces") or []),
     }

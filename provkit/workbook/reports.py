@@ -172,8 +172,16 @@ def app_summary(evidence: Any, findings: list, cycle_summary: Any) -> dict[str, 
 class _Fetcher:
     """Reads each app's evidence once, from the tenant (into the store) or from the store alone."""
 
-    def __init__(self, source: str, store: Path | None) -> None:
+    def __init__(self, source: str, store: Path | None, workspace: str | None = None) -> None:
         self.source = check_source(source)
+        # The Log Analytics workspace the logs are read from ("" its default: $PROVKIT_WORKSPACE_ID, or the
+        # simulated tenant's); None: the Graph reporting API, or the store.
+        self.workspace = workspace
+        if workspace is not None and self.source == "store":
+            raise ConfigError(
+                "A Log Analytics workspace cannot be read offline.",
+                remedy="Drop --offline to query the workspace, or drop --workspace to read the store.",
+            )
         self._tmp: tempfile.TemporaryDirectory | None = None
         if store is None and self.source == "demo":
             self._tmp = tempfile.TemporaryDirectory(prefix="provkit-report-store-")
@@ -212,8 +220,8 @@ class _Fetcher:
         time through one client (one pacer), in the order :func:`provkit.data.fetch.plan_fetches` gives, after saying
         how long it should take. An app that cannot be resolved or fetched is left to :meth:`load`, which
         reports it as before."""
-        if self.source == "store" or len(apps) < 2:
-            return
+        if self.source == "store" or self.workspace is not None or len(apps) < 2:
+            return  # a workspace is queried per app: nothing to fetch into the store
         client, tenant_id, store, window = fetch_target(
             self.source,
             since=since if not (start or end) else None,
@@ -270,6 +278,7 @@ class _Fetcher:
             client=self.client if self.source == "graph" else None,
             progress=False,
             demo_options=demo_options_from_env() if self.source == "demo" else None,
+            workspace=self.workspace,
         )
 
     def close(self) -> None:
@@ -293,17 +302,21 @@ def build_report(
     fail_on: str | None = None,
     warm_kernels: bool = True,
     log: Callable[[str], None] | None = None,
+    workspace: str | None = None,
 ) -> ReportRun:
     """Run a report for ``apps`` (None: every app with a provisioning job) and write it under ``out``.
 
     Each app is fetched once; its notebooks then read the store offline. An app that cannot be read, or a
     notebook that fails, is recorded in the summaries and the report goes on. ``warm_kernels`` reuses one
     kernel per worker (reset between notebooks) instead of starting one per notebook. Returns what was written.
+
+    With ``workspace`` (a Log Analytics workspace id; "" its default) each app's logs are queried from the
+    workspace with KQL, and so are the notebooks' (their ``workspace`` parameter): nothing goes through the store.
     """
     say = log or (lambda _text: None)
     out = Path(out)
     sources = _resolve_notebooks(notebooks, notebooks_dir or default_notebooks_dir())
-    fetcher = _Fetcher(source, store)
+    fetcher = _Fetcher(source, store, workspace)
     try:
         names = list(apps) if apps else fetcher.apps()
         if not names:
@@ -335,6 +348,7 @@ def build_report(
             "run_id": run_id,
             "generated_at": generated,
             "source": fetcher.source,
+            "workspaces": sorted({e["workspace"] for e in entries if e.get("workspace")}),
             "window": {"since": since if not (start or end) else None, "start": start, "end": end},
             "fail_on": fail_on,
             "notebooks": [p.stem for p in sources],
@@ -384,7 +398,8 @@ def _prepare_app(
     app_dir = run_dir / folder
     app_dir.mkdir(parents=True)
     window = evidence.window or (evidence.now, evidence.now)
-    origin = describe_origin(evidence, source=fetcher.source, when=datetime.now(UTC))
+    workspace = getattr(loaded, "workspace", None)
+    origin = describe_origin(evidence, source=fetcher.source, when=datetime.now(UTC), workspace=workspace)
     entry.update(
         origin=origin,
         folder=folder,
@@ -392,6 +407,8 @@ def _prepare_app(
         fetch=loaded.fetch.as_dict() if loaded.fetch is not None else None,
         seconds_to_load=round(time.monotonic() - began, 2),
         errors=[],
+        workspace=workspace,
+        transfer=_transfer(loaded),
     )
     say(
         f"{evidence.display_name}: {entry['state']} ({entry['counts']['error']} errors, "
@@ -406,6 +423,8 @@ def _prepare_app(
         "store": str(fetcher.store.resolve()),
         "tenant_id": evidence.tenant_id,
     }
+    if workspace:  # the notebooks query the workspace too (the tenant's configuration from Graph)
+        parameters.update(source=fetcher.source, store=None, workspace=workspace)
     tasks = []
     for source in sources:
         params = dict(parameters)
@@ -424,6 +443,18 @@ def _prepare_app(
             }
         )
     return entry, tasks
+
+
+def _transfer(loaded: Any) -> dict[str, Any] | None:
+    """What a Log Analytics workspace sent for this app (queries, rows, bytes), or None."""
+    transfer = getattr(loaded, "transfer", None)
+    if transfer is None:
+        return None
+    return {
+        name: getattr(transfer, name)
+        for name in ("queries", "rows", "bytes")
+        if isinstance(getattr(transfer, name, None), int)
+    }
 
 
 def _unique(slug: str, used: set[str]) -> str:
