@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nbformat
@@ -260,3 +261,33 @@ def test_a_workspace_cannot_be_read_offline(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot be read offline"):
         _cli("--app", "Zendesk", "--offline", "--workspace", "--out", str(tmp_path))
     assert not (tmp_path / "index.html").exists()
+
+
+def test_a_live_tenants_report_from_its_workspace_signs_in_from_the_kernel(tmp_path: Path) -> None:
+    """Against the local server as a live tenant (client secret sign-in): the notebooks query the workspace
+    themselves, so their kernel keeps the sign-in settings of the environment; the secret never reaches a
+    notebook, a page or a summary."""
+    from provkit.sim.server import start_server
+    from provkit.sim.tenant import Tenant
+    from provkit.workbook.session import stop_demo_tenants
+
+    out = tmp_path / "reports"
+    tenant = Tenant(seed=11, users_count=200, days=2, now=datetime(2026, 12, 1, tzinfo=UTC))
+    with start_server(tenant, throttle=False) as srv, pytest.MonkeyPatch.context() as mp:
+        for name, value in srv.env().items():
+            mp.setenv(name, value)
+        mp.setenv("PROVKIT_STORE", str(tmp_path / "store"))
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # no token cached for another run's server
+        code = _cli("--app", "Zendesk", "--workspace", "--start", "2026-11-29T00:00:00Z", "--end",
+                    "2026-12-01T00:00:00Z", "--notebook", "00", "--workers", "1", "--out", str(out))  # fmt: skip
+        secret = srv.env()["PROVKIT_CLIENT_SECRET"]
+    stop_demo_tenants()
+    summary = _latest(out)
+    app = summary["apps"][0]
+    assert summary["source"] == "graph" and app["workspace"] == srv.workspace.workspace_id
+    assert [(n["name"], n["status"], n["error"]) for n in app["notebooks"]] == [("00-triage", "ok", None)]
+    assert code in (0, EXIT_FINDINGS)
+    folder = out / summary["run_id"] / app["folder"]
+    for written in (*folder.iterdir(), out / "index.html"):
+        assert secret not in written.read_text(encoding="utf-8"), written.name
+    assert f"Log Analytics workspace {app['workspace']}" in (folder / "00-triage.html").read_text("utf-8")

@@ -27,6 +27,9 @@ __all__ = ["CELL_TIMEOUT", "WARM_ENGINE", "execute_notebook", "register_warm_eng
 
 CELL_TIMEOUT = 600  # seconds a single cell may run before the notebook counts as failed
 _SECRET_VARIABLES = ("PROVKIT_CLIENT_SECRET",)
+_HELD: dict[
+    str, str
+] = {}  # the secret variables taken out of this process's environment, for _kernel_environment
 
 
 def _kernel_manager_class() -> type:
@@ -149,8 +152,7 @@ def execute_notebook(task: dict[str, Any]) -> dict[str, Any]:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    for name in _SECRET_VARIABLES:  # the kernel reads the store offline: it needs no secret
-        os.environ.pop(name, None)
+    _kernel_environment(task.get("parameters") or {})
     source, output = Path(task["input"]), Path(task["output"])
     began = time.monotonic()
     result: dict[str, Any] = {
@@ -201,6 +203,22 @@ def execute_notebook(task: dict[str, Any]) -> dict[str, Any]:
             result["error"] = (result["error"] or "") + f" (HTML export failed: {type(exc).__name__}: {exc})"
     result["seconds"] = round(time.monotonic() - began, 2)
     return result
+
+
+def _kernel_environment(parameters: dict[str, Any]) -> None:
+    """Leave the secret out of the environment the kernel starts with, unless the notebook signs in itself.
+
+    A notebook that reads the store offline needs no secret. One that queries a live tenant's Log Analytics
+    workspace (parameters ``workspace`` and ``source="graph"``) signs in from the kernel, as a notebook opened
+    in Jupyter does: its kernel keeps the variable, which stays in its environment (never in a parameter, an
+    output or a page). A simulated tenant's workspace needs none (the demo brings its own sign-in).
+    """
+    for name in _SECRET_VARIABLES:
+        value = os.environ.pop(name, None)
+        if value is not None:
+            _HELD[name] = value
+    if parameters.get("workspace") and parameters.get("source") == "graph":
+        os.environ.update(_HELD)
 
 
 def _first_lines(text: str, lines: int = 3) -> str:
