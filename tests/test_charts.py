@@ -12,11 +12,12 @@ import plotly.graph_objects as go
 import pytest
 
 from provkit.analysis import cycles as cyc
+from provkit.analysis import trends
 from provkit.data.evidence import Evidence
 from provkit.data.tables import ACTIONS, STATUSES, Tables, empty_tables
 from provkit.sim.evidence import from_simulator
 from provkit.sim.tenant import Tenant
-from provkit.workbook import charts
+from provkit.workbook import charts, views
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 UNIT_WORDS = ("minutes", "UTC", "entries", "%", "cycles", "code", "episode")
@@ -207,3 +208,63 @@ def test_a_million_entries_make_small_figures():
         assert size < 3 * 2**20, (figure.layout.title.text, size)
     per_day = figures[0]
     assert sum(int(np.sum(t.y)) for t in per_day.data) == 1_000_000
+
+
+@pytest.fixture(scope="module")
+def five_weeks() -> dict[str, Evidence]:
+    names = ("healthy", "skipped-users")
+    tenant = Tenant(seed=7, users_count=300, days=35, now=NOW, scenarios=names)
+    return {app.scenario.name: from_simulator(tenant, app) for app in tenant.apps}
+
+
+def test_initial_durations_over_time_draw_every_timed_initial_cycle(five_weeks):
+    table = cyc.cycles_table(five_weeks["healthy"])
+    initial = trends.initial_durations(table)
+    figure = charts.initial_durations(table)
+    labelled(figure, "initial-cycle durations", "over time")
+    assert figure.layout.yaxis.type == "log"
+    (trace,) = figure.data
+    timed = initial[initial["duration"].notna()]
+    assert len(trace.x) == len(timed) >= 2
+    assert np.allclose(trace.y, timed["duration"].dt.total_seconds() / 60)
+
+
+def test_incremental_by_week_draws_p50_and_p90_per_week(five_weeks):
+    table = cyc.cycles_table(five_weeks["healthy"])
+    weeks = trends.incremental_by_week(table)
+    figure = charts.incremental_by_week(table)
+    labelled(figure, "incremental", "by week", "p50", "p90")
+    p50, p90 = figure.data
+    assert (p50.name, p90.name) == ("p50", "p90")
+    assert len(p50.x) == int((weeks["timed"] > 0).sum()) >= 5  # 35 days touch five or six ISO weeks
+    assert np.allclose(p90.y, (weeks[weeks["timed"] > 0]["p90"].dt.total_seconds() / 60).clip(lower=1 / 60))
+    assert all(a <= b for a, b in zip(p50.y, p90.y, strict=True))
+
+
+def test_failures_by_day_count_every_failed_entry_by_code(five_weeks):
+    events = five_weeks["skipped-users"].events
+    failures = trends.failures_by_day(events)
+    figure = charts.failures_by_day(failures, n=2)
+    labelled(figure, "failed", "per day", "error code")
+    assert sum(sum(trace.y) for trace in figure.data) == int((events["status"] == "failure").sum()) > 0
+    names = [trace.name for trace in figure.data]
+    assert len(names) <= 3 and (len(set(failures["code"])) <= 2 or names[-1] == "other")
+    empty = charts.failures_by_day(trends.failures_by_day(events.iloc[0:0]))
+    assert not empty.data and "no failed entries" in empty.layout.annotations[0].text
+
+
+def test_trend_gaps_say_what_a_short_window_lacks(evidence, tables, five_weeks):
+    long = five_weeks["healthy"]
+    assert views.trend_gaps(long, cyc.cycles_table(long)) == {
+        "initial": None,
+        "weekly": None,
+        "failures": None,
+    }
+    short = evidence["healthy"]  # 7 days: one or two weeks
+    gaps = views.trend_gaps(short, tables["healthy"])
+    assert gaps["failures"] is None and "two weeks or more" in str(gaps["weekly"])
+    text = views.trends_text(short, gaps)
+    assert text.startswith("Not drawn: ") and "Graph keeps 30 days" in text and "workspace" in text
+    assert views.trends_text(long, views.trend_gaps(long, cyc.cycles_table(long))).startswith(
+        "Trends over 35 days"
+    )

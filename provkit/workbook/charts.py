@@ -1,4 +1,6 @@
-"""Plotly figures for the workbook: cycles, log volume, errors, initial-cycle progress and quarantine.
+"""Plotly figures for the workbook: cycles, log volume, errors, initial-cycle progress and quarantine, and the
+trends of long windows (initial-cycle durations over time, incremental p50/p90 by week, failures by code by day,
+drawn from :mod:`provkit.analysis.trends`).
 
 Every figure has a title that says what it shows and axis titles with units. Figures built from log entries
 draw from aggregates (counts per day, per code), never a point per entry, so a million entries make a figure
@@ -13,6 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 import provkit.analysis.cycles as cyc
+from provkit.analysis import trends
 from provkit.data.evidence import Evidence
 from provkit.data.tables import ACTIONS, STATUSES
 
@@ -20,7 +23,10 @@ __all__ = [
     "cycle_durations",
     "entries_vs_duration",
     "events_per_day",
+    "failures_by_day",
+    "incremental_by_week",
     "incremental_distribution",
+    "initial_durations",
     "initial_progress",
     "quarantine_timeline",
     "top_error_codes",
@@ -372,4 +378,96 @@ def quarantine_timeline(evidence: Evidence, cycles: pd.DataFrame | None = None) 
         figure.add_annotation(
             x=timeline.disable_at, y=1, yref="paper", text=text, showarrow=False, yanchor="bottom"
         )
+    return figure
+
+
+# ---- trends over long windows (provkit.analysis.trends) ------------------------------------------------
+def initial_durations(cycles: pd.DataFrame) -> go.Figure:
+    """Initial-cycle durations over time (log scale), one point per initial cycle that wrote entries: a trend
+    across restarts and watermark resets. Hollow markers are lower bounds (log span); a running cycle's point
+    is its duration so far."""
+    frame = trends.initial_durations(cycles)
+    timed = frame[frame["duration"].notna()]
+    figure = _figure(
+        f"Initial-cycle durations over time: {len(timed)} initial cycles",
+        "Initial cycle start (UTC)",
+        "Duration (log scale, seconds to days; data in minutes)",
+    )
+    _log_axis(figure)
+    if timed.empty:
+        return _empty_note(figure, "no initial cycle with a known duration")
+    figure.add_trace(
+        go.Scatter(
+            x=timed["start"],
+            y=_minutes(timed["duration"]).clip(lower=1 / 60),
+            mode="lines+markers",
+            name="initial cycles",
+            line={"color": KIND_COLOURS["initial"], "dash": "dot"},
+            marker={
+                "color": KIND_COLOURS["initial"],
+                "size": 9,
+                "symbol": [
+                    "circle-open" if bound else "circle" for bound in timed["duration_is_lower_bound"]
+                ],
+            },
+            customdata=[
+                ("running, so far" if run else ("log span, lower bound" if bound else "job status"))
+                for run, bound in zip(timed["running"], timed["duration_is_lower_bound"], strict=True)
+            ],
+            hovertemplate="%{x}<br>%{y:.1f} min (%{customdata})<extra></extra>",
+        )
+    )
+    return figure
+
+
+def incremental_by_week(cycles: pd.DataFrame) -> go.Figure:
+    """Incremental-cycle durations by ISO week (Monday, UTC): p50 and p90 lines, the week's cycle count in the
+    hover. A p90 creeping up towards the schedule's interval means a backlog building."""
+    weeks = trends.incremental_by_week(cycles)
+    weeks = weeks[weeks["timed"] > 0]
+    figure = _figure(
+        f"Incremental cycles by week: p50 and p90 durations over {len(weeks)} weeks",
+        "Week starting (Monday, UTC)",
+        "Duration (log scale, seconds to days; data in minutes)",
+    )
+    _log_axis(figure)
+    if weeks.empty:
+        return _empty_note(figure, "no incremental cycle with a known duration")
+    counts = weeks[["cycles", "timed"]].to_numpy()
+    for column, dash in (("p50", "solid"), ("p90", "dash")):
+        figure.add_trace(
+            go.Scatter(
+                x=weeks["week"],
+                y=_minutes(weeks[column]).clip(lower=1 / 60),
+                mode="lines+markers",
+                name=column,
+                line={"color": KIND_COLOURS["incremental"], "dash": dash},
+                customdata=counts,
+                hovertemplate=f"week of %{{x|%Y-%m-%d}}<br>{column} %{{y:.1f}} min<br>"
+                "%{customdata[1]} of %{customdata[0]} cycles timed<extra></extra>",
+            )
+        )
+    return figure
+
+
+def failures_by_day(failures: pd.DataFrame, n: int = 8) -> go.Figure:
+    """Failed entries per UTC day, stacked by error code (the ``n`` most frequent codes, the rest as "other").
+
+    ``failures`` has ``day``, ``code`` and ``entries``: :func:`provkit.analysis.trends.failures_by_day` of an
+    events table, or the same aggregate summarised in KQL by a Log Analytics workspace.
+    """
+    figure = _figure("Failed provisioning entries per day, by error code", "Day (UTC)", "Failed entries")
+    figure.update_layout(barmode="stack")
+    if failures.empty:
+        return _empty_note(figure, "no failed entries")
+    codes = failures["code"].fillna("").astype(str).replace("", "(no code)")
+    top = failures.groupby(codes)["entries"].sum().sort_values(ascending=False).head(n).index
+    grouped = (
+        failures.assign(code=codes.where(codes.isin(top), "other"))
+        .groupby(["day", "code"], sort=True)["entries"]
+        .sum()
+        .unstack(fill_value=0)
+    )
+    for code in [*top, *(["other"] if "other" in grouped.columns else [])]:
+        figure.add_trace(go.Bar(x=grouped.index, y=grouped[code].to_numpy(), name=str(code)))
     return figure

@@ -11,17 +11,20 @@ from collections.abc import Iterable
 
 import IPython.display
 import pandas as pd
+import plotly.graph_objects as go
 import plotly.io as pio
 from IPython import get_ipython
 
+from provkit.analysis import trends
 from provkit.analysis.checks import format_findings
 from provkit.data.evidence import Evidence
 from provkit.errors import ProvkitError
+from provkit.workbook import charts
 from provkit.workbook.catalog import short_error
 from provkit.workbook.render import Rich, banner_html, findings_html, paragraphs_html
 from provkit.workbook.session import Loaded, check_source
 from provkit.workbook.verdicts import in_sections
-from provkit.workbook.views import status_row
+from provkit.workbook.views import status_row, trend_gaps, trends_text
 
 __all__ = [
     "setup",
@@ -30,6 +33,7 @@ __all__ = [
     "show_origin",
     "show_status",
     "show_table",
+    "show_trends",
     "source_line",
 ]
 
@@ -116,3 +120,20 @@ def show_findings(
     ``here``, the notebook being read)."""
     chosen = in_sections(findings, sections)
     IPython.display.display(Rich(format_findings(chosen), findings_html(chosen, deeper=deeper, here=here)))
+
+
+def show_trends(evidence: Evidence, cycle_table: pd.DataFrame) -> None:
+    """Display the trend charts the window holds enough for (initial-cycle durations over time, incremental
+    p50/p90 by week, failures by code by day), after a sentence saying what is missing for the others."""
+    gaps = trend_gaps(evidence, cycle_table)
+    text = trends_text(evidence, gaps)
+    IPython.display.display(Rich(text, paragraphs_html(text)))
+    figures: dict[str, go.Figure] = {}
+    if gaps["initial"] is None:
+        figures["initial"] = charts.initial_durations(cycle_table)
+    if gaps["weekly"] is None:
+        figures["weekly"] = charts.incremental_by_week(cycle_table)
+    if gaps["failures"] is None:
+        figures["failures"] = charts.failures_by_day(trends.failures_by_day(evidence.events))
+    for figure in figures.values():
+        figure.show()

@@ -37,6 +37,7 @@ from provkit.workbook.display import (
     show_origin,
     show_status,
     show_table,
+    show_trends,
     source_line,
 )
 from provkit.workbook.pickers import WINDOWS, app_choices, pick_object, show_pickers
@@ -92,6 +93,7 @@ __all__ = [
     "show_origin",
     "show_status",
     "show_table",
+    "show_trends",
     "skip_reasons",
     "source_line",
     "state_text",

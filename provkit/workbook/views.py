@@ -1,5 +1,6 @@
 """Tables and names the notebooks show about one app's evidence: the job's state in a row, the latest failures,
-the entries the app refused for credentials, skip reasons with what they mean, watermark resets, an object's name.
+the entries the app refused for credentials, skip reasons with what they mean, watermark resets, an object's name,
+and which trends a window holds enough of to draw (:func:`trend_gaps`).
 
 Each takes evidence (or a cycle table) and returns a pandas DataFrame or text: no display, no fetch.
 """
@@ -10,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from provkit.analysis import trends
 from provkit.analysis.checks.credentials import rejected_entries
 from provkit.analysis.checks.facts import gather
 from provkit.data.evidence import Evidence
@@ -23,8 +25,14 @@ __all__ = [
     "object_name",
     "skip_reasons",
     "status_row",
+    "trend_gaps",
+    "trends_text",
     "watermark_resets",
 ]
+
+TRENDS = ("initial", "weekly", "failures")
+"""The trend charts of a long window: initial-cycle durations over time, incremental p50/p90 by week, failures
+by code by day (:mod:`provkit.workbook.charts`)."""
 
 
 def status_row(evidence: Evidence) -> dict[str, Any]:
@@ -148,3 +156,47 @@ def object_name(evidence: Evidence, object_id: str) -> str:
     if name and upn and "@" in str(upn) and str(upn).lower() != str(name).lower():
         return f"{name} <{upn}>"
     return str(name or upn or object_id)
+
+
+def trend_gaps(evidence: Evidence, cycle_table: pd.DataFrame) -> dict[str, str | None]:
+    """For each of :data:`TRENDS`, None when the evidence holds enough to draw a trend (two points or more),
+    else what is missing, in a sentence."""
+    window = evidence.window
+    days = (window[1] - window[0]).total_seconds() / 86400 if window else 0.0
+    initial = trends.initial_durations(cycle_table)
+    timed_initial = int(initial["duration"].notna().sum())
+    weeks = trends.incremental_by_week(cycle_table)
+    timed_weeks = int((weeks["timed"] > 0).sum()) if len(weeks) else 0
+    gaps: dict[str, str | None] = {name: None for name in TRENDS}
+    if timed_initial < 2:
+        gaps["initial"] = (
+            f"initial-cycle durations over time: {timed_initial} timed initial cycle(s) in the window, a trend "
+            "needs two or more (each restart, mapping or scoping change starts one)"
+        )
+    if timed_weeks < 2 or days < 14:  # two partial weeks of a 7-day window are no trend
+        gaps["weekly"] = (
+            f"incremental p50/p90 by week: the window spans {days:.1f} days, {timed_weeks} week(s) with timed "
+            "incremental cycles; two weeks or more are needed"
+        )
+    if days < 2:
+        gaps["failures"] = (
+            f"failures by code by day: the window spans {days:.1f} days; two days or more are needed"
+        )
+    return gaps
+
+
+def trends_text(evidence: Evidence, gaps: dict[str, str | None]) -> str:
+    """What the trend charts below cover and, for those not drawn, what is missing and how to get it."""
+    window = evidence.window
+    days = (window[1] - window[0]).total_seconds() / 86400 if window else 0.0
+    missing = [text for text in gaps.values() if text]
+    if not missing:
+        return f"Trends over {days:.0f} days: every trend chart is drawn."
+    if (evidence.source or "").lower() == "loganalytics":
+        how = 'Widen the window (since = "90d", or start and end): the workspace keeps what its retention allows.'
+    else:
+        how = (
+            'Widen the window (since = "90d", or start and end). Graph keeps 30 days of provisioning logs; a Log '
+            "Analytics workspace fed by Entra's diagnostic settings keeps up to two years: set workspace to its id."
+        )
+    return "Not drawn: " + "; ".join(missing) + ". " + how
