@@ -219,3 +219,35 @@ def test_report_pages_over_http(report: Path, pages) -> None:
             assert not errors, errors
     finally:
         server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def workspace_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``provkit report --demo --workspace`` over five weeks of a simulated tenant: the cycles notebook, its
+    logs read from the simulated Log Analytics workspace, long enough for every trend chart."""
+    out = tmp_path_factory.mktemp("workspace-report")
+    env = {**demo_environment(), "PROVKIT_DEMO_DAYS": "35"}
+    command = [sys.executable, "-c", "import sys; from provkit.cli.main import main; sys.exit(main())",
+               "report", "--demo", "--workspace", "--app", "Zendesk", "--since", "35d", "--notebook", "05",
+               "--workers", "1", "--out", str(out)]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode in (0, 3), done.stderr[-3000:]
+    return out
+
+
+def test_a_workspace_reports_trend_charts_draw_from_disk(workspace_report: Path, pages) -> None:
+    (path,) = workspace_report.glob("*/zendesk/05-cycles-and-watermarks.html")
+    expected = _plotly_outputs(path.with_suffix(".ipynb"))
+    page, errors, outside = _open(pages, path)
+    _wait_for_charts(page, expected)
+    titles = page.eval_on_selector_all(
+        ".provkit-chart.js-plotly-plot .gtitle", "els => els.map(e => e.textContent)"
+    )
+    assert page.locator(".provkit-chart.js-plotly-plot").count() == expected == len(titles)
+    for wanted in ("Initial-cycle durations over time", "Incremental cycles by week", "Failed provisioning"):
+        assert any(t.startswith(wanted) for t in titles), (wanted, titles)
+    banner = page.locator(".provkit-banner").first.inner_text()
+    assert "Log Analytics workspace" in banner and "SIMULATED" in banner
+    assert "Not drawn" not in page.inner_text("body")
+    assert not errors and not outside, (errors, outside)
+    page.context.close()
