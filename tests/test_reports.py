@@ -291,3 +291,28 @@ def test_a_live_tenants_report_from_its_workspace_signs_in_from_the_kernel(tmp_p
     for written in (*folder.iterdir(), out / "index.html"):
         assert secret not in written.read_text(encoding="utf-8"), written.name
     assert f"Log Analytics workspace {app['workspace']}" in (folder / "00-triage.html").read_text("utf-8")
+
+
+def test_a_fleet_index_has_one_row_per_tenant_and_app_across_workspaces(tmp_path: Path) -> None:
+    """Two tenants' workspaces (two simulated tenants, by seed) reported into one folder: the index lists every
+    app of both, each with its tenant and workspace, and says it covers both tenants."""
+    out = tmp_path / "fleet"
+    seen: dict[str, str] = {}
+    for seed in ("7", "8"):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("PROVKIT_DEMO_SEED", seed)
+            assert _cli("--all-apps", "--demo", "--workspace", "--since", "3d", "--summary-only",
+                        "--out", str(out)) in (0, EXIT_FINDINGS)  # fmt: skip
+        summary = _latest(out)
+        (workspace,) = summary["workspaces"]
+        assert all(a["workspace"] == workspace for a in summary["apps"])
+        seen[summary["apps"][0]["app"]["tenant_id"]] = workspace
+    assert len(seen) == 2 and len(set(seen.values())) == 2
+    index = (out / "index.html").read_text(encoding="utf-8")
+    rows = [line for line in index.split("<h2>Runs</h2>")[0].splitlines() if line.startswith("<tr><td>")]
+    assert len(rows) == 2 * len(SCENARIOS)
+    for tenant, workspace in seen.items():
+        mine = [row for row in rows if f"<td>{tenant}</td>" in row]
+        assert len(mine) == len(SCENARIOS)
+        assert all(f"<td>Log Analytics workspace {workspace}</td>" in row for row in mine)
+    assert f"covers {2 * len(SCENARIOS)} apps in 2 tenants and 2 Log Analytics workspaces" in index

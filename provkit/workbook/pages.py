@@ -171,7 +171,7 @@ def write_index(out: Path) -> Path:
     ]
     page = render(
         "index.html",
-        banner=banner_html(_index_origin(runs[-1])) if runs else "",
+        banner=banner_html(_index_origin(runs[-1]) + _fleet_line(apps)) if runs else "",
         generated=format_time(datetime.now(UTC)),
         runs=[_index_run(run) for run in reversed(runs)],
         trend_runs=_TREND_RUNS,
@@ -203,6 +203,17 @@ def _index_origin(run: dict[str, Any]) -> str:
             f"job status and schema from Graph of {what})"
         )
     return f"Latest run {run['_folder']}: evidence from {what}{tenant}. Each page says where its evidence came from."
+
+
+def _fleet_line(apps: list[dict[str, Any]]) -> str:
+    """For an index whose rows span several tenants (runs of a fleet written to one folder), a sentence saying
+    so: each row's tenant and logs column tell them apart."""
+    tenants = {a["tenant"] for a in apps if a["tenant"]}
+    if len(tenants) < 2:
+        return ""
+    workspaces = {a["logs"] for a in apps if a["logs"].startswith("Log Analytics workspace")}
+    where = f" and {len(workspaces)} Log Analytics workspaces" if workspaces else ""
+    return f" The table covers {len(apps)} apps in {len(tenants)} tenants{where}, one row per tenant and app."
 
 
 _LOGS_FROM = {"demo": "Graph (simulated tenant)", "graph": "Graph", "store": "the store"}

@@ -18,8 +18,14 @@ for alerting.
 Exit codes of ``provkit report``: 0 done (and nothing at or above ``--fail-on``); 1 an app could not be read or
 a notebook failed; 2 bad usage; 3 findings at or above ``--fail-on``.
 
+With a Log Analytics workspace (``--workspace``) nothing goes through the store: each app's logs are queried from
+the workspace with KQL (the configuration from Graph), and so are its notebooks' (their ``workspace`` parameter);
+summary.json records the workspace and what it sent, the index its tenant and workspace per app. Runs of several
+tenants (or workspaces) written to one ``OUT`` make a fleet index: one row per tenant and app.
+
 Secrets never reach a notebook: its parameters carry ids, times and the store's path, and the notebooks run in
-kernels whose environment has no ``PROVKIT_CLIENT_SECRET``.
+kernels whose environment has no ``PROVKIT_CLIENT_SECRET``; except the notebooks of a live tenant's workspace,
+which sign in themselves: their kernel keeps the variable in its environment (never in a parameter or output).
 
 This module plans and runs a report and offers its command-line options; :mod:`provkit.workbook.execute` runs one
 notebook in a warm kernel, :mod:`provkit.workbook.pages` writes the HTML pages and the index.
