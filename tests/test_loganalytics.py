@@ -302,3 +302,17 @@ def test_a_notebook_target_with_a_workspace_reads_the_logs_from_it_and_its_banne
     assert nb.target("demo", workspace="").workspace is None
     with pytest.raises(ConfigError, match="cannot be read offline"):
         nb.load("Zendesk", nb.target("store", store, workspace=workspace), since="3d")
+
+
+def test_failures_by_day_come_from_the_workspace_when_no_entry_travelled(store) -> None:
+    demo = demo_tenant()
+    app = next(a for a in demo.tenant.apps if a.scenario.name == "skipped-users")
+    graph = load_evidence(app.sp_id, source="demo", since="3d", progress=False, store=store)
+    pushed = load_evidence(app.sp_id, source="demo", since="3d", progress=False, workspace="", logs="cycles")
+    assert len(pushed.evidence.events) == 0
+    rows = pushed.transfer.rows
+    from_kql = pushed.failures_by_day()
+    expected = trends.failures_by_day(graph.evidence.events)
+    assert from_kql.to_dict("records") == expected.to_dict("records") and len(expected) > 0
+    assert pushed.transfer.rows - rows == len(expected)  # one row per day and code travelled
+    assert graph.failures_by_day().to_dict("records") == expected.to_dict("records")

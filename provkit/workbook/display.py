@@ -15,7 +15,6 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from IPython import get_ipython
 
-from provkit.analysis import trends
 from provkit.analysis.checks import format_findings
 from provkit.data.evidence import Evidence
 from provkit.errors import ProvkitError
@@ -122,9 +121,11 @@ def show_findings(
     IPython.display.display(Rich(format_findings(chosen), findings_html(chosen, deeper=deeper, here=here)))
 
 
-def show_trends(evidence: Evidence, cycle_table: pd.DataFrame) -> None:
+def show_trends(loaded: Loaded, cycle_table: pd.DataFrame) -> None:
     """Display the trend charts the window holds enough for (initial-cycle durations over time, incremental
-    p50/p90 by week, failures by code by day), after a sentence saying what is missing for the others."""
+    p50/p90 by week, failures by code by day: from the workspace when the logs came from one), after a sentence
+    saying what is missing for the others."""
+    evidence = loaded.evidence
     gaps = trend_gaps(evidence, cycle_table)
     text = trends_text(evidence, gaps)
     IPython.display.display(Rich(text, paragraphs_html(text)))
@@ -134,6 +135,6 @@ def show_trends(evidence: Evidence, cycle_table: pd.DataFrame) -> None:
     if gaps["weekly"] is None:
         figures["weekly"] = charts.incremental_by_week(cycle_table)
     if gaps["failures"] is None:
-        figures["failures"] = charts.failures_by_day(trends.failures_by_day(evidence.events))
+        figures["failures"] = charts.failures_by_day(loaded.failures_by_day())
     for figure in figures.values():
         figure.show()

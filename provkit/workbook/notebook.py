@@ -131,11 +131,13 @@ def load(
     cloud: str | None = None,
     tenant_id: str | None = None,
     client_id: str | None = None,
+    logs: str = "entries",
 ) -> Loaded:
     """One app's evidence for the window, from the notebook's :class:`Target` (``source`` empty: the live tenant
     when ``PROVKIT_TENANT_ID`` is set, else the simulated one). Without a target, the keyword values make one.
     With the target's ``workspace`` the logs are queried from that Log Analytics workspace (every entry of the
-    window, so the checks read what they read from Graph) and the configuration from the tenant.
+    window, so the checks read what they read from Graph; ``logs="cycles"``: per-cycle aggregates only, for the
+    cycles notebook) and the configuration from the tenant.
 
     With ``source="store"`` nothing is fetched: the app is read from the store and cut to the window
     (``start``/``end``, or ``since`` before the end of what the store covers).
@@ -182,6 +184,7 @@ def load(
         progress=source == "graph" and not where.workspace,
         demo_options=demo_options,
         workspace=where.workspace,
+        logs=logs,
     )
 
 

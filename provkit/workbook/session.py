@@ -30,6 +30,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
+from provkit.analysis import trends
 from provkit.data.auth import Settings
 from provkit.data.evidence import (
     Evidence,
@@ -62,10 +65,19 @@ class Loaded:
     source: str = ""  # the source it was read from: graph, demo or store
     store: Path | None = None  # the store's root folder, when known
     workspace: str | None = None  # the Log Analytics workspace the logs came from, when one did
+    workspace_client: LogAnalytics | None = None  # its client, for aggregates asked for later
 
     def origin(self) -> str:
         """Where the evidence came from, in one line (:func:`describe_origin`)."""
         return describe_origin(self.evidence, source=self.source, store=self.store, workspace=self.workspace)
+
+    def failures_by_day(self) -> pd.DataFrame:
+        """Failed entries by UTC day and error code (``day``, ``code``, ``entries``): summarised in KQL by the
+        workspace the logs came from (whatever part of the entries travelled), else from the events table."""
+        evidence = self.evidence
+        if self.workspace_client is not None and evidence.window is not None:
+            return self.workspace_client.failures_by_day(evidence.service_principal_id, evidence.window)
+        return trends.failures_by_day(evidence.events)
 
 
 DEMO_SIZE_SETTINGS = {"users": "PROVKIT_DEMO_USERS", "days": "PROVKIT_DEMO_DAYS"}
@@ -372,6 +384,7 @@ def _load_from_workspace(
         la.transfer,
         source=source,
         workspace=la.workspace_id,
+        workspace_client=la,
     )
 
 
