@@ -60,8 +60,9 @@ def setup() -> None:
     shell.set_custom_exc((ProvkitError,), handler)
 
 
-def source_line(source: str | None) -> str:
-    """One sentence saying which source the notebook reads, and why (the parameter or the environment)."""
+def source_line(source: str | None, workspace: str | None = None) -> str:
+    """One sentence saying which source the notebook reads, and why (the parameter or the environment); with
+    ``workspace``, that the logs come from that Log Analytics workspace."""
     chosen = check_source(source)
     named = bool(source and str(source).strip())
     why = (
@@ -84,6 +85,11 @@ def source_line(source: str | None) -> str:
     else:
         what = (
             "the local store only, offline (what provkit fetch, provkit import or a report's fetch put there)"
+        )
+    if workspace and chosen != "store":
+        what += (
+            f"; the provisioning logs from Log Analytics workspace {workspace}, queried with KQL "
+            "(workspace in the parameters cell)"
         )
     return f"Source: {what} ({why})."
 

@@ -207,7 +207,9 @@ def pick_app(
     source = where.source
     named = str(app or "").strip()
     if named and named != pickers.PICKS.get("app"):
-        IPython.display.display(Rich(source_line(source), paragraphs_html(source_line(source))))
+        IPython.display.display(
+            Rich(source_line(source, where.workspace), paragraphs_html(source_line(source, where.workspace)))
+        )
         return named, since
     chosen_source = where.chosen_source
     choices = app_choices(where)
@@ -229,6 +231,8 @@ def pick_app(
         (f"{c['display_name']} ({c.get('status_code') or '?'})", c["service_principal_id"]) for c in choices
     ]
     windows = [(f"last {w}", w) for w in dict.fromkeys([*WINDOWS, window])]
-    IPython.display.display(Rich(source_line(source), paragraphs_html(source_line(source))))
+    IPython.display.display(
+        Rich(source_line(source, where.workspace), paragraphs_html(source_line(source, where.workspace)))
+    )
     show_pickers([("app", "App", options, value), ("since", "Window", windows, window)])
     return value, window

@@ -119,6 +119,9 @@ def test_default_source_follows_the_environment(monkeypatch: pytest.MonkeyPatch)
     line = nb.source_line(None)
     assert "LIVE tenant 11111111-2222-3333-4444-555555555555" in line and "PROVKIT_TENANT_ID is set" in line
     assert "SIMULATED" in nb.source_line("demo") and 'source = "demo"' in nb.source_line("demo")
+    with_workspace = nb.source_line("demo", "ws-1")
+    assert "SIMULATED" in with_workspace and "logs from Log Analytics workspace ws-1" in with_workspace
+    assert "workspace" not in nb.source_line("demo", None)
 
 
 def test_smaller_defects_read_right() -> None:
