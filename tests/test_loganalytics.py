@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -316,3 +317,24 @@ def test_failures_by_day_come_from_the_workspace_when_no_entry_travelled(store) 
     assert from_kql.to_dict("records") == expected.to_dict("records") and len(expected) > 0
     assert pushed.transfer.rows - rows == len(expected)  # one row per day and code travelled
     assert graph.failures_by_day().to_dict("records") == expected.to_dict("records")
+
+
+def test_postmortem_from_a_workspace_says_where_its_logs_came_from(capsys, tmp_path) -> None:
+    workspace = demo_tenant().server.env()["PROVKIT_WORKSPACE_ID"]
+    argv = [
+        "postmortem",
+        "--demo",
+        "--workspace",
+        "--app",
+        "Zendesk",
+        "--since",
+        "2d",
+        "--out",
+        str(tmp_path),
+    ]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert f"Log Analytics workspace {workspace}: " in err and "KQL queries" in err
+    written = Path(out.strip().splitlines()[-1]).read_text(encoding="utf-8")
+    assert f"> **Source.** Evidence for Zendesk from Log Analytics workspace {workspace} (" in written
+    assert "job status and schema from Graph of the SIMULATED tenant" in written

@@ -6,6 +6,7 @@ incident window; see :mod:`provkit.workbook.postmortem`): their options, checked
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -14,6 +15,17 @@ from provkit.errors import ConfigError
 from provkit.window import resolve_window
 
 __all__ = ["add_postmortem_arguments", "add_report_arguments", "run_postmortem", "run_report"]
+
+
+def _add_workspace(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--workspace",
+        nargs="?",
+        const="",
+        metavar="ID",
+        help=f"read the logs from this Log Analytics workspace with KQL, {what} (default ID: "
+        "$PROVKIT_WORKSPACE_ID; with --demo, the simulated tenant's workspace)",
+    )
 
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,14 +41,7 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--store", type=Path, help="store folder (default: $PROVKIT_STORE or the user data folder)"
     )
-    parser.add_argument(
-        "--workspace",
-        nargs="?",
-        const="",
-        metavar="ID",
-        help="read the logs from this Log Analytics workspace with KQL, in the report and its notebooks "
-        "(default ID: $PROVKIT_WORKSPACE_ID; with --demo, the simulated tenant's workspace)",
-    )
+    _add_workspace(parser, "in the report and its notebooks")
     parser.add_argument("--since", help="how far back, e.g. 7d, 36h (default 7d)")
     parser.add_argument("--start", help="window start, ISO-8601 (UTC unless an offset is given)")
     parser.add_argument("--end", help="window end, ISO-8601 (default now)")
@@ -131,6 +136,7 @@ def add_postmortem_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--store", type=Path, help="store folder (default: $PROVKIT_STORE or the user data folder)"
     )
+    _add_workspace(parser, "for the incident window (beyond Graph's 30 days)")
     parser.add_argument(
         "--out",
         type=Path,
@@ -156,9 +162,32 @@ def run_postmortem(args: argparse.Namespace) -> int:
     from provkit.workbook.target import Target
 
     source = "store" if args.offline else ("demo" if args.demo else "graph")
-    loaded = load(args.app, Target(source, args.store), since=args.since, start=args.start, end=args.end)
+    where = Target(source, args.store, workspace=_workspace_id(args, source))
+    loaded = load(args.app, where, since=args.since, start=args.start, end=args.end)
     print(loaded.resolved, file=sys.stderr)
     written = write_postmortem(loaded.evidence, args.out, redact=args.redact, origin=loaded.origin())
     print(written.verdict(), file=sys.stderr)
     print(written.markdown)
     return 0
+
+
+def _workspace_id(args: argparse.Namespace, source: str) -> str | None:
+    """The workspace a command reads (``--workspace`` without an id: $PROVKIT_WORKSPACE_ID, or the simulated
+    tenant's with ``--demo``), None without the option."""
+    workspace = getattr(args, "workspace", None)
+    if workspace is None:
+        return None
+    if workspace:
+        return str(workspace)
+    if source == "demo":
+        # Deferred on purpose, as the workbook imports above: the simulated tenant's workspace id.
+        from provkit.workbook.session import demo_options_from_env, demo_tenant
+
+        return str(demo_tenant(**demo_options_from_env()).server.env()["PROVKIT_WORKSPACE_ID"])
+    value = (os.environ.get("PROVKIT_WORKSPACE_ID") or "").strip()
+    if not value:
+        raise ConfigError(
+            "--workspace without an id needs PROVKIT_WORKSPACE_ID.",
+            remedy="Pass --workspace ID (the workspace's id, a GUID) or set PROVKIT_WORKSPACE_ID.",
+        )
+    return value
