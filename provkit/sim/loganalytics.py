@@ -736,8 +736,8 @@ def handle_request(
     Error bodies from the errors page of the Log Analytics API docs: 401 ``AuthenticationFailed`` without a
     token, 403 ``InvalidAuthenticationToken`` for a bad one, 403 ``InvalidAuthenticationTokenAudience`` for a
     token issued for another resource, 403 ``InsufficientAccessError`` > ``UnauthorizedClient`` for a caller
-    without read access to the workspace. inference: an unknown workspace answers 404 ``PathNotFoundError``.
-    """
+    without read access to the workspace. An unknown workspace id: "The requested path does not exist" with code
+    ``PathNotFoundError`` (Azure/azure-sdk-for-python issue 32798; inference: the status, 404)."""
 
     try:
         if len(parts) != 4 or parts[3] != "query":
@@ -767,7 +767,7 @@ def handle_request(
             raise WorkspaceError(
                 404,
                 "PathNotFoundError",
-                f"The requested path does not exist: workspace '{parts[2][:80]}' was not found.",
+                "The requested path does not exist",
             )
         # inference: the sim grants workspace read (Log Analytics Reader) to the registrations that may read
         # the Entra reporting logs.

@@ -125,6 +125,98 @@ class RunningServer:
         self.stop()
 
 
+def _registrations(tenant: Tenant, cert_pem: bytes, secret: str) -> tuple[list[Registration], dict[str, str]]:
+    """The app registrations a simulated tenant knows (the reader first), and their client ids by role
+    ("reader", "restricted", "device", "admin")."""
+    codec = tenant.codec
+    client_ids = {
+        "reader": codec.encode(ids.APPLICATION, 900),
+        "restricted": codec.encode(ids.APPLICATION, 901),
+        "device": codec.encode(ids.APPLICATION, 902),
+        "admin": codec.encode(ids.APPLICATION, 903),
+    }
+    all_read = frozenset(
+        {"AuditLog.Read.All", "Directory.Read.All", "Synchronization.Read.All", "Application.Read.All"}
+    )
+    registrations = [
+        Registration(
+            client_id=client_ids["reader"],
+            display_name="provkit reader",
+            secret=secret,
+            secret_expires=None,
+            certificate_pem=cert_pem,
+            app_roles=all_read,
+            public_client=False,
+            delegated_scopes=frozenset(),
+        ),
+        Registration(
+            client_id=client_ids["restricted"],
+            display_name="provkit without audit log access",
+            secret=secret,
+            secret_expires=None,
+            certificate_pem=None,
+            app_roles=frozenset({"Directory.Read.All", "Synchronization.Read.All", "Application.Read.All"}),
+            public_client=False,
+            delegated_scopes=frozenset(),
+        ),
+        Registration(
+            client_id=client_ids["admin"],
+            display_name="provkit operator (read-write)",
+            secret=secret,
+            secret_expires=None,
+            certificate_pem=None,
+            app_roles=all_read | {"Synchronization.ReadWrite.All"},
+            public_client=False,
+            delegated_scopes=frozenset(),
+        ),
+        Registration(
+            client_id=client_ids["device"],
+            display_name="provkit device sign-in",
+            secret=None,
+            secret_expires=None,
+            certificate_pem=None,
+            app_roles=frozenset(),
+            public_client=True,
+            delegated_scopes=all_read,
+        ),
+    ]
+    return registrations, client_ids
+
+
+def _tenant_app(
+    tenant: Tenant,
+    registrations: list[Registration],
+    base_url: str,
+    *,
+    faults: FaultPlan | None,
+    throttle: bool,
+    token_lifetime: int,
+    workspace_tables: bool,
+) -> GraphApp:
+    """One tenant's Graph, identity platform and Log Analytics workspace, as served at ``base_url``."""
+    authority = _make_authority(base_url, tenant.tenant_id, registrations, token_lifetime)
+    graph = GraphApp(tenant, authority, faults or FaultPlan(), Throttle(enabled=throttle), base_url)
+    graph.workspace = Workspace(tenant, workspace_id_for(tenant.tenant_id), tables_present=workspace_tables)
+    graph.la_throttle = Throttle(limit=LA_THROTTLE_LIMIT, window=LA_THROTTLE_WINDOW, enabled=throttle)
+    return graph
+
+
+def _listen(port: int, state: Path) -> tuple[ThreadedTLSServer, Path]:
+    """A TLS server bound on 127.0.0.1 (``port=0``: a free port), its CA written under ``state``."""
+    tls = make_tls_material(state)
+    httpd = ThreadedTLSServer(("127.0.0.1", port), RequestHandler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tls.cert_path, tls.key_path)
+    httpd.tls_context = context
+    return httpd, Path(tls.ca_path)
+
+
+def _serve(httpd: ThreadedTLSServer) -> threading.Thread:
+    thread = threading.Thread(target=httpd.serve_forever, name="provkit-sim", daemon=True)
+    thread.start()
+    return thread
+
+
 def start_server(
     tenant: Tenant,
     *,
@@ -144,93 +236,42 @@ def start_server(
     """
     state = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="provkit-sim-"))
     state.mkdir(parents=True, exist_ok=True)
-    tls = make_tls_material(state)
+    httpd, ca_path = _listen(port, state)
     cert_path, thumbprint = make_client_certificate(state, "provkit-reader")
     secret = client_secret or base64.urlsafe_b64encode(os.urandom(30)).decode()
-    codec = tenant.codec
-    reader_id = codec.encode(ids.APPLICATION, 900)
-    restricted_id = codec.encode(ids.APPLICATION, 901)
-    device_id = codec.encode(ids.APPLICATION, 902)
-    admin_id = codec.encode(ids.APPLICATION, 903)
-    all_read = frozenset(
-        {"AuditLog.Read.All", "Directory.Read.All", "Synchronization.Read.All", "Application.Read.All"}
-    )
-    registrations = [
-        Registration(
-            client_id=reader_id,
-            display_name="provkit reader",
-            secret=secret,
-            secret_expires=None,
-            certificate_pem=cert_path.read_bytes(),
-            app_roles=all_read,
-            public_client=False,
-            delegated_scopes=frozenset(),
-        ),
-        Registration(
-            client_id=restricted_id,
-            display_name="provkit without audit log access",
-            secret=secret,
-            secret_expires=None,
-            certificate_pem=None,
-            app_roles=frozenset({"Directory.Read.All", "Synchronization.Read.All", "Application.Read.All"}),
-            public_client=False,
-            delegated_scopes=frozenset(),
-        ),
-        Registration(
-            client_id=admin_id,
-            display_name="provkit operator (read-write)",
-            secret=secret,
-            secret_expires=None,
-            certificate_pem=None,
-            app_roles=all_read | {"Synchronization.ReadWrite.All"},
-            public_client=False,
-            delegated_scopes=frozenset(),
-        ),
-        Registration(
-            client_id=device_id,
-            display_name="provkit device sign-in",
-            secret=None,
-            secret_expires=None,
-            certificate_pem=None,
-            app_roles=frozenset(),
-            public_client=True,
-            delegated_scopes=all_read,
-        ),
-    ]
-    httpd = ThreadedTLSServer(("127.0.0.1", port), RequestHandler)
+    registrations, client_ids = _registrations(tenant, cert_path.read_bytes(), secret)
     actual_port = httpd.server_address[1]
     base_url = f"https://127.0.0.1:{actual_port}"
-    authority = _make_authority(base_url, tenant.tenant_id, registrations, token_lifetime)
-    graph = GraphApp(tenant, authority, faults or FaultPlan(), Throttle(enabled=throttle), base_url)
-    graph.workspace = Workspace(tenant, workspace_id_for(tenant.tenant_id), tables_present=workspace_tables)
-    graph.la_throttle = Throttle(limit=LA_THROTTLE_LIMIT, window=LA_THROTTLE_WINDOW, enabled=throttle)
-    handler = type("Handler", (RequestHandler,), {"app": graph})
-    httpd.RequestHandlerClass = handler
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tls.cert_path, tls.key_path)
-    httpd.tls_context = context
+    graph = _tenant_app(
+        tenant,
+        registrations,
+        base_url,
+        faults=faults,
+        throttle=throttle,
+        token_lifetime=token_lifetime,
+        workspace_tables=workspace_tables,
+    )
+    httpd.RequestHandlerClass = type("Handler", (RequestHandler,), {"app": graph})
     server = RunningServer(
         base_url=base_url,
         port=actual_port,
         tenant=tenant,
         graph=graph,
-        authority=authority,
-        ca_path=Path(tls.ca_path),
-        client_id=reader_id,
+        authority=graph.authority,
+        ca_path=ca_path,
+        client_id=client_ids["reader"],
         client_secret=secret,
         cert_path=cert_path,
         cert_thumbprint=thumbprint,
-        restricted_client_id=restricted_id,
-        device_client_id=device_id,
-        admin_client_id=admin_id,
+        restricted_client_id=client_ids["restricted"],
+        device_client_id=client_ids["device"],
+        admin_client_id=client_ids["admin"],
         state_dir=state,
         _httpd=httpd,
         _owns_state_dir=state_dir is None,
     )
     if background:
-        thread = threading.Thread(target=httpd.serve_forever, name="provkit-sim", daemon=True)
-        thread.start()
-        server._thread = thread
+        server._thread = _serve(httpd)
     return server
 
 
