@@ -2,16 +2,21 @@
 
 The product never imports :mod:`provkit.sim`. Its demo source (:mod:`provkit.data.sources.demo`) finds this module
 through the ``provkit.demo`` entry point (pyproject.toml's ``[project.entry-points."provkit.demo"]``) and calls
-only the three functions below, so the simulator can change inside as it likes while these stay stable.
+only the functions below, so the simulator can change inside as it likes while these stay stable.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import os
+from collections.abc import Iterable
+from datetime import UTC, datetime
 
 from provkit.sim import ids
 from provkit.sim.embedded import DemoTenant
+from provkit.sim.fleet import RunningFleet
+from provkit.sim.fleet import start_fleet as _start_fleet
 from provkit.sim.scenarios import SCENARIOS
+from provkit.sim.tenant import Tenant
 
 
 def start_tenant(
@@ -37,6 +42,38 @@ def start_tenant(
         throttle=throttle,
         allow_writes=allow_writes,
         admin=admin,
+    )
+
+
+def start_fleet(
+    *,
+    seeds: Iterable[int] = (7, 8),
+    users: int = 6000,
+    days: int = 7,
+    now: datetime | None = None,
+    scenarios: tuple[str, ...] | None = None,
+    throttle: bool | None = None,
+    without_diagnostic_settings: Iterable[int] = (),
+    without_consent: Iterable[int] = (),
+) -> RunningFleet:
+    """Several simulated tenants (one per seed, the first the home tenant) served by one server on a free port,
+    each with its own Log Analytics workspace; its ``env()`` holds the settings every tenant shares and its
+    ``members`` each tenant's id, workspace id and seed. The seeds in ``without_diagnostic_settings`` get a
+    workspace without the provisioning tables, those in ``without_consent`` no consent for the app."""
+    seeds = list(dict.fromkeys(seeds))
+    if throttle is None:  # as DemoTenant: Graph's throttle only with PROVKIT_DEMO_THROTTLE=1
+        throttle = os.environ.get("PROVKIT_DEMO_THROTTLE", "0") == "1"
+    moment = now or datetime.now(UTC).replace(microsecond=0)
+    tenants = [
+        Tenant(seed=seed, users_count=users, days=days, now=moment, scenarios=tuple(scenarios or SCENARIOS))
+        for seed in seeds
+    ]
+    no_tables, no_consent = set(without_diagnostic_settings), set(without_consent)
+    return _start_fleet(
+        tenants,
+        throttle=throttle,
+        without_diagnostic_settings=frozenset(i for i, seed in enumerate(seeds) if seed in no_tables),
+        without_consent=frozenset(i for i, seed in enumerate(seeds) if seed in no_consent),
     )
 
 

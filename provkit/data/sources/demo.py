@@ -8,7 +8,10 @@ the group ``provkit.demo`` (the one named ``simulator`` when there are several) 
   (:class:`DemoTenantHandle`); the options are ``seed``, ``users``, ``days``, ``now``, ``scenarios``, ``faults``,
   ``throttle``, ``allow_writes`` and ``admin``;
 - ``tenant_id(seed)``: the tenant id the simulated tenant with that seed uses;
-- ``scenario_app(scenario)``: the display name of the app that plays a demo scenario, or None.
+- ``scenario_app(scenario)``: the display name of the app that plays a demo scenario, or None;
+- optionally ``start_fleet(**options)``: several simulated tenants behind one server (:class:`DemoFleetHandle`), for
+  fleet reports; the options are ``seeds``, ``users``, ``days``, ``now``, ``scenarios``, ``throttle``,
+  ``without_diagnostic_settings`` and ``without_consent`` (seeds).
 
 provkit declares its own simulator as that plugin, so an installed provkit (``pip install``, or ``make install``
 in a checkout) always has one. Without it, starting the demo raises :class:`~provkit.errors.ConfigError` saying
@@ -18,7 +21,7 @@ what to do, and :func:`simulated_tenant_ids` is empty (nothing is then recognise
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from importlib import metadata
 from typing import Any, Protocol, cast
@@ -56,6 +59,31 @@ class DemoTenantHandle(Protocol):
 
     @property
     def server(self) -> Any: ...  # the simulator's own server object (prefer ``env()``)
+
+    def stop(self) -> None: ...
+
+
+class DemoFleetMember(Protocol):
+    """One tenant of a simulated fleet."""
+
+    @property
+    def tenant_id(self) -> str: ...
+
+    @property
+    def workspace_id(self) -> str: ...
+
+    @property
+    def seed(self) -> int: ...
+
+
+class DemoFleetHandle(Protocol):
+    """Several simulated tenants behind one server; ``env()`` holds the settings they share (the first tenant and
+    its workspace as defaults), ``members`` each tenant; ``stop()`` shuts the server down."""
+
+    @property
+    def members(self) -> Sequence[DemoFleetMember]: ...
+
+    def env(self) -> dict[str, str]: ...
 
     def stop(self) -> None: ...
 
@@ -125,6 +153,18 @@ def simulator() -> Simulator:
 def start_demo_tenant(**options: Any) -> DemoTenantHandle:
     """A simulated tenant served in-process, with a signed-in client (options: see the module docstring)."""
     return simulator().start_tenant(**options)
+
+
+def start_demo_fleet(**options: Any) -> DemoFleetHandle:
+    """Several simulated tenants served by one server (options: see the module docstring); ConfigError when the
+    installed simulator cannot play a fleet."""
+    start = getattr(simulator(), "start_fleet", None)
+    if not callable(start):
+        raise ConfigError(
+            "The installed simulated tenant cannot play several tenants (its plugin has no start_fleet).",
+            remedy="Update provkit (its own simulator plays fleets), or report on one simulated tenant.",
+        )
+    return cast(DemoFleetHandle, start(**options))
 
 
 def simulated_tenant_ids(seeds: Iterable[int]) -> set[str]:
