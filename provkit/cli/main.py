@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from provkit._version import __version__
+from provkit.cli.options import add_workspace
 from provkit.cli.report import add_postmortem_arguments, add_report_arguments, run_postmortem, run_report
 from provkit.errors import ConfigError, ProvkitError
 from provkit.sim import cli as sim_cli
@@ -33,17 +34,6 @@ def _add_source(parser: argparse.ArgumentParser, *, offline: bool = True) -> Non
         )
     parser.add_argument(
         "--store", type=Path, help="store folder (default: $PROVKIT_STORE or the user data folder)"
-    )
-
-
-def _add_workspace(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--workspace",
-        nargs="?",
-        const="",
-        metavar="ID",
-        help="read the logs from this Log Analytics workspace with KQL (default ID: $PROVKIT_WORKSPACE_ID; "
-        "with --demo, the simulated tenant's workspace)",
     )
 
 
@@ -145,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--app", required=True, help="display name, appId or service principal object id")
         _add_source(p)
-        _add_workspace(p)
+        add_workspace(p)
         _add_window(p)
         p.add_argument("--json", action="store_true", help="print JSON")
         if name == "diagnose":
@@ -160,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--app", required=True, help="display name, appId or service principal object id")
     explain.add_argument("--object", required=True, help="user principal name, display name or object id")
     _add_source(explain)
-    _add_workspace(explain)
+    add_workspace(explain)
     _add_window(explain)
     explain.add_argument("--json", action="store_true", help="print JSON")
     explain.set_defaults(func=_lazy("cmd_explain"))

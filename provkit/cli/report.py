@@ -10,22 +10,13 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+from provkit.cli.options import add_workspace
 from provkit.errors import ConfigError
 from provkit.window import resolve_window
 
 __all__ = ["add_postmortem_arguments", "add_report_arguments", "run_postmortem", "run_report"]
-
-
-def _add_workspace(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument(
-        "--workspace",
-        nargs="?",
-        const="",
-        metavar="ID",
-        help=f"read the logs from this Log Analytics workspace with KQL, {what} (default ID: "
-        "$PROVKIT_WORKSPACE_ID; with --demo, the simulated tenant's workspace)",
-    )
 
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +32,14 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--store", type=Path, help="store folder (default: $PROVKIT_STORE or the user data folder)"
     )
-    _add_workspace(parser, "in the report and its notebooks")
+    add_workspace(parser, "in the report and its notebooks", fleet=True)
+    parser.add_argument(
+        "--demo-tenants",
+        type=int,
+        metavar="N",
+        help="with --demo: simulate N tenants behind one server, each with its own Log Analytics workspace, and "
+        "report on all of them as a fleet (one index row per tenant and app)",
+    )
     parser.add_argument("--since", help="how far back, e.g. 7d, 36h (default 7d)")
     parser.add_argument("--start", help="window start, ISO-8601 (UTC unless an offset is given)")
     parser.add_argument("--end", help="window end, ISO-8601 (default now)")
@@ -73,6 +71,7 @@ def run_report(args: argparse.Namespace) -> int:
     # Deferred on purpose (as every workbook import here): the report machinery brings pandas, the data layer
     # and the checks, seconds that `provkit --help` and the other commands should not pay.
     from provkit.data.auth import Settings
+    from provkit.workbook.fleet import parse_workspaces
     from provkit.workbook.reports import EXIT_FINDINGS, build_report, exit_code
 
     if not (args.app or args.all_apps):
@@ -80,7 +79,12 @@ def run_report(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1.")
     source = "store" if args.offline else ("demo" if args.demo else "graph")
-    workspace = getattr(args, "workspace", None)
+    values = getattr(args, "workspace", None)
+    specs = parse_workspaces(values or [])
+    demo_tenants = getattr(args, "demo_tenants", None)
+    if demo_tenants is not None or len(specs) > 1 or any(spec.tenant_id for spec in specs):
+        return _run_fleet(args, source, specs, demo_tenants)
+    workspace = None if values is None else (specs[0].workspace_id if specs else "")
     if workspace is not None and source == "store":
         raise ConfigError(
             "A Log Analytics workspace cannot be read offline.",
@@ -124,6 +128,95 @@ def run_report(args: argparse.Namespace) -> int:
     return code
 
 
+def _run_fleet(args: argparse.Namespace, source: str, specs: list[Any], demo_tenants: int | None) -> int:
+    """``provkit report`` over several workspaces (or simulated tenants): one run per tenant, one index."""
+    # Deferred on purpose, as in run_report.
+    from provkit.workbook.fleet import WorkspaceSpec, build_fleet_report, demo_fleet
+    from provkit.workbook.reports import EXIT_FAILED, EXIT_FINDINGS, exit_code
+    from provkit.workbook.session import demo_options_from_env, demo_size_from_env
+
+    if source == "store":
+        raise ConfigError(
+            "A Log Analytics workspace cannot be read offline.",
+            remedy="Drop --offline to query the workspaces, or drop --workspace to read the store.",
+        )
+    if demo_tenants is not None and source != "demo":
+        raise ConfigError("--demo-tenants plays simulated tenants: it needs --demo.", remedy="Add --demo.")
+    if source == "demo" and demo_tenants is None:
+        raise ConfigError(
+            "With --demo, a fleet is several simulated tenants: say how many.",
+            remedy="Add --demo-tenants N (each simulated tenant has its own workspace; --workspace ID adds others).",
+        )
+    if args.workers < 1:
+        raise ConfigError("--workers must be at least 1.")
+    resolve_window(since=args.since, start=args.start, end=args.end)
+    since = args.since or ("7d" if not (args.start or args.end) else None)
+    start, end = args.start, args.end
+    started = time.monotonic()
+    say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    report = {
+        "notebooks": [] if args.summary_only else args.notebooks,
+        "notebooks_dir": args.notebooks_dir,
+        "workers": args.workers,
+        "hide_input": not args.show_input,
+        "fail_on": args.fail_on,
+    }
+    apps = None if args.all_apps else args.app
+    demo = None
+    try:
+        environ = None
+        simulated: dict[str, int] = {}
+        if source == "demo":
+            options = {**demo_size_from_env(), **demo_options_from_env()}
+            demo = demo_fleet(demo_tenants or 0, options=options)
+            environ = {**os.environ, **demo.env()}
+            simulated = {m.tenant_id: m.seed for m in demo.members}
+            known = {spec.workspace_id.lower() for spec in specs}
+            specs = [
+                WorkspaceSpec(m.workspace_id) for m in demo.members if m.workspace_id.lower() not in known
+            ] + [*specs]
+            if options.get("now") is not None and not (start or end):
+                # The simulated history ends at PROVKIT_DEMO_NOW: count the window back from there.
+                window = resolve_window(since=since, now=options["now"])
+                since, start, end = None, window[0].isoformat(), window[1].isoformat()
+        fleet = build_fleet_report(
+            apps,
+            specs,
+            out=args.out,
+            since=since,
+            start=start,
+            end=end,
+            environ=environ,
+            simulated=simulated,
+            log=say,
+            **report,
+        )
+    finally:
+        if demo is not None:
+            demo.stop()
+    codes = [exit_code(run.summary, args.fail_on) for run in fleet.runs]
+    code = (
+        EXIT_FAILED
+        if fleet.failures or EXIT_FAILED in codes
+        else (EXIT_FINDINGS if EXIT_FINDINGS in codes else 0)
+    )
+    bad = [a["app"].get("display_name") for run in fleet.runs for a in run.apps if a.get("bad_parameter")]
+    if bad:
+        code = 2
+        print(f"provkit report: could not resolve {', '.join(map(repr, bad))}; exit code 2.", file=sys.stderr)
+    tenants = {(run.summary.get("fleet") or {}).get("tenant_id") for run in fleet.runs}
+    print(
+        f"Fleet report: {len(fleet.apps) - len(fleet.failures)} app(s) in {len(tenants)} tenant(s) from "
+        f"{len(specs)} workspace(s), {len(fleet.failures)} failed; {time.monotonic() - started:.1f} s; "
+        f"written to {fleet.out}",
+        file=sys.stderr,
+    )
+    if code == EXIT_FINDINGS:
+        print(f"Findings at or above --fail-on {args.fail_on}: exit code {code}.", file=sys.stderr)
+    print(fleet.index.resolve())
+    return code
+
+
 def add_postmortem_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``provkit postmortem``."""
     parser.add_argument("--app", required=True, help="display name, appId or service principal object id")
@@ -136,7 +229,7 @@ def add_postmortem_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--store", type=Path, help="store folder (default: $PROVKIT_STORE or the user data folder)"
     )
-    _add_workspace(parser, "for the incident window (beyond Graph's 30 days)")
+    add_workspace(parser, "for the incident window (beyond Graph's 30 days)")
     parser.add_argument(
         "--out",
         type=Path,

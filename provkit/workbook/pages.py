@@ -158,20 +158,19 @@ def _read_runs(out: Path) -> list[dict[str, Any]]:
 def write_index(out: Path) -> Path:
     """Write ``out/index.html``: each app's latest state and its trend over every run in ``out``."""
     runs = _read_runs(Path(out))
-    history: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    history: dict[tuple[str, ...], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
     for run in runs:
         for app in run["apps"]:
-            key = (app.get("app") or {}).get("service_principal_id") or (app.get("app") or {}).get(
-                "display_name"
-            )
-            history.setdefault(str(key), []).append((run, app))
+            history.setdefault(_row_key(run, app), []).append((run, app))
     apps = [
         _index_app(items)
-        for _key, items in sorted(history.items(), key=lambda kv: _app_name(kv[1][-1][1]).lower())
+        for _key, items in sorted(
+            history.items(), key=lambda kv: (_tenant_of(*kv[1][-1]).lower(), _app_name(kv[1][-1][1]).lower())
+        )
     ]
     page = render(
         "index.html",
-        banner=banner_html(_index_origin(runs[-1]) + _fleet_line(apps)) if runs else "",
+        banner=banner_html(_index_origin(runs) + _fleet_line(apps)) if runs else "",
         generated=format_time(datetime.now(UTC)),
         runs=[_index_run(run) for run in reversed(runs)],
         trend_runs=_TREND_RUNS,
@@ -184,8 +183,36 @@ def write_index(out: Path) -> Path:
     return path
 
 
-def _index_origin(run: dict[str, Any]) -> str:
-    """The latest run's source in one line, for the index's banner."""
+def _tenant_of(run: dict[str, Any], app: dict[str, Any]) -> str:
+    """The tenant of an index row: the app's, else the one its fleet run was for (a tenant that failed)."""
+    return str((app.get("app") or {}).get("tenant_id") or (run.get("fleet") or {}).get("tenant_id") or "")
+
+
+def _row_key(run: dict[str, Any], app: dict[str, Any]) -> tuple[str, ...]:
+    """What makes an index row: the tenant and the app (its service principal id, or its name when it could
+    not be read); a tenant or workspace of a fleet that failed as a whole is a row of its own."""
+    ident = app.get("app") or {}
+    tenant = _tenant_of(run, app).lower()
+    if ident.get("service_principal_id"):
+        return (tenant, str(ident["service_principal_id"]).lower())
+    return (tenant, str(app.get("workspace") or ""), str(ident.get("display_name") or ""))
+
+
+def _fleet_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs of the latest fleet report (one per tenant), or just the latest run when it was no fleet's."""
+    latest = runs[-1]
+    fleet_id = (latest.get("fleet") or {}).get("id")
+    if not fleet_id:
+        return [latest]
+    return [r for r in runs if (r.get("fleet") or {}).get("id") == fleet_id]
+
+
+def _index_origin(runs: list[dict[str, Any]]) -> str:
+    """The latest run's (or latest fleet report's) source in one line, for the index's banner."""
+    fleet_runs = _fleet_runs(runs)
+    run = fleet_runs[-1]
+    if len(fleet_runs) > 1 or run.get("fleet"):
+        return _fleet_origin(fleet_runs)
     tenants = sorted(
         {str((a.get("app") or {}).get("tenant_id")) for a in run["apps"] if a.get("app")} - {"None"}
     )
@@ -203,6 +230,38 @@ def _index_origin(run: dict[str, Any]) -> str:
             f"job status and schema from Graph of {what})"
         )
     return f"Latest run {run['_folder']}: evidence from {what}{tenant}. Each page says where its evidence came from."
+
+
+def _fleet_origin(runs: list[dict[str, Any]]) -> str:
+    """The latest fleet report in one line: its tenants and workspaces, where the logs and the configuration came
+    from, and how each workspace's tenant was known."""
+    fleets = [r.get("fleet") or {} for r in runs]
+    tenants = sorted({str(f.get("tenant_id")) for f in fleets if f.get("tenant_id")})
+    workspaces = sorted({str(f.get("workspace")) for f in fleets if f.get("workspace")})
+    failed = [
+        f
+        for r, f in zip(runs, fleets, strict=True)
+        if r.get("state") == "failed" and r["apps"][0].get("folder") == ""
+    ]
+    kind = (
+        "the SIMULATED tenants (demo data, not real tenants)"
+        if fleets and all(f.get("simulated") for f in fleets if f.get("tenant_id"))
+        else "each LIVE tenant"
+    )
+    read = [f for f in fleets if f.get("tenant_from") == "AADTenantId"]
+    how = (
+        f"; the tenant of {len({f.get('workspace') for f in read})} workspace(s) read from their rows' AADTenantId"
+        if read
+        else ""
+    )
+    text = (
+        f"Latest fleet report ({len(runs)} run(s) from {runs[0]['_folder']}): provisioning logs from "
+        f"{len(workspaces)} Log Analytics workspace(s) ({', '.join(workspaces)}), queried with KQL; job status and "
+        f"schema from Graph of {kind}: {', '.join(tenants) or 'none'}{how}."
+    )
+    if failed:
+        text += f" {len(failed)} tenant(s) or workspace(s) could not be read: see the failed rows."
+    return text + " Each page says where its evidence came from."
 
 
 def _fleet_line(apps: list[dict[str, Any]]) -> str:
@@ -236,7 +295,7 @@ def _index_app(items: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, 
     run, app = items[-1]
     counts = app.get("counts") or {}
     job = app.get("job") or {}
-    folder = f"{run['_folder']}/{app.get('folder', '')}"
+    folder = "/".join(part for part in (run["_folder"], app.get("folder") or "") if part)
     triage = next((n["html"] for n in app.get("notebooks") or [] if n.get("html")), None)
     links = [{"href": f"{folder}/summary.json", "text": "summary"}]
     if triage:
@@ -256,7 +315,7 @@ def _index_app(items: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, 
     ]
     return {
         "name": _app_name(app),
-        "tenant": str((app.get("app") or {}).get("tenant_id") or ""),
+        "tenant": _tenant_of(run, app),
         "logs": _logs_from(run, app),
         "state": str(app.get("state")),
         "errors": counts.get("error", 0),

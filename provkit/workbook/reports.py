@@ -79,6 +79,7 @@ __all__ = [
     "execute_notebook",
     "exit_code",
     "export_html",
+    "write_failed_run",
     "write_index",
 ]
 
@@ -309,6 +310,7 @@ def build_report(
     warm_kernels: bool = True,
     log: Callable[[str], None] | None = None,
     workspace: str | None = None,
+    fleet: dict[str, Any] | None = None,
 ) -> ReportRun:
     """Run a report for ``apps`` (None: every app with a provisioning job) and write it under ``out``.
 
@@ -318,6 +320,8 @@ def build_report(
 
     With ``workspace`` (a Log Analytics workspace id; "" its default) each app's logs are queried from the
     workspace with KQL, and so are the notebooks' (their ``workspace`` parameter): nothing goes through the store.
+    ``fleet`` (from :mod:`provkit.workbook.fleet`: this run is one tenant of a fleet report) is recorded in the
+    run's summary.json, for the index.
     """
     say = log or (lambda _text: None)
     out = Path(out)
@@ -361,11 +365,44 @@ def build_report(
             "state": _worst(e["state"] for e in entries),
             "apps": entries,
         }
+        if fleet is not None:
+            summary["fleet"] = fleet
         _write_json(run_dir / "summary.json", summary)
         index = write_index(out)
         return ReportRun(run_dir, summary, index, entries)
     finally:
         fetcher.close()
+
+
+def write_failed_run(out: Path, error: str, *, fleet: dict[str, Any]) -> dict[str, Any]:
+    """A run folder under ``out`` for a tenant of a fleet that could not be reported at all (sign-in refused, a
+    workspace without the tables or unknown): its summary.json holds one failed row for every app of that tenant,
+    with ``error``, so the index shows it. Returns the summary."""
+    run_id, run_dir = _new_run_dir(Path(out))
+    generated = datetime.now(UTC).isoformat()
+    entry = {
+        "app": {"display_name": "(every app)", "tenant_id": fleet.get("tenant_id")},
+        "folder": "",
+        "state": "failed",
+        "errors": [error],
+        "notebooks": [],
+        "workspace": fleet.get("workspace"),
+        "run_id": run_id,
+        "generated_at": generated,
+        "source": "graph",
+    }
+    summary = {
+        "provkit_version": __version__,
+        "run_id": run_id,
+        "generated_at": generated,
+        "source": "graph",
+        "workspaces": [fleet["workspace"]] if fleet.get("workspace") else [],
+        "state": "failed",
+        "apps": [entry],
+        "fleet": fleet,
+    }
+    _write_json(run_dir / "summary.json", summary)
+    return summary
 
 
 def _prepare_app(
