@@ -207,6 +207,9 @@ def build_fleet_report(
         }
         say(f"Tenant {tenant}, workspace {spec.workspace_id}:")
         try:
+            # Signed in to this tenant, the workspace answers and holds the tables: else one row says why,
+            # rather than one per app.
+            LogAnalytics.connect(spec.workspace_id, environ={**env, **overlay}).check_tables(window)
             with _environment({**env, **overlay}):
                 run = build_report(
                     apps,
