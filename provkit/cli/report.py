@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -163,13 +164,17 @@ def _run_fleet(args: argparse.Namespace, source: str, specs: list[Any], demo_ten
     }
     apps = None if args.all_apps else args.app
     demo = None
+    cache: tempfile.TemporaryDirectory[str] | None = None
     try:
         environ = None
         simulated: dict[str, int] = {}
         if source == "demo":
             options = {**demo_size_from_env(), **demo_options_from_env()}
             demo = demo_fleet(demo_tenants or 0, options=options)
-            environ = {**os.environ, **demo.env()}
+            # The simulated tenants' tokens stay out of the user's token cache (msal keys a cache by host, not
+            # port: a cache shared with another run's simulator would hand out tokens it cannot verify).
+            cache = tempfile.TemporaryDirectory(prefix="provkit-fleet-tokens-")
+            environ = {**os.environ, **demo.env(), "XDG_CACHE_HOME": cache.name}
             simulated = {m.tenant_id: m.seed for m in demo.members}
             known = {spec.workspace_id.lower() for spec in specs}
             specs = [
@@ -194,6 +199,8 @@ def _run_fleet(args: argparse.Namespace, source: str, specs: list[Any], demo_ten
     finally:
         if demo is not None:
             demo.stop()
+        if cache is not None:
+            cache.cleanup()
     codes = [exit_code(run.summary, args.fail_on) for run in fleet.runs]
     code = (
         EXIT_FAILED

@@ -180,7 +180,8 @@ def build_fleet_report(
     plan: list[tuple[WorkspaceSpec, str, str]] = []  # (workspace, tenant, how the tenant was known)
     for spec in specs:
         try:
-            tenants = workspace_tenants(spec, window, env)
+            with _environment(env):
+                tenants = workspace_tenants(spec, window, env)
         except ProvkitError as exc:
             say(f"Workspace {spec.workspace_id}: {exc}")
             result.failures.append(_failed(out, spec.workspace_id, spec.tenant_id, exc, fleet_id, simulated))
@@ -207,10 +208,10 @@ def build_fleet_report(
         }
         say(f"Tenant {tenant}, workspace {spec.workspace_id}:")
         try:
-            # Signed in to this tenant, the workspace answers and holds the tables: else one row says why,
-            # rather than one per app.
-            LogAnalytics.connect(spec.workspace_id, environ={**env, **overlay}).check_tables(window)
             with _environment({**env, **overlay}):
+                # Signed in to this tenant, the workspace answers and holds the tables: else one row says why,
+                # rather than one per app.
+                LogAnalytics.connect(spec.workspace_id, environ={**env, **overlay}).check_tables(window)
                 run = build_report(
                     apps,
                     out=out,
