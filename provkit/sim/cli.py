@@ -52,6 +52,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="serve a Log Analytics workspace that Entra does not send its logs to (no AADProvisioningLogs)",
     )
+    parser.add_argument(
+        "--tenants",
+        type=int,
+        default=1,
+        metavar="N",
+        help="serve N tenants (seeds SEED..SEED+N-1) from this one server, each with its own workspace, as the "
+        "real services serve an MSP; the env file holds the shared settings and lists each WORKSPACE=TENANT",
+    )
 
 
 def parse_late(text: str | None) -> tuple[float, float]:
@@ -100,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     now = parse_now(args.now)
     scenarios = tuple(args.scenario) if args.scenario else tuple(SCENARIOS)
+    if getattr(args, "tenants", 1) != 1:
+        return _run_fleet(args, faults, now, scenarios)
     print(
         f"Building the simulated tenant (seed {args.seed}, {args.users} users, {args.days} days)...",
         file=sys.stderr,
@@ -142,4 +152,47 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     server.stop()
+    return 0
+
+
+def _run_fleet(args: argparse.Namespace, faults: FaultPlan, now: datetime, scenarios: tuple[str, ...]) -> int:
+    """``provkit emulator --tenants N``: several tenants behind one server (see :mod:`provkit.sim.fleet`)."""
+    from provkit.sim.fleet import start_fleet  # deferred, as in run()
+    from provkit.sim.tenant import Tenant
+
+    if args.tenants < 1:
+        print("provkit emulator: --tenants must be at least 1", file=sys.stderr)
+        return 2
+    seeds = [args.seed + i for i in range(args.tenants)]
+    print(f"Building {args.tenants} simulated tenants (seeds {seeds[0]}-{seeds[-1]})...", file=sys.stderr)
+    tenants = [
+        Tenant(seed=s, users_count=args.users, days=args.days, now=now, scenarios=scenarios) for s in seeds
+    ]
+    no_tables = (
+        frozenset(range(len(seeds))) if getattr(args, "no_diagnostic_settings", False) else frozenset()
+    )
+    fleet = start_fleet(
+        tenants,
+        port=args.port,
+        faults=faults,
+        throttle=not args.no_throttle,
+        state_dir=args.state_dir,
+        without_diagnostic_settings=no_tables,
+    )
+    if args.env_file:
+        fleet.write_env_file(args.env_file)
+    print(f"Serving {args.tenants} tenants (Graph, identity platform, Log Analytics) at {fleet.base_url}")
+    for member in fleet.members:
+        print(f"  tenant {member.tenant_id} (seed {member.seed}): workspace {member.workspace_id}")
+    print(f"  client id {fleet.client_id} in every tenant; trust {fleet.ca_path}")
+    if args.env_file:
+        print(f"  settings written to {args.env_file}")
+    print("Press Ctrl+C to stop.", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    fleet.stop()
     return 0

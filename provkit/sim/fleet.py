@@ -147,6 +147,14 @@ class RunningFleet:
         lines.extend(f"# {m.workspace_id}={m.tenant_id}" for m in self.members)
         return lines
 
+    def write_env_file(self, path: Path) -> None:
+        """Write :meth:`env_lines` to ``path`` (mode 0600: it holds the local secret), replacing it atomically."""
+        tmp = Path(str(path) + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write("\n".join(self.env_lines()) + "\n")
+        os.replace(tmp, path)
+
     def stop(self) -> None:
         """Stop serving every tenant; remove the TLS files when the folder was a temporary one."""
         self._httpd.shutdown()

@@ -39,6 +39,7 @@ from provkit.window import resolve_window
 from provkit.workbook.catalog import short_error
 from provkit.workbook.pages import write_index
 from provkit.workbook.reports import ReportRun, build_report, write_failed_run
+from provkit.workbook.session import simulated_tenant_ids
 
 __all__ = [
     "FleetRun",
@@ -176,6 +177,7 @@ def build_fleet_report(
     simulated = {k.lower(): v for k, v in (simulated or {}).items()}
     window = resolve_window(since=since if not (start or end) else None, start=start, end=end)
     fleet_id = uuid.uuid4().hex[:12]
+    known_simulated = simulated_tenant_ids()  # PROVKIT_DEMO_SEED's and the default seed's, as the pages know them
     result = FleetRun(Path(out), Path(out) / "index.html")
     plan: list[tuple[WorkspaceSpec, str, str]] = []  # (workspace, tenant, how the tenant was known)
     for spec in specs:
@@ -204,7 +206,7 @@ def build_fleet_report(
             "workspace": spec.workspace_id,
             "tenant_from": how,
             "home_tenant": home,
-            "simulated": seed is not None,
+            "simulated": seed is not None or tenant.lower() in known_simulated,
         }
         say(f"Tenant {tenant}, workspace {spec.workspace_id}:")
         try:
