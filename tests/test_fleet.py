@@ -181,6 +181,13 @@ def test_fleet_options_that_cannot_work_are_refused_before_anything_runs(
     assert not any(tmp_path.iterdir())
 
 
+def test_workspace_without_an_id_beside_others_is_the_default_one(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("PROVKIT_WORKSPACE_ID", raising=False)
+    with pytest.raises(ConfigError, match="needs PROVKIT_WORKSPACE_ID"):
+        _report("--all-apps", "--workspace", "--workspace", "b2", "--out", str(tmp_path))
+    assert not any(tmp_path.iterdir())
+
+
 def test_one_definition_of_workspace_and_tenant_mapping_only_for_report(capsys) -> None:
     for command in ("cycles", "diagnose", "explain", "postmortem"):
         argv = [command, "--app", "x", "--workspace", "a1=t1"] + (

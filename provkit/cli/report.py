@@ -81,6 +81,15 @@ def run_report(args: argparse.Namespace) -> int:
         raise ConfigError("--workers must be at least 1.")
     source = "store" if args.offline else ("demo" if args.demo else "graph")
     values = getattr(args, "workspace", None)
+    if values and len(values) > 1 and "" in values and source != "demo":
+        # --workspace without an id beside others: the default workspace is one of the fleet's
+        default = (os.environ.get("PROVKIT_WORKSPACE_ID") or "").strip()
+        if not default:
+            raise ConfigError(
+                "--workspace without an id needs PROVKIT_WORKSPACE_ID.",
+                remedy="Give every workspace its id: --workspace ID (repeatable), or set PROVKIT_WORKSPACE_ID.",
+            )
+        values = [value or default for value in values]
     specs = parse_workspaces(values or [])
     demo_tenants = getattr(args, "demo_tenants", None)
     if demo_tenants is not None or len(specs) > 1 or any(spec.tenant_id for spec in specs):

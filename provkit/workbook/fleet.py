@@ -47,6 +47,7 @@ __all__ = [
     "build_fleet_report",
     "demo_fleet",
     "parse_workspaces",
+    "use_environment",
     "workspace_tenants",
 ]
 
@@ -112,7 +113,7 @@ class FleetRun:
 
 
 @contextlib.contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
+def use_environment(values: Mapping[str, str]) -> Iterator[None]:
     """``os.environ`` with ``values`` set for the duration (the sign-in settings of one tenant of the fleet: this
     process's clients and the notebooks' kernels read them from the environment)."""
     saved = {name: os.environ.get(name) for name in values}
@@ -182,7 +183,7 @@ def build_fleet_report(
     plan: list[tuple[WorkspaceSpec, str, str]] = []  # (workspace, tenant, how the tenant was known)
     for spec in specs:
         try:
-            with _environment(env):
+            with use_environment(env):
                 tenants = workspace_tenants(spec, window, env)
         except ProvkitError as exc:
             say(f"Workspace {spec.workspace_id}: {exc}")
@@ -210,7 +211,7 @@ def build_fleet_report(
         }
         say(f"Tenant {tenant}, workspace {spec.workspace_id}:")
         try:
-            with _environment({**env, **overlay}):
+            with use_environment({**env, **overlay}):
                 # Signed in to this tenant, the workspace answers and holds the tables: else one row says why,
                 # rather than one per app.
                 LogAnalytics.connect(spec.workspace_id, environ={**env, **overlay}).check_tables(window)

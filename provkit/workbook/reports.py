@@ -21,7 +21,8 @@ a notebook failed; 2 bad usage; 3 findings at or above ``--fail-on``.
 With a Log Analytics workspace (``--workspace``) nothing goes through the store: each app's logs are queried from
 the workspace with KQL (the configuration from Graph), and so are its notebooks' (their ``workspace`` parameter);
 summary.json records the workspace and what it sent, the index its tenant and workspace per app. Runs of several
-tenants (or workspaces) written to one ``OUT`` make a fleet index: one row per tenant and app.
+tenants (or workspaces) written to one ``OUT`` make a fleet index: one row per tenant and app;
+:mod:`provkit.workbook.fleet` makes such runs from several workspaces in one command, one run per tenant.
 
 Secrets never reach a notebook: its parameters carry ids, times and the store's path, and the notebooks run in
 kernels whose environment has no ``PROVKIT_CLIENT_SECRET``; except the notebooks of a live tenant's workspace,
