@@ -39,7 +39,7 @@ from provkit.sim.faults import FaultPlan
 from provkit.sim.handler import RequestHandler, ThreadedTLSServer
 from provkit.sim.loganalytics import Workspace
 from provkit.sim.routes import GraphApp
-from provkit.sim.server import _listen, _registrations, _serve, _tenant_app
+from provkit.sim.server import listen, registrations_for, serve_in_thread, tenant_app
 from provkit.sim.tenant import Tenant
 
 __all__ = ["FleetMember", "RunningFleet", "start_fleet"]
@@ -194,18 +194,18 @@ def start_fleet(
         raise ValueError("the tenants of a fleet need distinct seeds")
     state = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="provkit-fleet-"))
     state.mkdir(parents=True, exist_ok=True)
-    httpd, ca_path = _listen(port, state)
+    httpd, ca_path = listen(port, state)
     cert_path, _thumbprint = make_client_certificate(state, "provkit-reader")
     secret = base64.urlsafe_b64encode(os.urandom(30)).decode()
     base_url = f"https://127.0.0.1:{httpd.server_address[1]}"
-    home_registrations, client_ids = _registrations(tenants[0], cert_path.read_bytes(), secret)
+    home_registrations, client_ids = registrations_for(tenants[0], cert_path.read_bytes(), secret)
     apps: list[GraphApp] = []
     members: list[FleetMember] = []
     for index, tenant in enumerate(tenants):
         consented = index not in without_consent
         registrations = home_registrations if consented else home_registrations[1:]
         tables = index not in without_diagnostic_settings
-        app = _tenant_app(
+        app = tenant_app(
             tenant,
             list(registrations),
             base_url,
@@ -240,6 +240,6 @@ def start_fleet(
         client_secret=secret,
         state_dir=state,
         _httpd=httpd,
-        _thread=_serve(httpd),
+        _thread=serve_in_thread(httpd),
         _owns_state_dir=state_dir is None,
     )

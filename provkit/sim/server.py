@@ -53,7 +53,11 @@ __all__ = [
     "RequestRecord",
     "RunningServer",
     "Throttle",
+    "listen",
+    "registrations_for",
+    "serve_in_thread",
     "start_server",
+    "tenant_app",
 ]
 
 
@@ -125,7 +129,9 @@ class RunningServer:
         self.stop()
 
 
-def _registrations(tenant: Tenant, cert_pem: bytes, secret: str) -> tuple[list[Registration], dict[str, str]]:
+def registrations_for(
+    tenant: Tenant, cert_pem: bytes, secret: str
+) -> tuple[list[Registration], dict[str, str]]:
     """The app registrations a simulated tenant knows (the reader first), and their client ids by role
     ("reader", "restricted", "device", "admin")."""
     codec = tenant.codec
@@ -183,7 +189,7 @@ def _registrations(tenant: Tenant, cert_pem: bytes, secret: str) -> tuple[list[R
     return registrations, client_ids
 
 
-def _tenant_app(
+def tenant_app(
     tenant: Tenant,
     registrations: list[Registration],
     base_url: str,
@@ -201,7 +207,7 @@ def _tenant_app(
     return graph
 
 
-def _listen(port: int, state: Path) -> tuple[ThreadedTLSServer, Path]:
+def listen(port: int, state: Path) -> tuple[ThreadedTLSServer, Path]:
     """A TLS server bound on 127.0.0.1 (``port=0``: a free port), its CA written under ``state``."""
     tls = make_tls_material(state)
     httpd = ThreadedTLSServer(("127.0.0.1", port), RequestHandler)
@@ -211,7 +217,7 @@ def _listen(port: int, state: Path) -> tuple[ThreadedTLSServer, Path]:
     return httpd, Path(tls.ca_path)
 
 
-def _serve(httpd: ThreadedTLSServer) -> threading.Thread:
+def serve_in_thread(httpd: ThreadedTLSServer) -> threading.Thread:
     thread = threading.Thread(target=httpd.serve_forever, name="provkit-sim", daemon=True)
     thread.start()
     return thread
@@ -236,13 +242,13 @@ def start_server(
     """
     state = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="provkit-sim-"))
     state.mkdir(parents=True, exist_ok=True)
-    httpd, ca_path = _listen(port, state)
+    httpd, ca_path = listen(port, state)
     cert_path, thumbprint = make_client_certificate(state, "provkit-reader")
     secret = client_secret or base64.urlsafe_b64encode(os.urandom(30)).decode()
-    registrations, client_ids = _registrations(tenant, cert_path.read_bytes(), secret)
+    registrations, client_ids = registrations_for(tenant, cert_path.read_bytes(), secret)
     actual_port = httpd.server_address[1]
     base_url = f"https://127.0.0.1:{actual_port}"
-    graph = _tenant_app(
+    graph = tenant_app(
         tenant,
         registrations,
         base_url,
@@ -271,7 +277,7 @@ def start_server(
         _owns_state_dir=state_dir is None,
     )
     if background:
-        server._thread = _serve(httpd)
+        server._thread = serve_in_thread(httpd)
     return server
 
 
