@@ -178,9 +178,8 @@ def build_fleet_report(
     simulated = {k.lower(): v for k, v in (simulated or {}).items()}
     window = resolve_window(since=since if not (start or end) else None, start=start, end=end)
     fleet_id = uuid.uuid4().hex[:12]
-    known_simulated = (
-        simulated_tenant_ids()
-    )  # PROVKIT_DEMO_SEED's and the default seed's, as the pages know them
+    # The tenants the pages call simulated (PROVKIT_DEMO_SEED's and the default seed's), for the index's banner.
+    known_simulated = simulated_tenant_ids()
     result = FleetRun(Path(out), Path(out) / "index.html")
     plan: list[tuple[WorkspaceSpec, str, str]] = []  # (workspace, tenant, how the tenant was known)
     for spec in specs:
