@@ -18,6 +18,7 @@ from urllib.parse import quote, unquote
 
 from provkit.sim.authority import Authority, Principal
 from provkit.sim.faults import FaultPlan
+from provkit.sim.groupdelta import group_delta
 from provkit.sim.handler import HttpError, RequestRecord, Throttle
 from provkit.sim.loganalytics import Workspace
 from provkit.sim.logquery import DATETIMES, ENUMS, FILTERABLE, LogQuery
@@ -154,6 +155,14 @@ class GraphApp:
         if rest and rest[0] == "users" and method == "GET":
             self.require(principal, "users")
             return 200, self.users(rest, query)
+        if rest[:2] in (["groups", "delta"], ["groups", "microsoft.graph.delta"]) and len(rest) == 2:
+            # /delta is a shortcut for /microsoft.graph.delta (delta-query-groups.md)
+            self.require(principal, "groups")
+            if method != "GET":
+                raise HttpError(
+                    405, "Request_BadRequest", f"The HTTP method '{method}' is not supported here."
+                )
+            return 200, group_delta(self, root + "/groups/delta", query)
         if rest and rest[0] == "groups" and method == "GET":
             self.require(principal, "groups")
             return 200, self.groups(rest, query)
@@ -517,8 +526,13 @@ class GraphApp:
             return self._select({"@odata.type": "#microsoft.graph.user", **user.graph()}, query)
         if rest[2] in ("memberOf", "transitiveMemberOf"):
             groups = []
+            membership, now = self.tenant.membership, self.tenant.now_ticks
             for g in directory.groups:
-                members = directory.transitive_users(g) if rest[2] == "transitiveMemberOf" else g.user_members
+                members = (
+                    membership.transitive(g, now)
+                    if rest[2] == "transitiveMemberOf"
+                    else membership.members(g, now)
+                )
                 if user.index in members:
                     groups.append({"@odata.type": "#microsoft.graph.group", **g.graph()})
             return self.list_page("/v1.0/" + "/".join(rest), query, groups, "directoryObjects")
@@ -558,9 +572,10 @@ class GraphApp:
         if rest[2] not in ("members", "transitiveMembers"):
             raise HttpError(400, "BadRequest", f"Resource not found for the segment '{rest[2]}'.")
         users = self.tenant.users
+        membership, now = self.tenant.membership, self.tenant.now_ticks  # joiners and leavers since the start
         if rest[2] == "members":
             nested = list(group.group_members)
-            user_ids = group.user_members
+            user_ids = membership.members(group, now)
         else:
             nested, stack, seen = [], list(group.group_members), set()
             while stack:
@@ -570,7 +585,7 @@ class GraphApp:
                 seen.add(g)
                 nested.append(g)
                 stack.extend(directory.groups[g].group_members)
-            user_ids = directory.transitive_users(group)
+            user_ids = membership.transitive(group, now)
         members = [("group", g) for g in nested] + [("user", u) for u in user_ids]
 
         def render(ref: tuple[str, int]) -> dict:

@@ -28,6 +28,7 @@ from provkit.sim.history import (
     Cycle,
     Subject,
 )
+from provkit.sim.membership import Membership
 from provkit.sim.scenarios import DEFAULT_SCENARIOS, SCENARIOS, SSO_ONLY_APPS, Control
 from provkit.sim.schema import schema_json
 from provkit.sim.timefmt import NEVER, format_seconds, format_ticks, to_ticks
@@ -79,6 +80,9 @@ class Tenant:
     # service logs with a delay), so a query made before then does not see them. 0 by default.
     late_share: float = 0.0
     late_minutes: float = 0.0
+    # How long a groups/delta token stays valid: seven days for directory objects (delta-query-overview.md,
+    # "Token duration"); older tokens answer syncStateNotFound.
+    delta_token_days: float = 7.0
     apps: list[App] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -100,6 +104,8 @@ class Tenant:
         self.window_start = self.now_ticks - self.days * DAY
         self.users = Users(self.seed, self.users_count, self.domain, self.codec, self.now)
         self.directory = Directory(self.users, self.codec, self.domain)
+        # joiners and leavers after the start (the apps' history keeps the membership at the start)
+        self.membership = Membership(self.directory, self.seed, self.start_now_ticks)
         self.apps = [App(self, i, SCENARIOS[name]) for i, name in enumerate(self.scenarios)]
         self.sso_apps = [
             (len(self.apps) + k, name) for k, name in enumerate(SSO_ONLY_APPS)
