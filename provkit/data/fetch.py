@@ -43,7 +43,7 @@ from typing import Any
 import pandas as pd
 
 from provkit.data.graph import GraphClient, ResolvedApp, time_slices
-from provkit.data.sources.graph import directory_facts
+from provkit.data.sources.graph import read_directory
 from provkit.data.store import AppStore, Store, StoreError
 from provkit.data.tables import events_from_records, jobs_from_records, parse_graph_time
 from provkit.formatting import format_duration
@@ -81,6 +81,8 @@ class FetchSummary:
     compacted: int = 0  # parts merged by the compaction at the end of the fetch
     audits_new: int = 0
     jobs: int = 0
+    groups_read: int = 0  # assigned groups whose members were read from Graph (the others had not changed)
+    groups_assigned: int = 0
     throttle_waits: int = 0
     waited_seconds: float = 0.0
     seconds: float = 0.0
@@ -97,7 +99,12 @@ class FetchSummary:
                 else ""
             )
             + f", {self.pages} pages in {self.slices} slices, {self.jobs} job snapshot(s), "
-            f"{self.throttle_waits} throttled (429), {self.waited_seconds:.1f} s waiting (pacing and retries), "
+            + (
+                f"{self.groups_read} of {self.groups_assigned} assigned groups' members read, "
+                if self.groups_assigned
+                else ""
+            )
+            + f"{self.throttle_waits} throttled (429), {self.waited_seconds:.1f} s waiting (pacing and retries), "
             f"{self.seconds:.1f} s in all"
         )
 
@@ -229,7 +236,14 @@ def _fetch_locked(
     stats_before = _stats(client)
 
     gaps = app_store.gaps(start, end, lookback=lookback)
-    side = _SideReads(client, sp_id, app_store.meta("groups"), app_store.meta("groups_read_at"), gaps)
+    side = _SideReads(
+        client,
+        sp_id,
+        app_store.meta("groups"),
+        app_store.meta("groups_read_at"),
+        gaps,
+        app_store.meta("groups_delta"),
+    )
     if not gaps:
         side.start()
     state = FetchProgress(app=resolved.display_name, start=start, end=end)
@@ -308,6 +322,7 @@ class _SideReads:
         groups: object,
         groups_read_at: object,
         gaps: list[tuple[datetime, datetime]],
+        groups_delta: object = None,
     ) -> None:
         self.error: BaseException | None = None
         self._ready: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
@@ -330,17 +345,17 @@ class _SideReads:
                 return
             assignments = client.app_role_assignments(sp_id)
             ready.put(("assignments", assignments))
-            read_at = dict(groups_read_at) if isinstance(groups_read_at, dict) else {}
-            found, users = directory_facts(
+            found = read_directory(
                 client,
                 assignments,
                 previous=groups if isinstance(groups, dict) else None,
-                read_at=read_at,
+                read_at=groups_read_at if isinstance(groups_read_at, dict) else None,
+                delta=groups_delta,  # the deltaLinks the last fetch kept: only changed groups are read again
                 stop=lambda: self._stopped,
             )
             if self._stopped:
                 return
-            ready.put(("directory", (found, {g: read_at[g] for g in found if g in read_at}, users)))
+            ready.put(("directory", found))
             if gaps:  # audits of covered ranges were stored by the fetch that covered them
                 ready.put(("audits", client.directory_audits(gaps[0][0], gaps[-1][1], sp_id=sp_id)))
 
@@ -393,10 +408,11 @@ class _SideReads:
             elif kind == "assignments":
                 app_store.write_meta("assignments", value)
             elif kind == "directory":
-                groups, read_at, users = value
-                app_store.write_meta("groups", groups)
-                app_store.write_meta("groups_read_at", read_at)
-                app_store.write_meta("users", users)
+                app_store.write_meta("groups", value.groups)
+                app_store.write_meta("groups_read_at", value.read_at)
+                app_store.write_meta("users", value.users)
+                app_store.write_meta("groups_delta", value.delta)
+                summary.groups_read, summary.groups_assigned = len(value.reread), len(value.groups)
             elif kind == "audits":
                 summary.audits_new = app_store.write_audits(value)
 
