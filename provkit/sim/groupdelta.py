@@ -46,6 +46,9 @@ def group_delta(app: GraphApp, path: str, query: dict[str, str]) -> dict[str, An
     """One page of a groups/delta round for the query (or the token in it)."""
     tenant = app.tenant
     now = tenant.now_ticks
+    if not tenant.group_delta_offered:
+        # the error delta-query-overview.md shows for a delta query on what it does not support
+        raise HttpError(501, "NotImplemented", "This operation target is not yet supported.")
     if "$skiptoken" in query:
         state = _read_token(app, path, query["$skiptoken"], "skip")
         return _page(app, path, state)

@@ -83,6 +83,9 @@ class Tenant:
     # How long a groups/delta token stays valid: seven days for directory objects (delta-query-overview.md,
     # "Token duration"); older tokens answer syncStateNotFound.
     delta_token_days: float = 7.0
+    # False: GET /groups/delta answers 501 NotImplemented, as the delta-query overview shows for what it does not
+    # support (a tenant or proxy where the delta query cannot be used)
+    group_delta_offered: bool = True
     apps: list[App] = field(init=False)
 
     def __post_init__(self) -> None:
