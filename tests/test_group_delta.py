@@ -114,7 +114,10 @@ def test_a_member_removed_from_an_assigned_group_disappears_and_a_joiner_appears
     mark = settled(demo)
     summary, app_store = fetch(demo, store)
 
-    assert member_reads(demo, mark) == {escalations.id}
+    # no nested groups: the delta's member changes are applied to the stored facts, nothing is read
+    assert member_reads(demo, mark) == set()
+    assert (summary.groups_read, summary.groups_patched) == (0, 1)
+    assert "0 of 2 assigned groups' members read (1 updated from Graph's delta)" in summary.line()
     facts = app_store.meta("groups")[escalations.id]  # type: ignore[index]
     users = demo.tenant.users
     assert users.get(leaver).id not in facts["direct"] and users.get(leaver).id not in facts["transitive"]
@@ -129,26 +132,27 @@ def test_over_hours_of_churn_each_fetch_reads_exactly_the_groups_the_server_chan
     store = Store(tmp_path)
     fetch(demo, store)
     assigned = [group(demo, "Support"), group(demo, "Support Escalations")]
-    seen_changed = seen_kept = 0
+    seen_read = seen_patched = seen_kept = 0
     for _ in range(4):
         since = tenant.now_ticks
-        tenant.advance(90)
+        tenant.advance(150)
         changed = set(tenant.membership.changed(since, tenant.now_ticks))
-        expected = {
-            g.id for g in assigned if g.index in changed or any(n in changed for n in g.group_members)
-        }
-        mark = settled(demo)
-        summary, app_store = fetch(demo, store)
-        # an assigned group read again reads its nested groups' members too; nothing else is read
+        touched = {g.id for g in assigned if g.index in changed or any(n in changed for n in g.group_members)}
+        # a group with nested groups is read again (its transitive members hang on theirs); one without is
+        # updated from the delta's member changes
+        expected = {g.id for g in assigned if g.id in touched and g.group_members}
         nested = {
             tenant.directory.groups[n].id for g in assigned if g.id in expected for n in g.group_members
         }
+        mark = settled(demo)
+        summary, app_store = fetch(demo, store)
         assert member_reads(demo, mark) == expected | nested
-        assert summary.groups_read == len(expected)
+        assert (summary.groups_read, summary.groups_patched) == (len(expected), len(touched - expected))
         assert app_store.meta("groups") == full_read(demo, app_store)
-        seen_changed += len(expected)
-        seen_kept += len(assigned) - len(expected)
-    assert seen_changed and seen_kept  # the hours held both kinds (the seed's draws)
+        seen_read += len(expected)
+        seen_patched += len(touched - expected)
+        seen_kept += len(assigned) - len(touched)
+    assert seen_read and seen_patched and seen_kept  # the hours held all three (the seed's draws)
 
 
 def test_an_expired_delta_token_reads_the_groups_in_full_with_a_notice(

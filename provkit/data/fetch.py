@@ -83,6 +83,7 @@ class FetchSummary:
     jobs: int = 0
     groups_read: int = 0  # assigned groups whose members were read from Graph (the others had not changed)
     groups_assigned: int = 0
+    groups_patched: int = 0  # assigned groups updated from the delta query's member changes, without a read
     throttle_waits: int = 0
     waited_seconds: float = 0.0
     seconds: float = 0.0
@@ -100,7 +101,9 @@ class FetchSummary:
             )
             + f", {self.pages} pages in {self.slices} slices, {self.jobs} job snapshot(s), "
             + (
-                f"{self.groups_read} of {self.groups_assigned} assigned groups' members read, "
+                f"{self.groups_read} of {self.groups_assigned} assigned groups' members read"
+                + (f" ({self.groups_patched} updated from Graph's delta)" if self.groups_patched else "")
+                + ", "
                 if self.groups_assigned
                 else ""
             )
@@ -413,6 +416,7 @@ class _SideReads:
                 app_store.write_meta("users", value.users)
                 app_store.write_meta("groups_delta", value.delta)
                 summary.groups_read, summary.groups_assigned = len(value.reread), len(value.groups)
+                summary.groups_patched = len(value.patched)
             elif kind == "audits":
                 summary.audits_new = app_store.write_audits(value)
 

@@ -327,20 +327,42 @@ class GraphClient(_GraphHttp):
             )
         return self._group_delta_round("/groups/delta", params)[1]
 
-    def group_delta_changes(self, delta_link: str) -> tuple[set[str], str]:
-        """The ids (lower-cased) of the groups that changed since ``delta_link`` was issued (members added or
-        removed, a tracked property changed, the group deleted), and the deltaLink to keep for next time."""
+    def group_delta_changes(self, delta_link: str) -> tuple[dict[str, dict[str, Any]], str]:
+        """What changed since ``delta_link`` was issued, by group id (lower-cased), and the deltaLink to keep.
+
+        Each group's entry: ``added`` and ``removed`` member ids (users and other objects), ``groups`` true when
+        a member that is a group was added or removed, ``removed_group`` true when the group itself is gone, and
+        ``properties``, the group's tracked properties as the round gave them. A group on several pages (its
+        members spread over them, delta-query-groups.md) is merged; a removed member carries ``@removed``
+        (``{"reason": "deleted"}`` in the docs' example; any reason counts).
+        """
         return self._group_delta_round(delta_link, None)
 
-    def _group_delta_round(self, path: str, params: Mapping[str, str] | None) -> tuple[set[str], str]:
-        """Follow one delta round to its end: the groups it names and its closing deltaLink. A group may come
-        on several pages (its members spread over them, delta-query-groups.md): it is named once."""
-        changed: set[str] = set()
+    def _group_delta_round(
+        self, path: str, params: Mapping[str, str] | None
+    ) -> tuple[dict[str, dict[str, Any]], str]:
+        """Follow one delta round to its end: the groups it names with their changes, and its closing deltaLink."""
+        changed: dict[str, dict[str, Any]] = {}
         link: object = None
         for page in self.pages(path, params):
             for item in page["value"]:
-                if isinstance(item, dict) and isinstance(item.get("id"), str):
-                    changed.add(item["id"].lower())
+                if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+                    continue
+                entry = changed.setdefault(
+                    item["id"].lower(),
+                    {"added": [], "removed": [], "groups": False, "removed_group": False, "properties": {}},
+                )
+                entry["removed_group"] = entry["removed_group"] or "@removed" in item
+                entry["properties"].update(
+                    {k: v for k, v in item.items() if not k.startswith("@") and "@" not in k and k != "id"}
+                )
+                members = item.get("members@delta")
+                for member in members if isinstance(members, list) else []:
+                    if not isinstance(member, dict) or not isinstance(member.get("id"), str):
+                        continue
+                    if str(member.get("@odata.type", "")).lower().endswith("group"):
+                        entry["groups"] = True
+                    entry["removed" if "@removed" in member else "added"].append(member["id"])
             link = page.get("@odata.deltaLink") or link
         if not isinstance(link, str) or not link:
             raise GraphError(

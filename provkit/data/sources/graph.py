@@ -99,13 +99,15 @@ class DirectoryRead:
     """What :func:`read_directory` found and did. ``groups`` and ``users`` are as :func:`directory_facts` returns
     them; ``read_at`` says when each group's facts were read (ISO); ``delta`` is the groups/delta state to store
     for the next fetch (None: the delta query was not usable this time); ``reread`` lists the assigned groups
-    whose members were read from Graph now; ``notice`` is one line for the user when the delta query fell back."""
+    whose members were read from Graph now, ``patched`` those updated from the delta query's member changes
+    without a read; ``notice`` is one line for the user when the delta query fell back."""
 
     groups: dict[str, dict[str, Any]]
     users: dict[str, dict[str, Any]]
     read_at: dict[str, str] = field(default_factory=dict)
     delta: dict[str, Any] | None = None
     reread: list[str] = field(default_factory=list)
+    patched: list[str] = field(default_factory=list)
     notice: str | None = None
 
 
@@ -184,15 +186,18 @@ def read_directory(
         return facts if isinstance(facts, dict) and all(k in facts for k in FACT_KEYS) else None
 
     tracker = _DeltaTracker(client, delta, notices) if use_delta and assigned else None
-    changed: set[str] | None = None  # assigned groups (lower-cased) whose facts changed; None: not known
+    changed: set[str] | None = None  # tracked ids the delta names, with their assigned groups; None: unknown
+    unchanged: set[str] | None = None  # tracked ids the delta says did not change
     if tracker is not None:
         try:
             changed = tracker.follow()
+            if changed is not None:
+                unchanged = tracker.followed - changed
             # Links for the groups not tracked yet are taken before their members are read, so a change made
             # while they are read shows in the next fetch's delta.
             tracker.cover({w for g in assigned for w in tracker.watched(g, kept(g))})
         except _DeltaRefused as exc:
-            tracker, changed = None, None
+            tracker, changed, unchanged = None, None, None
             notices.append(
                 f"Graph refused the group delta query ({exc}); group membership read in the last "
                 f"{_hours(max_age)} is reused and older membership read again."
@@ -202,12 +207,22 @@ def read_directory(
             break
         facts = kept(gid)
         if facts is not None and (
-            (changed is not None and gid.lower() not in changed)
+            (unchanged is not None and gid.lower() in unchanged)
             or (tracker is None and _fresh(stored_at.get(gid), now, max_age))
         ):
             result.groups[gid] = facts
             if isinstance(stored_at.get(gid), str):
                 result.read_at[gid] = stored_at[gid]
+            continue
+        patched = (
+            tracker.patched(gid, facts, changed)
+            if facts is not None and tracker is not None and changed is not None
+            else None
+        )
+        if patched is not None:  # the delta's member changes applied: no member read
+            result.groups[gid] = patched
+            result.read_at[gid] = now.isoformat()
+            result.patched.append(gid)
             continue
         facts, nested = _read_group(client, gid)
         result.groups[gid] = facts
@@ -251,6 +266,8 @@ class _DeltaTracker:
         self.links: list[dict[str, Any]] = []
         self.parents: dict[str, set[str]] = {}  # tracked id (lower-cased) -> assigned group ids
         self.known = False  # whether a stored state said what changed
+        self.followed: set[str] = set()  # the ids whose changes the stored links told (others are read)
+        self.details: dict[str, dict[str, Any]] = {}  # tracked id -> what the delta said changed
         if isinstance(state, dict):
             for entry in state.get("links") or []:
                 if (
@@ -272,6 +289,7 @@ class _DeltaTracker:
         if not self.known:
             return None
         changed, self.links = self._follow(self.links)
+        self.followed = {i for entry in self.links for i in entry["ids"]}
         out: set[str] = set()
         for wid in changed:
             out.add(wid)
@@ -295,6 +313,8 @@ class _DeltaTracker:
                     continue
                 raise _DeltaRefused(f"{exc.status} {exc.code}") from exc
             changed.update(names)
+            for gid, change in names.items():
+                _merge_change(self.details.setdefault(gid, _no_change()), change)
             kept.append({"ids": entry["ids"], "link": link})
         return changed, kept
 
@@ -319,6 +339,38 @@ class _DeltaTracker:
             for wid in sorted(self.watched(gid, facts)):
                 parents.setdefault(wid, []).append(gid)
         return parents
+
+    def patched(self, gid: str, facts: dict[str, Any], changed: set[str]) -> dict[str, Any] | None:
+        """``facts`` with the delta's member changes applied, or None when only a read is exact: the group has
+        nested groups (its transitive members hang on theirs) or one was added or removed, a nested group
+        changed, the group is gone, its stored members were capped, or the delta gave no details (an expired
+        link)."""
+        change = self.details.get(gid.lower())
+        others = self.watched(gid, facts) - {gid.lower()}
+        if (
+            change is None
+            or change["groups"]
+            or change["removed_group"]
+            or facts["nested"]
+            or others & changed
+            or len(facts["direct"]) >= MAX_GROUP_MEMBERS
+            or len(facts["transitive"]) >= MAX_GROUP_MEMBERS
+        ):
+            return None
+        removed = {str(i).lower() for i in change["removed"]}
+        added = [str(i) for i in change["added"]]
+
+        def apply(ids: list[str]) -> list[str]:
+            kept = {i for i in ids if str(i).lower() not in removed}
+            present = {str(i).lower() for i in kept}
+            return sorted(kept | {i for i in added if i.lower() not in present and i.lower() not in removed})
+
+        out = {**facts, "direct": apply(facts["direct"]), "transitive": apply(facts["transitive"])}
+        props = change["properties"]
+        for fact, name in _TRACKED_PROPERTIES:
+            if name in props:
+                out[fact] = props[name] if name != "groupTypes" else props[name] or []
+        return out
 
     def watched(self, gid: str, facts: dict[str, Any] | None) -> set[str]:
         """The ids to track for assigned group ``gid`` (lower-cased): itself, the groups nested in it as read
@@ -350,6 +402,30 @@ class _DeltaTracker:
     def state(self, groups: dict[str, dict[str, Any]]) -> dict[str, Any]:
         """What to store: the links, and which assigned groups each tracked id belongs to."""
         return {"links": self.links, "watch": self._watch(groups)}
+
+
+# fact -> the group property the delta query tracks for it (GraphClient.GROUP_DELTA_SELECT)
+_TRACKED_PROPERTIES = (
+    ("display_name", "displayName"),
+    ("mail", "mail"),
+    ("security_enabled", "securityEnabled"),
+    ("group_types", "groupTypes"),
+)
+
+
+def _no_change() -> dict[str, Any]:
+    return {"added": [], "removed": [], "groups": False, "removed_group": False, "properties": {}}
+
+
+def _merge_change(into: dict[str, Any], change: dict[str, Any]) -> None:
+    """Add a later round's change of one group to an earlier one's (a member added then removed ends removed)."""
+    for kind, other in (("added", "removed"), ("removed", "added")):
+        ids = {str(i).lower() for i in change[kind]}
+        into[other] = [i for i in into[other] if str(i).lower() not in ids]
+        into[kind] = into[kind] + list(change[kind])
+    into["groups"] = into["groups"] or change["groups"]
+    into["removed_group"] = into["removed_group"] or change["removed_group"]
+    into["properties"].update(change["properties"])
 
 
 def _hours(span: timedelta) -> str:
@@ -400,7 +476,7 @@ def _read_group(client: GraphClient, gid: str) -> tuple[dict[str, Any], set[str]
             {
                 "id": nid,
                 "display_name": inner.get("displayName"),
-                "direct": members[:MAX_GROUP_MEMBERS],
+                "direct": sorted(members[:MAX_GROUP_MEMBERS]),
             }
         )
     facts = {
@@ -410,9 +486,11 @@ def _read_group(client: GraphClient, gid: str) -> tuple[dict[str, Any], set[str]
         "security_enabled": group.get("securityEnabled"),
         "group_types": group.get("groupTypes") or [],
         "membership_rule_processing_state": group.get("membershipRuleProcessingState"),
-        "direct": direct[:MAX_GROUP_MEMBERS],
-        "transitive": transitive,
-        "nested": nested,
+        # sorted: membership is a set (Graph gives no order), and a group updated from the delta query then holds
+        # the same lists as a read
+        "direct": sorted(direct[:MAX_GROUP_MEMBERS]),
+        "transitive": sorted(transitive),
+        "nested": sorted(nested),
         "nested_groups": nested_groups,
     }
     return facts, nested_all
