@@ -194,3 +194,24 @@ def test_where_the_delta_query_is_refused_membership_read_in_the_last_12_h_is_ke
     app_store.write_meta("groups_read_at", read_at)
     third, _ = fetch(demo, store)
     assert third.groups_read == 2
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"links": [{"ids": "not a list", "link": 5}], "watch": []},  # mangled: as if there were none
+        "garbage",
+        {"links": [{"ids": ["x"], "link": "https://elsewhere.example/v1.0/groups/delta?$deltatoken=1"}]},
+    ],
+)
+def test_a_mangled_or_foreign_delta_state_reads_the_groups_in_full_and_is_replaced(
+    demo: DemoTenant, tmp_path: Path, state: object
+) -> None:
+    store = Store(tmp_path)
+    _, app_store = fetch(demo, store)
+    app_store.write_meta("groups_delta", state)
+    summary, app_store = fetch(demo, store)
+    assert summary.groups_read == 2  # nothing said what changed: read, and nothing sent to another host
+    assert app_store.meta("groups") == full_read(demo, app_store)
+    links = app_store.meta("groups_delta")["links"]  # type: ignore[index]
+    assert links and all(entry["link"].startswith(demo.server.base_url) for entry in links)

@@ -12,7 +12,7 @@ from urllib.parse import quote
 from provkit.data.auth import Settings, sign_in
 from provkit.data.graph import GraphClient
 from provkit.data.pacing import AuditPacer
-from provkit.errors import GraphError
+from provkit.errors import ConfigError, GraphError
 
 log = logging.getLogger("provkit.data.sources.graph")
 
@@ -303,6 +303,11 @@ class _DeltaTracker:
         for entry in links:
             try:
                 names, link = self.client.group_delta_changes(entry["link"])
+            except ConfigError:
+                # a link on another Graph host than the one signed in to now (the settings changed): not asked,
+                # its groups are read in full
+                changed.update(entry["ids"])
+                continue
             except GraphError as exc:
                 if exc.status in _TOKEN_REFUSED or str(exc.code or "").lower() == "syncstatenotfound":
                     self.notices.append(
