@@ -159,8 +159,10 @@ def read_directory(
 
     ``previous``, ``read_at`` and ``delta`` are what an earlier fetch stored (``groups``, ``groups_read_at`` and
     ``groups_delta`` meta). With ``use_delta``, the stored deltaLinks of Graph's groups/delta query say which
-    groups changed since that fetch: only those assigned groups are read again (also when the change was in a
-    group nested in them), with the groups never read or stored incomplete. Without a stored delta state every
+    groups changed since that fetch, and how: an assigned group whose members (or whose nested groups' members)
+    changed is updated from those changes without reading its members, or read again where that would not be
+    exact (groups nested deeper than one level, a nested group added or removed, capped member lists); the
+    others keep their facts. Groups never read or stored incomplete are read. Without a stored delta state every
     group is read, after deltaLinks from now on were obtained (one call per 50 groups), so the next fetch knows.
     A deltaLink Graph no longer honours (expired: syncStateNotFound) has its groups read in full; a delta query
     refused outright (no permission, not offered) falls back to keeping facts read less than ``max_age`` ago.
@@ -215,7 +217,7 @@ def read_directory(
                 result.read_at[gid] = stored_at[gid]
             continue
         patched = (
-            tracker.patched(gid, facts, changed)
+            tracker.patched(gid, facts)
             if facts is not None and tracker is not None and changed is not None
             else None
         )
@@ -345,33 +347,45 @@ class _DeltaTracker:
                 parents.setdefault(wid, []).append(gid)
         return parents
 
-    def patched(self, gid: str, facts: dict[str, Any], changed: set[str]) -> dict[str, Any] | None:
-        """``facts`` with the delta's member changes applied, or None when only a read is exact: the group has
-        nested groups (its transitive members hang on theirs) or one was added or removed, a nested group
-        changed, the group is gone, its stored members were capped, or the delta gave no details (an expired
-        link)."""
-        change = self.details.get(gid.lower())
-        others = self.watched(gid, facts) - {gid.lower()}
+    def patched(self, gid: str, facts: dict[str, Any]) -> dict[str, Any] | None:
+        """``facts`` with the delta's member changes applied (the group's own and its nested groups'; its
+        transitive members then are its direct ones and its nested groups'), or None when only a read is exact:
+        groups nested deeper than one level, a nested group added or removed, the group gone, stored members
+        capped, or a change the delta gave no details of (an expired link)."""
+        key = gid.lower()
+        nested = [str(n).lower() for n in facts["nested"]]
+        stored_nested = {
+            str(g.get("id", "")).lower(): g for g in facts["nested_groups"] if isinstance(g, dict)
+        }
+        tracked = {key, *nested}
         if (
-            change is None
-            or change["groups"]
-            or change["removed_group"]
-            or facts["nested"]
-            or others & changed
+            self.watched(gid, facts) != tracked  # deeper nesting: a read is exact
+            or not tracked <= self.followed
+            or set(stored_nested) != set(nested)
             or len(facts["direct"]) >= MAX_GROUP_MEMBERS
             or len(facts["transitive"]) >= MAX_GROUP_MEMBERS
         ):
             return None
-        removed = {str(i).lower() for i in change["removed"]}
-        added = [str(i) for i in change["added"]]
-
-        def apply(ids: list[str]) -> list[str]:
-            kept = {i for i in ids if str(i).lower() not in removed}
-            present = {str(i).lower() for i in kept}
-            return sorted(kept | {i for i in added if i.lower() not in present and i.lower() not in removed})
-
-        out = {**facts, "direct": apply(facts["direct"]), "transitive": apply(facts["transitive"])}
-        props = change["properties"]
+        # what the rounds said of each tracked id
+        changes = {t: self.details[t] for t in tracked if t in self.details}
+        if not changes or any(c["groups"] or c["removed_group"] for c in changes.values()):
+            return None
+        if any(len(g.get("direct") or []) >= MAX_GROUP_MEMBERS for g in stored_nested.values()):
+            return None
+        out = {**facts, "direct": _apply(facts["direct"], changes.get(key))}
+        inner = []
+        for g in facts["nested_groups"]:
+            change = changes.get(str(g.get("id", "")).lower())
+            updated = {**g, "direct": _apply(g.get("direct") or [], change)}
+            if change is not None and "displayName" in change["properties"]:
+                updated["display_name"] = change["properties"]["displayName"]
+            inner.append(updated)
+        out["nested_groups"] = inner
+        users = {str(u).lower(): u for u in out["direct"]}
+        for g in inner:
+            users.update({str(u).lower(): u for u in g["direct"]})
+        out["transitive"] = sorted(users.values())
+        props = (changes.get(key) or {}).get("properties") or {}
         for fact, name in _TRACKED_PROPERTIES:
             if name in props:
                 out[fact] = props[name] if name != "groupTypes" else props[name] or []
@@ -416,6 +430,17 @@ _TRACKED_PROPERTIES = (
     ("security_enabled", "securityEnabled"),
     ("group_types", "groupTypes"),
 )
+
+
+def _apply(ids: list[str], change: dict[str, Any] | None) -> list[str]:
+    """``ids`` with a delta's removed members taken out and its added ones put in, sorted."""
+    if change is None:
+        return sorted(ids)
+    removed = {str(i).lower() for i in change["removed"]}
+    kept = {str(i).lower(): i for i in ids if str(i).lower() not in removed}
+    for i in change["added"]:
+        kept.setdefault(str(i).lower(), str(i))
+    return sorted(kept.values())
 
 
 def _no_change() -> dict[str, Any]:
