@@ -34,7 +34,9 @@ MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 SUMMARY = re.compile(
     r"^(?P<app>.+): (?P<new>\d+) new entries, (?P<dups>\d+) duplicates dropped, (?P<pages>\d+) pages in "
-    r"(?P<slices>\d+) slices, (?P<jobs>\d+) job snapshot\(s\), (?P<throttled>\d+) throttled \(429\), "
+    r"(?P<slices>\d+) slices, (?P<jobs>\d+) job snapshot\(s\), "
+    r"(?:(?P<groups_read>\d+) of \d+ assigned groups' members read(?: \(\d+ updated from Graph's delta\))?, )?"
+    r"(?P<throttled>\d+) throttled \(429\), "
     r"[\d.]+ s waiting \(pacing and retries\), [\d.]+ s in all$"
 )
 
@@ -107,6 +109,7 @@ def test_fetch_demo_prints_a_one_line_summary_then_apps_offline_lists_the_app(
     assert summary, lines[0]
     assert summary["app"] == "Zendesk" and int(summary["new"]) > 100 and summary["dups"] == "0"
     assert summary["jobs"] == "1" and int(summary["slices"]) >= 1
+    assert summary["groups_read"] == "2"  # a first fetch reads both assigned groups' members
     assert int(summary["pages"]) == -(-int(summary["new"]) // 1000)  # one query, full pages of 1000
     assert lines[1].startswith(f"Stored in {tmp_path}")
     assert "Resolved 'Zendesk' by display name to service principal" in err
