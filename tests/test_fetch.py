@@ -558,3 +558,105 @@ def test_the_shared_pacer_counts_its_first_window_from_each_answer_at_most_a_qua
         with pacer.slot():
             clock[0] += 0.1
     assert clock[0] - 0.1 == pytest.approx(restart + 0.25 + 10.25, abs=0.01)
+
+
+# ---- the next page's call sent before the page before is parsed (provkit.data.paging) -------------------------
+class ScriptedFaults(FaultPlan):
+    """The simulator's faults on chosen Graph calls only: ``{n: kind}`` for the n-th call (from 0) it receives."""
+
+    def __init__(self, script: dict[int, str]) -> None:
+        super().__init__(shares={"429": 1.0})
+        self.script = script
+
+    def next(self) -> str | None:
+        with self._lock:
+            n, self._counter = self._counter, self._counter + 1
+            kind = self.script.get(n)
+            if kind:
+                self.injected[kind] = self.injected.get(kind, 0) + 1
+        return kind
+
+
+def paged_ids(client: GraphClient, sp_id: str, page_size: int = 40) -> list[str]:
+    start, end = NOW - timedelta(days=DAYS), NOW
+    return [
+        e["id"]
+        for page in client.provisioning_pages(sp_id, start, end, page_size=page_size)
+        for e in page["value"]
+    ]
+
+
+def test_the_next_log_page_is_asked_for_before_the_consumer_takes_the_page_before(
+    clean: DemoTenant, sp_id: str
+) -> None:
+    mark = settled(clean)
+    pages = clean.client.provisioning_pages(sp_id, NOW - timedelta(days=DAYS), NOW, page_size=40)
+    first = next(pages)
+    # The consumer holds page 1 and asks nothing more, yet the server receives the call its nextLink names.
+    link = urlsplit(first["@odata.nextLink"])
+    wanted = link.path + "?" + link.query
+    deadline = time.monotonic() + 30
+    while (
+        not any(r.path == wanted for r in clean.server.graph.requests[mark:]) and time.monotonic() < deadline
+    ):
+        time.sleep(0.02)
+    assert [r.path for r in clean.server.graph.requests[mark:] if r.path == wanted] == [wanted]
+    ids = [e["id"] for e in first["value"]] + [e["id"] for page in pages for e in page["value"]]
+    # After the last page (no nextLink) nothing more is asked for: one call per page.
+    assert len(log_calls(clean, mark)) == -(-len(ids) // 40)
+    assert sorted(ids) == sorted(server_ids(clean, sp_id, NOW - timedelta(days=DAYS), NOW))
+    assert len(ids) == len(set(ids)) > 200
+
+
+def test_a_next_link_the_scan_gets_wrong_costs_a_call_and_loses_or_repeats_no_entry(
+    tmp_path: Path, reference: AppStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from provkit.sim import server as sim_server
+
+    serve = sim_server.GraphApp.provisioning
+    decoys: list[str] = []
+
+    def misleading(self, path, query):
+        page = serve(self, path, query)
+        # A nested "@odata.nextLink" before "value", where Graph puts the real one: the raw-body scan takes it.
+        # It leads back to the query's first page, so an answer taken from it would repeat entries. The last
+        # page names one too, though it has no nextLink of its own.
+        first = f"{self.base_url}/v1.0/auditLogs/provisioning?" + "&".join(
+            f"{k}={v}" for k, v in query.items() if k != "$skiptoken"
+        )
+        decoys.append(first)
+        return {"@odata.context": page["@odata.context"], "hint": {"@odata.nextLink": first}, **page}
+
+    with make_demo() as demo:
+        monkeypatch.setattr(sim_server.GraphApp, "provisioning", misleading)
+        sp = demo.client.resolve_app(APP).service_principal_id
+        mark = settled(demo)
+        summary, app_store = fetch(demo, Store(tmp_path), page_size=40)
+        calls = log_calls(demo, mark)
+        assert_same_content(app_store, reference)
+        assert summary.entries == summary.new == len(stored_ids(app_store))
+        # Every page's scan went to the decoy; each such call was made and its answer dropped.
+        assert len(calls) == 2 * summary.pages
+        assert demo.client.stats.dropped_ahead >= summary.pages
+        assert sorted(paged_ids(demo.client, sp)) == sorted(stored_ids(app_store))
+
+
+def test_a_429_a_dropped_connection_and_a_truncated_body_on_calls_sent_ahead_lose_no_entry(
+    clean: DemoTenant, sp_id: str
+) -> None:
+    expected = server_ids(clean, sp_id, NOW - timedelta(days=DAYS), NOW)
+    waits: list[float] = []
+    pacer = AuditPacer(1_000_000, 1.0)
+    client = GraphClient(clean.settings, clean.client.tokens, pacer=pacer, sleep=waits.append)
+    settled(clean)
+    saved = clean.server.graph.faults
+    # Calls 1, 3 and 5 are pages 2 to 4 sent ahead (call 2 is the retry of page 2; page 1 is call 0).
+    clean.server.graph.faults = plan = ScriptedFaults({1: "429", 3: "reset", 5: "truncate"})
+    try:
+        ids = paged_ids(client, sp_id)
+    finally:
+        clean.server.graph.faults = saved
+    assert plan.injected == {"429": 1, "reset": 1, "truncate": 1}
+    assert sorted(ids) == sorted(expected) and len(ids) == len(set(ids))
+    assert client.stats.throttled == 1 and client.stats.retries == 3 == len(waits)
+    assert client.stats.sent_ahead >= 3 and client.stats.dropped_ahead == 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import json
 import logging
 import random
 import threading
@@ -22,6 +23,7 @@ import requests
 
 from provkit.data.auth import Settings, TokenProvider, make_session, redact
 from provkit.data.pacing import AuditPacer, shared_pacer
+from provkit.data.paging import PageChain
 from provkit.errors import (
     ConfigError,
     GraphError,
@@ -71,6 +73,8 @@ class GraphStats:
     retries: int = 0
     throttled: int = 0
     waited_seconds: float = 0.0
+    sent_ahead: int = 0  # page calls sent before the page before was parsed (provkit.data.paging)
+    dropped_ahead: int = 0  # of those, answers not used: the parsed page named another next link
 
 
 def permission_for(path: str, method: str = "GET") -> str:
@@ -205,8 +209,10 @@ class _GraphHttp:
         body: Any = None,
         *,
         idempotent: bool = True,
+        on_body: Callable[[bytes], None] | None = None,
     ) -> dict[str, Any] | None:
-        """Send one call with retries; return the parsed JSON object (None for an empty answer)."""
+        """Send one call with retries; return the parsed JSON object (None for an empty answer). ``on_body`` hears
+        each successful answer's raw body before it is parsed (:meth:`pages` sends the next page's call then)."""
         relative = self._relative(url)
         paced = relative.lower().startswith("/auditlogs")
         client_request_id = str(uuid.uuid4())
@@ -216,7 +222,7 @@ class _GraphHttp:
         while True:
             try:
                 return self._attempt(
-                    method, url, params, body, relative, paced, client_request_id, idempotent
+                    method, url, params, body, relative, paced, client_request_id, idempotent, on_body
                 )
             except _Retry as failure:
                 if failure.status == 401:
@@ -253,6 +259,7 @@ class _GraphHttp:
         paced: bool,
         client_request_id: str,
         idempotent: bool,
+        on_body: Callable[[bytes], None] | None = None,
     ) -> dict[str, Any] | None:
         headers = {
             "Authorization": f"Bearer {self.tokens.token()}",
@@ -314,8 +321,10 @@ class _GraphHttp:
         if 200 <= status < 300:
             if status == 204 or not response.content:
                 return None
+            if on_body is not None:
+                on_body(response.content)
             try:
-                data = response.json()
+                data = json.loads(response.content)
             except ValueError:
                 raise _Retry("truncated or unreadable JSON body", status=status) from None
             if not isinstance(data, dict):
@@ -464,21 +473,47 @@ class _GraphHttp:
         """GET one Graph resource or page; return its JSON object ({} for an empty answer)."""
         return self._request("GET", self.url_for(path_or_url), params) or {}
 
-    def pages(self, path: str, params: Mapping[str, str] | None = None) -> Iterator[dict[str, Any]]:
+    def pages(
+        self, path: str, params: Mapping[str, str] | None = None, *, ahead: bool | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Yield each page of a collection, following ``@odata.nextLink`` verbatim until Graph gives none.
 
         No page size is assumed: a short or empty page with a nextLink is followed like any other. A page must be
         a JSON object whose ``value`` is a list (the documented shape, reference section 1.6); anything else is a
         GraphError for that page. A nextLink to a page already read, or more than :data:`MAX_EMPTY_PAGES` empty
         pages in a row, stops the paging with a GraphError instead of running forever.
+
+        ``ahead`` (by default for ``/auditLogs``, whose calls the throttle counts one after another) sends each
+        next page's call as soon as the page before has arrived, before it is parsed; its answer is used only if
+        the parsed page names the same link (:mod:`provkit.data.paging`).
         """
         url = self.url_for(path)
         query: Mapping[str, str] | None = params
+        if ahead is None:
+            ahead = self._relative(url).lower().startswith("/auditlogs")
+        chain = PageChain(self._get_page, self.url_for) if ahead else None
+        try:
+            yield from self._paging(url, query, chain)
+        finally:
+            if chain is not None:
+                chain.close()
+                with self._stats_lock:
+                    self.stats.sent_ahead += chain.sent_ahead
+                    self.stats.dropped_ahead += chain.dropped
+
+    def _get_page(
+        self, url: str, query: Mapping[str, str] | None, on_body: Callable[[bytes], None]
+    ) -> dict[str, Any] | None:
+        return self._request("GET", url, query, on_body=on_body)
+
+    def _paging(
+        self, url: str, query: Mapping[str, str] | None, chain: PageChain | None
+    ) -> Iterator[dict[str, Any]]:
         seen: set[str] = set()
         empty_run = 0
         number = 0
         while True:
-            page = self._request("GET", url, query) or {}
+            page = chain.take(url, query) if chain is not None else self._request("GET", url, query) or {}
             number += 1
             values = page.get("value")
             if not isinstance(values, list):
