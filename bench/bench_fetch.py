@@ -22,7 +22,8 @@ over the whole 7 days (``--days``; at least 30,000 entries), three ways:
   it runs to the end.
 
 The runs are 12 s apart so that none starts inside another's throttle window. ``--runs N`` runs the command N
-times (the SDK once) and prints every run's figures, not the best. For each run, the server's request log shows
+times (the SDK once: it alone takes minutes) and prints every run's figures, not the best, each with the
+machine's load average before and after it (the cores are shared, and load moves the figures). For each run, the server's request log shows
 where the time went: launch to the first throttled call (start-up, sign-in, app resolution), first to last
 throttled call (against the least the throttle allows for that many calls), and the last answer to exit
 (normalising and writing the last piece, closing); and the tightest span of 6 consecutive throttled calls, in
@@ -146,6 +147,14 @@ def rss_mb() -> float:
     except (OSError, ValueError, IndexError):
         return 0.0
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def load_average() -> str:
+    """The machine's 1-minute load average, as uptime prints it ("?" where unknown): the bench shares its cores."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "?"
 
 
 def odata_time(value: datetime) -> str:
@@ -343,6 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if run:
                 time.sleep(12)  # let the calls of the run before leave the server's 10-s window
             root = Path(tempfile.mkdtemp(prefix="provkit-bench-store-"))
+            load_before = load_average()
             try:
                 summary, seconds, launched, exited = run_fetch_command(emulator, start, end, root)
             finally:
@@ -352,7 +362,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(
                 f"provkit fetch run {run + 1} (the command, defaults): {summary['entries']} entries, "
                 f"{summary['pages']} pages, {summary['slices']} commits, {summary['throttle_waits']} throttled "
-                f"(429); {seconds:.1f} s from launch to exit ({summary['seconds']:.1f} s inside fetch_app)",
+                f"(429); {seconds:.1f} s from launch to exit ({summary['seconds']:.1f} s inside fetch_app); "
+                f"load average (1 min) {load_before} before, {load_average()} after",
                 flush=True,
             )
             if spans:
@@ -386,20 +397,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 time.sleep(12)  # let earlier calls leave the server's 10-s window
                 token = emulator.client().tokens.token()
+                load_before = load_average()
                 sdk = sdk_page_iterator(emulator, token, sp_id, start, end, args.sdk_seconds)
                 runs.append(("msgraph-sdk PageIterator, $top=1000", sdk))
                 print(
                     f"msgraph-sdk PageIterator: {sdk['entries']} entries in {sdk['seconds']:.1f} s"
-                    + ("" if sdk["finished"] else " (stopped there)"),
+                    + ("" if sdk["finished"] else " (stopped there)")
+                    + f"; load average {load_before} before, {load_average()} after",
                     flush=True,
                 )
             time.sleep(12)
             token = emulator.client().tokens.token()
+            load_before = load_average()
             pager = stand_in_pager(emulator, token, sp_id, start, end)
             runs.append(("stand-in: SDK paging, no model parsing", pager))
             print(
                 f"stand-in pager ($top=1000, nextLink, Retry-After on 429: the SDK's paging and retry behaviour "
-                f"without its model parsing): {pager['entries']} entries in {pager['seconds']:.1f} s",
+                f"without its model parsing): {pager['entries']} entries in {pager['seconds']:.1f} s; load "
+                f"average {load_before} before, {load_average()} after",
                 flush=True,
             )
 
