@@ -49,6 +49,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -283,7 +284,7 @@ def run_fetch_command(
     return json.loads(done.stdout), seconds, launched, launched + seconds
 
 
-def timeline(emulator: Emulator, since: float, launched: float, exited: float) -> dict[str, float] | None:
+def timeline(emulator: Emulator, since: float, launched: float, exited: float) -> dict[str, Any] | None:
     """From the server's request log, the /auditLogs calls that arrived after ``since`` (wall-clock time): how
     many, their 429s, when the first arrived and the last was answered (seconds from ``launched``), and the
     tightest span of ``limit + 1`` consecutive arrivals, overall and from the second window on (>= the window
@@ -310,6 +311,14 @@ def timeline(emulator: Emulator, since: float, launched: float, exited: float) -
         "last_answer": max(a for _, _, a in calls) - launched,
         "exit": exited - launched,
         "first_to_last": times[-1] - times[0],
+        # Where first-to-last goes: each window's first arrival after the one before (10 s at best), and the
+        # last window's chain (its calls after its first).
+        "window_steps": [
+            b - a
+            for a, b in zip(times[::THROTTLE_LIMIT], times[THROTTLE_LIMIT::THROTTLE_LIMIT], strict=False)
+        ],
+        "first_window_chain": times[min(THROTTLE_LIMIT, len(times)) - 1] - times[0],
+        "last_window_chain": times[-1] - times[(len(times) - 1) // THROTTLE_LIMIT * THROTTLE_LIMIT],
     }
 
 
@@ -344,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.days} days, app {APP!r}.",
         flush=True,
     )
-    ours: list[tuple[float, dict, dict[str, float] | None]] = []
+    ours: list[tuple[float, dict, dict[str, Any] | None]] = []
     with Emulator(["--users", str(args.users), "--days", str(args.days), "--now", NOW]) as emulator:
         end = datetime.fromisoformat(NOW.replace("Z", "+00:00"))
         start = end - timedelta(days=args.days)
@@ -372,6 +381,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"  where the time went: launch to first throttled call {spans['first_call']:.1f} s; first to "
                     f"last of its {spans['calls']} throttled calls {spans['first_to_last']:.1f} s (the throttle's "
                     f"least {least:.0f} s); last answer to exit {spans['exit'] - spans['last_answer']:.1f} s",
+                    flush=True,
+                )
+                steps = ", ".join(f"{step:.2f}" for step in spans["window_steps"])
+                print(
+                    f"  first to last = each window's first arrival after the one before ({steps} s; 10 s at "
+                    f"best) + the last window's chain {spans['last_window_chain']:.2f} s (the first window's: "
+                    f"{spans['first_window_chain']:.2f} s)",
                     flush=True,
                 )
                 print(
