@@ -663,3 +663,51 @@ def test_a_429_a_dropped_connection_and_a_truncated_body_on_calls_sent_ahead_los
     assert sorted(ids) == sorted(expected) and len(ids) == len(set(ids))
     assert client.stats.throttled == 1 and client.stats.retries == 3 == len(waits)
     assert client.stats.sent_ahead >= 3 and client.stats.dropped_ahead == 0
+
+
+# ---- what `provkit fetch` loads before its first log call ------------------------------------------------------
+_FIRST_CALL_PROBE = """
+import json, sys
+
+seen = []
+
+
+def hook(event, args):
+    # The first request whose line names the provisioning logs: which heavy modules are loaded by then.
+    if event == "http.client.send" and not seen and b"/auditLogs/provisioning" in bytes(args[1])[:4000]:
+        seen.append(sorted(m for m in ("pandas", "pyarrow", "numpy", "provkit.analysis") if m in sys.modules))
+
+
+sys.addaudithook(hook)
+from provkit.cli.main import main
+
+code = main(sys.argv[1:])
+print(json.dumps({"code": code, "loaded_before_first_log_call": seen}), file=sys.stderr)
+"""
+
+
+def test_provkit_fetch_sends_its_first_log_call_before_loading_pandas_pyarrow_or_the_analysis(
+    clean: DemoTenant, reference: AppStore, tmp_path: Path
+) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, **clean.env()}
+    start, end = NOW - timedelta(days=DAYS), NOW
+    stamp = "%Y-%m-%dT%H:%M:%SZ"
+    args = ["fetch", "--app", APP, "--start", start.strftime(stamp), "--end", end.strftime(stamp)]
+    done = subprocess.run(
+        [sys.executable, "-c", _FIRST_CALL_PROBE, *args, "--store", str(tmp_path), "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    probe = json.loads(done.stderr.strip().splitlines()[-1])
+    assert probe["code"] == 0, done.stderr[-2000:]
+    assert probe["loaded_before_first_log_call"] == [[]]
+    summary = json.loads(done.stdout)
+    assert summary["new"] == len(stored_ids(reference))
+    assert_same_content(Store(tmp_path).app(clean.tenant_id, reference.service_principal_id), reference)

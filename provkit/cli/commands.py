@@ -10,22 +10,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
 from provkit.analysis import cycles
 from provkit.analysis.checks import findings_json, format_findings, run_checks
 from provkit.analysis.checks.coverage import fetch_command
 from provkit.analysis.checks.explain import explain, format_explanation
+from provkit.cli.fetching import cmd_fetch  # noqa: F401 - the command moved there (it imports less); kept here
 from provkit.data import changes
 from provkit.data.auth import Settings
-from provkit.data.fetch import fetch_app
 from provkit.data.importer import import_files
 from provkit.data.sources.graph import connect, provisioning_apps
 from provkit.data.store import Store
 from provkit.errors import ConfigError
-from provkit.window import parse_span, resolve_window
-from provkit.workbook.session import FetchProgressBar, Loaded, demo_store_root, demo_tenant, load_evidence
+from provkit.workbook.session import Loaded, demo_tenant, load_evidence
 
 
 def _load(
@@ -153,42 +151,6 @@ def cmd_apps(args: argparse.Namespace) -> int:
             f"{r['service_principal_id']:<37} {(r['app_id'] or ''):<37} {r['job_id']}"
         )
     print(f"\n{len(rows)} app(s) with provisioning jobs.")
-    return 0
-
-
-def cmd_fetch(args: argparse.Namespace) -> int:
-    client, tenant_id, _label = _client_for(args)
-    now = None
-    if args.demo:
-        now = datetime.fromtimestamp(demo_tenant().tenant.now_ticks / 10**7, tz=UTC)
-        store = Store(args.store or demo_store_root())
-    else:
-        store = Store(args.store)
-    window = resolve_window(since=args.since, start=args.start, end=args.end, now=now)
-    options: dict[str, Any] = {}
-    if args.lookback:
-        options["lookback"] = parse_span(args.lookback)
-    resolved = client.resolve_app(args.app)
-    print(resolved.describe(), file=sys.stderr)
-    bar = FetchProgressBar(resolved.display_name, stats=getattr(client, "stats", None))
-    try:
-        summary, app_store = fetch_app(
-            client,
-            store,
-            resolved,
-            start=window[0],
-            end=window[1],
-            tenant_id=tenant_id,
-            progress=bar,
-            **options,
-        )
-    finally:
-        bar.close()
-    if args.json:
-        print(json.dumps({**summary.as_dict(), "store": str(app_store.path)}, indent=2))
-    else:
-        print(summary.line())
-        print(f"Stored in {app_store.path}")
     return 0
 
 

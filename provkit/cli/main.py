@@ -8,6 +8,7 @@ what to do, never a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import re
@@ -87,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_source(fetch, offline=False)
     _add_window(fetch)
     fetch.add_argument("--json", action="store_true", help="print the summary as JSON")
-    fetch.set_defaults(func=_lazy("cmd_fetch"))
+    fetch.set_defaults(func=_lazy("cmd_fetch", "fetching"))
 
     fetch.add_argument(
         "--lookback",
@@ -168,14 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
-    """The command ``name`` of :mod:`provkit.cli.commands`, imported when it runs."""
+def _lazy(name: str, module: str = "commands") -> Callable[[argparse.Namespace], int]:
+    """The command ``name`` of :mod:`provkit.cli.commands` (or of ``provkit.cli.<module>``), imported when it runs."""
 
     def run(args: argparse.Namespace) -> int:
         # Deferred on purpose: the commands bring the data layer (pandas, pyarrow), seconds that `provkit --help`,
-        # `emulator` and `demo` should not pay.
-        from provkit.cli import commands
-
+        # `emulator` and `demo` should not pay. `fetch` has a module of its own that loads them after its first
+        # log call (provkit.cli.fetching).
+        commands = importlib.import_module(f"provkit.cli.{module}")
         return getattr(commands, name)(args)
 
     return run

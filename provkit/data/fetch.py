@@ -38,15 +38,19 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
+from provkit.data import tables
+from provkit.data.deferred import deferred
 from provkit.data.graph import GraphClient, ResolvedApp, time_slices
 from provkit.data.sources.graph import read_directory
 from provkit.data.store import AppStore, Store, StoreError
-from provkit.data.tables import events_from_records, jobs_from_records, parse_graph_time
 from provkit.formatting import format_duration
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:  # imported on first use: the first log call goes before pandas loads (provkit.data.deferred)
+    pd = deferred("pandas")
 
 log = logging.getLogger("provkit.data.fetch")
 
@@ -268,15 +272,16 @@ def _fetch_locked(
             try:
                 while not cursor.done:
                     # The piece's entries stream into the tables page by page; raw pages do not pile up.
-                    tables = events_from_records(cursor.piece(pages, max_entries, summary, watch))
+                    # The first call loads the converters (pandas, pyarrow) while the first pages are on their way.
+                    piece = tables.events_from_records(cursor.piece(pages, max_entries, summary, watch))
                     covered = (cursor.start, cursor.cut or gap_end)
                     summary.entries += cursor.read
-                    summary.rejected += len(tables.rejects)
+                    summary.rejected += len(piece.rejects)
                     summary.reject_reasons.extend(
-                        r for _, r in tables.rejects[: max(0, 20 - len(summary.reject_reasons))]
+                        r for _, r in piece.rejects[: max(0, 20 - len(summary.reject_reasons))]
                     )
                     summary.outside += cursor.outside
-                    result = app_store.write_events(tables, covered=covered, settled_before=end - lookback)
+                    result = app_store.write_events(piece, covered=covered, settled_before=end - lookback)
                     summary.new += result.new
                     summary.duplicates += result.duplicates
                     summary.slices += 1
@@ -393,7 +398,7 @@ class _SideReads:
             if kind == "jobs":
                 snapshot_time, jobs, schema = value
                 if jobs:
-                    frame = jobs_from_records(
+                    frame = tables.jobs_from_records(
                         jobs,
                         snapshot_time=snapshot_time,
                         service_principal_id=sp_id,
@@ -625,7 +630,7 @@ class _Cursor:
 
 def _entry_time(entry: object) -> datetime | None:
     """A log entry's activityDateTime as an aware datetime, or None when missing or unreadable."""
-    value = parse_graph_time(entry.get("activityDateTime")) if isinstance(entry, dict) else None
+    value = tables.parse_graph_time(entry.get("activityDateTime")) if isinstance(entry, dict) else None
     # Graph counts 100-ns ticks; rounding down to microseconds only ever covers less, never more.
     return None if value is None or pd.isna(value) else value.floor("us").to_pydatetime()
 

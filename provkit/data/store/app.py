@@ -9,10 +9,9 @@ import shutil
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
+from provkit.data.deferred import deferred
 from provkit.data.store.disk import _GUIDISH, MANIFEST, _repair_remedy, default_root
 from provkit.data.store.ranges import (
     _pairs,
@@ -28,6 +27,11 @@ from provkit.data.tables import (
     Tables,
 )
 from provkit.errors import ConfigError, StoreError
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:  # imported on first use: see provkit.data.deferred
+    pd = deferred("pandas")
 
 
 @dataclass

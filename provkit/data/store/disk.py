@@ -13,13 +13,19 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import platformdirs
-import pyarrow as pa
-import pyarrow.parquet as pq
 
+from provkit.data.deferred import deferred
 from provkit.errors import ConfigError, StoreError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+else:  # imported on first use: see provkit.data.deferred
+    pa = deferred("pyarrow")
+    pq = deferred("pyarrow.parquet")
 
 MANIFEST = "manifest.json"
 KINDS = ("events", "steps", "properties", "jobs", "audits")
@@ -220,7 +226,12 @@ def _part_meta(file: Path) -> dict[str, Any] | None:
     return meta if isinstance(meta, dict) else None
 
 
-_UNREADABLE = (OSError, pa.ArrowException, ValueError)
+def _unreadable() -> tuple[type[BaseException], ...]:
+    """What reading a damaged file raises, for ``except``: OSError, ValueError, and pyarrow's errors once pyarrow is
+    loaded (none can be raised before; looked up when an exception is being matched, so the store imports
+    without pyarrow)."""
+    arrow = sys.modules.get("pyarrow")
+    return (OSError, ValueError) if arrow is None else (OSError, arrow.ArrowException, ValueError)
 
 
 def _short(exc: BaseException) -> str:

@@ -14,15 +14,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
-
+from provkit.data.deferred import deferred
 from provkit.data.store.disk import (
     _META_KEY,
-    _UNREADABLE,
     JOURNAL,
     KINDS,
     MANIFEST,
@@ -32,9 +28,19 @@ from provkit.data.store.disk import (
     _regular,
     _repair_remedy,
     _short,
+    _unreadable,
 )
 from provkit.data.store.ranges import _manifest_problem, _pairs, _parse, _ranges, merge_ranges
 from provkit.errors import StoreError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+else:  # imported on first use: see provkit.data.deferred
+    pd = deferred("pandas")
+    pa = deferred("pyarrow")
+    pq = deferred("pyarrow.parquet")
 
 log = logging.getLogger("provkit.data.store")
 
@@ -215,7 +221,7 @@ class _AppFolder:
             for name in self._files_on_disk(kind):
                 try:
                     metas[(kind, name)] = _part_meta(self.path / kind / name)
-                except _UNREADABLE as exc:
+                except _unreadable() as exc:
                     if not dry:
                         self._set_aside(self.path / kind / name, f"it cannot be read ({_short(exc)})")
         adopted = self._place(data, metas, listed=set(), dry=dry)
@@ -303,7 +309,7 @@ class _AppFolder:
                     continue
                 try:
                     metas[(kind, name)] = _part_meta(self.path / kind / name)
-                except _UNREADABLE as exc:
+                except _unreadable() as exc:
                     self._set_aside(
                         self.path / kind / name,
                         f"the manifest does not list it and it cannot be read ({_short(exc)})",
@@ -314,7 +320,7 @@ class _AppFolder:
         for kind, name in listed:  # what the committed parts replaced, to recognise a compaction's leftovers
             try:
                 listed_metas[(kind, name)] = _part_meta(self.path / kind / name)
-            except _UNREADABLE:
+            except _unreadable():
                 pass  # damage in a listed part is for `provkit store check` to report
         before = {k: list(v) for k, v in data["parts"].items()}
         adopted = self._place(data, metas, listed=listed, dry=False, listed_metas=listed_metas)
@@ -390,7 +396,7 @@ class _AppFolder:
             return pq.read_table(file, columns=columns, filters=filters)
         except FileNotFoundError:
             raise
-        except _UNREADABLE as exc:
+        except _unreadable() as exc:
             raise self._damaged(file, exc) from None
 
     def meta(self, name: str) -> object | None:

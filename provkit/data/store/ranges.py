@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-import pandas as pd
-
+from provkit.data.deferred import deferred
 from provkit.data.store.disk import _GUIDISH
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:  # imported on first use: see provkit.data.deferred
+    pd = deferred("pandas")
 
 
 def _utc(value: datetime) -> datetime:

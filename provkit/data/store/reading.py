@@ -4,18 +4,15 @@ metadata, and the duplicate-free, sorted frames the analysis expects.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-
-from provkit.data.store.disk import _READ_ATTEMPTS, _UNREADABLE, T, _regular, _repair_remedy
+from provkit.data import tables as _tables
+from provkit.data.deferred import deferred
+from provkit.data.store.disk import _READ_ATTEMPTS, T, _regular, _repair_remedy, _unreadable
 from provkit.data.store.layout import _AppFolder
 from provkit.data.store.ranges import _iso
 from provkit.data.tables import (
@@ -25,9 +22,21 @@ from provkit.data.tables import (
     STEP_COLUMNS,
     LazyTables,
     Tables,
-    empty_tables,
 )
 from provkit.errors import StoreError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+else:  # imported on first use: see provkit.data.deferred
+    np = deferred("numpy")
+    pd = deferred("pandas")
+    pa = deferred("pyarrow")
+    pc = deferred("pyarrow.compute")
+    pq = deferred("pyarrow.parquet")
 
 
 class _AppReader(_AppFolder):
@@ -93,7 +102,7 @@ class _AppReader(_AppFolder):
         """
         files = self._part_files(kind, data)
         pool = pa.default_memory_pool()
-        pa.set_memory_pool(_SYSTEM_POOL)
+        pa.set_memory_pool(_system_pool())
         try:
             parts = [t for t in (self._read_part(f, filters=filters) for f in files) if t.num_rows]
             if not parts:
@@ -150,12 +159,12 @@ class _AppReader(_AppFolder):
 
     def _tables(self, data: dict[str, Any]) -> Tables:
         if not data["parts"]["events"]:
-            return empty_tables()
+            return _tables.empty_tables()
         return Tables(events=self._events(data), steps=self._steps(data), properties=self._properties(data))
 
     def _events(self, data: dict[str, Any]) -> pd.DataFrame:
         if not data["parts"]["events"]:
-            return empty_tables().events
+            return _tables.empty_tables().events
         return self._read("events", EVENT_COLUMNS, data, unique="id", order_by="activity_time")
 
     def _steps(self, data: dict[str, Any], filters: list[Any] | None = None) -> pd.DataFrame:
@@ -177,7 +186,7 @@ class _AppReader(_AppFolder):
                 meta = pq.ParquetFile(file).metadata
             except FileNotFoundError:
                 raise
-            except _UNREADABLE as exc:
+            except _unreadable() as exc:
                 raise self._damaged(file, exc) from None
             count += meta.num_rows
             column = meta.schema.to_arrow_schema().get_field_index("activity_time")
@@ -206,7 +215,9 @@ class _AppReader(_AppFolder):
         return [json.loads(r) for r in df["raw"]] if len(df) else []
 
 
-_SYSTEM_POOL = pa.system_memory_pool()
+@functools.cache
+def _system_pool() -> pa.MemoryPool:
+    return pa.system_memory_pool()
 
 
 def _without_duplicates(frame: pd.DataFrame, subset: list[str] | None) -> pd.DataFrame:

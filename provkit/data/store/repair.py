@@ -9,12 +9,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow.parquet as pq
-
+from provkit.data.deferred import deferred
 from provkit.data.store.disk import (
-    _UNREADABLE,
     COMPACT_AT,
     KINDS,
     LOG_KINDS,
@@ -23,6 +21,7 @@ from provkit.data.store.disk import (
     SMALL_PART_ROWS,
     _part_meta,
     _short,
+    _unreadable,
 )
 from provkit.data.store.layout import record_part_ranges
 from provkit.data.store.ranges import _pairs, _parse, _ranges, merge_ranges, remove_ranges
@@ -31,6 +30,11 @@ from provkit.data.tables import (
     JOB_COLUMNS,
 )
 from provkit.errors import StoreError
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
+else:  # imported on first use: see provkit.data.deferred
+    pq = deferred("pyarrow.parquet")
 
 log = logging.getLogger("provkit.data.store")
 
@@ -208,7 +212,7 @@ class _AppRepair(_AppReader):
             try:
                 meta = _part_meta(file)
                 ids = set(pq.read_table(file, columns=["id"]).column("id").to_pylist())
-            except _UNREADABLE:
+            except _unreadable():
                 continue  # still unreadable: it stays where it is
             if meta is None or meta.get("batch") != name:
                 continue  # an older part, or one renamed by hand: where it belongs is unknown
@@ -225,7 +229,7 @@ class _AppRepair(_AppReader):
             try:
                 for candidate in companions.values():
                     pq.read_table(candidate, columns=[])
-            except _UNREADABLE:
+            except _unreadable():
                 continue
             if not ids - self.stored_ids():
                 continue  # everything in it was fetched again meanwhile
@@ -258,7 +262,7 @@ class _AppRepair(_AppReader):
                     file = self.path / "events" / name
                     try:
                         rows = pq.read_metadata(file).num_rows
-                    except _UNREADABLE as exc:
+                    except _unreadable() as exc:
                         raise self._damaged(file, exc) from None
                     if rows < small_rows:
                         chosen.append(name)

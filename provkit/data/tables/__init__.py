@@ -143,8 +143,9 @@ above), :mod:`~provkit.data.tables.times` (Graph times and durations), :mod:`~pr
 :mod:`~provkit.data.tables.jobs` (job-status snapshots). Import the public names from here.
 """
 
-from provkit.data.tables.events import concat_tables, empty_tables, events_from_records
-from provkit.data.tables.jobs import jobs_from_records
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from provkit.data.tables.schema import (
     ACTIONS,
     EVENT_COLUMNS,
@@ -160,7 +161,34 @@ from provkit.data.tables.schema import (
     LazyTables,
     Tables,
 )
-from provkit.data.tables.times import parse_graph_duration, parse_graph_time, parse_graph_times
+
+if TYPE_CHECKING:
+    from provkit.data.tables.events import concat_tables, empty_tables, events_from_records
+    from provkit.data.tables.jobs import jobs_from_records
+    from provkit.data.tables.times import parse_graph_duration, parse_graph_time, parse_graph_times
+
+# The converters need pandas, pyarrow and numpy, which take most of a second to import; the columns and the
+# Tables holders above need none. So the converters' modules load when one is first asked for (PEP 562), and
+# `provkit fetch` sends its first log call before they do (see provkit.data.deferred).
+_DEFERRED = {
+    "concat_tables": "events",
+    "empty_tables": "events",
+    "events_from_records": "events",
+    "jobs_from_records": "jobs",
+    "parse_graph_duration": "times",
+    "parse_graph_time": "times",
+    "parse_graph_times": "times",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _DEFERRED.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ACTIONS",

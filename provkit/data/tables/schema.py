@@ -6,8 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import version
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 from provkit.data.stepdetails import (
     DETAIL_KEYS,
@@ -15,7 +18,8 @@ from provkit.data.stepdetails import (
 
 # pandas 3 made "str" the default string dtype (missing = NaN); under pandas 2 "str" would turn None into
 # the text "None", so fall back to the nullable "string" dtype there.
-STR = "str" if int(pd.__version__.split(".")[0]) >= 3 else "string"
+# (Read from the installed version, without importing pandas: see provkit.data.deferred.)
+STR = "str" if int(version("pandas").split(".")[0]) >= 3 else "string"
 TIME = "datetime64[ns, UTC]"
 DURATION = "timedelta64[ns]"
 CATEGORY = "category"
