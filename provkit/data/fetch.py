@@ -17,7 +17,9 @@ stored are dropped by id. Entries Graph returns dated outside the range asked fo
 Under Graph's reporting throttle (5 calls per 10 s per app registration and tenant) the calls are the cost, so:
 1,000 entries a page; one query per range, not one per slice (each slice would cost a short last page, which for a
 quiet app is most of its calls); the log pages are requested by a thread of their own, ahead of the normalising
-and writing; every other read (job status, schema, assignments, group membership, directory audits) runs in a
+and writing, each next page's call sent as soon as the page before has arrived, before it is parsed
+(:mod:`provkit.data.paging`); pandas and pyarrow load only when the first page is normalised, after the first
+call has gone (:mod:`provkit.data.deferred`); every other read (job status, schema, assignments, group membership, directory audits) runs in a
 side thread that starts once the first log page is in, so none delays it (what they read is written from the
 fetch's own thread, which holds the store's writer lock); a piece is also committed while the throttle holds the
 next log page back, so little is left to write after the last page; and every client of one identity shares one
