@@ -711,3 +711,22 @@ def test_provkit_fetch_sends_its_first_log_call_before_loading_pandas_pyarrow_or
     summary = json.loads(done.stdout)
     assert summary["new"] == len(stored_ids(reference))
     assert_same_content(Store(tmp_path).app(clean.tenant_id, reference.service_principal_id), reference)
+
+
+def test_the_first_window_of_log_calls_goes_before_any_page_is_normalised(
+    clean: DemoTenant, reference: AppStore, tmp_path: Path
+) -> None:
+    # Graph's rule on a shorter clock: 5 calls per 2 s. Normalising the first page (and loading pandas and pyarrow
+    # for it) waits until all five have gone, so it cannot slow their answers, from which later windows are paced.
+    pacer = AuditPacer(5, 2.0, margin=0.0)
+    client = GraphClient(clean.settings, clean.client.tokens, pacer=pacer)
+    taken_at_first_page: list[int] = []
+
+    def first_page(entries: int, slice_index: int) -> None:
+        if not taken_at_first_page:
+            taken_at_first_page.append(pacer.calls)
+
+    summary, app_store = fetch(clean, Store(tmp_path), client=client, page_size=20, on_page=first_page)
+    assert summary.pages > 6
+    assert taken_at_first_page == [5]  # the window's five calls (log pages and the directory audits)
+    assert_same_content(app_store, reference)

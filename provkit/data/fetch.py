@@ -65,6 +65,8 @@ DEFAULT_LOOKBACK = timedelta(hours=3)
 DEFAULT_OVERLAP = DEFAULT_LOOKBACK  # the older name
 DEFAULT_MAX_ENTRIES = 20_000  # entries read before a commit (a day of an initial cycle can hold 100,000)
 IDLE_COMMIT_SECONDS = 3.0  # a piece is also committed when the next log call waits this long for the throttle
+FIRST_WINDOW_SECONDS = 5.0  # the most the first piece's normalising waits for the first window's calls to go
+FIRST_WINDOW_PAGES = 5  # the throttle's calls per window: pages read ahead before the first is normalised
 BOUNDARY_WAIT_PAGES = 5  # under the throttle, a boundary's commit waits this many pages for such a wait
 
 
@@ -263,6 +265,7 @@ def _fetch_locked(
             pages = _Prefetch(
                 client.provisioning_pages(sp_id, gap_start, gap_end, page_size=page_size),
                 after_first=side.start,
+                first_depth=FIRST_WINDOW_PAGES,
             )
             cursor = _Cursor(
                 gap_start,
@@ -271,6 +274,11 @@ def _fetch_locked(
             )
             cursor.range_start, cursor.end = gap_start, gap_end
             watch = _Watch(client, state, began, on_page, progress, summary, side, app_store, resolved)
+            if gap_start == gaps[0][0]:
+                # The first window's calls go one after another, each when the page before arrives; normalising
+                # (and loading pandas and pyarrow for it) beside them would slow their answers for the whole fetch
+                # (later windows are paced from them). So it starts once they are out, in the throttle's wait.
+                pages.wait_until(lambda: _throttle_wait(client) > 0, FIRST_WINDOW_SECONDS)
             try:
                 while not cursor.done:
                     # The piece's entries stream into the tables page by page; raw pages do not pile up.
@@ -492,14 +500,24 @@ class _Watch:
 class _Prefetch:
     """The pages of one query, requested by a thread of their own up to ``depth`` pages ahead of their reader, so
     Graph's answer time overlaps normalising and writing the page before (both would otherwise add to every
-    page). Errors reach the reader in order; :meth:`close` stops the thread after its call in flight.
-    ``after_first`` is called in that thread once the first page is in (or the pages ended or failed)."""
+    page); ``first_depth`` before the reader has taken a page (a whole throttle window: see :meth:`wait_until`).
+    Errors reach the reader in order; :meth:`close` stops the thread after its call in flight. ``after_first``
+    is called in that thread once the first page is in (or the pages ended or failed)."""
 
     def __init__(
-        self, pages: Iterator[dict[str, Any]], depth: int = 2, after_first: Callable[[], None] | None = None
+        self,
+        pages: Iterator[dict[str, Any]],
+        depth: int = 2,
+        after_first: Callable[[], None] | None = None,
+        first_depth: int | None = None,
     ) -> None:
-        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue()  # bounded by _put
+        self._depth = depth
+        self._first_depth = max(depth, first_depth or depth)
+        self._taken = False  # the reader has taken a page
+        self._room = threading.Event()  # the reader took an item: there may be room now
         self._stop = threading.Event()
+        self._ended = threading.Event()  # the pages ended or failed (the last item is queued or being queued)
         self._after_first = after_first
         self._thread = threading.Thread(
             target=self._run, args=(pages,), name="provkit-log-pages", daemon=True
@@ -508,11 +526,11 @@ class _Prefetch:
 
     def _put(self, item: tuple[str, Any]) -> bool:
         while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.2)
+            self._room.clear()
+            if self._queue.qsize() < (self._depth if self._taken else self._first_depth):
+                self._queue.put(item)
                 return True
-            except queue.Full:
-                continue
+            self._room.wait(0.2)
         return False
 
     def _run(self, pages: Iterator[dict[str, Any]]) -> None:
@@ -521,10 +539,13 @@ class _Prefetch:
                 self._first_in()
                 if not self._put(("page", page)):
                     return
+            self._ended.set()
             self._put(("end", None))
         except BaseException as exc:  # handed to the reader, in order
+            self._ended.set()
             self._put(("error", exc))
         finally:
+            self._ended.set()
             self._first_in()
 
     def _first_in(self) -> None:
@@ -537,6 +558,8 @@ class _Prefetch:
 
     def __next__(self) -> dict[str, Any]:
         kind, item = self._queue.get()
+        self._taken = True
+        self._room.set()
         if kind == "page":
             page: dict[str, Any] = item
             return page
@@ -544,6 +567,16 @@ class _Prefetch:
         if kind == "end":
             raise StopIteration
         raise item
+
+    def wait_until(self, busy: Callable[[], bool], seconds: float) -> None:
+        """Wait (at most ``seconds``) until ``busy()`` (the throttle holds the next call back), ``first_depth``
+        pages wait for the reader, or the pages ended or failed: the reader has nothing to gain by starting sooner,
+        and its work would slow the calls still going."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not (
+            busy() or self._queue.qsize() >= self._first_depth or self._ended.is_set()
+        ):
+            time.sleep(0.01)
 
     def close(self) -> None:
         self._stop.set()
