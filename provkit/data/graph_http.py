@@ -210,9 +210,11 @@ class _GraphHttp:
         *,
         idempotent: bool = True,
         on_body: Callable[[bytes], None] | None = None,
+        on_sending: Callable[[], None] | None = None,
     ) -> dict[str, Any] | None:
         """Send one call with retries; return the parsed JSON object (None for an empty answer). ``on_body`` hears
-        each successful answer's raw body before it is parsed (:meth:`pages` sends the next page's call then)."""
+        each successful answer's raw body before it is parsed (:meth:`pages` sends the next page's call then);
+        ``on_sending`` hears each attempt just before it is sent (its pacing done)."""
         relative = self._relative(url)
         paced = relative.lower().startswith("/auditlogs")
         client_request_id = str(uuid.uuid4())
@@ -222,7 +224,16 @@ class _GraphHttp:
         while True:
             try:
                 return self._attempt(
-                    method, url, params, body, relative, paced, client_request_id, idempotent, on_body
+                    method,
+                    url,
+                    params,
+                    body,
+                    relative,
+                    paced,
+                    client_request_id,
+                    idempotent,
+                    on_body,
+                    on_sending,
                 )
             except _Retry as failure:
                 if failure.status == 401:
@@ -260,6 +271,7 @@ class _GraphHttp:
         client_request_id: str,
         idempotent: bool,
         on_body: Callable[[bytes], None] | None = None,
+        on_sending: Callable[[], None] | None = None,
     ) -> dict[str, Any] | None:
         headers = {
             "Authorization": f"Bearer {self.tokens.token()}",
@@ -272,6 +284,8 @@ class _GraphHttp:
                 self._count(waited_seconds=waited)
                 self._emit("paced", seconds=waited)
             self._count(requests=1)
+            if on_sending is not None:
+                on_sending()
             try:
                 # Never follow a redirect: a page from elsewhere is not Graph's data, even without the token.
                 response = self.session.request(
@@ -502,9 +516,13 @@ class _GraphHttp:
                     self.stats.dropped_ahead += chain.dropped
 
     def _get_page(
-        self, url: str, query: Mapping[str, str] | None, on_body: Callable[[bytes], None]
+        self,
+        url: str,
+        query: Mapping[str, str] | None,
+        on_body: Callable[[bytes], None],
+        on_sending: Callable[[], None],
     ) -> dict[str, Any] | None:
-        return self._request("GET", url, query, on_body=on_body)
+        return self._request("GET", url, query, on_body=on_body, on_sending=on_sending)
 
     def _paging(
         self, url: str, query: Mapping[str, str] | None, chain: PageChain | None

@@ -4,7 +4,9 @@ parsed, and keep its answer only if the parsed page names the same next link.
 Under Graph's reporting throttle the calls of one window go one after another, each waiting for the page before
 to name its ``@odata.nextLink``. Parsing a 1,000-entry page (about 3 MB of JSON) takes 0.07-0.2 s, and before
 this it sat between each answer and the next call, so a window's five calls reached the service later and later.
-The link can be found in the raw body with a cheap scan, so the next call leaves while the page is parsed.
+The link can be found in the raw body with a cheap scan, so the next call leaves while the page is parsed. The
+parse waits (up to :data:`SEND_WAIT`) for that call to be on its way: ``json.loads`` lets no other thread run, so
+a call started just before it would otherwise leave only after it.
 
 The scan is only a guess: the parsed page is the truth. :class:`PageChain` hands the consumer the answer of the
 call sent ahead only when that call went to the URL the parsed page names; otherwise (the scan found another
@@ -38,7 +40,13 @@ log = logging.getLogger("provkit.data.graph")
 _LINK = re.compile(rb'"@odata\.nextLink"\s*:\s*("(?:[^"\\]|\\.)*")')
 _VALUE = b'"value"'
 
-GetPage = Callable[[str, Mapping[str, str] | None, Callable[[bytes], None]], "dict[str, Any] | None"]
+GetPage = Callable[
+    [str, Mapping[str, str] | None, Callable[[bytes], None], Callable[[], None]], "dict[str, Any] | None"
+]
+# How long the thread that received a page waits for the next page's call to leave before parsing the page:
+# parsing holds the interpreter (json.loads does not let other threads run), so a call started just before it
+# would leave only after it. A call the throttle holds back does not leave within this; the parse goes on then.
+SEND_WAIT = 0.02
 
 
 def next_link_in(body: bytes) -> str | None:
@@ -70,15 +78,17 @@ class _Call:
         self.next: _Call | None = None  # the call sent for the page after this one
         self.dropped = False
         self._done = threading.Event()
+        self.going = threading.Event()  # the call is being sent (or has ended)
         self._page: dict[str, Any] | None = None
         self._error: BaseException | None = None
 
     def run(self) -> None:
         try:
-            self._page = self.chain.get(self.url, self.query, self._arrived) or {}
+            self._page = self.chain.get(self.url, self.query, self._arrived, self.going.set) or {}
         except BaseException as exc:  # handed to the consumer by result(), in order
             self._error = exc
         finally:
+            self.going.set()
             self._done.set()
 
     def start(self) -> None:
@@ -88,9 +98,12 @@ class _Call:
     def _arrived(self, body: bytes) -> None:
         try:
             self.guess = next_link_in(body)
-            self.chain.send_after(self)
+            following = self.chain.send_after(self)
         except Exception as exc:  # the guess is an optimisation: the parsed link is followed regardless
             log.debug("no call sent ahead of page %d: %s", self.index + 1, exc)
+            return
+        if following is not None:
+            following.going.wait(SEND_WAIT)  # let it leave before this page's parse holds the interpreter
 
     def result(self) -> dict[str, Any]:
         self._done.wait()
@@ -148,9 +161,10 @@ class PageChain:
             self.send_after(following)
         return page
 
-    def send_after(self, call: _Call) -> None:
+    def send_after(self, call: _Call) -> _Call | None:
         """Send the call for the page after ``call``'s, to the link its raw body names, if none was sent yet and
-        the consumer has taken the page before ``call``'s (at most one call ahead of the page being parsed)."""
+        the consumer has taken the page before ``call``'s (at most one call ahead of the page being parsed).
+        Returns the call sent, if any."""
         with self._lock:
             if (
                 self._closed
@@ -159,16 +173,17 @@ class PageChain:
                 or call.guess is None
                 or call.index > self._taken + 1
             ):
-                return
+                return None
             try:
                 url = self._resolve(call.guess)
             except ProvkitError:
-                return
+                return None
             if url == call.url:
-                return  # a link back to itself: the consumer stops that paging
+                return None  # a link back to itself: the consumer stops that paging
             following = call.next = _Call(self, url, None, call.index + 1)
             self.sent_ahead += 1
         following.start()
+        return following
 
     def _leads_to(self, link: object, call: _Call) -> bool:
         """Whether the parsed page's next ``link`` is where ``call`` went."""
