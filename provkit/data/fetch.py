@@ -32,6 +32,7 @@ yet, plus the unsettled tail. Duplicate ids are dropped, so repeating a fetch ch
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -270,7 +271,7 @@ def _fetch_locked(
             cursor = _Cursor(
                 gap_start,
                 [b for _, b in time_slices(gap_start, gap_end, slice_length)[:-1]],
-                idle=lambda: _throttle_wait(client) >= IDLE_COMMIT_SECONDS,
+                idle=functools.partial(_idle, client, pages),
             )
             cursor.range_start, cursor.end = gap_start, gap_end
             watch = _Watch(client, state, began, on_page, progress, summary, side, app_store, resolved)
@@ -578,6 +579,10 @@ class _Prefetch:
         ):
             time.sleep(0.01)
 
+    def waiting(self) -> int:
+        """Pages read and waiting for the reader."""
+        return self._queue.qsize()
+
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
@@ -668,6 +673,18 @@ def _entry_time(entry: object) -> datetime | None:
     value = tables.parse_graph_time(entry.get("activityDateTime")) if isinstance(entry, dict) else None
     # Graph counts 100-ns ticks; rounding down to microseconds only ever covers less, never more.
     return None if value is None or pd.isna(value) else value.floor("us").to_pydatetime()
+
+
+def _idle(client: object, pages: _Prefetch) -> bool:
+    """Whether nothing more can arrive for a while: the throttle holds the next log call back at least
+    :data:`IDLE_COMMIT_SECONDS`, no page waits to be read, and no throttled call is on its way (a backlog read
+    after the first window's calls, or pages still coming, are not a pause to commit in)."""
+    pacer = getattr(client, "pacer", None)
+    return (
+        _throttle_wait(client) >= IDLE_COMMIT_SECONDS
+        and not pages.waiting()
+        and not getattr(pacer, "in_flight", 0)
+    )
 
 
 def _throttle_wait(client: object) -> float:

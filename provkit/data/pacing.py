@@ -86,6 +86,7 @@ class AuditPacer:
         self._blocked_until = 0.0  # after a 429: nothing is sent before this
         self.calls = 0
         self.throttled_calls = 0
+        self.in_flight = 0  # calls sent through slot() whose answer has not come back
 
     def _take(self) -> tuple[float | None, list[float] | None]:
         """Under the lock: (None, the call's [count, send time]) when a call may go now (its slot is taken), else
@@ -127,10 +128,13 @@ class AuditPacer:
         """Wait for a slot and yield the seconds waited; send the call inside. When the block ends (the answer is
         in), the call counts from then if that is sooner than its send plus the margin (see the class)."""
         waited, counted = self._wait_and_take()
+        with self._lock:
+            self.in_flight += 1
         try:
             yield waited
         finally:
             with self._lock:
+                self.in_flight -= 1
                 counted[0] = min(counted[0], max(self._clock(), counted[1]))
 
     def throttled(self, retry_after: float | None) -> None:
