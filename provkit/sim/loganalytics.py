@@ -18,400 +18,44 @@ Answers follow the Log Analytics query API (``POST /v1/workspaces/{id}/query``):
 
 from __future__ import annotations
 
-import functools
 import json
-import multiprocessing
 import os
 import re
-import resource
 import threading
 import time
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from queue import Empty
 from typing import Any
 
 from provkit.sim import laformat
 from provkit.sim.authority import GraphAuthError
-from provkit.sim.entries import cycle_id, entry_ids, render_entry, render_outcome
-from provkit.sim.laformat import WorkspaceError, cell, dumps, fill_markers, la_type, parse_timespan, sql_text
+from provkit.sim.entries import render_entry
+from provkit.sim.laformat import WorkspaceError, cell, fill_markers, la_type, parse_timespan, sql_text
+from provkit.sim.laload import _STORED_COLUMNS, LoadReport, _cpu_seconds, _slices, rendered_parts
+from provkit.sim.laschema import (
+    _CONSTANT,
+    _INDEX,
+    _LAZY,
+    _PER_APP,
+    AUDIT_COLUMNS,
+    AUDIT_TABLE,
+    DYNAMIC_COLUMNS,
+    PROVISIONING_COLUMNS,
+    PROVISIONING_TABLE,
+    audit_row,
+    la_row,
+)
 from provkit.sim.timefmt import parse_instant
 
 LOG_ANALYTICS_RESOURCE = "https://api.loganalytics.io"
-PROVISIONING_TABLE = "AADProvisioningLogs"
-AUDIT_TABLE = "AuditLogs"
 # Documented service limits of the query API ("Log queries" limits of Azure Monitor): 500,000 records per result.
 MAX_ROWS = 500_000
 # inference: the per-user query rate limit is documented as 200 requests per 30 s; the 429 body's code
 # ("ThrottledError") is not documented with an example, so clients should read the status, not the code.
 THROTTLE_LIMIT = 200
 THROTTLE_WINDOW = 30.0
-
-# Column order and types of AADProvisioningLogs (reference 5.2, from the table reference).
-PROVISIONING_COLUMNS: dict[str, str] = {
-    "TenantId": "VARCHAR",
-    "SourceSystem": "VARCHAR",
-    "TimeGenerated": "TIMESTAMP",
-    "OperationName": "VARCHAR",
-    "OperationVersion": "VARCHAR",
-    "Category": "VARCHAR",
-    "ResultType": "VARCHAR",
-    "ResultSignature": "VARCHAR",
-    "ResultDescription": "VARCHAR",
-    "DurationMs": "BIGINT",
-    "AADTenantId": "VARCHAR",
-    "ChangeId": "VARCHAR",
-    "CycleId": "VARCHAR",
-    "Id": "VARCHAR",
-    "InitiatedBy": "VARCHAR",
-    "JobId": "VARCHAR",
-    "ModifiedProperties": "VARCHAR",
-    "ProvisioningAction": "VARCHAR",
-    "ProvisioningStatusInfo": "VARCHAR",
-    "ProvisioningSteps": "VARCHAR",
-    "ServicePrincipal": "VARCHAR",
-    "SourceIdentity": "VARCHAR",
-    "TargetIdentity": "VARCHAR",
-    "TargetSystem": "VARCHAR",
-    "Type": "VARCHAR",
-}
-# AuditLogs (Azure Monitor table reference); the dynamic columns hold JSON text.
-AUDIT_COLUMNS: dict[str, str] = {
-    "TenantId": "VARCHAR",
-    "SourceSystem": "VARCHAR",
-    "TimeGenerated": "TIMESTAMP",
-    "OperationName": "VARCHAR",
-    "OperationVersion": "VARCHAR",
-    "Category": "VARCHAR",
-    "ResultType": "VARCHAR",
-    "ResultSignature": "VARCHAR",
-    "ResultDescription": "VARCHAR",
-    "DurationMs": "BIGINT",
-    "CorrelationId": "VARCHAR",
-    "Resource": "VARCHAR",
-    "Level": "VARCHAR",
-    "AdditionalDetails": "VARCHAR",
-    "Id": "VARCHAR",
-    "InitiatedBy": "VARCHAR",
-    "LoggedByService": "VARCHAR",
-    "Result": "VARCHAR",
-    "ResultReason": "VARCHAR",
-    "TargetResources": "VARCHAR",
-    "AADTenantId": "VARCHAR",
-    "ActivityDisplayName": "VARCHAR",
-    "ActivityDateTime": "TIMESTAMP",
-    "AADOperationType": "VARCHAR",
-    "Type": "VARCHAR",
-}
 _STORED = "stored_"  # the loaded rows; the tables a query sees are views over them, cut to its timespan
-DYNAMIC_COLUMNS = {
-    "InitiatedBy",
-    "ModifiedProperties",
-    "ProvisioningStatusInfo",
-    "ProvisioningSteps",
-    "ServicePrincipal",
-    "SourceIdentity",
-    "TargetIdentity",
-    "TargetSystem",
-    "AdditionalDetails",
-    "TargetResources",
-}
-
-
-_dumps = dumps
-
-# Where the workspace keeps each AADProvisioningLogs column (the tables a query sees are views that put them
-# together, in PROVISIONING_COLUMNS order):
-_CONSTANT = {
-    "SourceSystem": "Azure AD",
-    "OperationName": "Provisioning activity",
-    "OperationVersion": "1.0",
-    "Category": "ProvisioningLogs",
-    "Type": PROVISIONING_TABLE,
-}
-_PER_APP = ("AADTenantId", "InitiatedBy", "JobId", "ServicePrincipal", "TargetSystem")  # one row per app
-_PER_ENTRY = ("TimeGenerated", "Id", "ChangeId", "CycleId")  # one row per entry, with the (app, cycle, i) key
-_SHAPE = (  # per entry too, taken from the entry's outcome (see _shape)
-    "ResultType",
-    "ResultSignature",
-    "ResultDescription",
-    "ProvisioningAction",
-    "SourceIdentity",
-    "TargetIdentity",
-)
-# Rendered only for the rows a query reads (a DuckDB function of the key): the bulk of an entry's JSON.
-_LAZY = ("DurationMs", "ProvisioningStatusInfo", "ProvisioningSteps", "ModifiedProperties")
-_INDEX = {name: n for n, name in enumerate(PROVISIONING_COLUMNS)}
-
-
-def _cap_text(value: Any) -> str:
-    text = str(value or "")
-    return text[:1].upper() + text[1:]
-
-
-def _shape(entry: dict) -> tuple:
-    """The columns of an entry's row that follow from what happened to its object (the same for every entry
-    with the same outcome): ResultType, ResultSignature, ResultDescription, ProvisioningAction, SourceIdentity,
-    TargetIdentity (the order of :data:`_SHAPE`)."""
-    info = entry.get("provisioningStatusInfo") or {}
-    error = info.get("errorInformation") or {}
-    source = entry.get("sourceIdentity") or {}
-    return (
-        _cap_text(info.get("status")),
-        error.get("errorCode") or "None",
-        error.get("reason") or "",
-        _cap_text(entry.get("provisioningAction")),
-        _dumps(
-            {
-                "Id": source.get("id"),
-                "Name": source.get("displayName"),
-                "identityType": source.get("identityType"),
-                "details": source.get("details") or {},
-            }
-        ),
-        _dumps(entry.get("targetIdentity")),
-    )
-
-
-def la_row(entry: dict) -> tuple:
-    """One AADProvisioningLogs row (in :data:`PROVISIONING_COLUMNS` order) for a Graph provisioning entry.
-
-    Column meanings from reference 5.2: ResultType is the status (Success/Failure/Skipped), ResultSignature the
-    error code, ResultDescription the reason, TenantId the workspace. inference: the JSON columns' key spelling
-    (``ServicePrincipal.Id``/``.Name``, ``SourceIdentity.Id``/``.identityType``/``.details``) follows the docs'
-    sample queries; the other JSON columns keep Graph's shapes. ``None`` stands for an absent error code.
-    """
-    info = entry.get("provisioningStatusInfo") or {}
-    error = info.get("errorInformation") or {}
-    sp = entry.get("servicePrincipal") or {}
-    values = dict(zip(_SHAPE, _shape(entry), strict=True))
-    values.update(_CONSTANT)
-    values.update(
-        TenantId=None,  # the workspace id, set at load
-        TimeGenerated=entry["activityDateTime"],
-        DurationMs=entry.get("durationInMilliseconds"),
-        AADTenantId=entry.get("tenantId"),
-        ChangeId=entry.get("changeId"),
-        CycleId=entry.get("cycleId"),
-        Id=entry.get("id"),
-        InitiatedBy=_dumps(entry.get("initiatedBy")),
-        JobId=entry.get("jobId"),
-        ModifiedProperties=_dumps(entry.get("modifiedProperties") or []),
-        ProvisioningStatusInfo=_dumps(
-            {"status": str(info.get("status") or ""), "errorInformation": error or None}
-        ),
-        ProvisioningSteps=_dumps(entry.get("provisioningSteps") or []),
-        ServicePrincipal=_dumps({"Id": sp.get("id"), "Name": sp.get("displayName")}),
-        TargetSystem=_dumps(entry.get("targetSystem")),
-    )
-    return tuple(values[name] for name in PROVISIONING_COLUMNS)
-
-
-def audit_row(audit: dict) -> tuple:
-    """One AuditLogs row (in :data:`AUDIT_COLUMNS` order) for a Graph directoryAudit.
-
-    inference: the mapping (OperationName = activityDisplayName, Result = result, ResultReason = resultReason,
-    AdditionalDetails/InitiatedBy/TargetResources as JSON text) follows the table reference's column names.
-    """
-    return (
-        None,
-        "Azure AD",
-        audit["activityDateTime"],
-        audit.get("activityDisplayName"),
-        "1.0",
-        audit.get("category"),
-        "0" if str(audit.get("result", "")).lower() == "success" else "1",
-        "None",
-        "",
-        0,
-        audit.get("correlationId"),
-        "Microsoft.aadiam",
-        "4",
-        _dumps(audit.get("additionalDetails") or []),
-        audit.get("id"),
-        _dumps(audit.get("initiatedBy")),
-        audit.get("loggedByService"),
-        audit.get("result"),
-        audit.get("resultReason"),
-        _dumps(audit.get("targetResources") or []),
-        None,
-        audit.get("activityDisplayName"),
-        audit["activityDateTime"],
-        audit.get("operationType"),
-        AUDIT_TABLE,
-    )
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Loading: entries rendered in worker processes, their rows handed to DuckDB as Arrow tables
-#
-# A 100,000-user tenant's month is about two million entries of ~3 KB of JSON each. What the load keeps per
-# entry is the small part: its key (app, cycle, index), time, ids and the columns of its outcome. The outcome is
-# a function of (object, cycle mode, cycle kind, no-op or not), so a worker renders one entry per distinct
-# outcome and reuses its columns for the others (a test checks every row against la_row(render_entry(...))).
-# The large JSON columns (_LAZY) are rendered when a query reads them, for the rows it reads.
-
-_FORK_TENANT: Any = None  # the tenant a forked worker renders from
-_MEMO: dict = {}  # outcome key -> _shape(entry), for the app being rendered (reset per app and per load)
-_MEMO_APP: list[int] = [-1]
-
-_STORED_COLUMNS: dict[str, str] = {
-    "app": "SMALLINT",
-    "cyc": "INTEGER",  # the cycle's position in the app's timeline
-    "idx": "INTEGER",
-    **{name: PROVISIONING_COLUMNS[name] for name in _PER_ENTRY + _SHAPE},
-}
-
-
-def _render_part(task: tuple[int, list[tuple[int, int, int, int]]]) -> Any:
-    """The stored rows (an Arrow table in :data:`_STORED_COLUMNS` order) of (app index, cycle position, first,
-    last) slices of the tenant's entries."""
-    import pyarrow as pa  # deferred (also below): pyarrow and duckdb load only when a workspace is used
-
-    _part, slices = task
-    tenant = _FORK_TENANT
-    columns: list[list] = [[] for _ in _STORED_COLUMNS]
-    apps, cycles, indexes, micros, entry_id, change, cycle_ids = columns[:7]
-    shape_columns = columns[7:]
-    shapes: list[tuple] = []
-    for app_index, cycle_pos, first, last in slices:
-        app = tenant.apps[app_index]
-        if _MEMO_APP[0] != app_index:  # outcome keys are per app: keep one app's at a time
-            _MEMO.clear()
-            _MEMO_APP[0] = app_index
-        cycle = app.timeline().cycles[cycle_pos]
-        if getattr(tenant, "late_share", 0):  # late entries reach the workspace when Graph has them
-            written = tenant.written
-            positions: Iterable[int] = [
-                i for i in range(first, last) if written(cycle.entry_time(i), app_index, cycle.no, i)
-            ]
-        else:
-            positions = range(first, last)
-        this_cycle = cycle_id(app, cycle)
-        mode, kind = cycle.mode, cycle.kind
-        for i in positions:
-            subject = app.subject_for(cycle, i)
-            key = (subject, mode, kind, app.is_redundant(cycle, i))
-            shape = _MEMO.get(key)
-            if shape is None:
-                shape = _MEMO[key] = _shape(render_outcome(app, cycle, i, subject))
-            ids = entry_ids(app, cycle, i)
-            apps.append(app_index)
-            cycles.append(cycle_pos)
-            indexes.append(i)
-            micros.append(cycle.entry_time(i) // 10)  # 100 ns ticks -> microseconds, as Log Analytics keeps
-            entry_id.append(ids[0])
-            change.append(ids[1])
-            cycle_ids.append(this_cycle)
-            shapes.append(shape)
-    for n, values in enumerate(zip(*shapes, strict=True) if shapes else [[] for _ in _SHAPE]):
-        shape_columns[n].extend(values)
-    types = {"SMALLINT": pa.int16(), "INTEGER": pa.int32(), "TIMESTAMP": pa.timestamp("us")}
-    arrays = [
-        pa.array(values, types.get(t, pa.string()))
-        for values, t in zip(columns, _STORED_COLUMNS.values(), strict=True)
-    ]
-    return pa.Table.from_arrays(arrays, names=list(_STORED_COLUMNS))
-
-
-def _cpu_seconds() -> float:
-    """CPU seconds used so far by this process and its finished child processes (user + system)."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
-def _slices(tenant: Any, per_part: int) -> list[list[tuple[int, int, int, int]]]:
-    """The tenant's logged entries inside its window, cut into parts of about ``per_part`` entries."""
-    parts: list[list[tuple[int, int, int, int]]] = [[]]
-    size = 0
-    for app_index, app in enumerate(tenant.apps):
-        for pos, cycle in enumerate(app.timeline().cycles):
-            first = cycle.entries_before(tenant.window_start)
-            last = cycle.entries_before(tenant.now_ticks + 1)
-            while first < last:
-                take = min(last - first, per_part - size)
-                parts[-1].append((app_index, pos, first, first + take))
-                size += take
-                first += take
-                if size >= per_part:
-                    parts.append([])
-                    size = 0
-    return [p for p in parts if p]
-
-
-def _runs(parts: list[list[tuple[int, int, int, int]]], workers: int) -> list[list[tuple[int, list]]]:
-    """The parts (in app order) cut into ``workers`` runs of about as many entries each, so that a worker
-    renders whole apps (an app's outcomes repeat across its cycles: one rendering each per worker)."""
-    sizes = [sum(last - first for _a, _c, first, last in part) for part in parts]
-    share = sum(sizes) / workers
-    runs: list[list[tuple[int, list]]] = [[] for _ in range(workers)]
-    done = 0
-    for n, (part, size) in enumerate(zip(parts, sizes, strict=True)):
-        runs[min(workers - 1, int((done + size / 2) // share))].append((n, part))
-        done += size
-    return [run for run in runs if run]
-
-
-def _work(run: list[tuple[int, list]], queue: Any) -> None:
-    """A worker process: render its run's parts, one Arrow table per part on ``queue``, then None."""
-    try:
-        users = getattr(_FORK_TENANT, "users", None)
-        if users is not None and hasattr(users, "_make"):
-            # This process's copy of the tenant only: users are made once each (the tenant's own cache is
-            # sized for serving pages; a load visits every user in every app's initial cycle).
-            users.get = functools.lru_cache(maxsize=users.count)(users._make)
-        for task in run:
-            queue.put(_render_part(task))
-        queue.put(None)
-    except BaseException as exc:  # reported by the loading process, which stops the load
-        queue.put(f"{type(exc).__name__}: {exc}"[:500])
-
-
-def _in_workers(runs: list[list[tuple[int, list]]]) -> Iterable[Any]:
-    """The parts' Arrow tables as worker processes (one per run, forked: they inherit the tenant as it is now,
-    restarts and clock moves included) finish them; a worker's failure ends the load with its message."""
-    ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue(
-        maxsize=2 * len(runs)
-    )  # bounded: rendered parts wait in the workers, not in memory here
-    processes = [ctx.Process(target=_work, args=(run, queue), daemon=True) for run in runs]
-    for process in processes:
-        process.start()
-    try:
-        finished = 0
-        while finished < len(processes):
-            try:
-                item = queue.get(timeout=5)
-            except Empty:
-                if any(p.exitcode not in (None, 0) for p in processes):
-                    raise RuntimeError("a workspace loader process died") from None
-                continue
-            if item is None:
-                finished += 1
-            elif isinstance(item, str):
-                raise RuntimeError(f"loading the workspace failed: {item}")
-            else:
-                yield item
-    finally:
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
-            process.join(timeout=10)
-
-
-@dataclass
-class LoadReport:
-    """What a load put in the tables, its wall-clock ``seconds`` and the CPU seconds it used (this process and
-    its worker processes), which a shared machine does not inflate as much as the wall clock."""
-
-    entries: int
-    audits: int
-    seconds: float
-    workers: int
-    cpu_seconds: float = 0.0
 
 
 @dataclass
@@ -460,8 +104,6 @@ class Workspace:
         return (self.tenant.now_ticks, tuple(len(getattr(app, "controls", ())) for app in self.tenant.apps))
 
     def _load_provisioning(self, con: Any) -> tuple[int, int]:
-        global _FORK_TENANT
-
         tenant = self.tenant
         total = sum(
             c.entries_before(tenant.now_ticks + 1) - c.entries_before(tenant.window_start)
@@ -492,19 +134,8 @@ class Workspace:
             con.execute(f"INSERT INTO {stored} SELECT * FROM part_rows")
             con.unregister("part_rows")
 
-        _FORK_TENANT = tenant
-        _MEMO.clear()
-        _MEMO_APP[0] = -1
-        try:
-            if workers > 1:
-                for part in _in_workers(_runs(parts, workers)):
-                    insert(part)
-            else:
-                for task in enumerate(parts):
-                    insert(_render_part(task))
-        finally:
-            _FORK_TENANT = None
-            _MEMO.clear()
+        for part in rendered_parts(tenant, parts, workers):
+            insert(part)
         return written, workers
 
     def _register_lazy(self, con: Any) -> None:
