@@ -11,16 +11,23 @@ columns (``_LAZY``) are rendered when a query reads them, for the rows it reads.
 from __future__ import annotations
 
 import functools
+import gc
+import logging
 import multiprocessing
+import os
 import resource
+import signal
+import struct
+import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from queue import Empty
+from dataclasses import dataclass, field
+from multiprocessing import connection
 from typing import Any
 
 from provkit.sim.entries import cycle_id, entry_ids, render_outcome
 from provkit.sim.laschema import _PER_ENTRY, _SHAPE, PROVISIONING_COLUMNS, _shape
 
+_log = logging.getLogger(__name__)
 _FORK_TENANT: Any = None  # the tenant a forked worker renders from
 _MEMO: dict = {}  # outcome key -> _shape(entry), for the app being rendered (reset per app and per load)
 _MEMO_APP: list[int] = [-1]
@@ -123,8 +130,9 @@ def _runs(parts: list[list[tuple[int, int, int, int]]], workers: int) -> list[li
     return [run for run in runs if run]
 
 
-def _work(run: list[tuple[int, list]], queue: Any) -> None:
-    """A worker process: render its run's parts, one Arrow table per part on ``queue``, then None."""
+def _work(run: list[tuple[int, list]], pipe: Any) -> None:
+    """A worker process: render its run's parts and send each as (part number, Arrow table) on ``pipe``, then
+    None; a failure is sent as its text instead (the loading process then renders the parts left)."""
     try:
         users = getattr(_FORK_TENANT, "users", None)
         if users is not None and hasattr(users, "_make"):
@@ -132,42 +140,146 @@ def _work(run: list[tuple[int, list]], queue: Any) -> None:
             # sized for serving pages; a load visits every user in every app's initial cycle).
             users.get = functools.lru_cache(maxsize=users.count)(users._make)
         for task in run:
-            queue.put(_render_part(task))
-        queue.put(None)
-    except BaseException as exc:  # reported by the loading process, which stops the load
-        queue.put(f"{type(exc).__name__}: {exc}"[:500])
+            _fault(task[0], pipe)
+            pipe.send((task[0], _render_part(task)))
+        pipe.send(None)
+    except BaseException as exc:
+        pipe.send(f"{type(exc).__name__}: {exc}"[:500])
 
 
-def _in_workers(runs: list[list[tuple[int, list]]]) -> Iterable[Any]:
+# Test-only: what the worker about to render a part does first, by part number. "kill": SIGKILL to itself;
+# "exit": os._exit(3); "cut": half a message on its pipe, then os._exit(3) (a worker dying mid-send); "hang":
+# sleep for an hour; "raise": a RuntimeError; "collect": a full garbage collection (what made workers crash).
+# Workers are forked, so a test sets it before the load and they inherit it.
+_WORKER_FAULTS: dict[int, str] = {}
+# A worker that sends nothing for this long is taken for stuck (a lock another thread held at fork time stays
+# held in the fork) and stopped; its parts are rendered in the loading process.
+STALL_SECONDS = 300.0
+
+
+def _fault(part: int, pipe: Any) -> None:
+    what = _WORKER_FAULTS.get(part)
+    if what == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif what == "exit":
+        os._exit(3)
+    elif what == "cut":
+        os.write(pipe.fileno(), struct.pack("!i", 1 << 20) + bytes(1024))
+        os._exit(3)
+    elif what == "hang":
+        time.sleep(3600)
+    elif what == "raise":
+        raise RuntimeError(f"a test fault in part {part}")
+    elif what == "collect":
+        gc.collect()
+
+
+def exit_text(exitcode: int | None) -> str:
+    """How a process ended, in words: "exit code 3", "killed by signal 11 (SIGSEGV)"."""
+    if exitcode is None:
+        return "still running"
+    if exitcode < 0:
+        try:
+            return f"killed by signal {-exitcode} ({signal.Signals(-exitcode).name})"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
+@dataclass
+class _Worker:
+    number: int
+    process: Any
+    run: list[tuple[int, list]]
+    last: float  # time.monotonic() of its last message (or of its start)
+    sent: int = 0
+
+
+def _in_workers(runs: list[list[tuple[int, list]]], notices: list[str]) -> Iterator[Any]:
     """The parts' Arrow tables as worker processes (one per run, forked: they inherit the tenant as it is now,
-    restarts and clock moves included) finish them; a worker's failure ends the load with its message."""
+    restarts and clock moves included) finish them, each part exactly once.
+
+    A worker that dies (a signal, an exit code, a message cut short), fails or stalls for :data:`STALL_SECONDS`
+    costs no rows: the parts it had not sent are rendered in this process (parts are deterministic), and
+    ``notices`` gets a line naming how it ended. Each worker has its own pipe, so one dying mid-message cannot
+    corrupt another's, and its end shows at once (end of file) rather than at a timeout."""
     ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue(
-        maxsize=2 * len(runs)
-    )  # bounded: rendered parts wait in the workers, not in memory here
-    processes = [ctx.Process(target=_work, args=(run, queue), daemon=True) for run in runs]
-    for process in processes:
-        process.start()
+    workers: dict[Any, _Worker] = {}
+    # The cause of the workers that died with SIGSEGV: a worker's garbage collector finalised objects the
+    # loading process had left as garbage, among them DuckDB connections, and closing DuckDB in a forked
+    # process crashes (its threads are not there). Frozen objects are never collected in the forks (the gc
+    # module docs advise gc.freeze() before fork); the loading process unfreezes them at once.
+    gc.freeze()
     try:
-        finished = 0
-        while finished < len(processes):
-            try:
-                item = queue.get(timeout=5)
-            except Empty:
-                if any(p.exitcode not in (None, 0) for p in processes):
-                    raise RuntimeError("a workspace loader process died") from None
-                continue
-            if item is None:
-                finished += 1
-            elif isinstance(item, str):
-                raise RuntimeError(f"loading the workspace failed: {item}")
-            else:
-                yield item
+        for number, run in enumerate(runs, 1):
+            reader, writer = ctx.Pipe(duplex=False)
+            process = ctx.Process(target=_work, args=(run, writer), daemon=True)
+            process.start()
+            writer.close()  # the worker's end only: its death closes the pipe
+            workers[reader] = _Worker(number, process, run, time.monotonic())
     finally:
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
-            process.join(timeout=10)
+        gc.unfreeze()
+    delivered: set[int] = set()
+    orphans: list[tuple[int, list]] = []
+
+    def lost(reader: Any, how: str) -> None:
+        worker = workers.pop(reader)
+        reader.close()
+        if worker.process.is_alive():
+            worker.process.kill()
+        worker.process.join(timeout=10)
+        left = [task for task in worker.run if task[0] not in delivered]
+        orphans.extend(left)
+        notice = (
+            f"workspace loader process {worker.number} of {len(runs)} (pid {worker.process.pid}) "
+            f"{how or exit_text(worker.process.exitcode)} after {worker.sent} of its {len(worker.run)} parts; "
+            f"{len(left)} part(s) rendered again in the loading process"
+        )
+        notices.append(notice)
+        _log.warning("%s", notice)
+
+    try:
+        while workers or orphans:
+            ready: list[Any] = (
+                connection.wait(list(workers), timeout=0 if orphans else 5.0) if workers else []
+            )
+            if not ready and orphans:  # nothing to take from the workers: render a dead one's part meanwhile
+                task = orphans.pop(0)
+                if task[0] not in delivered:
+                    delivered.add(task[0])
+                    yield _render_part(task)
+            tables = []
+            for pipe in ready:
+                worker = workers[pipe]
+                try:
+                    item = pipe.recv()
+                except (EOFError, OSError):  # the worker ended without finishing, or mid-message
+                    worker.process.join(timeout=10)
+                    lost(pipe, "")
+                    continue
+                worker.last = time.monotonic()
+                if item is None:  # finished
+                    workers.pop(pipe).process.join(timeout=10)
+                    pipe.close()
+                elif isinstance(item, str):
+                    lost(pipe, f"failed ({item})")
+                else:
+                    worker.sent += 1
+                    number, table = item
+                    if number not in delivered:
+                        delivered.add(number)
+                        tables.append(table)
+            now = time.monotonic()
+            for reader, worker in list(workers.items()):
+                if now - worker.last > STALL_SECONDS:
+                    lost(reader, f"was stopped after sending nothing for {STALL_SECONDS:.0f} s")
+            yield from tables  # after reading every ready pipe: workers wait on the inserts as little as may be
+    finally:
+        for reader, worker in workers.items():
+            reader.close()
+            if worker.process.is_alive():
+                worker.process.kill()
+            worker.process.join(timeout=10)
 
 
 @dataclass
@@ -180,11 +292,14 @@ class LoadReport:
     seconds: float
     workers: int
     cpu_seconds: float = 0.0
+    notices: list[str] = field(default_factory=list)  # worker processes that ended early, and what was done
 
 
-def rendered_parts(tenant: Any, parts: list[list[tuple[int, int, int, int]]], workers: int) -> Iterator[Any]:
-    """The parts' stored rows (Arrow tables) as they are rendered: by ``workers`` forked processes, or in this
-    process when ``workers`` is 1."""
+def rendered_parts(
+    tenant: Any, parts: list[list[tuple[int, int, int, int]]], workers: int, notices: list[str]
+) -> Iterator[Any]:
+    """The parts' stored rows (Arrow tables) as they are rendered, each part once: by ``workers`` forked
+    processes, or in this process when ``workers`` is 1. A worker that ended early is named in ``notices``."""
     global _FORK_TENANT
 
     _FORK_TENANT = tenant
@@ -192,7 +307,7 @@ def rendered_parts(tenant: Any, parts: list[list[tuple[int, int, int, int]]], wo
     _MEMO_APP[0] = -1
     try:
         if workers > 1:
-            yield from _in_workers(_runs(parts, workers))
+            yield from _in_workers(_runs(parts, workers), notices)
         else:
             for task in enumerate(parts):
                 yield _render_part(task)

@@ -68,6 +68,7 @@ class Workspace:
     tables_present: bool = True
     max_rows: int = MAX_ROWS
     workers: int | None = None
+    part_entries: int | None = None  # entries per part a worker renders; by default 1/16 of a worker's share
     last_load: LoadReport | None = None
     _con: Any = field(default=None, repr=False)
     _loaded_at: tuple | None = field(default=None, repr=False)
@@ -88,12 +89,13 @@ class Workspace:
         self._rendered.clear()
         entries = audits = 0
         workers = 0
+        notices: list[str] = []
         if self.tables_present:
             self._register_lazy(con)
-            entries, workers = self._load_provisioning(con)
+            entries, workers = self._load_provisioning(con, notices)
             audits = self._load_audits(con)
         report = LoadReport(
-            entries, audits, time.perf_counter() - started, workers, _cpu_seconds() - cpu_before
+            entries, audits, time.perf_counter() - started, workers, _cpu_seconds() - cpu_before, notices
         )
         self._con, self._loaded_at, self.last_load = con, self._version(), report
         return report
@@ -103,7 +105,7 @@ class Workspace:
         start changes the history from then on), so a query after either sees the history anew."""
         return (self.tenant.now_ticks, tuple(len(getattr(app, "controls", ())) for app in self.tenant.apps))
 
-    def _load_provisioning(self, con: Any) -> tuple[int, int]:
+    def _load_provisioning(self, con: Any, notices: list[str]) -> tuple[int, int]:
         tenant = self.tenant
         total = sum(
             c.entries_before(tenant.now_ticks + 1) - c.entries_before(tenant.window_start)
@@ -113,7 +115,8 @@ class Workspace:
         workers = self.workers or max(1, min(os.cpu_count() or 1, 8))
         if total < 20_000 and not self.workers:  # forking costs more than it saves
             workers = 1
-        parts = _slices(tenant, max(5_000, -(-total // (workers * 16)) if total else 5_000))
+        per_part = self.part_entries or max(5_000, -(-total // (workers * 16)) if total else 5_000)
+        parts = _slices(tenant, per_part)
         stored = f"{_STORED}{PROVISIONING_TABLE}"
         con.execute(f"CREATE TABLE {stored} ({', '.join(f'{n} {t}' for n, t in _STORED_COLUMNS.items())})")
         # The per-app columns, from the app's first entry (they are the same in every entry of the app); the
@@ -134,7 +137,7 @@ class Workspace:
             con.execute(f"INSERT INTO {stored} SELECT * FROM part_rows")
             con.unregister("part_rows")
 
-        for part in rendered_parts(tenant, parts, workers):
+        for part in rendered_parts(tenant, parts, workers, notices):
             insert(part)
         return written, workers
 
