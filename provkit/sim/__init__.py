@@ -13,7 +13,8 @@ this) and reaches it only as the ``provkit.demo`` plugin (:mod:`provkit.sim.plug
   faults), ``ondemand`` (provisionOnDemand answers), ``odata`` and ``odatasyntax`` ($filter, $orderby),
   ``logquery`` (provisioning log pages), ``authority``, ``clientauth`` and ``certs`` (sign-in), ``faults``,
   ``groupdelta`` (``/groups/delta``), ``loganalytics`` (a Log Analytics workspace over the same
-  history), ``fleet`` (several tenants and workspaces behind one server).
+  history; ``laschema`` its tables' columns and rows, ``laload`` its loader), ``fleet`` (several tenants and
+  workspaces behind one server).
 - Entry points: ``embedded`` (DemoTenant, in-process), ``plugin`` (what the product may ask), ``evidence``
   (Evidence straight from a tenant, for tests), ``cli`` (``provkit emulator``), ``tour`` (``provkit demo``).
 """

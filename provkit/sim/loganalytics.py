@@ -4,7 +4,8 @@ schemas, queried with real KQL.
 The engine is ``duckdb-kql`` (KQL parsed and translated onto DuckDB): a query is evaluated, never matched
 against strings provkit is known to send, and KQL the translator does not cover is refused as a real workspace
 refuses bad KQL (400 ``BadArgumentError``). The tables are filled from the same simulated entries that the Graph
-endpoints serve, rendered in worker processes (one per core) and loaded into DuckDB through Arrow.
+endpoints serve, rendered in worker processes (one per core) and loaded into DuckDB through Arrow
+(:mod:`provkit.sim.laload`); the tables' columns and the row each entry becomes are in :mod:`provkit.sim.laschema`.
 
 Answers follow the Log Analytics query API (``POST /v1/workspaces/{id}/query``):
 
