@@ -15,9 +15,11 @@ import gc
 import logging
 import multiprocessing
 import os
+import queue
 import resource
 import signal
 import struct
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -192,7 +194,7 @@ class _Worker:
     process: Any
     run: list[tuple[int, list]]
     last: float  # time.monotonic() of its last message (or of its start)
-    sent: int = 0
+    sent: set[int] = field(default_factory=set)  # the part numbers it has sent
 
 
 def _in_workers(runs: list[list[tuple[int, list]]], notices: list[str]) -> Iterator[Any]:
@@ -219,36 +221,70 @@ def _in_workers(runs: list[list[tuple[int, list]]], notices: list[str]) -> Itera
             workers[reader] = _Worker(number, process, run, time.monotonic())
     finally:
         gc.unfreeze()
-    delivered: set[int] = set()
+    # A thread here reads the pipes, so that a worker never waits for this process's inserts; bounded:
+    # rendered parts wait in the workers, not in memory here.
+    out: queue.Queue = queue.Queue(maxsize=2 * len(runs))
+    stop = threading.Event()
+    reading = threading.Thread(
+        target=_read, args=(workers, len(runs), out, stop, notices), name="laload-reader", daemon=True
+    )
+    reading.start()
     orphans: list[tuple[int, list]] = []
+    try:
+        while True:
+            try:
+                kind, value = out.get(timeout=0 if orphans else None)
+            except queue.Empty:  # nothing from the workers just now: render a lost one's part meanwhile
+                yield _render_part(orphans.pop(0))
+                continue
+            if kind == "rows":
+                yield value
+            elif kind == "lost":
+                orphans.extend(value)
+            elif kind == "error":
+                raise value
+            else:  # "done"
+                break
+        while orphans:
+            yield _render_part(orphans.pop(0))
+    finally:
+        stop.set()
+        reading.join(timeout=30)
 
-    def lost(reader: Any, how: str) -> None:
-        worker = workers.pop(reader)
-        reader.close()
+
+def _read(
+    workers: dict[Any, _Worker], count: int, out: queue.Queue, stop: threading.Event, notices: list[str]
+) -> None:
+    """The reading thread: each worker's parts onto ``out`` as ("rows", table), the parts a lost worker had not
+    sent as ("lost", tasks), then ("done", None); its own failure as ("error", exception)."""
+
+    def put(item: tuple[str, Any]) -> None:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=1.0)
+                return
+            except queue.Full:
+                continue
+
+    def lost(pipe: Any, how: str) -> None:
+        worker = workers.pop(pipe)
+        pipe.close()
         if worker.process.is_alive():
             worker.process.kill()
         worker.process.join(timeout=10)
-        left = [task for task in worker.run if task[0] not in delivered]
-        orphans.extend(left)
+        left = [task for task in worker.run if task[0] not in worker.sent]
         notice = (
-            f"workspace loader process {worker.number} of {len(runs)} (pid {worker.process.pid}) "
-            f"{how or exit_text(worker.process.exitcode)} after {worker.sent} of its {len(worker.run)} parts; "
-            f"{len(left)} part(s) rendered again in the loading process"
+            f"workspace loader process {worker.number} of {count} (pid {worker.process.pid}) "
+            f"{how or exit_text(worker.process.exitcode)} after {len(worker.sent)} of its {len(worker.run)} "
+            f"parts; {len(left)} part(s) rendered again in the loading process"
         )
         notices.append(notice)
         _log.warning("%s", notice)
+        put(("lost", left))
 
     try:
-        while workers or orphans:
-            ready: list[Any] = (
-                connection.wait(list(workers), timeout=0 if orphans else 5.0) if workers else []
-            )
-            if not ready and orphans:  # nothing to take from the workers: render a dead one's part meanwhile
-                task = orphans.pop(0)
-                if task[0] not in delivered:
-                    delivered.add(task[0])
-                    yield _render_part(task)
-            tables = []
+        while workers and not stop.is_set():
+            ready: list[Any] = connection.wait(list(workers), timeout=1.0)
             for pipe in ready:
                 worker = workers[pipe]
                 try:
@@ -263,20 +299,19 @@ def _in_workers(runs: list[list[tuple[int, list]]], notices: list[str]) -> Itera
                     pipe.close()
                 elif isinstance(item, str):
                     lost(pipe, f"failed ({item})")
-                else:
-                    worker.sent += 1
-                    number, table = item
-                    if number not in delivered:
-                        delivered.add(number)
-                        tables.append(table)
+                elif item[0] not in worker.sent:
+                    worker.sent.add(item[0])
+                    put(("rows", item[1]))
             now = time.monotonic()
-            for reader, worker in list(workers.items()):
+            for pipe, worker in list(workers.items()):
                 if now - worker.last > STALL_SECONDS:
-                    lost(reader, f"was stopped after sending nothing for {STALL_SECONDS:.0f} s")
-            yield from tables  # after reading every ready pipe: workers wait on the inserts as little as may be
+                    lost(pipe, f"was stopped after sending nothing for {STALL_SECONDS:.0f} s")
+        put(("done", None))
+    except BaseException as exc:  # the loading process raises it
+        put(("error", exc))
     finally:
-        for reader, worker in workers.items():
-            reader.close()
+        for pipe, worker in workers.items():
+            pipe.close()
             if worker.process.is_alive():
                 worker.process.kill()
             worker.process.join(timeout=10)
