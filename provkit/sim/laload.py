@@ -31,6 +31,9 @@ from provkit.sim.laschema import _PER_ENTRY, _SHAPE, PROVISIONING_COLUMNS, _shap
 
 _log = logging.getLogger(__name__)
 _FORK_TENANT: Any = None  # the tenant a forked worker renders from
+# Held by a load from start to end: a fleet's server loads each workspace on its first query, from the thread
+# that serves it, and two loads at once would render from each other's tenant.
+_LOADING = threading.Lock()
 _MEMO: dict = {}  # outcome key -> _shape(entry), for the app being rendered (reset per app and per load)
 _MEMO_APP: list[int] = [-1]
 
@@ -337,15 +340,16 @@ def rendered_parts(
     processes, or in this process when ``workers`` is 1. A worker that ended early is named in ``notices``."""
     global _FORK_TENANT
 
-    _FORK_TENANT = tenant
-    _MEMO.clear()
-    _MEMO_APP[0] = -1
-    try:
-        if workers > 1:
-            yield from _in_workers(_runs(parts, workers), notices)
-        else:
-            for task in enumerate(parts):
-                yield _render_part(task)
-    finally:
-        _FORK_TENANT = None
+    with _LOADING:  # one load at a time in a process: the tenant and the outcome memo are this module's
+        _FORK_TENANT = tenant
         _MEMO.clear()
+        _MEMO_APP[0] = -1
+        try:
+            if workers > 1:
+                yield from _in_workers(_runs(parts, workers), notices)
+            else:
+                for task in enumerate(parts):
+                    yield _render_part(task)
+        finally:
+            _FORK_TENANT = None
+            _MEMO.clear()

@@ -9,6 +9,7 @@ DuckDB tables.
 from __future__ import annotations
 
 import gc
+import threading
 from datetime import UTC, datetime
 
 import duckdb
@@ -54,7 +55,9 @@ def test_the_test_load_has_parts_enough_for_every_worker(tenant, clean_rows) -> 
     workspace = Workspace(tenant, WORKSPACE, workers=2, part_entries=PART)
     report = workspace.load()
     assert report.workers == 2 and report.notices == []
-    assert len(clean_rows) > 12 * PART  # parts 0..12 at least: a fault in part 3 leaves a worker's later parts
+    assert (
+        len(clean_rows) > 12 * PART
+    )  # parts 0..12 at least: a fault in part 3 leaves a worker's later parts
     assert stored_rows(workspace) == clean_rows
 
 
@@ -132,3 +135,29 @@ def test_duckdb_left_as_garbage_in_the_loading_process_does_not_crash_a_worker(
     assert report is not None
     assert report.notices == []  # no worker died (without the fix: "killed by signal 11 (SIGSEGV)")
     assert stored_rows(workspace) == clean_rows
+
+
+def _load(workspace: Workspace, failures: list[BaseException]) -> None:
+    try:
+        workspace.load()
+    except BaseException as exc:  # shown by the test's assertion
+        failures.append(exc)
+
+
+def test_two_workspaces_loading_at_once_each_get_their_own_tenant(tenant, clean_rows) -> None:
+    """A fleet's server loads each tenant's workspace on that workspace's first query, from whichever thread
+    serves it: two loads at once must not render from each other's tenant."""
+    other = Tenant(seed=6, users_count=300, days=2, now=NOW)
+    other_rows = stored_rows(Workspace(other, WORKSPACE, workers=1, part_entries=PART))
+    assert other_rows != clean_rows
+    for workers in (1, 2):
+        pair = [Workspace(tenant, WORKSPACE, workers=workers, part_entries=PART), Workspace(other, WORKSPACE)]
+        pair[1].workers, pair[1].part_entries = workers, PART
+        failures: list[BaseException] = []
+        threads = [threading.Thread(target=_load, args=(w, failures)) for w in pair]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert failures == []
+        assert stored_rows(pair[0]) == clean_rows and stored_rows(pair[1]) == other_rows, workers
