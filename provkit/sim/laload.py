@@ -213,7 +213,8 @@ def _in_workers(runs: list[list[tuple[int, list]]], notices: list[str]) -> Itera
     # The cause of the workers that died with SIGSEGV: a worker's garbage collector finalised objects the
     # loading process had left as garbage, among them DuckDB connections, and closing DuckDB in a forked
     # process crashes (its threads are not there). Frozen objects are never collected in the forks (the gc
-    # module docs advise gc.freeze() before fork); the loading process unfreezes them at once.
+    # module docs advise gc.freeze() right before fork, there to keep memory shared); the loading process
+    # unfreezes them once the workers are started.
     gc.freeze()
     try:
         for number, run in enumerate(runs, 1):
