@@ -279,7 +279,7 @@ def _read(
         left = [task for task in worker.run if task[0] not in worker.sent]
         notice = (
             f"workspace loader process {worker.number} of {count} (pid {worker.process.pid}) "
-            f"{how or exit_text(worker.process.exitcode)} after {len(worker.sent)} of its {len(worker.run)} "
+            f"{how or exit_text(worker.process.exitcode)}, after {len(worker.sent)} of its {len(worker.run)} "
             f"parts; {len(left)} part(s) rendered again in the loading process"
         )
         notices.append(notice)
@@ -309,7 +309,7 @@ def _read(
             now = time.monotonic()
             for pipe, worker in list(workers.items()):
                 if now - worker.last > STALL_SECONDS:
-                    lost(pipe, f"was stopped after sending nothing for {STALL_SECONDS:.0f} s")
+                    lost(pipe, f"was stopped: nothing sent for {STALL_SECONDS:.0f} s")
         put(("done", None))
     except BaseException as exc:  # the loading process raises it
         put(("error", exc))

@@ -96,7 +96,9 @@ def test_a_worker_that_hangs_is_stopped_and_its_parts_rendered(tenant, clean_row
     report = workspace.last_load
     assert report is not None
     assert stored_rows(workspace) == clean_rows
-    assert len(report.notices) == 1 and "was stopped after sending nothing for 3 s" in report.notices[0]
+    assert (
+        len(report.notices) == 1 and "was stopped: nothing sent for 3 s, after 3 of its" in report.notices[0]
+    )
 
 
 def test_both_workers_dying_still_loads_every_row(tenant, clean_rows, monkeypatch) -> None:
