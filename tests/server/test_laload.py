@@ -111,7 +111,10 @@ def test_both_workers_dying_still_loads_every_row(tenant, clean_rows, monkeypatc
 
 
 class _Holder:
-    pass
+    """Something that keeps a DuckDB connection and a reference to itself: garbage only a collection frees."""
+
+    me: _Holder
+    con: duckdb.DuckDBPyConnection
 
 
 def test_duckdb_left_as_garbage_in_the_loading_process_does_not_crash_a_worker(
