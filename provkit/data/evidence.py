@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from provkit.data.logsummary import LogSummary
 from provkit.data.store import AppStore, subtract_ranges
 from provkit.data.tables import LazyTables, Tables, empty_tables
 from provkit.errors import ConfigError
@@ -48,6 +49,10 @@ class Evidence:
     - ``observed_cycles``: per-cycle counts a source summarised itself (Log Analytics, in KQL) as
       ``(frame, entries_without_cycle)``; cycles use them instead of summarising ``events``, which may then
       hold only some entries.
+    - ``log_summary``: the counts over every entry of the window that a source computed itself (Log Analytics,
+      in KQL); ``events`` then holds only the entries the checks read (each object's latest entry and those
+      the checks filter for), not every entry. Read the counts with :meth:`summarise_logs`, which computes them
+      from ``events`` when no source did.
     """
 
     tenant_id: str
@@ -70,6 +75,14 @@ class Evidence:
     covered: list[tuple[datetime, datetime]] | None = None
     coverage_window: tuple[datetime, datetime] | None = None
     observed_cycles: tuple[pd.DataFrame, int] | None = None
+    log_summary: LogSummary | None = None
+
+    def summarise_logs(self) -> LogSummary:
+        """The counts over every entry of the window: the source's own (``log_summary``), else computed from
+        ``events`` (see :class:`~provkit.data.logsummary.LogSummary`)."""
+        if self.log_summary is not None:
+            return self.log_summary
+        return LogSummary.from_events(self.events, self.now, self.window)
 
     @property
     def coverage_gaps(self) -> list[tuple[datetime, datetime]] | None:
@@ -120,12 +133,23 @@ class Evidence:
           (schema, assignments, groups, users) describe the present: kept.
         - ``window`` (and ``coverage_window``) become the cut's, so ``coverage_gaps`` names what no fetch covered
           of it; ``now`` becomes the window's end when that is earlier.
+        - A source's own counts (``log_summary``) are kept for a window that holds the one they count; a
+          narrower cut raises ConfigError (they cannot be cut: load the evidence for that window instead).
         """
         w_start, w_end = self._bounds(window, start, end)
         if w_start >= w_end:
             raise ConfigError(
                 f"The window is empty or reversed: {w_start:%Y-%m-%d %H:%M} to {w_end:%Y-%m-%d %H:%M} UTC.",
                 remedy="Give a start before the end.",
+            )
+        counted = self.log_summary.window if self.log_summary is not None else None
+        if self.log_summary is not None and (
+            counted is None or _utc(counted[0]) < w_start or _utc(counted[1]) > w_end
+        ):
+            raise ConfigError(
+                "This evidence holds counts summarised by its source for its own window and only some of its "
+                "entries: it cannot be cut to a narrower window.",
+                remedy="Load the evidence for the narrower window instead (--since / --start --end).",
             )
         now = _utc(self.now)
         lo, hi = pd.Timestamp(w_start), pd.Timestamp(w_end)

@@ -75,7 +75,7 @@ def _status_rejection(facts: Facts) -> list[dict[str, Any]]:
 
 def rejected_entries(facts: Facts) -> pd.DataFrame:
     """Failed log entries whose error says the target refused the credentials (or is not SCIM-compatible),
-    newer than the latest successful entry (an older one was fixed since)."""
+    newer than the latest successful entry of the window (an older one was fixed since)."""
     events = facts.events
     if events.empty:
         return events
@@ -96,12 +96,11 @@ def rejected_entries(facts: Facts) -> pd.DataFrame:
     if unknown.any():  # an unknown code rejects when its reason names 401, 403 or 404
         reasons = events["error_reason"].iloc[np.flatnonzero(unknown)]
         keep[unknown] = by_value(reasons, lambda r: http_status(r or "") in _REJECTING_STATUS)
-    successes = is_in(events, "status", ("success",))
-    if successes.any():
+    # The newest success of every entry (the log summary's: the evidence may hold only the failures after it).
+    newest = facts.logs.last_by_status.get("success")
+    if newest is not None and not pd.isna(newest):
         times = events["activity_time"].to_numpy(dtype="datetime64[ns]")
-        latest = times[successes & ~np.isnat(times)]
-        if len(latest):
-            keep &= times > latest.max()
+        keep &= times > pd.Timestamp(newest).tz_convert("UTC").tz_localize(None).to_datetime64()
     rejected = rows_where(events, keep)
     return rejected.sort_values("activity_time", ascending=False, kind="stable")
 

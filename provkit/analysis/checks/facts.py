@@ -24,6 +24,7 @@ import pandas as pd
 from provkit.analysis.columns import latest_entries
 from provkit.analysis.syncscope import SyncScope, sync_scope_of
 from provkit.data.evidence import Evidence
+from provkit.data.logsummary import LogSummary
 from provkit.data.tables import jobs_from_records
 from provkit.formatting import ago, format_time
 
@@ -208,7 +209,15 @@ class Facts:
 
     @property
     def events(self) -> pd.DataFrame:
+        """The entries the evidence holds: every entry of the window, or, when a source summarised the logs
+        itself, each object's latest entry and those the checks filter for. Counts over every entry come from
+        :attr:`logs`."""
         return self.evidence.tables.events
+
+    @cached_property
+    def logs(self) -> LogSummary:
+        """The counts over every entry of the window (the source's own, or computed from ``events``)."""
+        return self.evidence.summarise_logs()
 
     def steps_of(self, event_ids: Iterable[str]) -> pd.DataFrame:
         """The steps of the given entries only (from the store, only their rows are read): the checks never hold

@@ -115,15 +115,11 @@ def _latest_cycle_counts(facts: Facts) -> tuple[int, int, int, str, dict[str, An
             "cycle_ended": job_value(job, "last_execution_ended"),
         }
         return int(escrowed), total, int(raw), basis, row
-    events = facts.events
-    if events.empty:
+    cycle = facts.logs.last_cycle
+    if cycle is None:
         return None
-    cycle_id = events.loc[events["activity_time"].idxmax(), "cycle_id"]
-    mine = (events["cycle_id"] == cycle_id).fillna(False).to_numpy(dtype=bool)
-    failures = int((mine & is_in(events, "status", ("failure",))).sum())
-    times = events["activity_time"][mine]
-    row = {"basis": f"logs, cycle {cycle_id}", "cycle_began": times.min(), "cycle_ended": times.max()}
-    return failures, int(mine.sum()), failures, row["basis"], row
+    row = {"basis": f"logs, cycle {cycle.cycle_id}", "cycle_began": cycle.first, "cycle_ended": cycle.last}
+    return cycle.failures, cycle.entries, cycle.failures, row["basis"], row
 
 
 def _escrow_risk(facts: Facts) -> Finding | None:

@@ -26,7 +26,6 @@ import pandas as pd
 from provkit.analysis.checks.catalog import http_status, lookup
 from provkit.analysis.checks.facts import Facts, job_value, object_label
 from provkit.analysis.checks.finding import LINKS, SECTIONS, Finding, evidence_rows
-from provkit.analysis.columns import by_value
 
 __all__ = ["CHECKS", "job_kind", "scim_refusals"]
 
@@ -49,16 +48,13 @@ def job_kind(facts: Facts) -> str:
     return "gallery" if template or job_id else "unknown"
 
 
-def _is_scim_app(facts: Facts, events: pd.DataFrame) -> bool:
+def _is_scim_app(facts: Facts) -> bool:
     if job_kind(facts) in ("scim", "customappsso"):
         return True
-    # Decided once per distinct value: a million entries hold a handful of target types and codes.
-    target = by_value(
-        events["target_type"], lambda v: str(v or "").lower().startswith("urn:ietf:params:scim")
-    )
-    return bool(
-        target.any()
-        or by_value(events["error_code"], lambda v: str(v or "").lower().startswith(_SCIM_PREFIX)).any()
+    # Over every entry's distinct target types and error codes (the log summary's).
+    logs = facts.logs
+    return any(t.lower().startswith("urn:ietf:params:scim") for t in logs.target_types) or any(
+        c.lower().startswith(_SCIM_PREFIX) for c in logs.error_codes
     )
 
 
@@ -87,7 +83,7 @@ def scim_refusals(facts: Facts) -> pd.DataFrame:
     if latest.empty:
         return pd.DataFrame(columns=columns)
     failed = latest[latest["status"] == "failure"]
-    if failed.empty or not _is_scim_app(facts, facts.events):
+    if failed.empty or not _is_scim_app(facts):
         return pd.DataFrame(columns=columns)
     codes = failed["error_code"].astype(object).fillna("")
     bad = codes.map({c: lookup(c or None).base == "BadRequest" for c in codes.unique()}).astype(bool)

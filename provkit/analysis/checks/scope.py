@@ -79,7 +79,7 @@ def scope_switches(audits: list[dict[str, Any]]) -> list[tuple[pd.Timestamp, str
 
 def sync_all(facts: Facts) -> list[Finding]:
     scope = facts.scope
-    if scope.value == "assigned" or (scope.value != "all" and facts.events.empty):
+    if scope.value == "assigned" or (scope.value != "all" and not facts.logs.entries):
         return []  # under "assigned" skipped.not-assigned says it; with no logs there is nothing to read
     if scope.value == "all":
         title = f"Scope inferred as 'Sync all users and groups': {scope.because}"

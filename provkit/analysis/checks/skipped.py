@@ -644,10 +644,7 @@ def skipped(facts: Facts) -> list[Finding]:
 
     group = by_cause.get(NOT_ASSIGNED)
     if group is not None:
-        events = facts.events
-        entries = (
-            int(events["source_id"].isin(set(group["object_id"])).sum()) if not events.empty else len(group)
-        )
+        entries = facts.logs.entries_of(group["object_id"]) if facts.logs.entries else len(group)
         title = (
             f"{_plural(entries, 'change')} to {_kinds(group)} not assigned to the app were evaluated and skipped"
             f" (expected under {scope_words if not unknown else chr(39) + 'Sync only assigned' + chr(39)})"

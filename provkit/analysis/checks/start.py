@@ -53,7 +53,7 @@ def start_state(facts: Facts) -> tuple[str, str] | None:
     ran = (
         job_value(job, "last_execution_began") is not None
         or job_value(job, "quarantine_series_began") is not None
-        or not facts.events.empty
+        or facts.logs.entries > 0
     )
     if _same(code, "NotConfigured"):
         return (
@@ -72,7 +72,7 @@ def start_state(facts: Facts) -> tuple[str, str] | None:
     if _same(job_value(job, "last_execution_state"), "Failed") and failures >= FAILING_RUNS:
         return "start.failing-every-run", f"the last {failures} runs failed as a whole"
     if _same(code, "NotRun"):
-        if job_value(job, "progress_total") is not None or not facts.events.empty:
+        if job_value(job, "progress_total") is not None or facts.logs.entries > 0:
             return "start.initial-cycle-running", "the first cycle has started and has not finished yet"
         return "start.not-started", "the job is configured (NotRun) but shows no progress and no log entries"
     return None
@@ -165,13 +165,11 @@ def _objects_in_scope(facts: Facts, fraction: float | None, entries: int) -> tup
 
 def initial_cycle_eta(facts: Facts) -> InitialCycleEta:
     """The running initial cycle's start, progress, extrapolated end and documented sizing range."""
-    events = facts.events
     started = None
     entries = 0
-    if not events.empty:
-        last_cycle = events.loc[events["activity_time"].idxmax(), "cycle_id"]
-        mine = (events["cycle_id"] == last_cycle).fillna(False).to_numpy(dtype=bool)
-        started, entries = as_time(events["activity_time"][mine].min()), int(mine.sum())
+    last_cycle = facts.logs.last_cycle
+    if last_cycle is not None:
+        started, entries = as_time(last_cycle.first), last_cycle.entries
     observations = _observations(facts)
     completed = total = None
     units = observed = eta = None

@@ -11,14 +11,12 @@ Checks:
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pandas as pd
 
 from provkit.analysis.checks.catalog import lookup
 from provkit.analysis.checks.facts import Facts, job_value
 from provkit.analysis.checks.finding import EVIDENCE_ROWS, LINKS, SECTIONS, Finding, evidence_rows
-from provkit.analysis.columns import is_in
+from provkit.data.logsummary import RECENT as LOGS_RECENT
 from provkit.formatting import ago
 
 __all__ = ["CHECKS", "failures_by_code", "summary"]
@@ -26,13 +24,12 @@ __all__ = ["CHECKS", "failures_by_code", "summary"]
 SECTION = SECTIONS["working"]
 ERROR_SHARE = 0.10
 ERROR_OBJECTS = 5_000
-RECENT = timedelta(hours=24)
+RECENT = LOGS_RECENT  # the span of the failure rate (counted in the evidence's log summary)
 
 
 def summary(facts: Facts) -> list[Finding]:
     """``working.summary``: always one info finding describing the job and the logs."""
     job = facts.job
-    events = facts.events
     now = facts.now
     rows: list[dict[str, object]] = []
     parts: list[str] = []
@@ -72,22 +69,20 @@ def summary(facts: Facts) -> list[Finding]:
         rows.append(
             {"field": "steady_state_age", "value": ago(steady, now) if steady is not None else "never"}
         )
-    if events.empty:
+    logs = facts.logs
+    if not logs.entries or logs.first is None or logs.last is None:
         parts.append("no log entries in the evidence")
     else:
-        first, last = events["activity_time"].min(), events["activity_time"].max()
+        first, last = logs.first, logs.last
         hours = (last - first).total_seconds() / 3600
         span = f"{hours / 24:.1f} days" if hours >= 48 else f"{hours:.1f} h"
-        parts.append(f"{len(events):,} log entries over {span}")
-        by_status = events["status"].value_counts()
-        for status, n in by_status.items():
-            if n:
-                rows.append({"field": f"entries_{status}", "value": int(n)})
-        recent = (events["activity_time"] >= now - RECENT).to_numpy(dtype=bool)
-        if recent.any():
-            failed = int((recent & is_in(events, "status", ("failure",))).sum())
-            rate = failed / int(recent.sum())
-            parts.append(f"{rate:.1%} of the last 24 h's {int(recent.sum()):,} entries failed")
+        parts.append(f"{logs.entries:,} log entries over {span}")
+        # Most entries first; a tie in the order of the status names.
+        for status, n in sorted(logs.by_status.items(), key=lambda item: (-item[1], item[0])):
+            rows.append({"field": f"entries_{status}", "value": n})
+        if logs.recent:
+            rate = logs.recent_by_status.get("failure", 0) / logs.recent
+            parts.append(f"{rate:.1%} of the last 24 h's {logs.recent:,} entries failed")
             rows.append({"field": "failure_rate_24h", "value": round(rate, 4)})
         else:
             parts.append("no entries in the last 24 h")
@@ -150,8 +145,7 @@ def failures_by_code(facts: Facts) -> list[Finding]:
     attempted = int((latest["status"].isin(["success", "failure"]) | redundant.fillna(False)).sum()) or len(
         latest
     )
-    events = facts.events
-    entry_counts = events.loc[events["status"] == "failure", "error_code"].fillna("").value_counts()
+    entry_counts = facts.logs.failures_by_code
     findings = []
     for code, group in failing.groupby(failing["error_code"].fillna(""), sort=True):
         reason = group["error_reason"].dropna()

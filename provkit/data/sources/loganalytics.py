@@ -27,7 +27,9 @@ import pandas as pd
 
 from provkit.data.auth import Settings, make_session, sign_in
 from provkit.data.evidence import Evidence
+from provkit.data.logsummary import RECENT, LastCycle, LogSummary
 from provkit.data.sources import files
+from provkit.data.sources.files.formats import _NO_CODE
 from provkit.data.sources.graph import directory_facts
 from provkit.data.tables import events_from_records, jobs_from_records
 from provkit.errors import ConfigError, ProvkitError
@@ -424,6 +426,115 @@ base
 | order by TimeGenerated asc"""
         return self._records(self.query(kql, window))
 
+    def summary(
+        self, sp_id: str, window: tuple[datetime, datetime], now: datetime
+    ) -> tuple[LogSummary, list[dict[str, Any]]]:
+        """What the checks count over every entry, summarised in KQL (:class:`LogSummary`), and the records of
+        each object's latest entry (``arg_max``; their per-object counts go into the summary). A few rows per
+        status and code, one per object."""
+        since = pd.Timestamp(now).tz_convert(UTC) - RECENT
+        # One row per status, error code and target type: counts, recent counts, first and last times.
+        kql = f"""{self._app_filter(sp_id)}
+| summarize entries = count(), recent = countif(TimeGenerated >= {_when(since)}),
+    first_ = min(TimeGenerated), last_ = max(TimeGenerated)
+    by status = tolower(ResultType), code = ResultSignature,
+       ttype = tostring(parse_json(TargetIdentity).identityType)"""
+        groups = self.query(kql, window)
+        for column in ("entries", "recent"):
+            groups[column] = pd.to_numeric(groups[column]).fillna(0).astype("int64")
+        for column in ("first_", "last_"):
+            groups[column] = pd.to_datetime(groups[column], utc=True)
+        # ResultSignature holds a placeholder when there is no error (as the export reader reads it).
+        groups["code"] = [
+            "" if c is None or str(c).strip().lower() in _NO_CODE else str(c) for c in groups["code"]
+        ]
+        by_status = groups.groupby("status")["entries"].sum()
+        recent = groups.groupby("status")["recent"].sum()
+        failed = groups[groups["status"] == "failure"].groupby("code")["entries"].sum()
+        latest = self._latest_with_counts(sp_id, window)
+        summary = LogSummary(
+            entries=int(groups["entries"].sum()),
+            first=groups["first_"].min() if len(groups) else None,
+            last=groups["last_"].max() if len(groups) else None,
+            by_status={str(k): int(v) for k, v in by_status.items() if int(v)},
+            last_by_status={str(k): v for k, v in groups.groupby("status")["last_"].max().items()},
+            recent_since=since,
+            recent_by_status={str(k): int(v) for k, v in recent.items() if int(v)},
+            failures_by_code={str(k): int(v) for k, v in failed.items() if int(v)},
+            error_codes=frozenset(c for c in groups["code"] if c),
+            target_types=frozenset(str(t) for t in groups["ttype"] if isinstance(t, str) and t),
+            last_cycle=self._last_cycle(sp_id, window) if len(groups) else None,
+            entries_by_object=latest[1],
+            window=window,
+        )
+        return summary, latest[0]
+
+    def _latest_with_counts(
+        self, sp_id: str, window: tuple[datetime, datetime]
+    ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        kql = f"""{self._app_filter(sp_id)}
+| extend src_ = tostring(parse_json(SourceIdentity).Id)
+| where isnotempty(src_)
+| summarize arg_max(TimeGenerated, *), entries_ = count() by src_
+| order by TimeGenerated asc"""
+        frame = self.query(kql, window)
+        counts: dict[str, int] = {}
+        if len(frame):
+            counts = {str(k): int(v) for k, v in zip(frame["src_"], frame["entries_"], strict=True)}
+        return self._records(frame.drop(columns=["src_", "entries_"], errors="ignore")), counts
+
+    def _last_cycle(self, sp_id: str, window: tuple[datetime, datetime]) -> LastCycle:
+        """The newest entry's cycle: its entries, failures, first and last times."""
+        top = self.query(
+            f"{self._app_filter(sp_id)}\n| top 1 by TimeGenerated desc\n| project CycleId", window
+        )
+        cycle_id = top["CycleId"].iloc[0] if len(top) else None
+        if not isinstance(cycle_id, str) or not cycle_id:  # the export reader reads "" as no cycle
+            return LastCycle(None, 0, 0, pd.NaT, pd.NaT)
+        kql = f"""{self._app_filter(sp_id)}
+| where CycleId == {_quote(cycle_id)}
+| summarize entries = count(), failures = countif(ResultType =~ 'Failure'),
+    first_ = min(TimeGenerated), last_ = max(TimeGenerated)"""
+        row = self.query(kql, window).iloc[0]
+        first, last = (pd.Timestamp(row[c]).tz_convert(UTC) for c in ("first_", "last_"))
+        return LastCycle(cycle_id, int(row["entries"]), int(row["failures"]), first, last)
+
+    def entries_for_checks(
+        self, sp_id: str, window: tuple[datetime, datetime], last_success: datetime | None
+    ) -> list[dict[str, Any]]:
+        """The whole entries the checks read beyond each object's latest one, as Graph records:
+
+        - each object's latest successful create or update when it is not the object's latest entry (scope
+          inference, out-of-scope skips, references created later);
+        - every delete, disable and staged delete, and every skip whose steps say NotEffectivelyEntitled
+          (deprovisioning, the deletion threshold, scope inference);
+        - the failures after ``last_success`` (all failures when there is none: rejected credentials).
+        """
+        app = self._app_filter(sp_id)
+        exports = f"""let newest = {app}
+    | extend src_ = tostring(parse_json(SourceIdentity).Id)
+    | where isnotempty(src_)
+    | summarize newest_ = max(TimeGenerated) by src_;
+{app}
+| extend src_ = tostring(parse_json(SourceIdentity).Id)
+| where isnotempty(src_) and ResultType =~ 'Success' and tolower(ProvisioningAction) in ('create', 'update')
+| summarize arg_max(TimeGenerated, *) by src_
+| join kind=inner newest on src_
+| where TimeGenerated < newest_
+| project-away src_, src_1, newest_"""
+        # contains: a superset of the skips whose step details carry SkipReason NotEffectivelyEntitled (the
+        # checks read the reason from the steps and keep only those).
+        leaving = f"""{app}
+| where tolower(ProvisioningAction) in ('delete', 'disable', 'stageddelete')
+    or (ResultType =~ 'Skipped' and ProvisioningSteps contains 'NotEffectivelyEntitled')"""
+        failures = f"{app}\n| where ResultType =~ 'Failure'"
+        if last_success is not None:
+            failures += f" and TimeGenerated > {_when(last_success)}"
+        records: list[dict[str, Any]] = []
+        for kql in (exports, leaving, failures):
+            records.extend(self._records(self.query(kql, window)))
+        return records
+
     def cited_entries(
         self, sp_id: str, change_ids: list[str], window: tuple[datetime, datetime], *, per_query: int = 200
     ) -> list[dict[str, Any]]:
@@ -535,7 +646,7 @@ base
 # ---------------------------------------------------------------------------------------------------------
 # Evidence: configuration from Graph, logs from the workspace
 
-MODES = ("cycles", "entries", "object")
+MODES = ("cycles", "entries", "findings", "object")
 
 
 def workspace_evidence(
@@ -581,7 +692,15 @@ def workspace_evidence(
     # The workspace keeps the audits as long as the logs (Graph: 30 days).
     audits = workspace.audits(sp_id, window)
     observed = None
-    if mode == "cycles":
+    summary = None
+    if mode == "findings":
+        summary, records = workspace.summary(sp_id, window, window[1])
+        seen = {r.get("id") for r in records}
+        for record in workspace.entries_for_checks(sp_id, window, summary.last_by_status.get("success")):
+            if record.get("id") not in seen:
+                seen.add(record.get("id"))
+                records.append(record)
+    elif mode == "cycles":
         observed = workspace.observed_cycles(sp_id, window)
         records: list[dict[str, Any]] = []
     elif mode == "object":
@@ -605,6 +724,7 @@ def workspace_evidence(
         window=window,
         source="loganalytics",
         observed_cycles=observed,
+        log_summary=summary,
     )
     return evidence, resolved
 

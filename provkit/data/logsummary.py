@@ -1,0 +1,157 @@
+"""What the checks count over every log entry of a window, as one small value: :class:`LogSummary`.
+
+Most checks read a few entries (each object's latest one, the entries a finding cites); a few count over all of
+them (entries by status, failed entries by error code, the latest cycle's size). A source that summarises in its
+own engine (Log Analytics, in KQL) hands those counts over as a :class:`LogSummary` and sends only the entries
+the checks read; otherwise :meth:`LogSummary.from_events` computes the same counts from the entries, so the
+checks run the same code on both (:meth:`provkit.data.evidence.Evidence.summarise_logs`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["RECENT", "LastCycle", "LogSummary"]
+
+# The "recent" span of the working summary: the failure rate of the last 24 hours.
+RECENT = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class LastCycle:
+    """The cycle of the newest entry: its id (None when that entry has none), its entries, their failures, and
+    the first and last entry times (NaT when no entry carries the id)."""
+
+    cycle_id: str | None
+    entries: int
+    failures: int
+    first: Any
+    last: Any
+
+
+class _ObjectCounts(Mapping[str, int]):
+    """Entries per source object id, counted from the entries when first read (one pass over a column)."""
+
+    def __init__(self, events: pd.DataFrame) -> None:
+        self._events = events
+
+    @cached_property
+    def _counts(self) -> dict[str, int]:
+        if self._events.empty or "source_id" not in self._events:
+            return {}
+        counts = self._events["source_id"].value_counts()
+        return {str(k): int(v) for k, v in counts.items() if int(v)}
+
+    def __getitem__(self, key: str) -> int:
+        return self._counts[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._counts)
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+
+@dataclass(frozen=True)
+class LogSummary:
+    """Counts over every entry of a window.
+
+    - ``entries``, ``first`` / ``last`` (entry times; None without entries);
+    - ``by_status``: entries by status (lower case; statuses with entries only), ``last_by_status`` the newest
+      entry time of each, ``recent_by_status`` the entries at or after ``recent_since``;
+    - ``failures_by_code``: failed entries by error code ("" for none);
+    - ``error_codes`` (every code any entry carries) and ``target_types`` (every target identity type);
+    - ``last_cycle``: the newest entry's cycle (:class:`LastCycle`), None without entries;
+    - ``entries_by_object``: entries per source object id;
+    - ``window``: the window summarised, when the source says (a pushed-down summary always does).
+    """
+
+    entries: int
+    first: pd.Timestamp | None
+    last: pd.Timestamp | None
+    by_status: dict[str, int]
+    last_by_status: dict[str, pd.Timestamp]
+    recent_since: pd.Timestamp
+    recent_by_status: dict[str, int]
+    failures_by_code: dict[str, int]
+    error_codes: frozenset[str]
+    target_types: frozenset[str]
+    last_cycle: LastCycle | None
+    entries_by_object: Mapping[str, int] = field(default_factory=dict)
+    window: tuple[datetime, datetime] | None = None
+
+    @property
+    def recent(self) -> int:
+        """Entries at or after ``recent_since``."""
+        return sum(self.recent_by_status.values())
+
+    def entries_of(self, object_ids: Iterable[Any]) -> int:
+        """How many entries name one of these source object ids."""
+        return sum(self.entries_by_object.get(str(i), 0) for i in set(object_ids))
+
+    @classmethod
+    def from_events(
+        cls, events: pd.DataFrame, now: datetime, window: tuple[datetime, datetime] | None = None
+    ) -> LogSummary:
+        """The summary of an events table (see :mod:`provkit.data.tables`); ``now`` sets ``recent_since``."""
+        since = _utc(pd.Timestamp(now)) - RECENT
+        if events.empty:
+            return cls(0, None, None, {}, {}, since, {}, {}, frozenset(), frozenset(), None, {}, window)
+        times = events["activity_time"]
+        status = _lowered(events["status"])
+        by_status = {str(s): int(n) for s, n in status.value_counts().items() if int(n)}
+        last_by_status = {str(s): pd.Timestamp(t) for s, t in times.groupby(status).max().items()}
+        recent = (times >= since).to_numpy(dtype=bool)
+        recent_by_status = {str(s): int(n) for s, n in status[recent].value_counts().items() if int(n)}
+        failed = (events["status"] == "failure").fillna(False).to_numpy(dtype=bool)
+        codes = events["error_code"][failed].astype(object).fillna("").value_counts()
+        failures_by_code = {str(c): int(n) for c, n in codes.items() if int(n)}
+        return cls(
+            entries=len(events),
+            first=pd.Timestamp(times.min()),
+            last=pd.Timestamp(times.max()),
+            by_status=by_status,
+            last_by_status=last_by_status,
+            recent_since=since,
+            recent_by_status=recent_by_status,
+            failures_by_code=failures_by_code,
+            error_codes=_distinct(events, "error_code"),
+            target_types=_distinct(events, "target_type"),
+            last_cycle=_last_cycle(events),
+            entries_by_object=_ObjectCounts(events),
+            window=window,
+        )
+
+
+def _utc(moment: pd.Timestamp) -> pd.Timestamp:
+    return moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
+
+
+def _lowered(series: pd.Series) -> pd.Series:
+    """Each value as lower-case text ("" when missing), decided once per distinct value."""
+    codes, uniques = pd.factorize(series)
+    values = np.asarray([str(v).lower() for v in uniques] + [""], dtype=object)
+    return pd.Series(values[codes], index=series.index, dtype=object)  # code -1 (missing) takes the last, ""
+
+
+def _distinct(events: pd.DataFrame, column: str) -> frozenset[str]:
+    if column not in events:
+        return frozenset()
+    return frozenset(str(v) for v in pd.unique(events[column].dropna()))
+
+
+def _last_cycle(events: pd.DataFrame) -> LastCycle:
+    """The cycle of the newest entry (the first of them when several share the newest time)."""
+    cycle_id = events.loc[events["activity_time"].idxmax(), "cycle_id"]
+    mine = (events["cycle_id"] == cycle_id).fillna(False).to_numpy(dtype=bool)
+    failed = (_lowered(events["status"]) == "failure").to_numpy(dtype=bool)
+    times = events["activity_time"][mine]
+    known = None if cycle_id is None or pd.isna(cycle_id) else str(cycle_id)
+    return LastCycle(known, int(mine.sum()), int((mine & failed).sum()), times.min(), times.max())
