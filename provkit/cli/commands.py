@@ -78,14 +78,18 @@ def cmd_cycles(args: argparse.Namespace) -> int:
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
     validate = None
+    # From a workspace, what the checks count over every entry is summarised in KQL; only each object's latest
+    # entry and the entries the checks filter for travel.
     if args.validate_credentials:
-        evidence = (_load(args, admin=True) if args.demo else _load(args)).evidence
+        evidence = (
+            _load(args, logs="findings", admin=True) if args.demo else _load(args, logs="findings")
+        ).evidence
         # Offline there is no tenant to ask; without a job there is nothing to validate (the checks say so).
         if not getattr(args, "offline", False) and (evidence.job or {}).get("id"):
             # --validate-credentials is the flag that allows this one POST (it changes nothing in the tenant).
             validate = changes.credentials_validator(lambda: _client_of(args), evidence, allow_changes=True)
     else:
-        evidence = _load(args).evidence
+        evidence = _load(args, logs="findings").evidence
     findings = run_checks(evidence, validate_credentials=validate)
     print(findings_json(findings) if args.json else format_findings(findings))
     return 0

@@ -85,6 +85,12 @@ class Evidence:
         return LogSummary.from_events(self.events, self.now, self.window)
 
     @property
+    def entry_count(self) -> int:
+        """How many log entries the window holds (``log_summary``'s count when the source summarised them;
+        ``events`` may then hold fewer)."""
+        return self.log_summary.entries if self.log_summary is not None else len(self.events)
+
+    @property
     def coverage_gaps(self) -> list[tuple[datetime, datetime]] | None:
         """The ranges of the analysed window (``window``, else ``coverage_window``) that no fetch covered; None
         when either is unknown."""

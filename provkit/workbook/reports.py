@@ -287,6 +287,7 @@ class _Fetcher:
             progress=False,
             demo_options=demo_options_from_env() if self.source == "demo" else None,
             workspace=self.workspace,
+            logs="findings",  # from a workspace: counts summarised in KQL, only the entries the checks read
         )
 
     def close(self) -> None:
@@ -456,7 +457,7 @@ def _prepare_app(
     )
     say(
         f"{evidence.display_name}: {entry['state']} ({entry['counts']['error']} errors, "
-        f"{entry['counts']['warning']} warnings), {len(evidence.events)} entries"
+        f"{entry['counts']['warning']} warnings), {evidence.entry_count} entries"
     )
     parameters = {
         "app": evidence.service_principal_id,

@@ -49,7 +49,7 @@ def status_row(evidence: Evidence) -> dict[str, Any]:
         "last_execution": last.get("state"),
         "last_ended": last.get("timeEnded"),
         "quarantine": quarantine.get("reason"),
-        "entries": len(evidence.events),
+        "entries": evidence.entry_count,
         "window": f"{window[0]:%Y-%m-%d %H:%M} .. {window[1]:%Y-%m-%d %H:%M} UTC" if window else None,
     }
 

@@ -7,8 +7,11 @@ token is for the Log Analytics API, ``https://api.loganalytics.io/.default`` in 
 
 The heavy work is pushed down as KQL: cycles (:meth:`LogAnalytics.observed_cycles`), failures by code and skip
 reasons come back as aggregates, and an object's entries (:meth:`LogAnalytics.object_entries`) as only that
-object's rows. :meth:`LogAnalytics.entries` pulls whole entries, a day at a time, for the checks that still read
-every entry. Every query counts the rows and bytes it transferred (:attr:`LogAnalytics.transfer`).
+object's rows. For the checks (``diagnose``), :meth:`LogAnalytics.summary` counts over every entry in KQL (a
+:class:`~provkit.data.logsummary.LogSummary`) and sends each object's latest entry, and
+:meth:`LogAnalytics.entries_for_checks` only the whole entries the checks filter for. :meth:`LogAnalytics.entries`
+pulls every entry, a day at a time. Every query counts the rows and bytes it transferred
+(:attr:`LogAnalytics.transfer`).
 
 A result cut short by the service (``PartialError``, e.g. over 500,000 rows) or a query that timed out raises
 :class:`PartialResultError`; nothing is silently truncated.
@@ -664,7 +667,11 @@ def workspace_evidence(
 
     ``mode`` says how much of the logs travels: "cycles" pulls per-cycle aggregates only (and the entries of
     failures; enough for cycles and their timing), "object" the entries about ``object_ref`` only (for explain),
-    "entries" every entry of the window (for the checks, which still read entries).
+    "findings" what the checks read: the counts over every entry summarised in KQL (``log_summary``), each
+    object's latest entry and the few whole entries the checks filter for (:meth:`LogAnalytics.summary`,
+    :meth:`LogAnalytics.entries_for_checks`), and the per-cycle aggregates of "cycles" (so the cycles of this
+    evidence are those of "cycles"); "entries" every entry of the window (the checks' findings are the same as
+    from "findings").
     """
 
     if mode not in MODES:
@@ -694,6 +701,8 @@ def workspace_evidence(
     observed = None
     summary = None
     if mode == "findings":
+        # Per-cycle rows too (a few hundred a month), so the cycles of this evidence are those of "cycles".
+        observed = workspace.observed_cycles(sp_id, window)
         summary, records = workspace.summary(sp_id, window, window[1])
         seen = {r.get("id") for r in records}
         for record in workspace.entries_for_checks(sp_id, window, summary.last_by_status.get("success")):
