@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from provkit.analysis import cycles, trends
-from provkit.analysis.checks import run_checks
+from provkit.analysis.checks import findings_json, run_checks
 from provkit.analysis.checks.explain import explain
 from provkit.analysis.checks.facts import gather
 from provkit.cli.main import main
@@ -338,3 +338,68 @@ def test_postmortem_from_a_workspace_says_where_its_logs_came_from(capsys, tmp_p
     written = Path(out.strip().splitlines()[-1]).read_text(encoding="utf-8")
     assert f"> **Source.** Evidence for Zendesk from Log Analytics workspace {workspace} (" in written
     assert "job status and schema from Graph of the SIMULATED tenant" in written
+
+
+def _findings(evidence) -> list[tuple]:
+    """What a user reads of each finding: id, severity, title, count, remedy and the entries it cites."""
+    return [
+        (f.check, f.severity, f.title, f.count, f.remedy, [r.get("change_id") for r in f.evidence])
+        for f in run_checks(evidence)
+    ]
+
+
+def test_diagnose_pushdown_gives_every_apps_findings_from_far_fewer_rows(store) -> None:
+    """For every simulated app: the findings from the pushed-down evidence (counts summarised in KQL, each
+    object's latest entry and the entries the checks filter for) are those of every entry of the window, to the
+    last evidence row, and those from Graph for the same window; fewer rows travel."""
+    demo = demo_tenant()
+    rows = {"entries": 0, "findings": 0}
+    for app in demo.tenant.apps:
+        graph = load_evidence(app.sp_id, source="demo", since="3d", progress=False, store=store).evidence
+        every = load_evidence(app.sp_id, source="demo", since="3d", progress=False, workspace="")
+        pushed = load_evidence(
+            app.sp_id, source="demo", since="3d", progress=False, workspace="", logs="findings"
+        )
+        evidence = pushed.evidence
+        assert evidence.log_summary is not None and evidence.entry_count == len(every.evidence.events)
+        assert len(evidence.events) <= len(every.evidence.events)
+        assert findings_json(run_checks(evidence)) == findings_json(run_checks(every.evidence)), (
+            app.display_name
+        )
+        assert _findings(evidence) == _findings(graph), app.display_name
+        rows["entries"] += every.transfer.rows
+        rows["findings"] += pushed.transfer.rows
+    assert rows["findings"] < 0.75 * rows["entries"], rows
+
+
+def test_pushed_down_evidence_counts_what_the_checks_count_over_every_entry(store) -> None:
+    demo = demo_tenant()
+    app = next(a for a in demo.tenant.apps if a.scenario.name == "escrow-quarantine")
+    every = load_evidence(app.sp_id, source="demo", since="3d", progress=False, workspace="").evidence
+    pushed = load_evidence(
+        app.sp_id, source="demo", since="3d", progress=False, workspace="", logs="findings"
+    ).evidence
+    a, b = every.summarise_logs(), pushed.summarise_logs()
+    assert every.log_summary is None and b is pushed.log_summary
+    for name in (
+        "entries",
+        "first",
+        "last",
+        "by_status",
+        "last_by_status",
+        "recent_since",
+        "recent_by_status",
+        "failures_by_code",
+        "error_codes",
+        "target_types",
+        "last_cycle",
+    ):
+        assert getattr(a, name) == getattr(b, name), name
+    assert dict(a.entries_by_object) == dict(b.entries_by_object)
+    assert b.failures_by_code and b.last_cycle is not None and b.last_cycle.failures > 0
+    # Its cycles are those of every entry (the per-cycle rows travel with it).
+    assert cycles.cycles_table(pushed)["cycle_id"].tolist() == cycles.cycles_table(every)["cycle_id"].tolist()
+    # Its counts are the window's: a narrower cut is refused rather than miscounted.
+    with pytest.raises(ConfigError, match="cannot be cut to a narrower window"):
+        pushed.cut(start=pushed.window[0] + timedelta(hours=1))
+    assert pushed.cut(pushed.window).summarise_logs() == b

@@ -503,38 +503,61 @@ base
         return LastCycle(cycle_id, int(row["entries"]), int(row["failures"]), first, last)
 
     def entries_for_checks(
-        self, sp_id: str, window: tuple[datetime, datetime], last_success: datetime | None
+        self,
+        sp_id: str,
+        window: tuple[datetime, datetime],
+        last_success: datetime | None,
+        *,
+        last_cycle: LastCycle | None = None,
     ) -> list[dict[str, Any]]:
-        """The whole entries the checks read beyond each object's latest one, as Graph records:
+        """The whole entries the checks read beyond each object's latest one (:meth:`summary` sends those), as
+        Graph records:
 
-        - each object's latest successful create or update when it is not the object's latest entry (scope
-          inference, out-of-scope skips, references created later);
+        - each object's latest successful create or update (scope inference, out-of-scope skips, references
+          created later);
         - every delete, disable and staged delete, and every skip whose steps say NotEffectivelyEntitled
           (deprovisioning, the deletion threshold, scope inference);
-        - the failures after ``last_success`` (all failures when there is none: rejected credentials).
+        - the failures after ``last_success`` (all failures when there is none: rejected credentials);
+        - with ``last_cycle``, that cycle's entries (the ETA of a running initial cycle).
+
+        inference: an entry at the same instant as its object's latest one is taken for it (as ``arg_max``
+        takes either) and not sent again.
         """
         app = self._app_filter(sp_id)
-        exports = f"""let newest = {app}
+        newest = f"""let newest = {app}
     | extend src_ = tostring(parse_json(SourceIdentity).Id)
     | where isnotempty(src_)
     | summarize newest_ = max(TimeGenerated) by src_;
-{app}
+"""
+
+        def beyond_latest(filters: str, then: str = "") -> str:
+            return f"""{newest}{app}
 | extend src_ = tostring(parse_json(SourceIdentity).Id)
-| where isnotempty(src_) and ResultType =~ 'Success' and tolower(ProvisioningAction) in ('create', 'update')
-| summarize arg_max(TimeGenerated, *) by src_
-| join kind=inner newest on src_
-| where TimeGenerated < newest_
+{filters}
+| join kind=leftouter newest on src_
+| where isnull(newest_) or TimeGenerated < newest_{then}
 | project-away src_, src_1, newest_"""
-        # contains: a superset of the skips whose step details carry SkipReason NotEffectivelyEntitled (the
-        # checks read the reason from the steps and keep only those).
-        leaving = f"""{app}
-| where tolower(ProvisioningAction) in ('delete', 'disable', 'stageddelete')
-    or (ResultType =~ 'Skipped' and ProvisioningSteps contains 'NotEffectivelyEntitled')"""
-        failures = f"{app}\n| where ResultType =~ 'Failure'"
-        if last_success is not None:
-            failures += f" and TimeGenerated > {_when(last_success)}"
+
+        exports = beyond_latest(
+            "| where isnotempty(src_) and ResultType =~ 'Success'"
+            " and tolower(ProvisioningAction) in ('create', 'update')\n"
+            "| summarize arg_max(TimeGenerated, *) by src_"
+        )
+        leaving = beyond_latest(
+            "| where tolower(ProvisioningAction) in ('delete', 'disable', 'stageddelete')"
+        )
+        # has: a superset of the skips whose step details carry SkipReason NotEffectivelyEntitled (the checks read
+        # the reason from the steps and keep only those). A query of its own, read after the join: under an "or"
+        # with the actions, or before the join, an engine may read the steps of more entries.
+        not_entitled = beyond_latest(
+            "| where ResultType =~ 'Skipped'", "\n| where ProvisioningSteps has 'NotEffectivelyEntitled'"
+        )
+        after = f" and TimeGenerated > {_when(last_success)}" if last_success is not None else ""
+        queries = [exports, leaving, not_entitled, beyond_latest(f"| where ResultType =~ 'Failure'{after}")]
+        if last_cycle is not None and last_cycle.cycle_id:
+            queries.append(beyond_latest(f"| where CycleId == {_quote(last_cycle.cycle_id)}"))
         records: list[dict[str, Any]] = []
-        for kql in (exports, leaving, failures):
+        for kql in queries:
             records.extend(self._records(self.query(kql, window)))
         return records
 
@@ -669,9 +692,8 @@ def workspace_evidence(
     failures; enough for cycles and their timing), "object" the entries about ``object_ref`` only (for explain),
     "findings" what the checks read: the counts over every entry summarised in KQL (``log_summary``), each
     object's latest entry and the few whole entries the checks filter for (:meth:`LogAnalytics.summary`,
-    :meth:`LogAnalytics.entries_for_checks`), and the per-cycle aggregates of "cycles" (so the cycles of this
-    evidence are those of "cycles"); "entries" every entry of the window (the checks' findings are the same as
-    from "findings").
+    :meth:`LogAnalytics.entries_for_checks`) and the per-cycle aggregates of "cycles" (for ``diagnose`` and a
+    report's summary); "entries" every entry of the window (the same findings as "findings").
     """
 
     if mode not in MODES:
@@ -701,11 +723,20 @@ def workspace_evidence(
     observed = None
     summary = None
     if mode == "findings":
-        # Per-cycle rows too (a few hundred a month), so the cycles of this evidence are those of "cycles".
+        # The per-cycle rows (a few hundred a month): the checks' initial-cycle ETA reads the cycles, and so does
+        # a report's summary.
         observed = workspace.observed_cycles(sp_id, window)
         summary, records = workspace.summary(sp_id, window, window[1])
         seen = {r.get("id") for r in records}
-        for record in workspace.entries_for_checks(sp_id, window, summary.last_by_status.get("success")):
+        # The ETA of a running initial cycle reads its entries (objects seen over time); the job status code is
+        # NotRun until the first run completes (synchronizationStatusCode, reference section 2).
+        running = str(((jobs[0].get("status") or {}).get("code") if jobs else "") or "").lower() == "notrun"
+        for record in workspace.entries_for_checks(
+            sp_id,
+            window,
+            summary.last_by_status.get("success"),
+            last_cycle=summary.last_cycle if running else None,
+        ):
             if record.get("id") not in seen:
                 seen.add(record.get("id"))
                 records.append(record)
