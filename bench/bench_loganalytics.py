@@ -17,10 +17,17 @@ measures, in the same run:
   (``evidence.from_simulator``: rendered in-process, no HTTP, so a lower bound on a real fetch), and the
   fetch time Graph's throttle alone imposes: pages of 1,000 entries at 5 requests per 10 s.
 - agreement: cycles from Log Analytics vs Graph per app (count within one, same initial/incremental split).
+- diagnose: for every app, ``provkit diagnose --workspace``'s load (``logs="findings"``: the counts the checks
+  take over every entry summarised in KQL, each object's latest entry and the entries the checks filter for;
+  job status, schema and directory facts from Graph) and the checks; rows and bytes transferred, as a share of
+  the entries in the window. The baseline, measured in the same run: the entries-mode load (``logs="entries"``,
+  every entry of the window, as diagnose read them before), on the last ``--baseline-days`` of the window and
+  scaled to the window by its entries (0: the whole window, and then the findings of both are compared).
 
 Times are wall-clock (``time.perf_counter``) on a machine that may be shared: the load average is printed.
 
     python bench/bench_loganalytics.py --users 100000 --days 30
+    python bench/bench_loganalytics.py --users 3000 --days 30 --baseline-days 0 --skip-graph
 """
 
 from __future__ import annotations
@@ -30,11 +37,14 @@ import dataclasses
 import math
 import os
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from provkit.analysis import cycles
-from provkit.data.sources.loganalytics import LogAnalytics
-from provkit.data.tables import empty_tables
+from provkit.analysis.checks import findings_json, run_checks
+from provkit.data.auth import Settings
+from provkit.data.sources.graph import connect
+from provkit.data.sources.loganalytics import LogAnalytics, workspace_evidence
+from provkit.data.tables import empty_tables, events_from_records
 from provkit.sim.entries import render_entry
 from provkit.sim.evidence import from_simulator
 from provkit.sim.server import start_server
@@ -64,6 +74,13 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--skip-graph", action="store_true", help="skip the in-process Graph baseline")
+    parser.add_argument(
+        "--baseline-days",
+        type=float,
+        default=1.0,
+        help="days at the window's end the entries-mode baseline reads (scaled to the window); 0: all of it",
+    )
+    parser.add_argument("--skip-diagnose", action="store_true", help="skip the diagnose figures")
     args = parser.parse_args()
 
     began = time.perf_counter()
@@ -152,7 +169,91 @@ def main() -> None:
         print(f"rows transferred: {total_rows:,} = {share:.3f}% of the entries summarised (target <= 1%)")
         if not args.skip_graph:
             print(f"cycles agree (count within one, same initial/incremental split) for every app: {agree}")
+        if not args.skip_diagnose:
+            diagnose(tenant, env, la, window, args.baseline_days)
         print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def diagnose(tenant: Tenant, env: dict, la: LogAnalytics, window: tuple, baseline_days: float) -> None:
+    """``diagnose --workspace`` per app (findings mode) beside the entries-mode load of the same run."""
+    client = connect(
+        Settings.from_env(env), secret=env["PROVKIT_CLIENT_SECRET"], method="secret", cache_path=False
+    )
+    spent = {"kql": 0.0}
+    query = la.query
+
+    def timed_query(kql: str, span: object) -> object:
+        t0 = time.perf_counter()
+        try:
+            return query(kql, span)
+        finally:
+            spent["kql"] += time.perf_counter() - t0
+
+    la.query = timed_query  # type: ignore[method-assign]
+    span = f"last {baseline_days:g} d, scaled" if baseline_days else "whole window"
+    print()
+    print(
+        f"diagnose --workspace (findings mode) beside the entries-mode load ({span}); load average "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
+    header = f"{'app':<18} {'entries':>9} {'diag s':>7} {'KQL s':>6} {'rows':>7} {'rows %':>7} {'KiB':>8}"
+    header += f" {'findings':>8} {'| entries mode: s':>17} {'rows':>9} {'KiB':>10}"
+    header += " same findings" if not baseline_days else ""
+    print(header)
+    totals = {"entries": 0, "rows": 0, "kib": 0.0, "s": 0.0, "base_s": 0.0, "base_rows": 0.0, "base_kib": 0.0}
+    same_all = True
+    for app in tenant.apps:
+        entries = sum(
+            c.entries_before(tenant.now_ticks + 1) - c.entries_before(tenant.window_start)
+            for c in app.timeline().cycles
+        )
+        rows0, bytes0, kql0 = la.transfer.rows, la.transfer.bytes, spent["kql"]
+        t0 = time.perf_counter()
+        evidence, _ = workspace_evidence(
+            client, la, app.sp_id, window=window, tenant_id=tenant.tenant_id, mode="findings"
+        )
+        findings = run_checks(evidence)
+        seconds = time.perf_counter() - t0
+        rows, kib = la.transfer.rows - rows0, (la.transfer.bytes - bytes0) / 1024
+        kql = spent["kql"] - kql0
+        # The baseline: every entry of (part of) the window, read and made into tables as entries mode does.
+        rows0, bytes0 = la.transfer.rows, la.transfer.bytes
+        t0 = time.perf_counter()
+        if baseline_days:
+            part = (max(window[0], window[1] - timedelta(days=baseline_days)), window[1])
+            tables = events_from_records(la.entries(app.sp_id, part))
+            same = ""
+        else:
+            every, _ = workspace_evidence(
+                client, la, app.sp_id, window=window, tenant_id=tenant.tenant_id, mode="entries"
+            )
+            tables = every.tables
+            same = str(findings_json(run_checks(every)) == findings_json(findings))
+            same_all &= same == "True"
+        base_s = time.perf_counter() - t0
+        base_rows, base_kib = la.transfer.rows - rows0, (la.transfer.bytes - bytes0) / 1024
+        read = len(tables.events)
+        scale = entries / read if baseline_days and read else 1.0
+        base_s, base_rows, base_kib = base_s * scale, base_rows * scale, base_kib * scale
+        share = 100.0 * rows / entries if entries else 0.0
+        print(
+            f"{app.display_name[:18]:<18} {entries:>9,} {seconds:>7.1f} {kql:>6.1f} {rows:>7,} {share:>6.1f}% "
+            f"{kib:>8,.0f} {len(findings):>8} {base_s:>17.1f} {base_rows:>9,.0f} {base_kib:>10,.0f} {same}"
+        )
+        for key, value in (("entries", entries), ("rows", rows), ("kib", kib), ("s", seconds)):
+            totals[key] += value
+        totals["base_s"] += base_s
+        totals["base_rows"] += base_rows
+        totals["base_kib"] += base_kib
+    share = 100.0 * totals["rows"] / totals["entries"] if totals["entries"] else 0.0
+    print(
+        f"diagnose of {len(tenant.apps)} apps ({totals['entries']:,} entries): {totals['s']:.1f} s, "
+        f"{totals['rows']:,} rows = {share:.2f}% of the entries, {totals['kib'] / 1024:,.1f} MiB; "
+        f"entries mode ({span}): {totals['base_s']:.1f} s, {totals['base_rows']:,.0f} rows, "
+        f"{totals['base_kib'] / 1024:,.1f} MiB"
+    )
+    if not baseline_days:
+        print(f"the same findings from both modes for every app: {same_all}")
 
 
 if __name__ == "__main__":

@@ -287,7 +287,7 @@ class _Fetcher:
             progress=False,
             demo_options=demo_options_from_env() if self.source == "demo" else None,
             workspace=self.workspace,
-            logs="findings",  # from a workspace: counts and cycles summarised in KQL, the entries checks read
+            logs="summary",  # from a workspace: counts and cycles summarised in KQL, the entries checks read
         )
 
     def close(self) -> None:

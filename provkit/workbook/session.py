@@ -11,7 +11,7 @@ and postmortems).
 
 With ``workspace`` (a Log Analytics workspace id) the logs come from that workspace through KQL instead of the
 Graph reporting API (the configuration still comes from Graph, of the live or the simulated tenant); ``logs``
-says how much of them travels ("entries", "cycles", "findings" or "object", see provkit.data.sources.loganalytics).
+says how much of them travels ("entries", "cycles", "findings", "summary" or "object", see provkit.data.sources.loganalytics).
 
 The demo tenant's size can be set with ``PROVKIT_DEMO_USERS`` and ``PROVKIT_DEMO_DAYS`` (default 6000 users,
 7 days); ``PROVKIT_DEMO_THROTTLE=1`` turns Graph's reporting throttle on (the simulated tenant is reached through

@@ -22,6 +22,7 @@ from provkit.analysis.cycles.rules import (
 )
 from provkit.analysis.cycles.values import job_key, jsonable, ns_of, same_text
 from provkit.data.evidence import Evidence
+from provkit.errors import ConfigError
 from provkit.formatting import format_time, text_or_none
 
 
@@ -367,6 +368,12 @@ def cycles_table(evidence: Evidence) -> pd.DataFrame:
     ctx = Context.of(evidence)
     # A source that summarised the entries itself (Log Analytics, in KQL) hands over the same per-cycle rows.
     pushed = getattr(evidence, "observed_cycles", None)
+    if pushed is None and getattr(evidence, "log_summary", None) is not None:
+        raise ConfigError(
+            "This evidence holds only the log entries the checks read (its source summarised the others), not "
+            "every entry: its cycles cannot be reconstructed from them.",
+            remedy='Load it with logs="cycles" or logs="summary" for cycles.',
+        )
     observed, without_cycle = pushed if pushed is not None else observed_cycles(evidence.events)
     frame = _match_executions(observed, ctx)
     frame = _add_inferred(frame, ctx)

@@ -672,7 +672,7 @@ base
 # ---------------------------------------------------------------------------------------------------------
 # Evidence: configuration from Graph, logs from the workspace
 
-MODES = ("cycles", "entries", "findings", "object")
+MODES = ("cycles", "entries", "findings", "summary", "object")
 
 
 def workspace_evidence(
@@ -692,8 +692,9 @@ def workspace_evidence(
     failures; enough for cycles and their timing), "object" the entries about ``object_ref`` only (for explain),
     "findings" what the checks read: the counts over every entry summarised in KQL (``log_summary``), each
     object's latest entry and the few whole entries the checks filter for (:meth:`LogAnalytics.summary`,
-    :meth:`LogAnalytics.entries_for_checks`) and the per-cycle aggregates of "cycles" (for ``diagnose`` and a
-    report's summary); "entries" every entry of the window (the same findings as "findings").
+    :meth:`LogAnalytics.entries_for_checks`; with the per-cycle aggregates of "cycles" while the initial cycle
+    runs, for its ETA); "summary" those and the per-cycle aggregates always (a report's summary: findings and
+    cycles); "entries" every entry of the window (the same findings as "findings").
     """
 
     if mode not in MODES:
@@ -722,15 +723,15 @@ def workspace_evidence(
     audits = workspace.audits(sp_id, window)
     observed = None
     summary = None
-    if mode == "findings":
-        # The per-cycle rows (a few hundred a month): the checks' initial-cycle ETA reads the cycles, and so does
-        # a report's summary.
-        observed = workspace.observed_cycles(sp_id, window)
+    if mode in ("findings", "summary"):
+        # The ETA of a running initial cycle reads the cycles and that cycle's entries (objects seen over time);
+        # the job status code is NotRun until the first run completes (synchronizationStatusCode, reference
+        # section 2). A report's summary reads the cycles too.
+        running = str(((jobs[0].get("status") or {}).get("code") if jobs else "") or "").lower() == "notrun"
+        if running or mode == "summary":
+            observed = workspace.observed_cycles(sp_id, window)
         summary, records = workspace.summary(sp_id, window, window[1])
         seen = {r.get("id") for r in records}
-        # The ETA of a running initial cycle reads its entries (objects seen over time); the job status code is
-        # NotRun until the first run completes (synchronizationStatusCode, reference section 2).
-        running = str(((jobs[0].get("status") or {}).get("code") if jobs else "") or "").lower() == "notrun"
         for record in workspace.entries_for_checks(
             sp_id,
             window,
