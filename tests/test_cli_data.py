@@ -348,3 +348,27 @@ def test_building_the_command_imports_no_data_layer() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_diagnose_from_a_workspace_sends_counts_and_few_entries_and_finds_what_graph_finds(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    app = next(a for a in demo_tenant().tenant.apps if a.scenario.name == "escrow-quarantine").display_name
+    argv = ["diagnose", "--demo", "--app", app, "--since", "3d", "--json"]
+    code, out, err = run(capsys, *argv, "--workspace")
+    assert code == 0
+    pushed = json.loads(out)
+    code, out, _ = run(capsys, *argv, "--store", str(tmp_path / "store"))
+    assert code == 0
+    graph = json.loads(out)
+
+    def seen(findings: list[dict]) -> list[tuple]:
+        return [(f["check"], f["severity"], f["title"], f["count"], f["remedy"]) for f in findings]
+
+    assert seen(pushed) == seen(graph) and len(graph) > 2
+    # stderr names the workspace and what travelled: fewer rows than the window's entries
+    sent = re.search(r"Log Analytics workspace \S+: (\d+) KQL queries, ([\d,]+) rows", err)
+    assert sent is not None, err
+    summary = next(f for f in graph if f["check"] == "working.summary")
+    entries = int(re.search(r"([\d,]+) log entries over", summary["title"]).group(1).replace(",", ""))
+    assert int(sent.group(2).replace(",", "")) < entries
