@@ -723,6 +723,7 @@ def workspace_evidence(
     audits = workspace.audits(sp_id, window)
     observed = None
     summary = None
+    records: list[dict[str, Any]] = []
     if mode in ("findings", "summary"):
         # The ETA of a running initial cycle reads the cycles and that cycle's entries (objects seen over time);
         # the job status code is NotRun until the first run completes (synchronizationStatusCode, reference
@@ -743,7 +744,6 @@ def workspace_evidence(
                 records.append(record)
     elif mode == "cycles":
         observed = workspace.observed_cycles(sp_id, window)
-        records: list[dict[str, Any]] = []
     elif mode == "object":
         records = workspace.object_entries(sp_id, object_ref or "", window)
     else:
