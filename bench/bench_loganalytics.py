@@ -21,8 +21,9 @@ measures, in the same run:
   take over every entry summarised in KQL, each object's latest entry and the entries the checks filter for;
   job status, schema and directory facts from Graph) and the checks; rows and bytes transferred, as a share of
   the entries in the window. The baseline, measured in the same run: the entries-mode load (``logs="entries"``,
-  every entry of the window, as diagnose read them before), on the last ``--baseline-days`` of the window and
-  scaled to the window by its entries (0: the whole window, and then the findings of both are compared).
+  every entry of the window, as diagnose read them before), on the ``--baseline-days`` up to the app's newest
+  entry and scaled to the window by its entries (0: the whole window, and then the findings of both are
+  compared).
 
 Times are wall-clock (``time.perf_counter``) on a machine that may be shared: the load average is printed.
 
@@ -190,7 +191,7 @@ def diagnose(tenant: Tenant, env: dict, la: LogAnalytics, window: tuple, baselin
             spent["kql"] += time.perf_counter() - t0
 
     la.query = timed_query  # type: ignore[method-assign]
-    span = f"last {baseline_days:g} d, scaled" if baseline_days else "whole window"
+    span = f"{baseline_days:g} d up to the newest entry, scaled" if baseline_days else "whole window"
     print()
     print(
         f"diagnose --workspace (findings mode) beside the entries-mode load ({span}); load average "
@@ -219,10 +220,15 @@ def diagnose(tenant: Tenant, env: dict, la: LogAnalytics, window: tuple, baselin
         # The baseline: every entry of (part of) the window, read and made into tables as entries mode does.
         rows0, bytes0 = la.transfer.rows, la.transfer.bytes
         t0 = time.perf_counter()
-        if baseline_days:
-            part = (max(window[0], window[1] - timedelta(days=baseline_days)), window[1])
+        newest = evidence.log_summary.last if evidence.log_summary is not None else None
+        if baseline_days and newest is not None:
+            # the days up to the app's newest entry (a quarantined app may have none in the window's last day)
+            end = min(window[1], newest.to_pydatetime() + timedelta(microseconds=1))
+            part = (max(window[0], end - timedelta(days=baseline_days)), end)
             tables = events_from_records(la.entries(app.sp_id, part))
             same = ""
+        elif baseline_days:  # no entries: nothing to read
+            tables, same = empty_tables(), ""
         else:
             every, _ = workspace_evidence(
                 client, la, app.sp_id, window=window, tenant_id=tenant.tenant_id, mode="entries"
