@@ -487,18 +487,18 @@ base
         return self._records(frame.drop(columns=["src_", "entries_"], errors="ignore")), counts
 
     def _last_cycle(self, sp_id: str, window: tuple[datetime, datetime]) -> LastCycle:
-        """The newest entry's cycle: its entries, failures, first and last times."""
-        top = self.query(
-            f"{self._app_filter(sp_id)}\n| top 1 by TimeGenerated desc\n| project CycleId", window
-        )
-        cycle_id = top["CycleId"].iloc[0] if len(top) else None
-        if not isinstance(cycle_id, str) or not cycle_id:  # the export reader reads "" as no cycle
-            return LastCycle(None, 0, 0, pd.NaT, pd.NaT)
-        kql = f"""{self._app_filter(sp_id)}
-| where CycleId == {_quote(cycle_id)}
+        """The newest entry's cycle: its entries, failures, first and last times (no cycle: none)."""
+        app = self._app_filter(sp_id)
+        kql = f"""let cycle_ = toscalar({app} | top 1 by TimeGenerated desc | project CycleId);
+{app}
+| where isnotempty(cycle_) and CycleId == cycle_
 | summarize entries = count(), failures = countif(ResultType =~ 'Failure'),
-    first_ = min(TimeGenerated), last_ = max(TimeGenerated)"""
-        row = self.query(kql, window).iloc[0]
+    first_ = min(TimeGenerated), last_ = max(TimeGenerated), cycle = take_any(CycleId)"""
+        frame = self.query(kql, window)
+        row = frame.iloc[0] if len(frame) else None
+        cycle_id = row["cycle"] if row is not None else None
+        if row is None or not isinstance(cycle_id, str) or not cycle_id or not int(row["entries"]):
+            return LastCycle(None, 0, 0, pd.NaT, pd.NaT)  # the export reader reads "" as no cycle
         first, last = (pd.Timestamp(row[c]).tz_convert(UTC) for c in ("first_", "last_"))
         return LastCycle(cycle_id, int(row["entries"]), int(row["failures"]), first, last)
 
@@ -543,21 +543,23 @@ base
             " and tolower(ProvisioningAction) in ('create', 'update')\n"
             "| summarize arg_max(TimeGenerated, *) by src_"
         )
-        leaving = beyond_latest(
-            "| where tolower(ProvisioningAction) in ('delete', 'disable', 'stageddelete')"
-        )
         # has: a superset of the skips whose step details carry SkipReason NotEffectivelyEntitled (the checks read
         # the reason from the steps and keep only those). A query of its own, read after the join: under an "or"
         # with the actions, or before the join, an engine may read the steps of more entries.
         not_entitled = beyond_latest(
             "| where ResultType =~ 'Skipped'", "\n| where ProvisioningSteps has 'NotEffectivelyEntitled'"
         )
+        # One query for the filters on small columns (each entry read once).
         after = f" and TimeGenerated > {_when(last_success)}" if last_success is not None else ""
-        queries = [exports, leaving, not_entitled, beyond_latest(f"| where ResultType =~ 'Failure'{after}")]
+        wanted = [
+            "tolower(ProvisioningAction) in ('delete', 'disable', 'stageddelete')",
+            f"(ResultType =~ 'Failure'{after})",
+        ]
         if last_cycle is not None and last_cycle.cycle_id:
-            queries.append(beyond_latest(f"| where CycleId == {_quote(last_cycle.cycle_id)}"))
+            wanted.append(f"CycleId == {_quote(last_cycle.cycle_id)}")
+        filtered = beyond_latest("| where " + "\n    or ".join(wanted))
         records: list[dict[str, Any]] = []
-        for kql in queries:
+        for kql in (exports, filtered, not_entitled):
             records.extend(self._records(self.query(kql, window)))
         return records
 
