@@ -528,6 +528,80 @@ def test_pieces_are_committed_while_the_throttle_holds_the_next_page_back(
     assert app_store.covered() == reference.covered()
 
 
+def server_entries(demo: DemoTenant, sp_id: str, start: datetime, end: datetime) -> list[dict]:
+    """The app's raw entries in [start, end), straight from the server as :func:`server_ids` reads them."""
+    session = requests.Session()
+    session.verify = str(demo.server.ca_path)
+    session.trust_env = False
+    headers = {"Authorization": f"Bearer {demo.client.tokens.token()}"}
+    url: str | None = f"{demo.server.base_url}/v1.0/auditLogs/provisioning"
+    stamp = "%Y-%m-%dT%H:%M:%SZ"
+    params: dict | None = {
+        "$filter": f"servicePrincipal/id eq '{sp_id}' and activityDateTime ge {start.strftime(stamp)} "
+        f"and activityDateTime lt {end.strftime(stamp)}",
+        "$top": "1000",
+    }
+    entries: list[dict] = []
+    while url:
+        response = session.get(url, params=params, headers=headers, timeout=30)
+        response.raise_for_status()
+        body = response.json()
+        entries.extend(body["value"])
+        url, params = body.get("@odata.nextLink"), None
+    return entries
+
+
+def test_pages_normalised_one_by_one_store_the_same_tables_as_one_conversion_of_all_the_entries(
+    clean: DemoTenant, sp_id: str, reference: AppStore, tmp_path: Path
+) -> None:
+    from provkit.data.tables import events_from_records
+
+    start, end = NOW - timedelta(days=DAYS), now_of(clean)
+    # Each piece's pages are normalised as they arrive (10 entries a page here, several pages a piece).
+    summary, app_store = fetch(clean, Store(tmp_path), page_size=10)
+    whole = events_from_records(server_entries(clean, sp_id, start, end))
+    assert summary.pages > 2 * summary.slices and summary.rejected == 0 and not whole.rejects
+    stored = app_store.tables()
+    for name in ("events", "steps", "properties"):
+        left, right = getattr(stored, name), getattr(whole, name)
+        keys = list(right.columns)
+        assert list(left.columns) == keys, name
+        pd.testing.assert_frame_equal(
+            left.sort_values(keys[:2], ignore_index=True),
+            right.sort_values(keys[:2], ignore_index=True),
+            check_categorical=False,
+        )
+    # The same commits' ranges as the 1,000-entry fetch: the whole window covered, the same tail unsettled.
+    for key in ("covered", "unsettled"):
+        assert app_store.manifest()[key] == reference.manifest()[key], key
+
+
+class BadEntries:
+    """The real client, except that the third and fifth pages each carry one entry without an id."""
+
+    def __init__(self, client: GraphClient) -> None:
+        self.client = client
+
+    def __getattr__(self, name: str):
+        return getattr(self.client, name)
+
+    def provisioning_pages(self, *args, **kwargs) -> Iterator[dict]:
+        for number, page in enumerate(self.client.provisioning_pages(*args, **kwargs)):
+            if number in (2, 4) and page["value"]:
+                broken = {k: v for k, v in page["value"][0].items() if k != "id"}
+                page = {**page, "value": [broken, *page["value"]]}
+            yield page
+
+
+def test_an_entry_without_an_id_on_a_later_page_is_rejected_and_the_rest_of_every_page_is_stored(
+    clean: DemoTenant, reference: AppStore, tmp_path: Path
+) -> None:
+    summary, app_store = fetch(clean, Store(tmp_path), client=BadEntries(clean.client), page_size=10)
+    assert summary.rejected == 2
+    assert len(summary.reject_reasons) == 2 and all("id" in r for r in summary.reject_reasons)
+    assert_same_content(app_store, reference)
+
+
 def test_the_shared_pacer_counts_each_call_from_its_answer_or_a_margin_after_its_send_whichever_is_sooner(
     clean: DemoTenant,
 ) -> None:

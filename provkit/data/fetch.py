@@ -276,9 +276,11 @@ def _fetch_locked(
                 pages.wait_until(lambda: _throttle_wait(client) > 0, FIRST_WINDOW_SECONDS)
             try:
                 while not cursor.done:
-                    # The piece's entries stream into the tables page by page; raw pages do not pile up.
-                    # The first call loads the converters (pandas, pyarrow) while the first pages are on their way.
-                    piece = tables.events_from_records(cursor.piece(pages, max_entries, summary, watch))
+                    # The piece's entries stream into the tables page by page, each page normalised while the
+                    # next is on its way, so after the last page only it is left to convert; raw pages do not
+                    # pile up. The first call loads the converters (pandas, pyarrow) while the first pages are
+                    # on their way.
+                    piece = tables.events_from_pages(cursor.piece(pages, max_entries, summary, watch))
                     covered = (cursor.start, cursor.cut or gap_end)
                     summary.entries += cursor.read
                     summary.rejected += len(piece.rejects)

@@ -149,19 +149,23 @@ class _Cursor:
         max_entries: int,
         summary: FetchSummary,
         watch: Callable[[list[Any]], None],
-    ) -> Iterator[dict[str, Any]]:
-        """Yield the entries of the next piece; afterwards ``cut``, ``read`` and ``done`` describe it."""
+    ) -> Iterator[list[Any]]:
+        """Yield the entries of the next piece, a page at a time (so each page can be normalised while the next
+        is on its way: :func:`provkit.data.tables.events_from_pages`); afterwards ``cut``, ``read`` and ``done``
+        describe it."""
         self.cut, self.read, self.outside, self._past_boundary = None, 0, 0, 0
         for page in pages:
             values = page.get("value") or []
             summary.pages += 1
             watch(values)
+            kept = []
             for entry in values:
                 when = _entry_time(entry)
                 if when is not None and self.end is not None and not (self.range_start <= when < self.end):
                     self.outside += 1  # Graph answered with an entry the filter excludes: not this range's
                     continue
-                yield entry
+                kept.append(entry)
+            yield kept
             self.read += len(values)
             if values and self._ordered:
                 cut = self._cut_after(values, max_entries)

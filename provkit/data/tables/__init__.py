@@ -163,7 +163,12 @@ from provkit.data.tables.schema import (
 )
 
 if TYPE_CHECKING:
-    from provkit.data.tables.events import concat_tables, empty_tables, events_from_records
+    from provkit.data.tables.events import (
+        concat_tables,
+        empty_tables,
+        events_from_pages,
+        events_from_records,
+    )
     from provkit.data.tables.jobs import jobs_from_records
     from provkit.data.tables.times import parse_graph_duration, parse_graph_time, parse_graph_times
 
@@ -173,6 +178,7 @@ if TYPE_CHECKING:
 _DEFERRED = {
     "concat_tables": "events",
     "empty_tables": "events",
+    "events_from_pages": "events",
     "events_from_records": "events",
     "jobs_from_records": "jobs",
     "parse_graph_duration": "times",
@@ -206,6 +212,7 @@ __all__ = [
     "Tables",
     "concat_tables",
     "empty_tables",
+    "events_from_pages",
     "events_from_records",
     "jobs_from_records",
     "parse_graph_duration",

@@ -53,13 +53,39 @@ def events_from_records(records: Iterable[object]) -> Tables:
     objects, have no ``id``, or have a missing or unparsable ``activityDateTime`` are left out and listed
     in ``rejects`` with their position; every other entry gives one events row.
     """
+    items = iter(enumerate(records))
+    return _with_pool(iter(lambda: list(itertools.islice(items, _ARROW_CHUNK if _USE_ARROW else _CHUNK)), []))
+
+
+def events_from_pages(pages: Iterable[Sequence[object]]) -> Tables:
+    """:func:`events_from_records` over the entries of ``pages``, each page converted as soon as it is taken.
+
+    For a stream whose pages arrive one by one (a fetch reads them ahead in a thread of its own), each page is
+    normalised while the next is on its way, so when the last arrives only it is left to convert; the tables
+    are the same as :func:`events_from_records` gives for the pages' entries chained together (a reject's
+    position counts entries from the first page's first).
+    """
+    size = _ARROW_CHUNK if _USE_ARROW else _CHUNK
+
+    def chunks() -> Iterable[list[tuple[int, object]]]:
+        position = 0
+        for page in pages:
+            for start in range(0, len(page), size):
+                part = page[start : start + size]
+                yield list(enumerate(part, position + start))
+            position += len(page)
+
+    return _with_pool(chunks())
+
+
+def _with_pool(chunks: Iterable[list[tuple[int, object]]]) -> Tables:
     # Arrow buffers come and go by the thousand here; the C library's allocator recycles them faster than
     # mimalloc (pyarrow's default), which returns freed pages to the system and faults them in again.
     # Buffers remember their pool, so switching back afterwards is safe.
     pool = pa.default_memory_pool()
     pa.set_memory_pool(_POOL)
     try:
-        return _tables_from_records(records)
+        return _tables_from_chunks(chunks)
     finally:
         pa.set_memory_pool(pool)
 
@@ -67,21 +93,22 @@ def events_from_records(records: Iterable[object]) -> Tables:
 _POOL = pa.system_memory_pool()
 
 
-def _tables_from_records(records: Iterable[object]) -> Tables:
-    """:func:`events_from_records`, with whatever Arrow memory pool is the default."""
+def _tables_from_chunks(entry_chunks: Iterable[list[tuple[int, object]]]) -> Tables:
+    """The tables of the (position, entry) chunks, with whatever Arrow memory pool is the default."""
     rejects: list[tuple[int, str]] = []
     positions: list[int] = []
     chunks: dict[str, list[Any]] = {}
     sparse_chunks: dict[str, tuple[list[np.ndarray], list[pa.Array[Any]]]] = {}
     n_steps = 0
     encode_details = _details_encoder()
-    items = iter(enumerate(records))
     # Parsed JSON is millions of dicts; the cyclic collector would rescan them again and again while this
     # runs (and while a streaming source parses its pages), and none of it forms cycles. Pause it.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        while chunk := list(itertools.islice(items, _ARROW_CHUNK if _USE_ARROW else _CHUNK)):
+        for chunk in entry_chunks:
+            if not chunk:
+                continue
             for columns, sparse, chunk_steps in _chunk_columns(
                 chunk, positions, rejects, n_steps, encode_details
             ):
