@@ -787,6 +787,56 @@ def test_provkit_fetch_sends_its_first_log_call_before_loading_pandas_pyarrow_or
     assert_same_content(Store(tmp_path).app(clean.tenant_id, reference.service_principal_id), reference)
 
 
+def test_the_command_ends_without_teardown_yet_flushes_its_output_stores_everything_and_exits_0(
+    clean: DemoTenant, reference: AppStore, tmp_path: Path
+) -> None:
+    """`provkit fetch` run as the process skips the interpreter's teardown after its summary (os._exit): what it
+    printed reaches a file (block-buffered, unlike a pipe) whole, the store is complete and unlocked, the exit
+    status is 0; and a failing fetch still exits through the usual path with its message and status."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, **clean.env()}
+    stamp = "%Y-%m-%dT%H:%M:%SZ"
+    window = ["--start", (NOW - timedelta(days=DAYS)).strftime(stamp), "--end", NOW.strftime(stamp)]
+    command = [
+        sys.executable,
+        "-m",
+        "provkit.cli.main",
+        "fetch",
+        "--app",
+        APP,
+        *window,
+        "--store",
+        str(tmp_path),
+    ]
+    out = tmp_path / "summary.json"
+    with out.open("w") as stdout:
+        done = subprocess.run(
+            [*command, "--json"], env=env, stdout=stdout, stderr=subprocess.PIPE, timeout=300
+        )
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(out.read_text())
+    assert summary["new"] == len(stored_ids(reference))
+    app_store = Store(tmp_path).app(clean.tenant_id, reference.service_principal_id)
+    assert_same_content(app_store, reference)
+    assert app_store.manifest()["fetches"][-1]["new"] == summary["new"]
+    # The writer lock is free: a fetch in this process takes it at once and finds nothing new.
+    again, _ = fetch(clean, Store(tmp_path))
+    assert again.new == 0
+
+    failed = subprocess.run(
+        [*command[:5], "No such app", *window, "--store", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert failed.returncode != 0 and "No such app" in failed.stderr
+
+
 def test_the_first_window_of_log_calls_goes_before_any_page_is_normalised(
     clean: DemoTenant, reference: AppStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
