@@ -798,43 +798,47 @@ def test_the_command_ends_without_teardown_yet_flushes_its_output_stores_everyth
     import subprocess
     import sys
 
-    env = {**os.environ, **clean.env()}
+    # An atexit hook, installed through sitecustomize, marks a teardown: the fast exit runs none.
+    hooks, marker = tmp_path / "hooks", tmp_path / "teardown-ran"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(
+        f"import atexit, pathlib\natexit.register(pathlib.Path({str(marker)!r}).touch)\n"
+    )
+    paths = [str(hooks), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, **clean.env(), "PYTHONPATH": os.pathsep.join(paths)}
     stamp = "%Y-%m-%dT%H:%M:%SZ"
     window = ["--start", (NOW - timedelta(days=DAYS)).strftime(stamp), "--end", NOW.strftime(stamp)]
-    command = [
-        sys.executable,
-        "-m",
-        "provkit.cli.main",
-        "fetch",
-        "--app",
-        APP,
-        *window,
-        "--store",
-        str(tmp_path),
-    ]
+    store = tmp_path / "store"
+    command = [sys.executable, "-m", "provkit.cli.main", "fetch", "--app"]
     out = tmp_path / "summary.json"
     with out.open("w") as stdout:
         done = subprocess.run(
-            [*command, "--json"], env=env, stdout=stdout, stderr=subprocess.PIPE, timeout=300
+            [*command, APP, *window, "--store", str(store), "--json"],
+            env=env,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            timeout=300,
         )
     assert done.returncode == 0, done.stderr[-2000:]
+    assert not marker.exists()  # no teardown ran, and yet:
     summary = json.loads(out.read_text())
     assert summary["new"] == len(stored_ids(reference))
-    app_store = Store(tmp_path).app(clean.tenant_id, reference.service_principal_id)
+    app_store = Store(store).app(clean.tenant_id, reference.service_principal_id)
     assert_same_content(app_store, reference)
     assert app_store.manifest()["fetches"][-1]["new"] == summary["new"]
     # The writer lock is free: a fetch in this process takes it at once and finds nothing new.
-    again, _ = fetch(clean, Store(tmp_path))
+    again, _ = fetch(clean, Store(store))
     assert again.new == 0
 
     failed = subprocess.run(
-        [*command[:5], "No such app", *window, "--store", str(tmp_path)],
+        [*command, "No such app", *window, "--store", str(store)],
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert failed.returncode != 0 and "No such app" in failed.stderr
+    assert marker.exists()  # the usual exit, teardown and all
 
 
 def test_the_first_window_of_log_calls_goes_before_any_page_is_normalised(
