@@ -1,0 +1,188 @@
+"""The findings pushdown of the loganalytics source: what ``diagnose`` needs from a workspace, in KQL.
+
+:meth:`FindingsPushdown.summary` counts over every entry in KQL (a :class:`~provkit.data.logsummary.LogSummary`)
+and sends each object's latest entry; :meth:`FindingsPushdown.entries_for_checks` only the whole entries the
+checks filter for. :class:`~provkit.data.sources.loganalytics.LogAnalytics` runs them (its ``query``,
+``_app_filter`` and ``_records``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from provkit.data.logsummary import RECENT, LastCycle, LogSummary
+from provkit.data.sources.files.formats import _NO_CODE
+
+__all__ = ["FindingsPushdown"]
+
+
+def _quote(text: str) -> str:
+    """A KQL string literal (single quotes; backslash and quote escaped)."""
+    return "'" + str(text).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _when(moment: datetime) -> str:
+    return f"datetime({moment.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')})"
+
+
+class FindingsPushdown:
+    """The queries behind the findings mode; mixed into LogAnalytics, which supplies the three below."""
+
+    def query(self, kql: str, window: tuple[datetime, datetime] | None) -> pd.DataFrame:
+        raise NotImplementedError
+
+    @staticmethod
+    def _app_filter(sp_id: str) -> str:
+        raise NotImplementedError
+
+    def _records(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def latest_per_object(self, sp_id: str, window: tuple[datetime, datetime]) -> list[dict[str, Any]]:
+        """The latest entry of every object the app's entries name (by source id), as Graph records: each
+        object's state as the checks read it, without the entries before it. inference: for two entries of one
+        object at the same instant, arg_max keeps either."""
+        kql = f"""{self._app_filter(sp_id)}
+| extend src_ = tostring(parse_json(SourceIdentity).Id)
+| where isnotempty(src_)
+| summarize arg_max(TimeGenerated, *) by src_
+| project-away src_
+| order by TimeGenerated asc"""
+        return self._records(self.query(kql, window))
+
+    def summary(
+        self, sp_id: str, window: tuple[datetime, datetime], now: datetime
+    ) -> tuple[LogSummary, list[dict[str, Any]]]:
+        """What the checks count over every entry, summarised in KQL (:class:`LogSummary`), and the records of
+        each object's latest entry (``arg_max``; their per-object counts go into the summary). A few rows per
+        status and code, one per object."""
+        since = pd.Timestamp(now).tz_convert(UTC) - RECENT
+        # One row per status, error code and target type: counts, recent counts, first and last times.
+        kql = f"""{self._app_filter(sp_id)}
+| summarize entries = count(), recent = countif(TimeGenerated >= {_when(since)}),
+    first_ = min(TimeGenerated), last_ = max(TimeGenerated)
+    by status = tolower(ResultType), code = ResultSignature,
+       ttype = tostring(parse_json(TargetIdentity).identityType)"""
+        groups = self.query(kql, window)
+        for column in ("entries", "recent"):
+            groups[column] = pd.to_numeric(groups[column]).fillna(0).astype("int64")
+        for column in ("first_", "last_"):
+            groups[column] = pd.to_datetime(groups[column], utc=True)
+        # ResultSignature holds a placeholder when there is no error (as the export reader reads it).
+        groups["code"] = [
+            "" if c is None or str(c).strip().lower() in _NO_CODE else str(c) for c in groups["code"]
+        ]
+        by_status = groups.groupby("status")["entries"].sum()
+        recent = groups.groupby("status")["recent"].sum()
+        failed = groups[groups["status"] == "failure"].groupby("code")["entries"].sum()
+        latest = self._latest_with_counts(sp_id, window)
+        summary = LogSummary(
+            entries=int(groups["entries"].sum()),
+            first=groups["first_"].min() if len(groups) else None,
+            last=groups["last_"].max() if len(groups) else None,
+            by_status={str(k): int(v) for k, v in by_status.items() if int(v)},
+            last_by_status={str(k): v for k, v in groups.groupby("status")["last_"].max().items()},
+            recent_since=since,
+            recent_by_status={str(k): int(v) for k, v in recent.items() if int(v)},
+            failures_by_code={str(k): int(v) for k, v in failed.items() if int(v)},
+            error_codes=frozenset(c for c in groups["code"] if c),
+            target_types=frozenset(str(t) for t in groups["ttype"] if isinstance(t, str) and t),
+            last_cycle=self._last_cycle(sp_id, window) if len(groups) else None,
+            entries_by_object=latest[1],
+            window=window,
+        )
+        return summary, latest[0]
+
+    def _latest_with_counts(
+        self, sp_id: str, window: tuple[datetime, datetime]
+    ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        kql = f"""{self._app_filter(sp_id)}
+| extend src_ = tostring(parse_json(SourceIdentity).Id)
+| where isnotempty(src_)
+| summarize arg_max(TimeGenerated, *), entries_ = count() by src_
+| order by TimeGenerated asc"""
+        frame = self.query(kql, window)
+        counts: dict[str, int] = {}
+        if len(frame):
+            counts = {str(k): int(v) for k, v in zip(frame["src_"], frame["entries_"], strict=True)}
+        return self._records(frame.drop(columns=["src_", "entries_"], errors="ignore")), counts
+
+    def _last_cycle(self, sp_id: str, window: tuple[datetime, datetime]) -> LastCycle:
+        """The newest entry's cycle: its entries, failures, first and last times (no cycle: none)."""
+        app = self._app_filter(sp_id)
+        kql = f"""let cycle_ = toscalar({app} | top 1 by TimeGenerated desc | project CycleId);
+{app}
+| where isnotempty(cycle_) and CycleId == cycle_
+| summarize entries = count(), failures = countif(ResultType =~ 'Failure'),
+    first_ = min(TimeGenerated), last_ = max(TimeGenerated), cycle = take_any(CycleId)"""
+        frame = self.query(kql, window)
+        row = frame.iloc[0] if len(frame) else None
+        cycle_id = row["cycle"] if row is not None else None
+        if row is None or not isinstance(cycle_id, str) or not cycle_id or not int(row["entries"]):
+            return LastCycle(None, 0, 0, pd.NaT, pd.NaT)  # the export reader reads "" as no cycle
+        first, last = (pd.Timestamp(row[c]).tz_convert(UTC) for c in ("first_", "last_"))
+        return LastCycle(cycle_id, int(row["entries"]), int(row["failures"]), first, last)
+
+    def entries_for_checks(
+        self,
+        sp_id: str,
+        window: tuple[datetime, datetime],
+        last_success: datetime | None,
+        *,
+        last_cycle: LastCycle | None = None,
+    ) -> list[dict[str, Any]]:
+        """The whole entries the checks read beyond each object's latest one (:meth:`summary` sends those), as
+        Graph records:
+
+        - each object's latest successful create or update (scope inference, out-of-scope skips, references
+          created later);
+        - every delete, disable and staged delete, and every skip whose steps say NotEffectivelyEntitled
+          (deprovisioning, the deletion threshold, scope inference);
+        - the failures after ``last_success`` (all failures when there is none: rejected credentials);
+        - with ``last_cycle``, that cycle's entries (the ETA of a running initial cycle).
+
+        inference: an entry at the same instant as its object's latest one is taken for it (as ``arg_max``
+        takes either) and not sent again.
+        """
+        app = self._app_filter(sp_id)
+        newest = f"""let newest = {app}
+    | extend src_ = tostring(parse_json(SourceIdentity).Id)
+    | where isnotempty(src_)
+    | summarize newest_ = max(TimeGenerated) by src_;
+"""
+
+        def beyond_latest(filters: str, then: str = "") -> str:
+            return f"""{newest}{app}
+| extend src_ = tostring(parse_json(SourceIdentity).Id)
+{filters}
+| join kind=leftouter newest on src_
+| where isnull(newest_) or TimeGenerated < newest_{then}
+| project-away src_, src_1, newest_"""
+
+        exports = beyond_latest(
+            "| where isnotempty(src_) and ResultType =~ 'Success'"
+            " and tolower(ProvisioningAction) in ('create', 'update')\n"
+            "| summarize arg_max(TimeGenerated, *) by src_"
+        )
+        # has: a superset of the skips whose step details carry SkipReason NotEffectivelyEntitled (the checks read
+        # the reason from the steps and keep only those). A query of its own, read after the join: under an "or"
+        # with the actions, or before the join, an engine may read the steps of more entries.
+        not_entitled = beyond_latest(
+            "| where ResultType =~ 'Skipped'", "\n| where ProvisioningSteps has 'NotEffectivelyEntitled'"
+        )
+        # One query for the filters on small columns (each entry read once).
+        after = f" and TimeGenerated > {_when(last_success)}" if last_success is not None else ""
+        wanted = [
+            "tolower(ProvisioningAction) in ('delete', 'disable', 'stageddelete')",
+            f"(ResultType =~ 'Failure'{after})",
+        ]
+        if last_cycle is not None and last_cycle.cycle_id:
+            wanted.append(f"CycleId == {_quote(last_cycle.cycle_id)}")
+        filtered = beyond_latest("| where " + "\n    or ".join(wanted))
+        records: list[dict[str, Any]] = []
+        for kql in (exports, filtered, not_entitled):
+            records.extend(self._records(self.query(kql, window)))
+        return records
