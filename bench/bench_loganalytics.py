@@ -197,11 +197,20 @@ def diagnose(tenant: Tenant, env: dict, la: LogAnalytics, window: tuple, baselin
         f"diagnose --workspace (findings mode) beside the entries-mode load ({span}); load average "
         f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
-    header = f"{'app':<18} {'entries':>9} {'diag s':>7} {'KQL s':>6} {'rows':>7} {'rows %':>7} {'KiB':>8}"
+    header = f"{'app':<18} {'entries':>9} {'diag s':>7} {'KQL s':>6} {'rows':>7} {'narrow':>7} {'rows %':>7} {'KiB':>8}"
     header += f" {'findings':>8} {'| entries mode: s':>17} {'rows':>9} {'KiB':>10}"
     header += " same findings" if not baseline_days else ""
     print(header)
-    totals = {"entries": 0, "rows": 0, "kib": 0.0, "s": 0.0, "base_s": 0.0, "base_rows": 0.0, "base_kib": 0.0}
+    totals = {
+        "entries": 0,
+        "rows": 0,
+        "narrow": 0,
+        "kib": 0.0,
+        "s": 0.0,
+        "base_s": 0.0,
+        "base_rows": 0.0,
+        "base_kib": 0.0,
+    }
     same_all = True
     for app in tenant.apps:
         entries = sum(
@@ -209,6 +218,7 @@ def diagnose(tenant: Tenant, env: dict, la: LogAnalytics, window: tuple, baselin
             for c in app.timeline().cycles
         )
         rows0, bytes0, kql0 = la.transfer.rows, la.transfer.bytes, spent["kql"]
+        narrow0 = la.transfer.narrow_rows
         t0 = time.perf_counter()
         evidence, _ = workspace_evidence(
             client, la, app.sp_id, window=window, tenant_id=tenant.tenant_id, mode="findings"
@@ -216,6 +226,7 @@ def diagnose(tenant: Tenant, env: dict, la: LogAnalytics, window: tuple, baselin
         findings = run_checks(evidence)
         seconds = time.perf_counter() - t0
         rows, kib = la.transfer.rows - rows0, (la.transfer.bytes - bytes0) / 1024
+        narrow = la.transfer.narrow_rows - narrow0
         kql = spent["kql"] - kql0
         # The baseline: every entry of (part of) the window, read and made into tables as entries mode does.
         rows0, bytes0 = la.transfer.rows, la.transfer.bytes
@@ -243,10 +254,16 @@ def diagnose(tenant: Tenant, env: dict, la: LogAnalytics, window: tuple, baselin
         base_s, base_rows, base_kib = base_s * scale, base_rows * scale, base_kib * scale
         share = 100.0 * rows / entries if entries else 0.0
         print(
-            f"{app.display_name[:18]:<18} {entries:>9,} {seconds:>7.1f} {kql:>6.1f} {rows:>7,} {share:>6.1f}% "
+            f"{app.display_name[:18]:<18} {entries:>9,} {seconds:>7.1f} {kql:>6.1f} {rows:>7,} {narrow:>7,} {share:>6.1f}% "
             f"{kib:>8,.0f} {len(findings):>8} {base_s:>17.1f} {base_rows:>9,.0f} {base_kib:>10,.0f} {same}"
         )
-        for key, value in (("entries", entries), ("rows", rows), ("kib", kib), ("s", seconds)):
+        for key, value in (
+            ("entries", entries),
+            ("rows", rows),
+            ("narrow", narrow),
+            ("kib", kib),
+            ("s", seconds),
+        ):
             totals[key] += value
         totals["base_s"] += base_s
         totals["base_rows"] += base_rows
@@ -254,7 +271,8 @@ def diagnose(tenant: Tenant, env: dict, la: LogAnalytics, window: tuple, baselin
     share = 100.0 * totals["rows"] / totals["entries"] if totals["entries"] else 0.0
     print(
         f"diagnose of {len(tenant.apps)} apps ({totals['entries']:,} entries): {totals['s']:.1f} s, "
-        f"{totals['rows']:,} rows = {share:.2f}% of the entries, {totals['kib'] / 1024:,.1f} MiB; "
+        f"{totals['rows']:,} rows ({totals['narrow']:,} narrow) = {share:.2f}% of the entries, "
+        f"{totals['kib'] / 1024:,.1f} MiB; "
         f"entries mode ({span}): {totals['base_s']:.1f} s, {totals['base_rows']:,.0f} rows, "
         f"{totals['base_kib'] / 1024:,.1f} MiB"
     )

@@ -32,7 +32,7 @@ from provkit.data.auth import Settings, make_session, sign_in
 from provkit.data.evidence import Evidence
 from provkit.data.sources import files
 from provkit.data.sources.graph import directory_facts
-from provkit.data.sources.loganalytics_findings import FindingsPushdown, _quote, _when
+from provkit.data.sources.loganalytics_findings import FindingsPushdown, _quote, _when, fill_reportable
 from provkit.data.tables import events_from_records, jobs_from_records
 from provkit.errors import ConfigError, ProvkitError
 
@@ -85,9 +85,11 @@ class Transfer:
     queries: int = 0
     rows: int = 0
     bytes: int = 0
+    narrow_rows: int = 0  # of ``rows``: narrow rows (a few columns of an entry; the findings mode's)
 
     def line(self) -> str:
-        return f"{self.queries} KQL queries, {self.rows:,} rows, {self.bytes / 1024:,.1f} KiB transferred"
+        narrow = f" ({self.narrow_rows:,} of them narrow)" if self.narrow_rows else ""
+        return f"{self.queries} KQL queries, {self.rows:,} rows{narrow}, {self.bytes / 1024:,.1f} KiB transferred"
 
 
 class _MsalCredential:
@@ -594,12 +596,14 @@ def workspace_evidence(
         records = workspace.object_entries(sp_id, object_ref or "", window)
     else:
         records = workspace.entries(sp_id, window)
+    tables = events_from_records(records)
+    fill_reportable(tables.events, records)  # the narrow rows' (findings mode)
     evidence = Evidence(
         tenant_id=tenant_id or "",
         service_principal_id=sp_id,
         app_id=resolved.app_id,
         display_name=resolved.display_name,
-        tables=events_from_records(records),
+        tables=tables,
         jobs=jobs_frame,
         job=jobs[0] if jobs else None,
         schema=schema,

@@ -9,14 +9,53 @@ checks filter for. :class:`~provkit.data.sources.loganalytics.LogAnalytics` runs
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from provkit.data.logsummary import RECENT, LastCycle, LogSummary
 from provkit.data.sources.files.formats import _NO_CODE
 
-__all__ = ["FindingsPushdown"]
+if TYPE_CHECKING:
+    from provkit.data.sources.loganalytics import Transfer
+
+__all__ = ["NARROW", "REPORTABLE_KEY", "FindingsPushdown", "fill_reportable"]
+
+# Which of the entries the findings mode sends (each object's latest one, each object's latest export) a check
+# reads whole, and which only by a few fields. Read whole: every entry that is not a successful create or
+# update (failures, skips, deletes: their steps give skip reasons, scoping, references and causes), and a
+# successful export whose steps may say what the sync scope inference reads from them (a key with "assigned" in
+# it set to false, or a step text about "sync all"). The rest, most of them (healthy objects' exports), are
+# read only for object id and name, action, status, time, cycle, change and target, and the reportable
+# identifier (references created later): those travel as narrow rows (:data:`_NARROW_COLUMNS`).
+# inference: a superset test on the steps' JSON text; the parser (provkit.data.stepdetails) ignores case,
+# spacing and punctuation in keys, so the pattern matches any key holding "assigned" with a false value.
+NARROW = (
+    "ResultType =~ 'Success' and tolower(ProvisioningAction) in ('create', 'update')"
+    " and not(ProvisioningSteps matches regex @'(?i)assigned[^,}]*false')"
+    " and not(ProvisioningSteps has 'sync')"
+)
+# The columns a narrow row keeps (reference 5.2's AADProvisioningLogs columns), and the reportable identifier
+# out of the steps' details. inference: an identifier with an escaped character is not extracted (the JSON
+# string would need unescaping); its entry then carries none, as an entry whose steps lack one.
+_NARROW_COLUMNS = (
+    '| extend rid_ = extract(@\'"ReportableIdentifier"\\s*:\\s*"([^"\\\\]*)"\', 1, ProvisioningSteps)\n'
+    "| project TimeGenerated, Id, ChangeId, CycleId, JobId, ProvisioningAction, ResultType, ResultSignature,"
+    " ResultDescription, DurationMs, SourceIdentity, TargetIdentity, ServicePrincipal, rid_"
+)
+# The record key a narrow record's reportable identifier travels under (not a Graph property).
+REPORTABLE_KEY = "_provkitReportableIdentifier"
+
+
+def fill_reportable(events: pd.DataFrame, records: list[dict[str, Any]]) -> None:
+    """Put the reportable identifiers of narrow records into ``events`` (a narrow row has no steps to read
+    it from), in place."""
+    found = {str(r.get("id")): r[REPORTABLE_KEY] for r in records if r.get(REPORTABLE_KEY)}
+    if not found or events.empty or "reportable_identifier" not in events:
+        return
+    ids = events["id"].astype(str)
+    mine = ids.isin(found).to_numpy(dtype=bool)
+    events.loc[mine, "reportable_identifier"] = ids[mine].map(found).to_numpy()
 
 
 def _quote(text: str) -> str:
@@ -40,6 +79,8 @@ class FindingsPushdown:
 
     def _records(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
         raise NotImplementedError
+
+    transfer: Transfer
 
     def latest_per_object(self, sp_id: str, window: tuple[datetime, datetime]) -> list[dict[str, Any]]:
         """The latest entry of every object the app's entries name (by source id), as Graph records: each
@@ -99,16 +140,36 @@ class FindingsPushdown:
     def _latest_with_counts(
         self, sp_id: str, window: tuple[datetime, datetime]
     ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-        kql = f"""{self._app_filter(sp_id)}
+        """Each object's latest entry, as records (whole, or narrow where :data:`NARROW` allows), and the
+        entries per object."""
+        latest = f"""{self._app_filter(sp_id)}
 | extend src_ = tostring(parse_json(SourceIdentity).Id)
 | where isnotempty(src_)
-| summarize arg_max(TimeGenerated, *), entries_ = count() by src_
-| order by TimeGenerated asc"""
-        frame = self.query(kql, window)
+| summarize arg_max(TimeGenerated, *), entries_ = count() by src_"""
+        whole = self.query(f"{latest}\n| where not({NARROW})\n| order by TimeGenerated asc", window)
+        narrow = self.query(
+            f"{latest}\n| where {NARROW}\n{_NARROW_COLUMNS}, src_, entries_\n| order by TimeGenerated asc",
+            window,
+        )
         counts: dict[str, int] = {}
-        if len(frame):
-            counts = {str(k): int(v) for k, v in zip(frame["src_"], frame["entries_"], strict=True)}
-        return self._records(frame.drop(columns=["src_", "entries_"], errors="ignore")), counts
+        for frame in (whole, narrow):
+            if len(frame):
+                counts.update({str(k): int(v) for k, v in zip(frame["src_"], frame["entries_"], strict=True)})
+        records = self._records(whole.drop(columns=["src_", "entries_"], errors="ignore"))
+        records.extend(self._narrow_records(narrow.drop(columns=["src_", "entries_"], errors="ignore")))
+        return records, counts
+
+    def _narrow_records(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
+        """Narrow rows as records: no steps and no modified properties; the reportable identifier the steps
+        held rides along as :data:`REPORTABLE_KEY` (see :func:`fill_reportable`)."""
+        self.transfer.narrow_rows += len(frame)
+        ids = frame.pop("rid_") if "rid_" in frame else pd.Series([None] * len(frame), dtype=object)
+        records = self._records(frame)
+        if len(records) == len(frame):  # a rejected row would shift the pairs: then no identifiers
+            for record, rid in zip(records, ids, strict=True):
+                if isinstance(rid, str) and rid:
+                    record[REPORTABLE_KEY] = rid
+        return records
 
     def _last_cycle(self, sp_id: str, window: tuple[datetime, datetime]) -> LastCycle:
         """The newest entry's cycle: its entries, failures, first and last times (no cycle: none)."""
@@ -162,11 +223,14 @@ class FindingsPushdown:
 | where isnull(newest_) or TimeGenerated < newest_{then}
 | project-away src_, src_1, newest_"""
 
-        exports = beyond_latest(
+        export = (
             "| where isnotempty(src_) and ResultType =~ 'Success'"
             " and tolower(ProvisioningAction) in ('create', 'update')\n"
             "| summarize arg_max(TimeGenerated, *) by src_"
         )
+        # The exports: whole where a check reads their steps, narrow for the rest (as for the latest entries).
+        exports = beyond_latest(export, f"\n| where not({NARROW})")
+        narrow_exports = beyond_latest(export, f"\n| where {NARROW}") + "\n" + _NARROW_COLUMNS
         # has: a superset of the skips whose step details carry SkipReason NotEffectivelyEntitled (the checks read
         # the reason from the steps and keep only those). A query of its own, read after the join: under an "or"
         # with the actions, or before the join, an engine may read the steps of more entries.
@@ -185,4 +249,5 @@ class FindingsPushdown:
         records: list[dict[str, Any]] = []
         for kql in (exports, filtered, not_entitled):
             records.extend(self._records(self.query(kql, window)))
+        records.extend(self._narrow_records(self.query(narrow_exports, window)))
         return records
