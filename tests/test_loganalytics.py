@@ -353,7 +353,8 @@ def test_diagnose_pushdown_gives_every_apps_findings_from_far_fewer_rows(store) 
     object's latest entry and the entries the checks filter for) are those of every entry of the window, to the
     last evidence row, and those from Graph for the same window; fewer rows travel."""
     demo = demo_tenant()
-    rows = {"entries": 0, "findings": 0}
+    rows = {"entries": 0, "findings": 0, "narrow": 0}
+    sent = {"entries": 0, "findings": 0}
     for app in demo.tenant.apps:
         graph = load_evidence(app.sp_id, source="demo", since="3d", progress=False, store=store).evidence
         every = load_evidence(app.sp_id, source="demo", since="3d", progress=False, workspace="")
@@ -369,7 +370,19 @@ def test_diagnose_pushdown_gives_every_apps_findings_from_far_fewer_rows(store) 
         assert _findings(evidence) == _findings(graph), app.display_name
         rows["entries"] += every.transfer.rows
         rows["findings"] += pushed.transfer.rows
+        rows["narrow"] += pushed.transfer.narrow_rows
+        sent["entries"] += every.transfer.bytes
+        sent["findings"] += pushed.transfer.bytes
+        # A narrow row reads as its whole entry for what the checks read from it.
+        whole = every.evidence.events.set_index("id")
+        held = evidence.events.set_index("id")
+        for column in ("action", "status", "source_id", "activity_time", "assigned", "reportable_identifier"):
+            assert held[column].equals(whole.loc[held.index, column]), (app.display_name, column)
     assert rows["findings"] < 0.75 * rows["entries"], rows
+    # Most of what travels are healthy objects' exports, as narrow rows: under 40% of the entries' bytes
+    # (whole rows: 54%).
+    assert rows["narrow"] > 0.5 * rows["findings"], rows
+    assert sent["findings"] < 0.4 * sent["entries"], sent
 
 
 def test_pushed_down_evidence_counts_what_the_checks_count_over_every_entry(store) -> None:

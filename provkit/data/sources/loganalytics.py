@@ -32,7 +32,7 @@ from provkit.data.auth import Settings, make_session, sign_in
 from provkit.data.evidence import Evidence
 from provkit.data.sources import files
 from provkit.data.sources.graph import directory_facts
-from provkit.data.sources.loganalytics_findings import FindingsPushdown, _quote, _when, fill_reportable
+from provkit.data.sources.loganalytics_findings import FindingsPushdown, _quote, _when, fill_narrow
 from provkit.data.tables import events_from_records, jobs_from_records
 from provkit.errors import ConfigError, ProvkitError
 
@@ -597,7 +597,7 @@ def workspace_evidence(
     else:
         records = workspace.entries(sp_id, window)
     tables = events_from_records(records)
-    fill_reportable(tables.events, records)  # the narrow rows' (findings mode)
+    fill_narrow(tables.events, records)  # the narrow rows' (findings mode)
     evidence = Evidence(
         tenant_id=tenant_id or "",
         service_principal_id=sp_id,

@@ -19,43 +19,53 @@ from provkit.data.sources.files.formats import _NO_CODE
 if TYPE_CHECKING:
     from provkit.data.sources.loganalytics import Transfer
 
-__all__ = ["NARROW", "REPORTABLE_KEY", "FindingsPushdown", "fill_reportable"]
+__all__ = ["NARROW", "NARROW_KEYS", "FindingsPushdown", "fill_narrow"]
 
 # Which of the entries the findings mode sends (each object's latest one, each object's latest export) a check
 # reads whole, and which only by a few fields. Read whole: every entry that is not a successful create or
 # update (failures, skips, deletes: their steps give skip reasons, scoping, references and causes), and a
-# successful export whose steps may say what the sync scope inference reads from them (a key with "assigned" in
-# it set to false, or a step text about "sync all"). The rest, most of them (healthy objects' exports), are
-# read only for object id and name, action, status, time, cycle, change and target, and the reportable
-# identifier (references created later): those travel as narrow rows (:data:`_NARROW_COLUMNS`).
-# inference: a superset test on the steps' JSON text; the parser (provkit.data.stepdetails) ignores case,
-# spacing and punctuation in keys, so the pattern matches any key holding "assigned" with a false value.
+# successful export whose steps may say the sync scope is "sync all" (a step text the scope inference reads).
+# The rest, most of them, are read only for object id and name, action, status, time, cycle, change and target,
+# and two values of their steps' details: "Assigned to the application" (the scope inference: an unassigned
+# object exported) and the reportable identifier (references created later). Those travel as narrow rows
+# (:data:`_NARROW_COLUMNS`), the two values extracted in KQL.
+# inference: superset tests on the steps' JSON text. The parser (provkit.data.stepdetails) ignores case,
+# spacing and punctuation in keys: an entry with any other key holding "assigned" set to false travels whole.
+_ASSIGNED = 'extract(@\'(?i)"Assigned to the application"\\s*:\\s*"?(true|false)\', 1, ProvisioningSteps)'
 NARROW = (
     "ResultType =~ 'Success' and tolower(ProvisioningAction) in ('create', 'update')"
-    " and not(ProvisioningSteps matches regex @'(?i)assigned[^,}]*false')"
     " and not(ProvisioningSteps has 'sync')"
+    f" and (tolower({_ASSIGNED}) == 'false' or not(ProvisioningSteps matches regex @'(?i)assigned[^,}}]*false'))"
 )
-# The columns a narrow row keeps (reference 5.2's AADProvisioningLogs columns), and the reportable identifier
-# out of the steps' details. inference: an identifier with an escaped character is not extracted (the JSON
-# string would need unescaping); its entry then carries none, as an entry whose steps lack one.
+# The columns a narrow row keeps (reference 5.2's AADProvisioningLogs columns), and the two values out of the
+# steps' details. inference: an identifier with an escaped character is not extracted (the JSON string would
+# need unescaping); its entry then carries none, as an entry whose steps lack one.
 _NARROW_COLUMNS = (
-    '| extend rid_ = extract(@\'"ReportableIdentifier"\\s*:\\s*"([^"\\\\]*)"\', 1, ProvisioningSteps)\n'
+    '| extend rid_ = extract(@\'"ReportableIdentifier"\\s*:\\s*"([^"\\\\]*)"\', 1, ProvisioningSteps),'
+    f" assigned_ = {_ASSIGNED}\n"
     "| project TimeGenerated, Id, ChangeId, CycleId, JobId, ProvisioningAction, ResultType, ResultSignature,"
-    " ResultDescription, DurationMs, SourceIdentity, TargetIdentity, ServicePrincipal, rid_"
+    " ResultDescription, DurationMs, SourceIdentity, TargetIdentity, ServicePrincipal, rid_, assigned_"
 )
-# The record key a narrow record's reportable identifier travels under (not a Graph property).
-REPORTABLE_KEY = "_provkitReportableIdentifier"
+# The record keys a narrow record's step values travel under (not Graph properties), by events column.
+NARROW_KEYS = {
+    "reportable_identifier": "_provkitReportableIdentifier",
+    "assigned": "_provkitAssigned",
+}
 
 
-def fill_reportable(events: pd.DataFrame, records: list[dict[str, Any]]) -> None:
-    """Put the reportable identifiers of narrow records into ``events`` (a narrow row has no steps to read
-    it from), in place."""
-    found = {str(r.get("id")): r[REPORTABLE_KEY] for r in records if r.get(REPORTABLE_KEY)}
-    if not found or events.empty or "reportable_identifier" not in events:
+def fill_narrow(events: pd.DataFrame, records: list[dict[str, Any]]) -> None:
+    """Put the step values of narrow records (:data:`NARROW_KEYS`) into ``events`` (a narrow row has no steps
+    to read them from), in place."""
+    if events.empty or "id" not in events:
         return
     ids = events["id"].astype(str)
-    mine = ids.isin(found).to_numpy(dtype=bool)
-    events.loc[mine, "reportable_identifier"] = ids[mine].map(found).to_numpy()
+    for column, key in NARROW_KEYS.items():
+        found = {str(r.get("id")): r[key] for r in records if r.get(key) is not None}
+        if not found or column not in events:
+            continue
+        mine = ids.isin(found).to_numpy(dtype=bool)
+        values = ids[mine].map(found)
+        events.loc[mine, column] = values.astype(events[column].dtype).to_numpy()
 
 
 def _quote(text: str) -> str:
@@ -160,15 +170,20 @@ class FindingsPushdown:
         return records, counts
 
     def _narrow_records(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
-        """Narrow rows as records: no steps and no modified properties; the reportable identifier the steps
-        held rides along as :data:`REPORTABLE_KEY` (see :func:`fill_reportable`)."""
+        """Narrow rows as records: no steps and no modified properties; the step values extracted in KQL ride
+        along under :data:`NARROW_KEYS` (see :func:`fill_narrow`)."""
         self.transfer.narrow_rows += len(frame)
-        ids = frame.pop("rid_") if "rid_" in frame else pd.Series([None] * len(frame), dtype=object)
+        rids = frame.pop("rid_") if "rid_" in frame else pd.Series([None] * len(frame), dtype=object)
+        assigned = (
+            frame.pop("assigned_") if "assigned_" in frame else pd.Series([None] * len(frame), dtype=object)
+        )
         records = self._records(frame)
-        if len(records) == len(frame):  # a rejected row would shift the pairs: then no identifiers
-            for record, rid in zip(records, ids, strict=True):
+        if len(records) == len(frame):  # a rejected row would shift the pairs: then no step values
+            for record, rid, flag in zip(records, rids, assigned, strict=True):
                 if isinstance(rid, str) and rid:
-                    record[REPORTABLE_KEY] = rid
+                    record[NARROW_KEYS["reportable_identifier"]] = rid
+                if isinstance(flag, str) and flag.lower() in ("true", "false"):
+                    record[NARROW_KEYS["assigned"]] = flag.lower() == "true"
         return records
 
     def _last_cycle(self, sp_id: str, window: tuple[datetime, datetime]) -> LastCycle:
