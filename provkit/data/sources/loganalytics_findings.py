@@ -258,11 +258,18 @@ class FindingsPushdown:
             "tolower(ProvisioningAction) in ('delete', 'disable', 'stageddelete')",
             f"(ResultType =~ 'Failure'{after})",
         ]
+        narrow = [narrow_exports]
         if last_cycle is not None and last_cycle.cycle_id:
-            wanted.append(f"CycleId == {_quote(last_cycle.cycle_id)}")
+            # The running cycle's entries are read for object and time only (the ETA's objects seen): narrow
+            # where NARROW allows, whole otherwise (as every other entry).
+            cycle = f"CycleId == {_quote(last_cycle.cycle_id)}"
+            wanted.append(f"({cycle} and not({NARROW}))")
+            narrow.append(beyond_latest(f"| where {cycle}", f"\n| where {NARROW}") + "\n" + _NARROW_COLUMNS)
         filtered = beyond_latest("| where " + "\n    or ".join(wanted))
         records: list[dict[str, Any]] = []
+        # Whole records first: an entry sent both ways is kept whole (the caller keeps the first of an id).
         for kql in (exports, filtered, not_entitled):
             records.extend(self._records(self.query(kql, window)))
-        records.extend(self._narrow_records(self.query(narrow_exports, window)))
+        for kql in narrow:
+            records.extend(self._narrow_records(self.query(kql, window)))
         return records
