@@ -9,7 +9,8 @@ The heavy work is pushed down as KQL: cycles (:meth:`LogAnalytics.observed_cycle
 reasons come back as aggregates, and an object's entries (:meth:`LogAnalytics.object_entries`) as only that
 object's rows. For the checks (``diagnose``), :meth:`LogAnalytics.summary` counts over every entry in KQL (a
 :class:`~provkit.data.logsummary.LogSummary`) and sends each object's latest entry, and
-:meth:`LogAnalytics.entries_for_checks` only the whole entries the checks filter for. :meth:`LogAnalytics.entries`
+:meth:`LogAnalytics.entries_for_checks` only the entries the checks filter for; healthy objects' exports as
+narrow rows (provkit.data.sources.loganalytics_findings). :meth:`LogAnalytics.entries`
 pulls every entry, a day at a time. Every query counts the rows and bytes it transferred
 (:attr:`LogAnalytics.transfer`).
 

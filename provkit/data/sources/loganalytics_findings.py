@@ -1,8 +1,10 @@
 """The findings pushdown of the loganalytics source: what ``diagnose`` needs from a workspace, in KQL.
 
 :meth:`FindingsPushdown.summary` counts over every entry in KQL (a :class:`~provkit.data.logsummary.LogSummary`)
-and sends each object's latest entry; :meth:`FindingsPushdown.entries_for_checks` only the whole entries the
-checks filter for. :class:`~provkit.data.sources.loganalytics.LogAnalytics` runs them (its ``query``,
+and sends each object's latest entry; :meth:`FindingsPushdown.entries_for_checks` only the entries the checks
+filter for. An entry a check reads whole (its steps, its modified properties) travels whole; a healthy object's
+successful export, read only for a few fields, travels as a narrow row (:data:`NARROW`): a few columns and two
+values of its steps' details extracted in KQL, put back into the events table by :func:`fill_narrow`. :class:`~provkit.data.sources.loganalytics.LogAnalytics` runs them (its ``query``,
 ``_app_filter`` and ``_records``).
 """
 
