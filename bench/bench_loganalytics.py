@@ -201,7 +201,7 @@ def diagnose(tenant: Tenant, env: dict, la: LogAnalytics, window: tuple, baselin
     header += f" {'findings':>8} {'| entries mode: s':>17} {'rows':>9} {'KiB':>10}"
     header += " same findings" if not baseline_days else ""
     print(header)
-    totals = {
+    totals: dict[str, float] = {
         "entries": 0,
         "rows": 0,
         "narrow": 0,
