@@ -154,11 +154,19 @@ class FindingsPushdown:
     ) -> tuple[list[dict[str, Any]], dict[str, int]]:
         """Each object's latest entry, as records (whole, or narrow where :data:`NARROW` allows), and the
         entries per object."""
-        latest = f"""{self._app_filter(sp_id)}
-| extend src_ = tostring(parse_json(SourceIdentity).Id)
-| where isnotempty(src_)
-| summarize arg_max(TimeGenerated, *), entries_ = count() by src_"""
-        whole = self.query(f"{latest}\n| where not({NARROW})\n| order by TimeGenerated asc", window)
+        app = self._app_filter(sp_id)
+        # The latest entries' ids first, then those entries by id: a test on the steps then reads the steps of
+        # those entries only (after arg_max(*), an engine may read every entry's).
+        latest = f"""let ids_ = {app}
+    | extend src_ = tostring(parse_json(SourceIdentity).Id)
+    | where isnotempty(src_)
+    | summarize arg_max(TimeGenerated, Id), entries_ = count() by src_
+    | project Id, src_, entries_;
+{app}
+| join kind=inner ids_ on Id"""
+        whole = self.query(
+            f"{latest}\n| where not({NARROW})\n| project-away Id1\n| order by TimeGenerated asc", window
+        )
         narrow = self.query(
             f"{latest}\n| where {NARROW}\n{_NARROW_COLUMNS}, src_, entries_\n| order by TimeGenerated asc",
             window,
@@ -240,14 +248,19 @@ class FindingsPushdown:
 | where isnull(newest_) or TimeGenerated < newest_{then}
 | project-away src_, src_1, newest_"""
 
-        export = (
-            "| where isnotempty(src_) and ResultType =~ 'Success'"
-            " and tolower(ProvisioningAction) in ('create', 'update')\n"
-            "| summarize arg_max(TimeGenerated, *) by src_"
-        )
-        # The exports: whole where a check reads their steps, narrow for the rest (as for the latest entries).
-        exports = beyond_latest(export, f"\n| where not({NARROW})")
-        narrow_exports = beyond_latest(export, f"\n| where {NARROW}") + "\n" + _NARROW_COLUMNS
+        # The exports: whole where a check reads their steps, narrow for the rest (as for the latest entries);
+        # their ids first, then the entries by id (the steps test reads only theirs).
+        export_ids = f"""let exported_ = {app}
+    | extend src_ = tostring(parse_json(SourceIdentity).Id)
+    | where isnotempty(src_) and ResultType =~ 'Success' and tolower(ProvisioningAction) in ('create', 'update')
+    | summarize arg_max(TimeGenerated, Id) by src_
+    | join kind=leftouter newest on src_
+    | where isnull(newest_) or TimeGenerated < newest_
+    | project Id;
+{app}
+| join kind=inner exported_ on Id"""
+        exports = f"{newest}{export_ids}\n| where not({NARROW})\n| project-away Id1"
+        narrow_exports = f"{newest}{export_ids}\n| where {NARROW}\n{_NARROW_COLUMNS}"
         # has: a superset of the skips whose step details carry SkipReason NotEffectivelyEntitled (the checks read
         # the reason from the steps and keep only those). A query of its own, read after the join: under an "or"
         # with the actions, or before the join, an engine may read the steps of more entries.
