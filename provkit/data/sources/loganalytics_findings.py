@@ -273,17 +273,25 @@ class FindingsPushdown:
             "tolower(ProvisioningAction) in ('delete', 'disable', 'stageddelete')",
             f"(ResultType =~ 'Failure'{after})",
         ]
+        filtered = beyond_latest("| where " + "\n    or ".join(wanted))
+        whole = [exports, filtered, not_entitled]
         narrow = [narrow_exports]
         if last_cycle is not None and last_cycle.cycle_id:
             # The running cycle's entries are read for object and time only (the ETA's objects seen): narrow
-            # where NARROW allows, whole otherwise (as every other entry).
-            cycle = f"CycleId == {_quote(last_cycle.cycle_id)}"
-            wanted.append(f"({cycle} and not({NARROW}))")
-            narrow.append(beyond_latest(f"| where {cycle}", f"\n| where {NARROW}") + "\n" + _NARROW_COLUMNS)
-        filtered = beyond_latest("| where " + "\n    or ".join(wanted))
+            # where NARROW allows, whole otherwise (as every other entry); ids first, as for the exports.
+            cycle_ids = f"""let cycle_ = {app}
+    | where CycleId == {_quote(last_cycle.cycle_id)}
+    | extend src_ = tostring(parse_json(SourceIdentity).Id)
+    | join kind=leftouter newest on src_
+    | where isnull(newest_) or TimeGenerated < newest_
+    | project Id;
+{app}
+| join kind=inner cycle_ on Id"""
+            whole.append(f"{newest}{cycle_ids}\n| where not({NARROW})\n| project-away Id1")
+            narrow.append(f"{newest}{cycle_ids}\n| where {NARROW}\n{_NARROW_COLUMNS}")
         records: list[dict[str, Any]] = []
         # Whole records first: an entry sent both ways is kept whole (the caller keeps the first of an id).
-        for kql in (exports, filtered, not_entitled):
+        for kql in whole:
             records.extend(self._records(self.query(kql, window)))
         for kql in narrow:
             records.extend(self._narrow_records(self.query(kql, window)))
