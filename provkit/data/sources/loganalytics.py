@@ -582,11 +582,17 @@ def workspace_evidence(
             observed = workspace.observed_cycles(sp_id, window)
         summary, records = workspace.summary(sp_id, window, window[1])
         seen = {r.get("id") for r in records}
-        for record in workspace.entries_for_checks(
-            sp_id,
-            window,
-            summary.last_by_status.get("success"),
-            last_cycle=summary.last_cycle if running else None,
+        # Every entry an object's latest one (with an object id): nothing beyond them to look for.
+        beyond = summary.entries > sum(summary.entries_by_object.values()) or summary.entries > len(records)
+        for record in (
+            workspace.entries_for_checks(
+                sp_id,
+                window,
+                summary.last_by_status.get("success"),
+                last_cycle=summary.last_cycle if running else None,
+            )
+            if beyond
+            else []
         ):
             if record.get("id") not in seen:
                 seen.add(record.get("id"))
