@@ -131,7 +131,8 @@ class FindingsPushdown:
         by_status = groups.groupby("status")["entries"].sum()
         recent = groups.groupby("status")["recent"].sum()
         failed = groups[groups["status"] == "failure"].groupby("code")["entries"].sum()
-        latest = self._latest_with_counts(sp_id, window)
+        # no entries: no latest ones (and an empty id set can make the engine read every entry's steps)
+        latest = self._latest_with_counts(sp_id, window) if len(groups) else ([], {})
         summary = LogSummary(
             entries=int(groups["entries"].sum()),
             first=groups["first_"].min() if len(groups) else None,
