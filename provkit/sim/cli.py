@@ -144,13 +144,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  settings written to {args.env_file}")
     if faults.active:
         print(f"  faults: {args.faults}")
-    print("Press Ctrl+C to stop.", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
+    _serve_until_stopped()
     server.stop()
     return 0
 
@@ -187,6 +181,13 @@ def _run_fleet(args: argparse.Namespace, faults: FaultPlan, now: datetime, scena
     print(f"  client id {fleet.client_id} in every tenant; trust {fleet.ca_path}")
     if args.env_file:
         print(f"  settings written to {args.env_file}")
+    _serve_until_stopped()
+    fleet.stop()
+    return 0
+
+
+def _serve_until_stopped() -> None:
+    """Wait until Ctrl+C or SIGTERM (the servers run in their own threads)."""
     print("Press Ctrl+C to stop.", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -194,5 +195,3 @@ def _run_fleet(args: argparse.Namespace, faults: FaultPlan, now: datetime, scena
         stop.wait()
     except KeyboardInterrupt:
         pass
-    fleet.stop()
-    return 0

@@ -39,7 +39,7 @@ from provkit.sim.faults import FaultPlan
 from provkit.sim.handler import RequestHandler, ThreadedTLSServer
 from provkit.sim.loganalytics import Workspace
 from provkit.sim.routes import GraphApp
-from provkit.sim.server import listen, registrations_for, serve_in_thread, tenant_app
+from provkit.sim.server import listen, registrations_for, serve_in_thread, tenant_app, write_private_lines
 from provkit.sim.tenant import Tenant
 
 __all__ = ["FleetMember", "RunningFleet", "start_fleet"]
@@ -149,11 +149,7 @@ class RunningFleet:
 
     def write_env_file(self, path: Path) -> None:
         """Write :meth:`env_lines` to ``path`` (mode 0600: it holds the local secret), replacing it atomically."""
-        tmp = Path(str(path) + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write("\n".join(self.env_lines()) + "\n")
-        os.replace(tmp, path)
+        write_private_lines(path, self.env_lines())
 
     def stop(self) -> None:
         """Stop serving every tenant; remove the TLS files when the folder was a temporary one."""

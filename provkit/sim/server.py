@@ -107,11 +107,7 @@ class RunningServer:
     def write_env_file(self, path: Path) -> None:
         lines = [f"{k}={v}" for k, v in self.env().items()]
         lines.append(f"# certificate sign-in instead of the secret: PROVKIT_CERT_PATH={self.cert_path}")
-        tmp = Path(str(path) + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write("\n".join(lines) + "\n")
-        os.replace(tmp, path)
+        write_private_lines(path, lines)
 
     def stop(self) -> None:
         """Stop serving; remove the TLS and certificate files when the folder was a temporary one."""
@@ -127,6 +123,15 @@ class RunningServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def write_private_lines(path: Path, lines: list[str]) -> None:
+    """Write ``lines`` to ``path`` with mode 0600 (an env file holds the local secret), replacing it atomically."""
+    tmp = Path(str(path) + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    os.replace(tmp, path)
 
 
 def registrations_for(
