@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from provkit.analysis.checks.finding import LINKS
+from provkit.data.httpstatus import http_status  # moved to the data layer: the log summary reads it too
 
 __all__ = ["CATALOG", "CONNECTOR_PREFIXES", "MESSAGES", "CatalogEntry", "KINDS", "http_status", "lookup"]
 
@@ -571,32 +572,6 @@ CATALOG: dict[str, CatalogEntry] = _build()
 
 _BY_LENGTH = sorted(CATALOG, key=len, reverse=True)
 _PREFIXES = sorted((p.lower() for p in CONNECTOR_PREFIXES), key=len, reverse=True)
-_HTTP = re.compile(r"\b(?:HTTP(?: status code)?|status code)\s*\(?([1-5]\d\d)\b", re.IGNORECASE)
-_HTTP_NAMED = re.compile(
-    r"\b([45]\d\d)\s*\(?(?:Unauthorized|Forbidden|Not ?Found|Conflict|Too Many Requests|Bad Request)\b",
-    re.IGNORECASE,
-)
-# "StatusCode: BadRequest" / "StatusCode: 400" (the .NET HttpResponseMessage text in SCIM reasons) and
-# "(401) Unauthorized" (the .NET WebException text "The remote server returned an error: (401) Unauthorized.").
-_STATUS_CODE = re.compile(r"\bStatus\s*Code\s*[:=]\s*\(?([A-Za-z]+|[1-5]\d\d)\b", re.IGNORECASE)
-_PARENTHESISED = re.compile(r"\(([1-5]\d\d)\)\s*[A-Z][a-z]")
-_STATUS_NAMES = {
-    "badrequest": 400,
-    "unauthorized": 401,
-    "forbidden": 403,
-    "notfound": 404,
-    "methodnotallowed": 405,
-    "conflict": 409,
-    "preconditionfailed": 412,
-    "unprocessableentity": 422,
-    "toomanyrequests": 429,
-    "internalservererror": 500,
-    "notimplemented": 501,
-    "badgateway": 502,
-    "serviceunavailable": 503,
-    "gatewaytimeout": 504,
-}
-
 # Connector-specific duplicate codes (SalesforceDuplicateUsername, SlackUserNameTaken,
 # AzureActiveDirectoryDuplicateValue, ...) end in words a catalog code does not; they all mean a unique value
 # already taken in the target, the documented EntryConflict.
@@ -724,18 +699,3 @@ def lookup(code: str | None, reason: str | None = None) -> CatalogEntry:
         known=False,
         reason=reason,
     )
-
-
-def http_status(text: str | None) -> int | None:
-    """The HTTP status code a reason text mentions ("... HTTP status code 409 ...", "HTTP 401",
-    "StatusCode: BadRequest", "(401) Unauthorized"), or None."""
-    if not text:
-        return None
-    match = _HTTP.search(text) or _HTTP_NAMED.search(text) or _PARENTHESISED.search(text)
-    if match:
-        return int(match.group(1))
-    named = _STATUS_CODE.search(text)
-    if named:
-        word = named.group(1)
-        return int(word) if word.isdigit() else _STATUS_NAMES.get(word.lower())
-    return None
