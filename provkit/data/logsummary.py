@@ -18,10 +18,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["RECENT", "LastCycle", "LogSummary"]
+from provkit.data.httpstatus import http_status
+
+__all__ = ["RECENT", "FailureGroup", "LastCycle", "LogSummary"]
 
 # The "recent" span of the working summary: the failure rate of the last 24 hours.
 RECENT = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class FailureGroup:
+    """Failed entries after the newest successful one that share an error code ("" for none) and the HTTP
+    status their reason names (:func:`~provkit.data.httpstatus.http_status`; None when it names none): how
+    many, and the first and last entry times."""
+
+    code: str
+    status: int | None
+    entries: int
+    first: pd.Timestamp
+    last: pd.Timestamp
 
 
 @dataclass(frozen=True)
@@ -70,7 +85,10 @@ class LogSummary:
     - ``error_codes`` (every code any entry carries) and ``target_types`` (every target identity type);
     - ``last_cycle``: the newest entry's cycle (:class:`LastCycle`), None without entries;
     - ``entries_by_object``: entries per source object id;
-    - ``window``: the window summarised, when the source says (a pushed-down summary always does).
+    - ``window``: the window summarised, when the source says (a pushed-down summary always does);
+    - ``failures_since_success``: the failed entries newer than the newest successful one (every failed entry
+      when none succeeded), grouped by error code and HTTP status (:class:`FailureGroup`, sorted by code and
+      status): what a credential outage or an escrow quarantine looks like, counted without its entries.
     """
 
     entries: int
@@ -86,6 +104,7 @@ class LogSummary:
     last_cycle: LastCycle | None
     entries_by_object: Mapping[str, int] = field(default_factory=dict)
     window: tuple[datetime, datetime] | None = None
+    failures_since_success: tuple[FailureGroup, ...] = ()
 
     @property
     def recent(self) -> int:
@@ -127,7 +146,40 @@ class LogSummary:
             last_cycle=_last_cycle(events),
             entries_by_object=_ObjectCounts(events),
             window=window,
+            failures_since_success=_failures_since_success(events, failed, last_by_status.get("success")),
         )
+
+
+def _failures_since_success(
+    events: pd.DataFrame, failed: np.ndarray, newest_success: pd.Timestamp | None
+) -> tuple[FailureGroup, ...]:
+    """The failed entries after ``newest_success`` (all of them without one) grouped by error code and the HTTP
+    status of their reason. Columnar: the status is read once per distinct reason."""
+    times = events["activity_time"].to_numpy(dtype="datetime64[ns]")  # UTC, as every events table holds
+    mine = failed
+    if newest_success is not None and not pd.isna(newest_success):
+        mine = failed & (times > _utc(pd.Timestamp(newest_success)).tz_localize(None).to_datetime64())
+    if not mine.any():
+        return ()
+    picked = np.flatnonzero(mine)
+    codes = events["error_code"].iloc[picked].astype(object).fillna("").astype(str).to_numpy()
+    reasons, distinct = pd.factorize(events["error_reason"].iloc[picked])
+    known = [http_status(r if isinstance(r, str) else None) for r in distinct]
+    statuses = np.asarray([-1 if s is None else s for s in known] + [-1], dtype=np.int64)[reasons]
+    frame = pd.DataFrame({"code": codes, "status": statuses, "time": times[picked]})
+    groups = frame.groupby(["code", "status"], sort=True)["time"].agg(["size", "min", "max"])
+    return tuple(
+        FailureGroup(
+            str(code),
+            None if int(status) < 0 else int(status),
+            int(n),
+            _utc(pd.Timestamp(a)),
+            _utc(pd.Timestamp(b)),
+        )
+        for (code, status), n, a, b in zip(
+            groups.index, groups["size"], groups["min"], groups["max"], strict=True
+        )
+    )
 
 
 def _utc(moment: pd.Timestamp) -> pd.Timestamp:
