@@ -24,8 +24,9 @@ import pandas as pd
 
 from provkit.analysis.checks.catalog import CatalogEntry, http_status, lookup
 from provkit.analysis.checks.facts import QUARANTINE_FIELDS, Facts, job_value
-from provkit.analysis.checks.finding import LINKS, SECTIONS, Finding, evidence_rows
+from provkit.analysis.checks.finding import EVIDENCE_ROWS, LINKS, SECTIONS, Finding, evidence_rows
 from provkit.analysis.columns import by_value, is_in, rows_where
+from provkit.data.logsummary import FailureGroup
 from provkit.errors import GraphError, ProvkitError
 from provkit.formatting import ago, format_time
 
@@ -34,6 +35,7 @@ __all__ = [
     "ValidateCredentials",
     "credential_checks",
     "rejected_entries",
+    "rejected_groups",
     "saved_credentials_validator",
 ]
 
@@ -73,9 +75,25 @@ def _status_rejection(facts: Facts) -> list[dict[str, Any]]:
     return list(rows.values())
 
 
+def _rejects_group(code: str, status: int | None) -> bool:
+    """Whether failures with this error code ("" for none) and HTTP status (from their reason) say the target
+    refused the credentials: the code's kind, or for a code the catalog does not know, a 401, 403 or 404."""
+    entry = lookup(code or None)
+    return entry.kind in _REJECTING_KINDS or (not entry.known and status in _REJECTING_STATUS)
+
+
+def rejected_groups(facts: Facts) -> list[FailureGroup]:
+    """The log summary's failures newer than the latest successful entry (an older one was fixed since) whose
+    code and HTTP status say the target refused the credentials (or is not SCIM-compatible): counts, codes,
+    statuses and first times over every entry, whichever entries the evidence holds."""
+    return [g for g in facts.logs.failures_since_success if _rejects_group(g.code, g.status)]
+
+
 def rejected_entries(facts: Facts) -> pd.DataFrame:
-    """Failed log entries whose error says the target refused the credentials (or is not SCIM-compatible),
-    newer than the latest successful entry of the window (an older one was fixed since)."""
+    """The failed log entries the evidence holds that :func:`rejected_groups` counts, newest first (ties by
+    entry id). From every entry that is all of them; a pushed-down evidence (Log Analytics' findings mode)
+    holds at least the newest :data:`~provkit.analysis.checks.finding.EVIDENCE_ROWS` of each group, so the
+    newest of them all are always among these."""
     events = facts.events
     if events.empty:
         return events
@@ -102,7 +120,8 @@ def rejected_entries(facts: Facts) -> pd.DataFrame:
         times = events["activity_time"].to_numpy(dtype="datetime64[ns]")
         keep &= times > pd.Timestamp(newest).tz_convert("UTC").tz_localize(None).to_datetime64()
     rejected = rows_where(events, keep)
-    return rejected.sort_values("activity_time", ascending=False, kind="stable")
+    order = ["activity_time", "id"] if "id" in rejected else ["activity_time"]
+    return rejected.sort_values(order, ascending=[False, True][: len(order)], kind="stable")
 
 
 def _quarantined(facts: Facts) -> Finding | None:
@@ -153,16 +172,21 @@ def _quarantined(facts: Facts) -> Finding | None:
 
 def _target_rejected(facts: Facts) -> Finding | None:
     status_rows = _status_rejection(facts)
-    entries = rejected_entries(facts)
-    if not status_rows and entries.empty:
+    groups = rejected_groups(facts)
+    total = sum(g.entries for g in groups)
+    if not status_rows and not total:
         return None
     parts = []
-    if not entries.empty:
-        codes = entries["error_code"].fillna("(no code)").value_counts()
-        statuses = sorted({s for s in entries["error_reason"].map(http_status) if s})
-        text = ", ".join(f"{n} x {c}" for c, n in codes.items())
+    if total:
+        by_code: dict[str, int] = {}
+        for g in groups:
+            by_code[g.code or "(no code)"] = by_code.get(g.code or "(no code)", 0) + g.entries
+        statuses = sorted({g.status for g in groups if g.status})
+        text = ", ".join(
+            f"{n} x {c}" for c, n in sorted(by_code.items(), key=lambda item: (-item[1], item[0]))
+        )
         parts.append(
-            f"{len(entries):,} log entries since {format_time(entries['activity_time'].min())} ({text}"
+            f"{total:,} log entries since {format_time(min(g.first for g in groups))} ({text}"
             + (f"; HTTP {', '.join(map(str, statuses))}" if statuses else "")
             + ")"
         )
@@ -172,6 +196,8 @@ def _target_rejected(facts: Facts) -> Finding | None:
             + (f" (HTTP {row['http_status']})" if row["http_status"] else "")
         )
     rows = list(status_rows)
+    # The rows listed come from the entries held (the newest); how many there are, from the summary.
+    entries = rejected_entries(facts).head(EVIDENCE_ROWS - len(rows)) if total else facts.events.iloc[:0]
     for e in entries.itertuples(index=False):
         rows.append(
             {
@@ -186,8 +212,10 @@ def _target_rejected(facts: Facts) -> Finding | None:
                 "change_id": e.change_id,
             }
         )
-    listed, omitted = evidence_rows(rows)
-    scim = any(lookup(r["error_code"]).kind == "scim" for r in rows if r.get("error_code"))
+    listed, _ = evidence_rows(rows)
+    omitted = len(status_rows) + total - len(listed)
+    codes = [g.code for g in groups] + [r["error_code"] for r in status_rows]
+    scim = any(lookup(c).kind == "scim" for c in codes if c)
     remedy = (
         "Check the Tenant URL and the Secret Token (valid and unexpired; the app's tutorial says whether it "
         "expects a 'Bearer' prefix), the admin account's rights in the app, and that the endpoint is reachable. "
@@ -203,7 +231,7 @@ def _target_rejected(facts: Facts) -> Finding | None:
         title="The target app refused the provisioning credentials or requests: " + "; ".join(parts),
         evidence=listed,
         omitted=omitted,
-        count=len(entries),
+        count=total,
         why="While the target refuses the credentials every export fails; enough such failures quarantine the "
         "job, and four weeks of quarantine disable it.",
         remedy=remedy,
