@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,6 +33,7 @@ from provkit.data.auth import Settings, make_session, sign_in
 from provkit.data.evidence import Evidence
 from provkit.data.sources import files
 from provkit.data.sources.graph import directory_facts
+from provkit.data.sources.loganalytics_failures import failures_since_success
 from provkit.data.sources.loganalytics_findings import FindingsPushdown, _quote, _when, fill_narrow
 from provkit.data.tables import events_from_records, jobs_from_records
 from provkit.errors import ConfigError, ProvkitError
@@ -585,18 +586,19 @@ def workspace_evidence(
         # Every entry an object's latest one (with an object id): nothing beyond them to look for.
         beyond = summary.entries > sum(summary.entries_by_object.values()) or summary.entries > len(records)
         for record in (
-            workspace.entries_for_checks(
-                sp_id,
-                window,
-                summary.last_by_status.get("success"),
-                last_cycle=summary.last_cycle if running else None,
-            )
+            workspace.entries_for_checks(sp_id, window, last_cycle=summary.last_cycle if running else None)
             if beyond
             else []
         ):
             if record.get("id") not in seen:
                 seen.add(record.get("id"))
                 records.append(record)
+        # The failures after the newest success: grouped in KQL, the newest of each group whole.
+        success, failure = (summary.last_by_status.get(s) for s in ("success", "failure"))
+        if failure is not None and (success is None or failure > success):
+            grouped, failed = failures_since_success(workspace, sp_id, window, success)
+            summary = replace(summary, failures_since_success=grouped)
+            records.extend(r for r in failed if r.get("id") not in seen)
     elif mode == "cycles":
         observed = workspace.observed_cycles(sp_id, window)
     elif mode == "object":

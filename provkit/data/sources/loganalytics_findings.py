@@ -217,7 +217,6 @@ class FindingsPushdown:
         self,
         sp_id: str,
         window: tuple[datetime, datetime],
-        last_success: datetime | None,
         *,
         last_cycle: LastCycle | None = None,
     ) -> list[dict[str, Any]]:
@@ -228,7 +227,6 @@ class FindingsPushdown:
           created later);
         - every delete, disable and staged delete, and every skip whose steps say NotEffectivelyEntitled
           (deprovisioning, the deletion threshold, scope inference);
-        - the failures after ``last_success`` (all failures when there is none: rejected credentials);
         - with ``last_cycle``, that cycle's entries (the ETA of a running initial cycle).
 
         inference: an entry at the same instant as its object's latest one is taken for it (as ``arg_max``
@@ -268,12 +266,9 @@ class FindingsPushdown:
         not_entitled = beyond_latest(
             "| where ResultType =~ 'Skipped'", "\n| where ProvisioningSteps has 'NotEffectivelyEntitled'"
         )
-        # One query for the filters on small columns (each entry read once).
-        after = f" and TimeGenerated > {_when(last_success)}" if last_success is not None else ""
-        wanted = [
-            "tolower(ProvisioningAction) in ('delete', 'disable', 'stageddelete')",
-            f"(ResultType =~ 'Failure'{after})",
-        ]
+        # One query for the filters on small columns (each entry read once). The failures after the newest
+        # success: provkit.data.sources.loganalytics_failures (grouped, the newest of each group whole).
+        wanted = ["tolower(ProvisioningAction) in ('delete', 'disable', 'stageddelete')"]
         filtered = beyond_latest("| where " + "\n    or ".join(wanted))
         whole = [exports, filtered, not_entitled]
         narrow = [narrow_exports]
