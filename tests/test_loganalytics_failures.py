@@ -149,6 +149,7 @@ def test_failures_before_the_newest_success_are_not_counted_and_do_not_travel() 
     assert findings_json(run_checks(pushed.evidence)) == findings_json(run_checks(every.evidence))
 
 
+@pytest.mark.slow
 def test_an_escrow_quarantine_sends_each_groups_newest_entries_and_counts_the_rest(monkeypatch) -> None:
     """At 6,000 users the job is quarantined: every export after the newest success fails (over 20,000). The
     groups come back as a row each, and the newest entries of each group whole, whatever the check judges."""

@@ -1,7 +1,8 @@
 """What the checks count over every log entry of a window, as one small value: :class:`LogSummary`.
 
 Most checks read a few entries (each object's latest one, the entries a finding cites); a few count over all of
-them (entries by status, failed entries by error code, the latest cycle's size). A source that summarises in its
+them (entries by status, failed entries by error code, the latest cycle's size, the failures since the newest
+success by code and HTTP status). A source that summarises in its
 own engine (Log Analytics, in KQL) hands those counts over as a :class:`LogSummary` and sends only the entries
 the checks read; otherwise :meth:`LogSummary.from_events` computes the same counts from the entries, so the
 checks run the same code on both (:meth:`provkit.data.evidence.Evidence.summarise_logs`).

@@ -6,7 +6,11 @@ Checks:
   (reason EncounteredQuarantineException, or a credential or SCIM error on the quarantine).
 - ``credentials.target-rejected`` (error): the target refused the credentials or is not SCIM-compatible
   (401/403/404, Unauthorized, InvalidCredentials, CredentialValidationUnavailable, ServiceIncompatible ...),
-  in the job status or in log entries newer than the latest successful entry.
+  in the job status or in log entries newer than the latest successful entry. Its counts, codes, HTTP
+  statuses and first time come from the log summary's failures by code and status
+  (:attr:`~provkit.data.logsummary.LogSummary.failures_since_success`, judged here per group); the entries it
+  lists (the newest) from the entries held, so it is the same from every entry as from a source that sends
+  only each group's newest entries (Log Analytics' findings mode).
 - ``credentials.validation-failed`` (error): only when the caller passed ``validate_credentials``, a callable
   that POSTs validateCredentials with the saved credentials; the saved credentials were refused.
 - ``credentials.validated`` (info): the same call succeeded.

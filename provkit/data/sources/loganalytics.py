@@ -542,7 +542,8 @@ def workspace_evidence(
     failures; enough for cycles and their timing), "object" the entries about ``object_ref`` only (for explain),
     "findings" what the checks read: the counts over every entry summarised in KQL (``log_summary``), each
     object's latest entry and the few whole entries the checks filter for (:meth:`LogAnalytics.summary`,
-    :meth:`LogAnalytics.entries_for_checks`; with the per-cycle aggregates of "cycles" while the initial cycle
+    :meth:`LogAnalytics.entries_for_checks`; the failures after the newest success as groups by code and HTTP
+    status with each group's newest entries, provkit.data.sources.loganalytics_failures; with the per-cycle aggregates of "cycles" while the initial cycle
     runs, for its ETA); "summary" those and the per-cycle aggregates always (a report's summary: findings and
     cycles); "entries" every entry of the window (the same findings as "findings").
     """

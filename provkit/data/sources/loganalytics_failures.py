@@ -84,7 +84,8 @@ def failures_since_success(
     if not len(groups):
         return (), []
     # The entries of each group as the service groups them (its codes as written), the newest first.
-    cuts, wanted = [], []
+    cuts: list[str] = []
+    wanted: list[str] = []
     for code, status, entries in zip(groups["code_"], groups["status_"], groups["entries"], strict=True):
         same_code = (
             f"ResultSignature == {_quote(code)}"
