@@ -17,7 +17,9 @@ __all__ = ["PATTERNS", "STATUS_NAMES", "http_status"]
 # The patterns, tried in this order; the first that matches anywhere in the text gives the status (its group
 # 1). The last one may name the status by word (STATUS_NAMES). Written in the syntax common to Python's re and
 # RE2 (the regex dialect of KQL), case-insensitive unless said: the KQL extraction uses these strings as they
-# are. inference: the wordings are the documented examples quoted above and reasons seen in exported logs.
+# are.
+# inference: beyond the documented example ("... with the HTTP status code 409", reference 1.8), the wordings
+# are those of reasons seen in exported logs and community reports.
 PATTERNS: tuple[tuple[str, bool], ...] = (
     # "... HTTP status code 409", "HTTP 401", "status code (404)"
     (r"\b(?:HTTP(?: status code)?|status code)\s*\(?([1-5]\d\d)\b", True),

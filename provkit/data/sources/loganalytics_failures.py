@@ -37,14 +37,13 @@ __all__ = ["EVIDENCE_ROWS", "failures_since_success", "status_kql"]
 EVIDENCE_ROWS = 50
 
 
+# inference: KQL's regular expressions are RE2's (extract, matches regex); the status patterns are written in
+# the syntax RE2 and Python's re read alike, and a test runs both over the same reason texts.
 def status_kql(column: str = "ResultDescription") -> str:
     """KQL ``extend`` assignments ending in ``status_``: the HTTP status ``column``'s text names, as digits
     ("" when none), read as :func:`~provkit.data.httpstatus.http_status` reads it (the first pattern that
     matches; a status named by word through its table). Helper columns ``s0_``... are left for the caller to
-    drop (:data:`_HELPERS`).
-
-    inference: KQL's regular expressions are RE2's; the patterns use only syntax the two dialects read alike
-    (and Python reads them ASCII-only, as RE2 does). A test runs both over the same reason texts."""
+    drop (:data:`_HELPERS`). Python reads the patterns ASCII-only, as RE2 does."""
     parts = []
     for n, (pattern, folded) in enumerate(PATTERNS):
         assert "'" not in pattern  # a verbatim KQL string cannot hold a quote unescaped
