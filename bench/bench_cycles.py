@@ -26,7 +26,9 @@ from __future__ import annotations
 import argparse
 import time
 import tracemalloc
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -87,9 +89,8 @@ def synthetic_events(entries: int, cycles: int, *, seed: int = 1) -> pd.DataFram
         }
     )
     failed = frame["status"] == "failure"
-    frame["error_code"] = pd.array(
-        np.where(failed, "SystemForCrossDomainIdentityManagementBadResponse", None), dtype="str"
-    )
+    code = pd.Series("SystemForCrossDomainIdentityManagementBadResponse", index=frame.index, dtype="str")
+    frame["error_code"] = code.where(failed)
     return frame
 
 
@@ -165,7 +166,7 @@ def baseline(events: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values("start").reset_index(drop=True)
 
 
-def _timed(fn, repeat: int) -> tuple[float, object]:
+def _timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
     best, result = float("inf"), None
     for _ in range(repeat):
         began = time.perf_counter()
@@ -174,7 +175,7 @@ def _timed(fn, repeat: int) -> tuple[float, object]:
     return best, result
 
 
-def _peak(fn) -> int:
+def _peak(fn: Callable[[], Any]) -> int:
     tracemalloc.start()
     try:
         fn()

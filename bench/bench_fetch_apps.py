@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from bench_fetch import NOW, Emulator
 
@@ -65,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tenant_id = emulator.settings.tenant_id or ""
         end = datetime.fromisoformat(NOW.replace("Z", "+00:00"))
         start = end - timedelta(days=args.days)
-        apps = []
+        apps: list[Any] = []
         for row in provisioning_apps(client):
             if row["service_principal_id"] not in {a.service_principal_id for a in apps}:
                 apps.append(client.resolve_app(row["service_principal_id"]))

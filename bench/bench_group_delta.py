@@ -65,13 +65,14 @@ def refuse_delta(client: GraphClient) -> None:
 def prepare(way: str, store_root: Path, tenant_id: str, sp_id: str) -> None:
     """Set the copied store up for ``way``: read times 13 h back (full re-read) or now (12-h reuse)."""
     app_store = Store(store_root).app(tenant_id, sp_id)
-    groups = app_store.meta("groups") or {}
+    stored = app_store.meta("groups")
+    groups: dict[str, Any] = stored if isinstance(stored, dict) else {}
     if way == "full re-read":
         when = (datetime.now().astimezone() - timedelta(hours=13)).isoformat()
     else:
         when = datetime.now().astimezone().isoformat()
     if way != "delta":
-        app_store.write_meta("groups_read_at", {g: when for g in groups})  # type: ignore[union-attr]
+        app_store.write_meta("groups_read_at", dict.fromkeys(groups, when))
         app_store.write_meta("groups_delta", None)  # as a store from before the delta query
 
 

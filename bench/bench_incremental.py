@@ -27,6 +27,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from bench_fetch import Emulator, rss_mb
 
@@ -48,7 +49,7 @@ class CallTimes:
         self.calls = dict.fromkeys(self.KINDS, 0)
         send = client.session.request
 
-        def timed(method: str, url: str, *args: object, **kwargs: object):  # noqa: ANN202 - requests' own
+        def timed(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
             began = time.monotonic()
             try:
                 return send(method, url, *args, **kwargs)
@@ -57,7 +58,7 @@ class CallTimes:
                 self.seconds[kind] += time.monotonic() - began
                 self.calls[kind] += 1
 
-        client.session.request = timed  # type: ignore[method-assign]
+        client.session.request = timed  # type: ignore[method-assign,assignment]
 
     @staticmethod
     def kind(url: str) -> str:
@@ -88,7 +89,7 @@ def fetch_all(
 ) -> dict[str, float]:
     """Fetch every app in turn; returns the totals."""
     requests_before = client.stats.requests
-    totals = {"entries": 0, "new": 0, "duplicates": 0, "pages": 0, "slices": 0}
+    totals: dict[str, float] = {"entries": 0, "new": 0, "duplicates": 0, "pages": 0, "slices": 0}
     began = time.monotonic()
     for app in apps:
         summary: FetchSummary

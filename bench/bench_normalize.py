@@ -299,7 +299,7 @@ def run_worker(method: str, entries: int, batch_pages: int) -> dict[str, Any]:
     start = clock.now()
     if method.startswith("provkit"):
         tables = concat_tables(parts)
-        rows = (len(tables.events), len(tables.steps), len(tables.properties))
+        rows: tuple[int, ...] = (len(tables.events), len(tables.steps), len(tables.properties))
     elif method == "arrow-nested":
         rows = (sum(len(part) for part in parts), 0, 0)  # pages infer different struct types
     else:

@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -125,7 +126,11 @@ def main() -> int:
         baseline = _inline_copy(run, Path(tmp) / "inline")
         relative = sorted(str(p.relative_to(run)) for p in run.glob("*/*.html"))
         with_charts = [r for r in relative if "provkit-chart" in (run / r).read_text(encoding="utf-8")]
-        results = {"pages": len(relative), "pages_with_charts": len(with_charts), "variants": {}}
+        results: dict[str, Any] = {
+            "pages": len(relative),
+            "pages_with_charts": len(with_charts),
+            "variants": {},
+        }
         flags = ["--no-sandbox", *ARGS] if os.geteuid() == 0 else ARGS
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=executable, args=flags)
