@@ -179,7 +179,9 @@ def write_index(out: Path) -> Path:
     )
     path = Path(out) / "index.html"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page + "\n", encoding="utf-8")
+    tmp = path.with_name(f".index.html.{os.getpid()}.tmp")
+    tmp.write_text(page + "\n", encoding="utf-8")
+    tmp.replace(path)  # the tenants of a fleet run at once write it too: never half a page
     return path
 
 

@@ -138,13 +138,15 @@ def _resolve_notebooks(names: Sequence[str] | None, folder: Path) -> list[Path]:
 
 def _new_run_dir(out: Path) -> tuple[str, Path]:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out.mkdir(parents=True, exist_ok=True)
     run_id, n = stamp, 1
-    while (out / run_id).exists():
-        n += 1
-        run_id = f"{stamp}-{n}"
-    path = out / run_id
-    path.mkdir(parents=True)
-    return run_id, path
+    while True:  # claimed by mkdir itself: the tenants of a fleet start runs in OUT at once
+        try:
+            (out / run_id).mkdir()
+            return run_id, out / run_id
+        except FileExistsError:
+            n += 1
+            run_id = f"{stamp}-{n}"
 
 
 def _findings_by_severity(findings: list) -> dict[str, list[dict[str, Any]]]:
@@ -327,6 +329,7 @@ def build_report(
     """
     say = log or (lambda _text: None)
     out = Path(out)
+    started = datetime.now(UTC).isoformat()
     sources = _resolve_notebooks(notebooks, notebooks_dir or default_notebooks_dir())
     fetcher = _Fetcher(source, store, workspace)
     try:
@@ -366,6 +369,8 @@ def build_report(
             "notebooks": [p.stem for p in sources],
             "state": _worst(e["state"] for e in entries),
             "apps": entries,
+            "started_at": started,
+            "finished_at": datetime.now(UTC).isoformat(),
         }
         if fleet is not None:
             summary["fleet"] = fleet
