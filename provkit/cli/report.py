@@ -63,6 +63,14 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--notebooks-dir", type=Path, help="folder holding the workbook notebooks")
     parser.add_argument("--workers", type=int, default=2, help="notebooks run at once (default 2)")
+    parser.add_argument(
+        "--tenant-workers",
+        type=int,
+        metavar="N",
+        help="fleet reports (several --workspace, or --demo-tenants): tenants reported at once, each in a process "
+        "of its own with its own settings (default 2: with --workers 2, four queries at once, within Log "
+        "Analytics' five concurrent queries per user; 1 runs them one after another)",
+    )
     parser.add_argument("--show-input", action="store_true", help="keep the code cells in the HTML pages")
 
 
@@ -94,6 +102,12 @@ def run_report(args: argparse.Namespace) -> int:
     demo_tenants = getattr(args, "demo_tenants", None)
     if demo_tenants is not None or len(specs) > 1 or any(spec.tenant_id for spec in specs):
         return _run_fleet(args, source, specs, demo_tenants)
+    if getattr(args, "tenant_workers", None) is not None:
+        raise ConfigError(
+            "--tenant-workers is for fleet reports.",
+            remedy="Report on several workspaces (--workspace A --workspace B) or simulated tenants "
+            "(--demo --demo-tenants N), or drop --tenant-workers (--workers sets the notebooks run at once).",
+        )
     workspace = None if values is None else (specs[0].workspace_id if specs else "")
     if workspace is not None and source == "store":
         raise ConfigError(
@@ -139,9 +153,10 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def _run_fleet(args: argparse.Namespace, source: str, specs: list[Any], demo_tenants: int | None) -> int:
-    """``provkit report`` over several workspaces (or simulated tenants): one run per tenant, one index."""
+    """``provkit report`` over several workspaces (or simulated tenants): one run per tenant, ``--tenant-workers``
+    tenants at once (each in a child process), one index."""
     # Deferred on purpose, as in run_report.
-    from provkit.workbook.fleet import WorkspaceSpec, build_fleet_report, demo_fleet
+    from provkit.workbook.fleet import DEFAULT_TENANT_WORKERS, WorkspaceSpec, build_fleet_report, demo_fleet
     from provkit.workbook.reports import EXIT_FAILED, EXIT_FINDINGS, exit_code
     from provkit.workbook.session import demo_options_from_env, demo_size_from_env
 
@@ -159,6 +174,12 @@ def _run_fleet(args: argparse.Namespace, source: str, specs: list[Any], demo_ten
         )
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1.")
+    tenant_workers = getattr(args, "tenant_workers", None)
+    tenant_workers = DEFAULT_TENANT_WORKERS if tenant_workers is None else tenant_workers
+    if tenant_workers < 1:
+        raise ConfigError(
+            "--tenant-workers must be at least 1.", remedy="Use 1 to report tenants one by one."
+        )
     resolve_window(since=args.since, start=args.start, end=args.end)
     since = args.since or ("7d" if not (args.start or args.end) else None)
     start, end = args.start, args.end
@@ -203,6 +224,7 @@ def _run_fleet(args: argparse.Namespace, source: str, specs: list[Any], demo_ten
             environ=environ,
             simulated=simulated,
             log=say,
+            tenant_workers=tenant_workers,
             **report,
         )
     finally:
