@@ -1,13 +1,19 @@
 """A fleet report (``provkit report`` over several Log Analytics workspaces): one index row per tenant and app,
 each workspace's tenant read from its rows' AADTenantId or given as ID=TENANT, every tenant signed in to with the
 same app, and a tenant that fails shown as a failed row while the others still run. Against one simulator serving
-several tenants (provkit.sim.fleet), as the real services serve an MSP."""
+several tenants (provkit.sim.fleet), as the real services serve an MSP. Tenants run one after another
+(``tenant_workers=1``) or several at once, each in a child process (the same rows, pages and summaries)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,6 +29,12 @@ from provkit.workbook.fleet import WorkspaceSpec, build_fleet_report, parse_work
 NOW = datetime.now(UTC).replace(microsecond=0)
 UNKNOWN = "00000000-0000-4000-8000-00000000beef"
 LIVE_SETTINGS = ("PROVKIT_TENANT_ID", "PROVKIT_CLIENT_ID", "PROVKIT_CLIENT_SECRET", "PROVKIT_CERT_PATH")
+DEMO_ENV = {  # a small simulated fleet, its clock fixed
+    "PROVKIT_DEMO_USERS": "300",
+    "PROVKIT_DEMO_DAYS": "3",
+    "PROVKIT_DEMO_NOW": "2024-06-03T12:00:00Z",
+    "PROVKIT_DEMO_THROTTLE": "0",
+}
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +78,214 @@ def report(fleet, tmp_path_factory):
             notebooks=[],
         )
     return run
+
+
+@pytest.fixture(scope="module")
+def concurrent(fleet, tmp_path_factory):
+    """The same fleet reported with two tenants at once (each in a child process), and its progress lines."""
+    out = tmp_path_factory.mktemp("fleet-concurrent")
+    home, second, no_tables, no_consent = fleet.members
+    specs = [
+        WorkspaceSpec(home.workspace_id),
+        WorkspaceSpec(second.workspace_id),
+        WorkspaceSpec(no_tables.workspace_id, no_tables.tenant_id),
+        WorkspaceSpec(no_consent.workspace_id),
+        WorkspaceSpec(UNKNOWN),
+    ]
+    lines: list[str] = []
+    with pytest.MonkeyPatch.context() as mp:
+        for name in LIVE_SETTINGS:
+            mp.delenv(name, raising=False)
+        mp.setenv("XDG_CACHE_HOME", str(out.parent / "token-cache-concurrent"))
+        run = build_fleet_report(
+            None,
+            specs,
+            out=out,
+            since="2d",
+            environ=fleet.env(),
+            simulated={m.tenant_id: m.seed for m in fleet.members},
+            notebooks=[],
+            tenant_workers=2,
+            log=lines.append,
+        )
+        assert os.environ.get("PROVKIT_TENANT_ID") is None  # the children's settings stayed theirs
+    return run, lines
+
+
+_RUN_FOLDER = re.compile(r"\d{8}T\d{6}Z(?:-\d+)?")
+_INSTANT = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:\d\d| UTC)?")
+_AGO = re.compile(r"\b\d+(?:\.\d+)? (?:s|sec|min|h|d|days?|hours?|minutes?) ago\b")
+_CORRELATION = re.compile(r"correlation id [0-9a-f-]{36}", re.I)
+_TIMES = {"run_id", "generated_at", "started_at", "finished_at", "seconds_to_load", "seconds", "id"}
+
+
+def _minus_times(value):
+    """A summary (or a page's text) without what differs from one run to the next: times, run ids, durations."""
+    if isinstance(value, dict):
+        return {k: _minus_times(v) for k, v in value.items() if k not in _TIMES}
+    if isinstance(value, list):
+        return [_minus_times(v) for v in value]
+    if isinstance(value, str):
+        value = _CORRELATION.sub("correlation id ID", _RUN_FOLDER.sub("RUN", value))  # one per request
+        return _AGO.sub("AGO", _INSTANT.sub("TIME", value))
+    return value
+
+
+def _differences(a, b, path="") -> list[str]:
+    """Where two summaries differ (paths to the differing values), for a readable failure."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [
+            d
+            for k in sorted(set(a) | set(b), key=str)
+            for d in _differences(a.get(k), b.get(k), f"{path}/{k}")
+        ]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [
+            d for i, (x, y) in enumerate(zip(a, b, strict=True)) for d in _differences(x, y, f"{path}/{i}")
+        ]
+    if a == b:
+        return []
+    if isinstance(a, str) and isinstance(b, str):
+        same = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+        return [f"{path}: ...{a[max(0, same - 40) :]!r} != ...{b[max(0, same - 40) :]!r}"]
+    return [f"{path}: {a!r} != {b!r}"]
+
+
+def _by_tenant(fleet_run) -> dict:
+    runs = {
+        (r.summary["fleet"]["tenant_id"], r.summary["fleet"]["workspace"]): r.summary for r in fleet_run.runs
+    }
+    failed = {(f["fleet"]["tenant_id"], f["fleet"]["workspace"]): f for f in fleet_run.failures}
+    return {key: _minus_times(summary) for key, summary in {**runs, **failed}.items()}
+
+
+def test_two_tenants_at_once_write_the_same_rows_and_summaries_as_one_by_one(report, concurrent) -> None:
+    fleet_run, _lines = concurrent
+    assert len(fleet_run.runs) == len(report.runs) == 2
+    assert len(fleet_run.failures) == len(report.failures) == 3
+    differences = _differences(_by_tenant(fleet_run), _by_tenant(report))
+    assert not differences, "\n".join(differences)
+    assert [_minus_times(r) for r in _index_rows(fleet_run.out)] == [
+        _minus_times(r) for r in _index_rows(report.out)
+    ]
+    for run in fleet_run.runs:  # every app's own summary.json too
+        for app in run.apps:
+            written = json.loads((run.run_dir / app["folder"] / "summary.json").read_text(encoding="utf-8"))
+            assert written["app"]["tenant_id"] == run.summary["fleet"]["tenant_id"]
+            assert written["workspace"] == run.summary["fleet"]["workspace"]
+
+
+def test_the_tenants_ran_at_once_and_a_failing_tenant_is_one_row(fleet, concurrent) -> None:
+    fleet_run, _lines = concurrent
+    home, second, no_tables, no_consent = fleet.members
+    spans = {}
+    for run in fleet_run.runs:
+        spans[run.summary["fleet"]["tenant_id"]] = (
+            datetime.fromisoformat(run.summary["started_at"]),
+            datetime.fromisoformat(run.summary["finished_at"]),
+        )
+    (home_start, home_end), (second_start, second_end) = spans[home.tenant_id], spans[second.tenant_id]
+    assert home_start < second_end and second_start < home_end  # their runs overlap: both ran at once
+    errors = {f["fleet"]["tenant_id"]: f["apps"][0]["errors"][0] for f in fleet_run.failures}
+    assert "Diagnostic settings" in errors[no_tables.tenant_id]
+    assert "AADSTS700016" in errors[no_consent.tenant_id]
+    assert "The requested path does not exist" in errors[None]
+    rows = _index_rows(fleet_run.out)
+    assert sum(1 for row in rows if ">failed</span>" in row) == 3
+    assert sum(1 for row in rows if f"<td>{second.tenant_id}</td>" in row) == 14
+
+
+def test_progress_lines_are_whole_prefixed_with_their_tenant_and_hold_no_secret(fleet, concurrent) -> None:
+    fleet_run, lines = concurrent
+    home, second, no_tables, no_consent = fleet.members
+    secret = fleet.env()["PROVKIT_CLIENT_SECRET"]
+    assert not any(secret in line for line in lines)
+    for member in (home, second):
+        mine = [line for line in lines if line.startswith(f"[{member.tenant_id}] ")]
+        assert any(line.endswith("entries") and "Zendesk: " in line for line in mine), mine
+    # a failed tenant says why, under its own prefix
+    assert any(
+        line.startswith(f"[{no_consent.tenant_id}] failed: ") and "AADSTS700016" in line for line in lines
+    )
+    children = [line for line in lines if line.startswith("[")]
+    assert all("\n" not in line for line in children)
+    for written in fleet_run.out.rglob("*"):
+        if written.is_file():
+            assert secret not in written.read_text(encoding="utf-8", errors="replace"), written
+
+
+def test_a_demo_fleet_reports_its_tenants_at_once_through_the_command(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    for name in LIVE_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in DEMO_ENV.items():
+        monkeypatch.setenv(name, value)
+    user_cache = tmp_path / "user-cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(user_cache))
+    out = tmp_path / "out"
+    code = main(
+        [
+            "report",
+            "--demo",
+            "--demo-tenants",
+            "2",
+            "--app",
+            "Zendesk",
+            "--summary-only",
+            "--tenant-workers",
+            "2",
+        ]
+        + ["--out", str(out)]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err[-3000:]
+    assert "Fleet report: 2 app(s) in 2 tenant(s) from 2 workspace(s), 0 failed" in captured.err
+    assert re.findall(r"^\[([0-9a-f-]{36})\] started: ", captured.err, flags=re.M)[1:]  # two tenants started
+    rows = _index_rows(out)
+    assert len(rows) == 2 and all("<td>Zendesk</td>" in row for row in rows)
+    assert len({re.search(r"<td>([0-9a-f-]{36})</td>", row).group(1) for row in rows}) == 2
+    # the children's tokens went to the run's private cache, not the user's
+    assert not user_cache.exists() or not any(p.is_file() for p in user_cache.rglob("*"))
+
+
+def test_ctrl_c_stops_the_children_and_no_unfinished_run_is_listed(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k not in LIVE_SETTINGS}
+    env.update(DEMO_ENV, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    command = [sys.executable, "-c", "import sys; from provkit.cli.main import main; sys.exit(main())"]
+    command += ["report", "--demo", "--demo-tenants", "2", "--app", "Zendesk", "--app", "Contoso SCIM App"]
+    command += ["--notebook", "00", "--notebook", "01", "--tenant-workers", "2", "--out", str(out)]
+    # its own session, as a terminal's foreground job: Ctrl+C reaches the whole process group
+    child = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    seen: list[str] = []
+    analysed: set[str] = set()
+    assert child.stderr is not None
+    for line in child.stderr:  # until both tenants have an app analysed (their notebooks then start)
+        seen.append(line)
+        match = re.match(r"^\[([0-9a-f-]{36})\] (Zendesk|Contoso SCIM App): ", line)
+        if match:
+            analysed.add(match.group(1))
+        if len(analysed) == 2:
+            break
+    assert len(analysed) == 2, "".join(seen)[-3000:]
+    os.killpg(child.pid, signal.SIGINT)
+    rest = child.stderr.read()
+    assert child.wait(timeout=120) == 130, rest[-3000:]
+    for _ in range(60):  # the children and their kernels end with it
+        try:
+            os.killpg(child.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("processes of the interrupted report are still running")
+    folders = [p for p in out.iterdir() if p.is_dir()]
+    unfinished = [p for p in folders if not (p / "summary.json").exists()]
+    assert unfinished, "the tenants finished before Ctrl+C: nothing was interrupted"
+    index = (out / "index.html").read_text(encoding="utf-8") if (out / "index.html").exists() else ""
+    for folder in unfinished:
+        assert folder.name not in index
 
 
 def _index_rows(out: Path) -> list[str]:
@@ -171,6 +391,8 @@ def _report(*argv: str) -> int:
         (["--all-apps", "--offline", "--workspace", "a", "--workspace", "b"], "cannot be read offline"),
         (["--all-apps", "--demo-tenants", "2"], "needs --demo"),
         (["--all-apps", "--demo", "--workspace", "a", "--workspace", "b"], "--demo-tenants N"),
+        (["--all-apps", "--demo", "--tenant-workers", "2"], "is for fleet reports"),
+        (["--all-apps", "--workspace", "a", "--workspace", "b", "--tenant-workers", "0"], "at least 1"),
     ],
 )
 def test_fleet_options_that_cannot_work_are_refused_before_anything_runs(
