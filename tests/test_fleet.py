@@ -214,6 +214,51 @@ def test_progress_lines_are_whole_prefixed_with_their_tenant_and_hold_no_secret(
             assert secret not in written.read_text(encoding="utf-8", errors="replace"), written
 
 
+_FINDING = re.compile(r'font-weight:bold">(\w+)</td><td style="[^"]*"><code>([^<]+)</code>')
+
+
+def _pages(fleet, out: Path, tenant_workers: int) -> dict[str, str]:
+    """Zendesk's triage page of the two healthy tenants, reported ``tenant_workers`` at a time: each page's text
+    by its path under the run's folder, the run folder's name left out."""
+    home, second, *_ = fleet.members
+    with pytest.MonkeyPatch.context() as mp:
+        for name in LIVE_SETTINGS:
+            mp.delenv(name, raising=False)
+        mp.setenv("XDG_CACHE_HOME", str(out.parent / f"token-cache-{out.name}"))
+        run = build_fleet_report(
+            ["Zendesk"],
+            [WorkspaceSpec(home.workspace_id), WorkspaceSpec(second.workspace_id)],
+            out=out,
+            since="2d",
+            environ=fleet.env(),
+            simulated={m.tenant_id: m.seed for m in fleet.members},
+            notebooks=["00-triage"],
+            tenant_workers=tenant_workers,
+        )
+    assert not run.failures and len(run.runs) == 2
+    pages = {}
+    for page in out.glob("*/*/*.html"):
+        tenant = json.loads((page.parent.parent / "summary.json").read_text(encoding="utf-8"))["fleet"][
+            "tenant_id"
+        ]
+        pages[f"{tenant}/{page.parent.name}/{page.name}"] = page.read_text(encoding="utf-8")
+    return pages
+
+
+def test_two_tenants_at_once_write_the_same_pages_each_of_its_own_tenant(fleet, tmp_path: Path) -> None:
+    one_by_one = _pages(fleet, tmp_path / "one", 1)
+    at_once = _pages(fleet, tmp_path / "two", 2)
+    assert sorted(at_once) == sorted(one_by_one) and len(at_once) == 2
+    home, second, *_ = fleet.members
+    for path, page in at_once.items():
+        mine, other = (home, second) if path.startswith(home.tenant_id) else (second, home)
+        assert mine.workspace_id in page and other.workspace_id not in page, path  # its banner: its workspace
+        assert "SIMULATED" in page and "Traceback" not in page
+        # the same findings (severity and check) as when the tenants ran one after another
+        findings = _FINDING.findall(page)
+        assert findings and findings == _FINDING.findall(one_by_one[path]), path
+
+
 def test_a_demo_fleet_reports_its_tenants_at_once_through_the_command(
     tmp_path: Path, monkeypatch, capsys
 ) -> None:

@@ -274,17 +274,28 @@ def build_fleet_report(
         "out": Path(out),
         "report": dict(report),
     }
+    finished: dict[int, ReportRun | dict[str, Any]] = {}
+
+    def finish(number: int, outcome: ReportRun | str) -> None:
+        """A tenant's run, or its failed run written as soon as it failed (an error's text)."""
+        planned = plan[number]
+        finished[number] = (
+            outcome
+            if isinstance(outcome, ReportRun)
+            else _failed(out, planned.workspace, planned.tenant, outcome, fleet_id, simulated, planned.how)
+        )
+
     if tenant_workers == 1 or len(plan) <= 1:
-        outcomes = [_run_here(planned, env, job, say, log) for planned in plan]
+        for number, planned in enumerate(plan):
+            finish(number, _run_here(planned, env, job, say, log))
     else:
-        outcomes = _run_children(plan, env, job, min(tenant_workers, len(plan)), say)
-    for planned, outcome in zip(plan, outcomes, strict=True):
+        _run_children(plan, env, job, min(tenant_workers, len(plan)), say, finish)
+    for number in range(len(plan)):  # in the plan's order, however they finished
+        outcome = finished[number]
         if isinstance(outcome, ReportRun):
             result.runs.append(outcome)
         else:
-            result.failures.append(
-                _failed(out, planned.workspace, planned.tenant, outcome, fleet_id, simulated, planned.how)
-            )
+            result.failures.append(outcome)
     result.index = write_index(Path(out))
     result.seconds = time.monotonic() - began
     return result
@@ -357,15 +368,17 @@ def _run_children(
     job: Mapping[str, Any],
     workers: int,
     say: Callable[[str], None],
-) -> list[ReportRun | str]:
-    """The tenants of ``plan``, ``workers`` at a time, each in a child process: each one's run or error."""
+    finish: Callable[[int, ReportRun | str], None],
+) -> None:
+    """The tenants of ``plan``, ``workers`` at a time, each in a child process; ``finish(number, run or error)``
+    as each ends."""
     # spawn, not fork: this process holds threads (a simulator's server, the clients' pools), and each child
     # starts clean, reading its settings from the environment it is given.
     context = multiprocessing.get_context("spawn")
     channel = context.Queue()
     waiting = list(enumerate(plan))
     running: dict[int, Any] = {}
-    outcomes: dict[int, ReportRun | str] = {}
+    ended: set[int] = set()
 
     def handle(message: tuple[str, int, Any]) -> None:
         kind, number, value = message
@@ -373,7 +386,8 @@ def _run_children(
             for line in str(value).splitlines():
                 say(f"[{plan[number].label}] {line}")
         else:
-            outcomes[number] = value
+            ended.add(number)
+            finish(number, value)
             if kind == "failed":  # its whole message came line by line before this
                 say(f"[{plan[number].label}] failed: {str(value).splitlines()[0] if value else value}")
 
@@ -395,16 +409,18 @@ def _run_children(
             except queue.Empty:
                 pass
             for number, child in list(running.items()):
-                if number in outcomes:
+                if number in ended:
                     child.join()
                     del running[number]
                 elif not child.is_alive():
                     _drain(channel, handle)  # what it sent before it ended
-                    if number not in outcomes:
-                        outcomes[number] = (
+                    if number not in ended:
+                        error = (
                             f"The tenant's report process ended unexpectedly (exit code {child.exitcode})."
                         )
-                        say(f"[{plan[number].label}] failed: {outcomes[number]}")
+                        say(f"[{plan[number].label}] failed: {error}")
+                        ended.add(number)
+                        finish(number, error)
                     del running[number]
     except KeyboardInterrupt:
         say(f"Interrupted: stopping {len(running)} tenant run(s); their runs are left unfinished.")
@@ -412,7 +428,6 @@ def _run_children(
         raise
     finally:
         channel.close()
-    return [outcomes[number] for number in range(len(plan))]
 
 
 def _drain(channel: Any, handle: Callable[[tuple[str, int, Any]], None]) -> None:
