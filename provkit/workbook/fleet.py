@@ -78,7 +78,7 @@ a queue and fail with 429 after 3 minutes there) and 200 queries per 30 seconds 
 Each tenant's report runs ``workers`` notebooks at once (default 2), each querying its workspace: 2 tenants x 2
 notebooks is 4 queries at once, within the 5 even when every tenant is read as one user (an MSP's identity through
 Azure Lighthouse). The simulator's own 429 plays the rate limit (provkit.sim.loganalytics)."""
-_STOP_WAIT = 10.0  # seconds the children get to stop after Ctrl+C (their notebooks' kernels too) before ended
+_STOP_WAIT = 10.0  # seconds a child gets to stop (after Ctrl+C, or after its run is in) before it is ended
 
 
 @dataclass(frozen=True)
@@ -378,7 +378,7 @@ def _run_children(
     channel = context.Queue()
     waiting = list(enumerate(plan))
     running: dict[int, Any] = {}
-    ended: set[int] = set()
+    ended: dict[int, float] = {}  # tenant number -> when its run or error came in
 
     def handle(message: tuple[str, int, Any]) -> None:
         kind, number, value = message
@@ -386,8 +386,12 @@ def _run_children(
             for line in str(value).splitlines():
                 say(f"[{plan[number].label}] {line}")
         else:
-            ended.add(number)
+            ended[number] = time.monotonic()
             finish(number, value)
+            if kind == "run":
+                say(
+                    f"[{plan[number].label}] done: {len(value.apps)} app(s), state {value.summary.get('state')}"
+                )
             if kind == "failed":  # its whole message came line by line before this
                 say(f"[{plan[number].label}] failed: {str(value).splitlines()[0] if value else value}")
 
@@ -410,8 +414,12 @@ def _run_children(
                 pass
             for number, child in list(running.items()):
                 if number in ended:
-                    child.join()
-                    del running[number]
+                    child.join(0.2)  # its run is in: it is ending
+                    if child.is_alive() and time.monotonic() - ended[number] > _STOP_WAIT:
+                        child.terminate()  # still alive long after (a thread it left behind)
+                        child.join(5.0)
+                    if not child.is_alive():
+                        del running[number]
                 elif not child.is_alive():
                     _drain(channel, handle)  # what it sent before it ended
                     if number not in ended:
@@ -419,7 +427,7 @@ def _run_children(
                             f"The tenant's report process ended unexpectedly (exit code {child.exitcode})."
                         )
                         say(f"[{plan[number].label}] failed: {error}")
-                        ended.add(number)
+                        ended[number] = time.monotonic()
                         finish(number, error)
                     del running[number]
     except KeyboardInterrupt:
