@@ -135,11 +135,11 @@ def main() -> int:
                             "load_before": round(load, 2),
                         }
                     )
-                    tenants = max(len(done.runs), 1)
+                    reported = max(len(done.runs), 1)
                     print(
                         f"fleet, {workers} tenant worker(s): {len(fleet.members)} workspaces, {len(done.runs)} "
-                        f"tenants, {apps} apps: {seconds:7.1f} s = {seconds / tenants:.1f} s per tenant, "
-                        f"{seconds / (base * tenants):.2f}x {tenants} x the baseline; {len(done.failures)} failed "
+                        f"tenants, {apps} apps: {seconds:7.1f} s = {seconds / reported:.1f} s per tenant, "
+                        f"{seconds / (base * reported):.2f}x {reported} x the baseline; {len(done.failures)} failed "
                         f"(load {load:.2f} on {os.cpu_count()} cores before)",
                         flush=True,
                     )
