@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -27,6 +27,7 @@ from provkit.sim.tenant import Tenant
 from provkit.workbook.fleet import WorkspaceSpec, build_fleet_report, parse_workspaces
 
 NOW = datetime.now(UTC).replace(microsecond=0)
+WINDOW = ((NOW - timedelta(days=2)).isoformat(), NOW.isoformat())  # the tenants' two days
 UNKNOWN = "00000000-0000-4000-8000-00000000beef"
 LIVE_SETTINGS = ("PROVKIT_TENANT_ID", "PROVKIT_CLIENT_ID", "PROVKIT_CLIENT_SECRET", "PROVKIT_CERT_PATH")
 DEMO_ENV = {  # a small simulated fleet, its clock fixed
@@ -72,7 +73,9 @@ def report(fleet, tmp_path_factory):
             None,
             specs,
             out=out,
-            since="2d",
+            since=None,
+            start=WINDOW[0],  # one fixed window for both runs: "2d" would move between them
+            end=WINDOW[1],
             environ=fleet.env(),
             simulated={m.tenant_id: m.seed for m in fleet.members},
             notebooks=[],
@@ -101,7 +104,9 @@ def concurrent(fleet, tmp_path_factory):
             None,
             specs,
             out=out,
-            since="2d",
+            since=None,
+            start=WINDOW[0],  # one fixed window for both runs: "2d" would move between them
+            end=WINDOW[1],
             environ=fleet.env(),
             simulated={m.tenant_id: m.seed for m in fleet.members},
             notebooks=[],
