@@ -306,9 +306,14 @@ class FindingsPushdown:
         whole = self.query(
             f"{state}state_\n| where not(healthy_)\n{drop}\n| order by TimeGenerated asc", window
         )
-        scope = self.query(
-            f"{state}state_\n| where healthy_ and {_SCOPE_TEXT}\n| top 1 by TimeGenerated desc\n{drop}",
-            window,
+        healthy = by_status.get("success", 0) + by_skip.get("redundantexport", 0)
+        scope = (
+            self.query(
+                f"{state}state_\n| where healthy_ and {_SCOPE_TEXT}\n| top 1 by TimeGenerated desc\n{drop}",
+                window,
+            )
+            if healthy  # no healthy object: nothing to look for (see _has_rows)
+            else pd.DataFrame()
         )
         entries: dict[str, int] = {}
         for frame in (whole, scope):
@@ -319,6 +324,13 @@ class FindingsPushdown:
         records = self._records(whole.drop(columns=["src_", "entries_"], errors="ignore"))
         records.extend(self._records(scope.drop(columns=["src_", "entries_"], errors="ignore")))
         return records, entries, by_status, by_skip
+
+    def _has_rows(self, lets: str, table: str, window: tuple[datetime, datetime]) -> bool:
+        """Whether the table a ``let`` names has rows (counted without reading any steps). A query that joins
+        an empty table of ids and then tests the steps made the simulated workspace's engine read every entry's
+        steps (tens of seconds); such a query is not sent then."""
+        frame = self.query(f"{lets}{table}\n| count", window)
+        return bool(len(frame)) and int(frame.iloc[0, 0]) > 0
 
     def latest_of_objects(
         self,
@@ -439,17 +451,17 @@ class FindingsPushdown:
 
         # The exports: whole where a check reads their steps, narrow for the rest (as for the latest entries);
         # their ids first, then the entries by id (the steps test reads only theirs).
-        export_ids = f"""let exported_ = {app}
+        exported = f"""{stated}let exported_ = {app}
     | extend src_ = tostring(parse_json(SourceIdentity).Id)
     | where isnotempty(src_) and ResultType =~ 'Success' and tolower(ProvisioningAction) in ('create', 'update')
     | summarize arg_max(TimeGenerated, Id) by src_
     | join kind=leftouter newest on src_
     | where isnull(newest_) or (TimeGenerated < newest_ and skipped_ and not(healthy_))
     | project Id;
-{app}
-| join kind=inner exported_ on Id"""
-        exports = f"{stated}{export_ids}\n| where not({NARROW})\n| project-away Id1"
-        narrow_exports = f"{stated}{export_ids}\n| where {NARROW}\n{_NARROW_COLUMNS}"
+"""
+        export_ids = f"{exported}{app}\n| join kind=inner exported_ on Id"
+        exports = f"{export_ids}\n| where not({NARROW})\n| project-away Id1"
+        narrow_exports = f"{export_ids}\n| where {NARROW}\n{_NARROW_COLUMNS}"
         # has: a superset of the skips whose step details carry SkipReason NotEffectivelyEntitled (the checks read
         # the reason from the steps and keep only those). A query of its own, read after the join: under an "or"
         # with the actions, or before the join, an engine may read the steps of more entries.
@@ -477,21 +489,23 @@ let kept_ = union
         # success: provkit.data.sources.loganalytics_failures (grouped, the newest of each group whole).
         wanted = ["tolower(ProvisioningAction) in ('delete', 'disable', 'stageddelete')"]
         filtered = beyond_latest("| where " + "\n    or ".join(wanted))
-        whole = [exports, filtered, not_entitled]
-        narrow = [narrow_exports]
+        any_exports = self._has_rows(exported, "exported_", window)
+        whole = [exports, filtered, not_entitled] if any_exports else [filtered, not_entitled]
+        narrow = [narrow_exports] if any_exports else []
         if last_cycle is not None and last_cycle.cycle_id:
             # The running cycle's entries are read for object and time only (the ETA's objects seen): narrow
             # where NARROW allows, whole otherwise (as every other entry); ids first, as for the exports.
-            cycle_ids = f"""let cycle_ = {app}
+            cycle = f"""{stated}let cycle_ = {app}
     | where CycleId == {_quote(last_cycle.cycle_id)}
     | extend src_ = tostring(parse_json(SourceIdentity).Id)
     | join kind=leftouter newest on src_
     | where isnull(newest_) or TimeGenerated < newest_ or healthy_
     | project Id, latest_ = isnotnull(newest_) and TimeGenerated >= newest_;
-{app}
-| join kind=inner cycle_ on Id"""
-            whole.append(f"{stated}{cycle_ids}\n| where not({NARROW})\n| project-away Id1")
-            narrow.append(f"{stated}{cycle_ids}\n| where {NARROW}\n{_NARROW_COLUMNS}, latest_")
+"""
+            if self._has_rows(cycle, "cycle_", window):
+                cycle_ids = f"{cycle}{app}\n| join kind=inner cycle_ on Id"
+                whole.append(f"{cycle_ids}\n| where not({NARROW})\n| project-away Id1")
+                narrow.append(f"{cycle_ids}\n| where {NARROW}\n{_NARROW_COLUMNS}, latest_")
         records: list[dict[str, Any]] = []
         # Whole records first: an entry sent both ways is kept whole (the caller keeps the first of an id).
         for kql in whole:
@@ -524,14 +538,17 @@ let kept_ = union
         # Among each object's newest export (ids first: the steps test reads only theirs). inference: an object's
         # newest export says whether it is assigned (before this, the findings mode sent each object's latest
         # export and entry, and the scope inference read those).
-        found = self._records(
-            self.query(
-                f"""let ids_ = {app}
+        ids = f"""let ids_ = {app}
     | where {_EXPORT}
     | extend src_ = {_SRC}
     | summarize arg_max(TimeGenerated, Id) by src_
     | project Id;
-{app}
+"""
+        if not self._has_rows(ids, "ids_", window):
+            return []  # no export: nothing to judge
+        found = self._records(
+            self.query(
+                f"""{ids}{app}
 | join kind=inner ids_ on Id
 | where {_UNASSIGNED}
 | top 1 by TimeGenerated desc
