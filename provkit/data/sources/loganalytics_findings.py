@@ -470,11 +470,13 @@ class FindingsPushdown:
         # one of an active object that no scoping filter excluded, so each object's newest one not ruled out by
         # its steps travels (inference: an object's older skips are not judged otherwise than its newest one).
         # One query: the older skips' steps read once (ids first, then those entries).
-        not_entitled = f"""{newest}let skips_ = {app}
+        older = f"""{newest}let older_ = {app}
     | where ResultType =~ 'Skipped'
     | extend src_ = {_SRC}
     | join kind=leftouter newest on src_
-    | where isnull(newest_) or TimeGenerated < newest_
+    | where isnull(newest_) or TimeGenerated < newest_;
+"""
+        not_entitled = f"""{older}let skips_ = older_
     | where ProvisioningSteps has 'NotEffectivelyEntitled'
     | extend soft_ = {_SOFT_DELETED}, out_ = {_RULED_OUT}
     | project TimeGenerated, Id, src_, soft_, out_;
@@ -490,7 +492,8 @@ let kept_ = union
         wanted = ["tolower(ProvisioningAction) in ('delete', 'disable', 'stageddelete')"]
         filtered = beyond_latest("| where " + "\n    or ".join(wanted))
         any_exports = self._has_rows(exported, "exported_", window)
-        whole = [exports, filtered, not_entitled] if any_exports else [filtered, not_entitled]
+        whole = [exports] if any_exports else []
+        whole += [filtered, not_entitled] if self._has_rows(older, "older_", window) else [filtered]
         narrow = [narrow_exports] if any_exports else []
         if last_cycle is not None and last_cycle.cycle_id:
             # The running cycle's entries are read for object and time only (the ETA's objects seen): narrow
