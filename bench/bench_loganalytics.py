@@ -18,7 +18,8 @@ measures, in the same run:
   fetch time Graph's throttle alone imposes: pages of 1,000 entries at 5 requests per 10 s.
 - agreement: cycles from Log Analytics vs Graph per app (count within one, same initial/incremental split).
 - diagnose: for every app, ``provkit diagnose --workspace``'s load (``logs="findings"``: the counts the checks
-  take over every entry summarised in KQL, each object's latest entry and the entries the checks filter for;
+  take over every entry summarised in KQL (objects by their latest state included), the entries of the objects
+  a finding is about and the few the checks judge one by one: a healthy object's entries do not travel;
   job status, schema and directory facts from Graph) and the checks; rows and bytes transferred, as a share of
   the entries in the window. The baseline, measured in the same run: the entries-mode load (``logs="entries"``,
   every entry of the window, as diagnose read them before), on the ``--baseline-days`` up to the app's newest
@@ -197,7 +198,10 @@ def diagnose(tenant: Tenant, env: dict, la: LogAnalytics, window: tuple, baselin
         f"diagnose --workspace (findings mode) beside the entries-mode load ({span}); load average "
         f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
-    header = f"{'app':<18} {'entries':>9} {'diag s':>7} {'KQL s':>6} {'rows':>7} {'narrow':>7} {'rows %':>7} {'KiB':>8}"
+    header = (
+        f"{'app':<18} {'entries':>9} {'objects':>8} {'sent':>7} {'diag s':>7} {'KQL s':>6} {'queries':>7}"
+    )
+    header += f" {'rows':>7} {'narrow':>7} {'rows %':>7} {'KiB':>8}"
     header += f" {'findings':>8} {'| entries mode: s':>17} {'rows':>9} {'KiB':>10}"
     header += " same findings" if not baseline_days else ""
     print(header)
@@ -205,6 +209,9 @@ def diagnose(tenant: Tenant, env: dict, la: LogAnalytics, window: tuple, baselin
         "entries": 0,
         "rows": 0,
         "narrow": 0,
+        "objects": 0,
+        "sent": 0,
+        "queries": 0,
         "kib": 0.0,
         "s": 0.0,
         "base_s": 0.0,
@@ -218,7 +225,7 @@ def diagnose(tenant: Tenant, env: dict, la: LogAnalytics, window: tuple, baselin
             for c in app.timeline().cycles
         )
         rows0, bytes0, kql0 = la.transfer.rows, la.transfer.bytes, spent["kql"]
-        narrow0 = la.transfer.narrow_rows
+        narrow0, queries0 = la.transfer.narrow_rows, la.transfer.queries
         t0 = time.perf_counter()
         evidence, _ = workspace_evidence(
             client, la, app.sp_id, window=window, tenant_id=tenant.tenant_id, mode="findings"
@@ -226,7 +233,11 @@ def diagnose(tenant: Tenant, env: dict, la: LogAnalytics, window: tuple, baselin
         findings = run_checks(evidence)
         seconds = time.perf_counter() - t0
         rows, kib = la.transfer.rows - rows0, (la.transfer.bytes - bytes0) / 1024
-        narrow = la.transfer.narrow_rows - narrow0
+        narrow, queries = la.transfer.narrow_rows - narrow0, la.transfer.queries - queries0
+        # Objects with entries in the window, and those any of whose entries travelled (the others: healthy).
+        logs = evidence.log_summary
+        objects = logs.objects if logs is not None else 0
+        sent = int(evidence.events["source_id"].dropna().nunique()) if len(evidence.events) else 0
         kql = spent["kql"] - kql0
         # The baseline: every entry of (part of) the window, read and made into tables as entries mode does.
         rows0, bytes0 = la.transfer.rows, la.transfer.bytes
@@ -254,13 +265,17 @@ def diagnose(tenant: Tenant, env: dict, la: LogAnalytics, window: tuple, baselin
         base_s, base_rows, base_kib = base_s * scale, base_rows * scale, base_kib * scale
         share = 100.0 * rows / entries if entries else 0.0
         print(
-            f"{app.display_name[:18]:<18} {entries:>9,} {seconds:>7.1f} {kql:>6.1f} {rows:>7,} {narrow:>7,} {share:>6.1f}% "
+            f"{app.display_name[:18]:<18} {entries:>9,} {objects:>8,} {sent:>7,} {seconds:>7.1f} {kql:>6.1f} "
+            f"{queries:>7} {rows:>7,} {narrow:>7,} {share:>6.1f}% "
             f"{kib:>8,.0f} {len(findings):>8} {base_s:>17.1f} {base_rows:>9,.0f} {base_kib:>10,.0f} {same}"
         )
         for key, value in (
             ("entries", entries),
             ("rows", rows),
             ("narrow", narrow),
+            ("objects", objects),
+            ("sent", sent),
+            ("queries", queries),
             ("kib", kib),
             ("s", seconds),
         ):
@@ -271,7 +286,8 @@ def diagnose(tenant: Tenant, env: dict, la: LogAnalytics, window: tuple, baselin
     share = 100.0 * totals["rows"] / totals["entries"] if totals["entries"] else 0.0
     print(
         f"diagnose of {len(tenant.apps)} apps ({totals['entries']:,} entries): {totals['s']:.1f} s, "
-        f"{totals['rows']:,} rows ({totals['narrow']:,} narrow) = {share:.2f}% of the entries, "
+        f"{totals['queries']:,} queries, {totals['rows']:,} rows ({totals['narrow']:,} narrow) = {share:.2f}% of "
+        f"the entries, entries of {totals['sent']:,} of {totals['objects']:,} objects, "
         f"{totals['kib'] / 1024:,.1f} MiB; "
         f"entries mode ({span}): {totals['base_s']:.1f} s, {totals['base_rows']:,.0f} rows, "
         f"{totals['base_kib'] / 1024:,.1f} MiB"

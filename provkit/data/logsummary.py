@@ -1,11 +1,12 @@
 """What the checks count over every log entry of a window, as one small value: :class:`LogSummary`.
 
-Most checks read a few entries (each object's latest one, the entries a finding cites); a few count over all of
-them (entries by status, failed entries by error code, the latest cycle's size, the failures since the newest
-success by code and HTTP status). A source that summarises in its
-own engine (Log Analytics, in KQL) hands those counts over as a :class:`LogSummary` and sends only the entries
-the checks read; otherwise :meth:`LogSummary.from_events` computes the same counts from the entries, so the
-checks run the same code on both (:meth:`provkit.data.evidence.Evidence.summarise_logs`).
+Most checks read a few entries (the latest ones of the objects a finding is about, the entries a finding cites);
+a few count over all of them (entries by status, failed entries by error code, the latest cycle's size, the
+failures since the newest success by code and HTTP status, objects by the state of their latest entry). A
+source that summarises in its own engine (Log Analytics, in KQL) hands those counts over as a
+:class:`LogSummary` and sends only the entries the checks read, so a healthy object's entries need not travel;
+otherwise :meth:`LogSummary.from_events` computes the same counts from the entries, so the checks run the same
+code on both (:meth:`provkit.data.evidence.Evidence.summarise_logs`).
 """
 
 from __future__ import annotations
@@ -75,6 +76,43 @@ class _ObjectCounts(Mapping[str, int]):
         return len(self._counts)
 
 
+class _LatestCounts(Mapping[str, int]):
+    """Source objects by a column of their latest entry (lower case; for ``skip_reason``, skipped objects
+    only), counted from the entries when first read. The latest entry of an object is the one
+    :func:`provkit.analysis.columns.latest_entries` picks: the newest, and among entries at the same time the
+    last one."""
+
+    def __init__(self, events: pd.DataFrame, column: str) -> None:
+        self._events = events
+        self._column = column
+
+    @cached_property
+    def _counts(self) -> dict[str, int]:
+        events = self._events
+        if events.empty or "source_id" not in events or self._column not in events:
+            return {}
+        ids = events["source_id"]
+        present = (ids.notna() & (ids.astype(object) != "")).to_numpy(dtype=bool)
+        mine = events.loc[
+            present, list(dict.fromkeys(["source_id", "activity_time", "status", self._column]))
+        ]
+        # A stable sort by time keeps the order of entries at the same time: the last of an object is its latest.
+        latest = mine.sort_values("activity_time", kind="stable").drop_duplicates("source_id", keep="last")
+        values = _lowered(latest[self._column])
+        if self._column != "status":
+            values = values[(_lowered(latest["status"]) == "skipped").to_numpy(dtype=bool)]
+        return {str(k): int(v) for k, v in values.value_counts().items() if int(v)}
+
+    def __getitem__(self, key: str) -> int:
+        return self._counts[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._counts)
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+
 @dataclass(frozen=True)
 class LogSummary:
     """Counts over every entry of a window.
@@ -85,11 +123,16 @@ class LogSummary:
     - ``failures_by_code``: failed entries by error code ("" for none);
     - ``error_codes`` (every code any entry carries) and ``target_types`` (every target identity type);
     - ``last_cycle``: the newest entry's cycle (:class:`LastCycle`), None without entries;
-    - ``entries_by_object``: entries per source object id;
+    - ``entries_by_object``: entries per source object id (pushed down: at least of every object whose entries
+      travel);
     - ``window``: the window summarised, when the source says (a pushed-down summary always does);
     - ``failures_since_success``: the failed entries newer than the newest successful one (every failed entry
       when none succeeded), grouped by error code and HTTP status (:class:`FailureGroup`, sorted by code and
-      status): what a credential outage or an escrow quarantine looks like, counted without its entries.
+      status): what a credential outage or an escrow quarantine looks like, counted without its entries;
+    - ``objects_by_status``: source objects by the status of their latest entry (lower case; the latest as
+      :func:`provkit.analysis.columns.latest_entries` picks it), ``objects_by_skip_reason`` those whose latest
+      entry is a skip, by its skip reason (lower case, "" for none): what the checks count over every object's
+      current state, so that a healthy object's latest entry need not travel.
     """
 
     entries: int
@@ -106,6 +149,14 @@ class LogSummary:
     entries_by_object: Mapping[str, int] = field(default_factory=dict)
     window: tuple[datetime, datetime] | None = None
     failures_since_success: tuple[FailureGroup, ...] = ()
+    # Objects by their latest entry's state (engineer A's block).
+    objects_by_status: Mapping[str, int] = field(default_factory=dict)
+    objects_by_skip_reason: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def objects(self) -> int:
+        """Source objects with an entry in the window."""
+        return sum(self.objects_by_status.values())
 
     @property
     def recent(self) -> int:
@@ -148,6 +199,8 @@ class LogSummary:
             entries_by_object=_ObjectCounts(events),
             window=window,
             failures_since_success=_failures_since_success(events, failed, last_by_status.get("success")),
+            objects_by_status=_LatestCounts(events, "status"),
+            objects_by_skip_reason=_LatestCounts(events, "skip_reason"),
         )
 
 

@@ -25,6 +25,7 @@ from provkit.analysis.columns import latest_entries
 from provkit.analysis.syncscope import SyncScope, sync_scope_of
 from provkit.data.evidence import Evidence
 from provkit.data.logsummary import LogSummary
+from provkit.data.sources.loganalytics_findings import assigned_users
 from provkit.data.tables import jobs_from_records
 from provkit.formatting import ago, format_time
 
@@ -210,8 +211,8 @@ class Facts:
     @property
     def events(self) -> pd.DataFrame:
         """The entries the evidence holds: every entry of the window, or, when a source summarised the logs
-        itself, each object's latest entry and those the checks filter for. Counts over every entry come from
-        :attr:`logs`."""
+        itself, those of the objects a finding is about (each with its latest entry) and those the checks filter
+        for. Counts over every entry and every object come from :attr:`logs`."""
         return self.evidence.tables.events
 
     @cached_property
@@ -323,7 +324,8 @@ class Facts:
     # ---- logs -----------------------------------------------------------------------------------------------
     @cached_property
     def latest(self) -> pd.DataFrame:
-        """The latest log entry of each source object (by activity time), indexed by position."""
+        """The latest log entry of each source object the evidence holds (by activity time), indexed by
+        position; the objects by their latest state over every object are counted in :attr:`logs`."""
         return latest_entries(self.events)
 
     def user_record(self, user_id: Any) -> dict[str, Any] | None:
@@ -395,20 +397,10 @@ def _assignments(evidence: Evidence) -> tuple[dict[str, Assignment], dict[str, s
     return out, group_names
 
 
-def _all_assigned(evidence: Evidence, assignments: dict[str, Assignment]) -> set[str] | None:
-    """Every user assigned in any way, when that is known completely: assignments fetched and the members of
-    every assigned group with them. None otherwise (a user may then be assigned through a group not read)."""
-    if not evidence.assignments:
-        return None
-    groups = {
-        str(a.get("principalId") or "").lower()
-        for a in evidence.assignments
-        if isinstance(a, dict) and str(a.get("principalType") or "").lower() == "group"
-    }
-    known = {str(g).lower() for g in evidence.groups}
-    if not groups <= known:
-        return None
-    return {user for user, a in assignments.items() if a.any}
+def _all_assigned(evidence: Evidence) -> set[str] | None:
+    """Every user assigned in any way, when that is known completely (:func:`assigned_users`, which the
+    workspace's findings pushdown reads too): None when a user may be assigned through a group not read."""
+    return assigned_users(evidence.assignments, evidence.groups)
 
 
 def gather(evidence: Evidence) -> Facts:
@@ -421,8 +413,6 @@ def gather(evidence: Evidence) -> Facts:
         assignments=assignments,
         group_names=group_names,
     )
-    facts.scope = sync_scope_of(
-        evidence, _all_assigned(evidence, assignments), facts.latest, facts.latest_steps
-    )
+    facts.scope = sync_scope_of(evidence, _all_assigned(evidence), facts.latest, facts.latest_steps)
     facts.sync_all = facts.scope.sync_all
     return facts

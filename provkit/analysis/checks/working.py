@@ -140,11 +140,15 @@ def failures_by_code(facts: Facts) -> list[Finding]:
     failing = latest[latest["status"] == "failure"]
     if failing.empty:
         return []
-    # Objects the service tried to bring in line: exported, failed, or already matching (RedundantExport).
-    redundant = (latest["status"] == "skipped") & (latest["skip_reason"].str.lower() == "redundantexport")
-    attempted = int((latest["status"].isin(["success", "failure"]) | redundant.fillna(False)).sum()) or len(
-        latest
-    )
+    # Objects the service tried to bring in line: exported, failed, or already matching (RedundantExport),
+    # counted over every object's latest entry (the log summary's: the evidence may hold only the objects a
+    # finding is about).
+    logs = facts.logs
+    attempted = (
+        logs.objects_by_status.get("success", 0)
+        + logs.objects_by_status.get("failure", 0)
+        + logs.objects_by_skip_reason.get("redundantexport", 0)
+    ) or (logs.objects or len(latest))
     entry_counts = facts.logs.failures_by_code
     findings = []
     for code, group in failing.groupby(failing["error_code"].fillna(""), sort=True):

@@ -8,9 +8,10 @@ token is for the Log Analytics API, ``https://api.loganalytics.io/.default`` in 
 The heavy work is pushed down as KQL: cycles (:meth:`LogAnalytics.observed_cycles`), failures by code and skip
 reasons come back as aggregates, and an object's entries (:meth:`LogAnalytics.object_entries`) as only that
 object's rows. For the checks (``diagnose``), :meth:`LogAnalytics.summary` counts over every entry in KQL (a
-:class:`~provkit.data.logsummary.LogSummary`) and sends each object's latest entry, and
-:meth:`LogAnalytics.entries_for_checks` only the entries the checks filter for; healthy objects' exports as
-narrow rows (provkit.data.sources.loganalytics_findings). :meth:`LogAnalytics.entries`
+:class:`~provkit.data.logsummary.LogSummary`, objects by their latest state included) and sends the latest
+entries that are not healthy, and :meth:`LogAnalytics.entries_for_checks` and
+:meth:`LogAnalytics.exports_for_checks` only the entries the checks filter for or judge one by one: a healthy
+object's entries stay in the workspace (provkit.data.sources.loganalytics_findings). :meth:`LogAnalytics.entries`
 pulls every entry, a day at a time. Every query counts the rows and bytes it transferred
 (:attr:`LogAnalytics.transfer`).
 
@@ -34,7 +35,13 @@ from provkit.data.evidence import Evidence
 from provkit.data.sources import files
 from provkit.data.sources.graph import directory_facts
 from provkit.data.sources.loganalytics_failures import failures_since_success
-from provkit.data.sources.loganalytics_findings import FindingsPushdown, _quote, _when, fill_narrow
+from provkit.data.sources.loganalytics_findings import (
+    FindingsPushdown,
+    _quote,
+    _when,
+    assigned_users,
+    fill_narrow,
+)
 from provkit.data.tables import events_from_records, jobs_from_records
 from provkit.errors import ConfigError, ProvkitError
 
@@ -540,12 +547,15 @@ def workspace_evidence(
 
     ``mode`` says how much of the logs travels: "cycles" pulls per-cycle aggregates only (and the entries of
     failures; enough for cycles and their timing), "object" the entries about ``object_ref`` only (for explain),
-    "findings" what the checks read: the counts over every entry summarised in KQL (``log_summary``), each
-    object's latest entry and the few whole entries the checks filter for (:meth:`LogAnalytics.summary`,
-    :meth:`LogAnalytics.entries_for_checks`; the failures after the newest success as groups by code and HTTP
-    status with each group's newest entries, provkit.data.sources.loganalytics_failures; with the per-cycle aggregates of "cycles" while the initial cycle
-    runs, for its ETA); "summary" those and the per-cycle aggregates always (a report's summary: findings and
-    cycles); "entries" every entry of the window (the same findings as "findings").
+    "findings" what the checks read: the counts over every entry summarised in KQL (``log_summary``: objects by
+    their latest entry's state included), the entries of the objects a finding is about (each with its latest
+    entry) and the few the checks filter for or judge one by one with the directory facts read from Graph first
+    (:meth:`LogAnalytics.summary`, :meth:`LogAnalytics.entries_for_checks`, :meth:`LogAnalytics.exports_for_checks`,
+    :meth:`LogAnalytics.latest_of_objects`; the failures after the newest success as groups by code and HTTP
+    status with each group's newest entries, provkit.data.sources.loganalytics_failures; with the per-cycle
+    aggregates of "cycles" and that cycle's entries while the initial cycle runs, for its ETA): a healthy
+    object's entries do not travel; "summary" those and the per-cycle aggregates always (a report's summary:
+    findings and cycles); "entries" every entry of the window (the same findings as "findings").
     """
 
     if mode not in MODES:
@@ -584,22 +594,33 @@ def workspace_evidence(
             observed = workspace.observed_cycles(sp_id, window)
         summary, records = workspace.summary(sp_id, window, window[1])
         seen = {r.get("id") for r in records}
-        # Every entry an object's latest one (with an object id): nothing beyond them to look for.
-        beyond = summary.entries > sum(summary.entries_by_object.values()) or summary.entries > len(records)
-        for record in (
+        # Every entry an object's latest one (with an object id): nothing beyond them to look for, but the
+        # running cycle's healthy entries, which did not travel as latest ones.
+        beyond = summary.entries > summary.objects or running
+        extra = (
             workspace.entries_for_checks(sp_id, window, last_cycle=summary.last_cycle if running else None)
             if beyond
             else []
-        ):
-            if record.get("id") not in seen:
-                seen.add(record.get("id"))
-                records.append(record)
+        )
         # The failures after the newest success: grouped in KQL, the newest of each group whole.
         success, failure = (summary.last_by_status.get(s) for s in ("success", "failure"))
         if failure is not None and (success is None or failure > success):
             grouped, failed = failures_since_success(workspace, sp_id, window, success)
             summary = replace(summary, failures_since_success=grouped)
-            records.extend(r for r in failed if r.get("id") not in seen)
+            extra += failed
+        extra += workspace.exports_for_checks(
+            sp_id, window, records + extra, assigned_users(assignments, groups)
+        )
+        for record in extra:
+            if record.get("id") not in seen:
+                seen.add(record.get("id"))
+                records.append(record)
+        # The latest entries of the objects those name (a healthy latest entry travels only then).
+        latest, summary = workspace.latest_of_objects(sp_id, window, records, summary)
+        for record in latest:
+            if record.get("id") not in seen:
+                seen.add(record.get("id"))
+                records.append(record)
     elif mode == "cycles":
         observed = workspace.observed_cycles(sp_id, window)
     elif mode == "object":
