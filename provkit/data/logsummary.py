@@ -78,7 +78,8 @@ class _ObjectCounts(Mapping[str, int]):
 
 class _LatestCounts(Mapping[str, int]):
     """Source objects by a column of their latest entry (lower case; for ``skip_reason``, skipped objects
-    only), counted from the entries when first read. The latest entry of an object is the one
+    only; for ``error_code``, failed objects only and the codes as written, "" for none), counted from the
+    entries when first read. The latest entry of an object is the one
     :func:`provkit.analysis.columns.latest_entries` picks: the newest, and among entries at the same time the
     last one."""
 
@@ -98,8 +99,12 @@ class _LatestCounts(Mapping[str, int]):
         ]
         # A stable sort by time keeps the order of entries at the same time: the last of an object is its latest.
         latest = mine.sort_values("activity_time", kind="stable").drop_duplicates("source_id", keep="last")
-        values = _lowered(latest[self._column])
-        if self._column != "status":
+        if self._column == "error_code":
+            values = latest["error_code"].astype(object).fillna("").astype(str)
+            values = values[(_lowered(latest["status"]) == "failure").to_numpy(dtype=bool)]
+        else:
+            values = _lowered(latest[self._column])
+        if self._column not in ("status", "error_code"):
             values = values[(_lowered(latest["status"]) == "skipped").to_numpy(dtype=bool)]
         return {str(k): int(v) for k, v in values.value_counts().items() if int(v)}
 
@@ -132,7 +137,10 @@ class LogSummary:
     - ``objects_by_status``: source objects by the status of their latest entry (lower case; the latest as
       :func:`provkit.analysis.columns.latest_entries` picks it), ``objects_by_skip_reason`` those whose latest
       entry is a skip, by its skip reason (lower case, "" for none): what the checks count over every object's
-      current state, so that a healthy object's latest entry need not travel.
+      current state, so that a healthy object's latest entry need not travel;
+    - ``failing_by_code``: source objects whose latest entry is a failure, by its error code (as written, ""
+      for none): what ``failures.by-code`` counts, so that only the failing objects a finding lists (and those
+      a check judges one by one) need travel.
     """
 
     entries: int
@@ -152,6 +160,8 @@ class LogSummary:
     # Objects by their latest entry's state (engineer A's block).
     objects_by_status: Mapping[str, int] = field(default_factory=dict)
     objects_by_skip_reason: Mapping[str, int] = field(default_factory=dict)
+    # Failing objects by their latest entry's error code (engineer D's block).
+    failing_by_code: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def objects(self) -> int:
@@ -201,6 +211,7 @@ class LogSummary:
             failures_since_success=_failures_since_success(events, failed, last_by_status.get("success")),
             objects_by_status=_LatestCounts(events, "status"),
             objects_by_skip_reason=_LatestCounts(events, "skip_reason"),
+            failing_by_code=_LatestCounts(events, "error_code"),
         )
 
 
