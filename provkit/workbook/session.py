@@ -33,6 +33,7 @@ from typing import Any
 import pandas as pd
 
 from provkit.analysis import trends
+from provkit.analysis.checks.travel import judged_one_by_one
 from provkit.data.auth import Settings
 from provkit.data.evidence import (
     Evidence,
@@ -368,8 +369,16 @@ def _load_from_workspace(
         la = LogAnalytics.connect(workspace or None, settings=settings)
         now = None
     window = resolve_window(since=since if not (start or end) else None, start=start, end=end, now=now)
+    # Which failing objects travel whole is the checks' decision (those they judge one by one).
     evidence, resolved = workspace_evidence(
-        client, la, app, window=window, tenant_id=tenant_id, mode=logs, object_ref=object_ref
+        client,
+        la,
+        app,
+        window=window,
+        tenant_id=tenant_id,
+        mode=logs,
+        object_ref=object_ref,
+        judged=judged_one_by_one,
     )
     # The logs are the window's already (the query's timespan); the job status read from Graph now may describe
     # a later state than a past window: the cut keeps it only when it does not.

@@ -132,6 +132,17 @@ _SEE_ALSO = {
 }
 
 
+def _newest_reason(group: pd.DataFrame) -> str | None:
+    """The reason the catalog lookup reads for a code: the newest failing object's (among objects failing at
+    that same newest time, the greatest reason text); None when none of them gives one. The newest failing
+    objects of each code always travel (with every object at the same instant), so every source gives the
+    same one."""
+    newest = group[group["activity_time"] == group["activity_time"].max()]
+    reasons = newest["error_reason"].dropna().astype(str)
+    reasons = reasons[reasons != ""]
+    return str(reasons.max()) if len(reasons) else None
+
+
 def failures_by_code(facts: Facts) -> list[Finding]:
     """``failures.by-code``: objects whose latest entry failed, one finding per error code."""
     latest = facts.latest
@@ -150,11 +161,13 @@ def failures_by_code(facts: Facts) -> list[Finding]:
         + logs.objects_by_skip_reason.get("redundantexport", 0)
     ) or (logs.objects or len(latest))
     entry_counts = facts.logs.failures_by_code
+    # The failing objects per code, counted over every object's latest entry (the log summary's: a pushed-down
+    # evidence holds only each code's newest failing objects, and whole those a check judges one by one).
+    counted = logs.failing_by_code
     findings = []
     for code, group in failing.groupby(failing["error_code"].fillna(""), sort=True):
-        reason = group["error_reason"].dropna()
-        entry = lookup(code or None, reason.iloc[0] if len(reason) else None)
-        objects = group["source_id"].nunique()
+        entry = lookup(code or None, _newest_reason(group))
+        objects = int(counted.get(code, 0)) or group["source_id"].nunique()
         share = objects / attempted
         if share >= ERROR_SHARE or objects >= ERROR_OBJECTS:
             severity = "error"
@@ -170,7 +183,7 @@ def failures_by_code(facts: Facts) -> list[Finding]:
         )
         newest = group.loc[group["activity_time"].nlargest(EVIDENCE_ROWS, keep="first").index]
         listed, _ = evidence_rows(_object_rows(newest))
-        omitted = len(group) - len(listed)
+        omitted = max(objects - len(listed), 0)
         why = entry.meaning
         if entry.retried:
             why += " The service retries it by itself."

@@ -34,11 +34,10 @@ from provkit.data.auth import Settings, make_session, sign_in
 from provkit.data.evidence import Evidence
 from provkit.data.sources import files
 from provkit.data.sources.graph import directory_facts
-from provkit.data.sources.loganalytics_failures import failures_since_success
+from provkit.data.sources.loganalytics_failures import _quote, _when, failures_since_success
 from provkit.data.sources.loganalytics_findings import (
     FindingsPushdown,
-    _quote,
-    _when,
+    Judged,
     assigned_users,
     fill_narrow,
 )
@@ -541,6 +540,7 @@ def workspace_evidence(
     tenant_id: str | None,
     mode: str = "entries",
     object_ref: str | None = None,
+    judged: Judged | None = None,
 ) -> Any:
     """An :class:`~provkit.data.evidence.Evidence` whose logs and directory audits come from ``workspace`` and whose
     configuration (job status, schema, assignments, groups, users) comes from Graph through ``client``.
@@ -556,6 +556,12 @@ def workspace_evidence(
     aggregates of "cycles" and that cycle's entries while the initial cycle runs, for its ETA): a healthy
     object's entries do not travel; "summary" those and the per-cycle aggregates always (a report's summary:
     findings and cycles); "entries" every entry of the window (the same findings as "findings").
+
+    ``judged`` (findings and summary modes) is the checks' rule for which failing objects they judge one by one
+    (:func:`provkit.analysis.checks.travel.judged_one_by_one`, handed over by the caller: the data layer does not
+    import the checks): those travel whole; of the other failing objects only each group's newest (by error
+    code and HTTP status; ``failures.by-code`` counts the rest from the summary's ``failing_by_code``).
+    Without it every failing object's latest entry travels.
     """
 
     if mode not in MODES:
@@ -592,7 +598,7 @@ def workspace_evidence(
         running = str(((jobs[0].get("status") or {}).get("code") if jobs else "") or "").lower() == "notrun"
         if running or mode == "summary":
             observed = workspace.observed_cycles(sp_id, window)
-        summary, records = workspace.summary(sp_id, window, window[1])
+        summary, records = workspace.summary(sp_id, window, window[1], judged)
         seen = {r.get("id") for r in records}
         # Every entry an object's latest one (with an object id): nothing beyond them to look for, but the
         # running cycle's healthy entries, which did not travel as latest ones.

@@ -17,7 +17,8 @@ for counts, codes, HTTP statuses and the first time (``credentials.target-reject
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -25,16 +26,24 @@ import pandas as pd
 from provkit.data.httpstatus import PATTERNS, STATUS_NAMES
 from provkit.data.logsummary import FailureGroup
 from provkit.data.sources.files.formats import _NO_CODE
-from provkit.data.sources.loganalytics_findings import _quote, _when
 
 if TYPE_CHECKING:
     from provkit.data.sources.loganalytics import LogAnalytics
 
-__all__ = ["EVIDENCE_ROWS", "failures_since_success", "status_kql"]
+__all__ = ["EVIDENCE_ROWS", "HELPERS", "failures_since_success", "newest_of_groups", "status_kql"]
 
 # The evidence rows a finding lists (provkit.analysis.checks.finding.EVIDENCE_ROWS; the data layer cannot
 # import the checks, a test keeps the two equal).
 EVIDENCE_ROWS = 50
+
+
+def _quote(text: str) -> str:
+    """A KQL string literal (single quotes; backslash and quote escaped)."""
+    return "'" + str(text).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _when(moment: datetime) -> str:
+    return f"datetime({moment.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')})"
 
 
 # inference: KQL's regular expressions are RE2's (extract, matches regex); the status patterns are written in
@@ -43,7 +52,7 @@ def status_kql(column: str = "ResultDescription") -> str:
     """KQL ``extend`` assignments ending in ``status_``: the HTTP status ``column``'s text names, as digits
     ("" when none), read as :func:`~provkit.data.httpstatus.http_status` reads it (the first pattern that
     matches; a status named by word through its table). Helper columns ``s0_``... are left for the caller to
-    drop (:data:`_HELPERS`). Python reads the patterns ASCII-only, as RE2 does."""
+    drop (:data:`HELPERS`). Python reads the patterns ASCII-only, as RE2 does."""
     parts = []
     for n, (pattern, folded) in enumerate(PATTERNS):
         assert "'" not in pattern  # a verbatim KQL string cannot hold a quote unescaped
@@ -56,7 +65,7 @@ def status_kql(column: str = "ResultDescription") -> str:
     return ", ".join(parts) + f"\n| extend status_ = {pick}"
 
 
-_HELPERS = ", ".join(f"s{n}_" for n in range(len(PATTERNS)))
+HELPERS = ", ".join(f"s{n}_" for n in range(len(PATTERNS)))
 
 
 def failures_since_success(
@@ -73,7 +82,7 @@ def failures_since_success(
     failed = f"""{workspace._app_filter(sp_id)}
 | where ResultType =~ 'Failure'{after}
 | extend {status_kql()}
-| project-away {_HELPERS}"""
+| project-away {HELPERS}"""
     groups = workspace.query(
         f"""{failed}
 | summarize entries = count(), first_ = min(TimeGenerated), last_ = max(TimeGenerated)
@@ -82,10 +91,32 @@ def failures_since_success(
     )
     if not len(groups):
         return (), []
-    # The entries of each group as the service groups them (its codes as written), the newest first.
+    lets, where = newest_of_groups(
+        "failed_", zip(groups["code_"], groups["status_"], groups["entries"], strict=True)
+    )
+    rows = workspace.query(
+        f"""let failed_ = materialize({failed});
+{lets}
+failed_
+| where {where}
+| project-away status_
+| order by TimeGenerated desc""",
+        window,
+    )
+    return _groups(groups), workspace._records(rows)
+
+
+def newest_of_groups(
+    table: str, groups: Iterable[tuple[Any, Any, Any]], whole: Callable[[str, int | None], bool] | None = None
+) -> tuple[str, str]:
+    """KQL ``let`` statements and a ``where`` condition on ``table`` (rows with ``ResultSignature`` and the
+    ``status_`` of :func:`status_kql`) that keep, of each group (code as the service writes it, status as
+    digits or empty, rows), the newest :data:`EVIDENCE_ROWS` rows with every row at the same instant as the
+    last of them; every row of a group that has no more, or that ``whole`` (given the code as the log summary
+    holds it, "" for none, and the status as a number) says travels whole."""
     cuts: list[str] = []
     wanted: list[str] = []
-    for code, status, entries in zip(groups["code_"], groups["status_"], groups["entries"], strict=True):
+    for code, status, rows in groups:
         same_code = (
             f"ResultSignature == {_quote(code)}"
             if isinstance(code, str) and code
@@ -95,26 +126,18 @@ def failures_since_success(
             f"status_ == {_quote(status)}" if isinstance(status, str) and status else "isempty(status_)"
         )
         mine = f"{same_code} and {same_status}"
-        if int(entries) <= EVIDENCE_ROWS:
+        name = "" if not isinstance(code, str) or code.strip().lower() in _NO_CODE else code
+        number = int(status) if isinstance(status, str) and status.isdigit() else None
+        if int(rows) <= EVIDENCE_ROWS or (whole is not None and whole(name, number)):
             wanted.append(f"({mine})")
             continue
         n = len(cuts)
         cuts.append(
-            f"let cut{n}_ = toscalar(failed_ | where {mine} | top {EVIDENCE_ROWS} by TimeGenerated desc"
+            f"let cut{n}_ = toscalar({table} | where {mine} | top {EVIDENCE_ROWS} by TimeGenerated desc"
             " | summarize min(TimeGenerated));"
         )
         wanted.append(f"({mine} and TimeGenerated >= cut{n}_)")
-    newest = "\n".join(cuts)
-    rows = workspace.query(
-        f"""let failed_ = materialize({failed});
-{newest}
-failed_
-| where {" or ".join(dict.fromkeys(wanted))}
-| project-away status_
-| order by TimeGenerated desc""",
-        window,
-    )
-    return _groups(groups), workspace._records(rows)
+    return "\n".join(cuts), " or ".join(dict.fromkeys(wanted)) or "false"
 
 
 def _groups(frame: pd.DataFrame) -> tuple[FailureGroup, ...]:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -40,11 +40,16 @@ import pandas as pd
 
 from provkit.data.logsummary import RECENT, LastCycle, LogSummary
 from provkit.data.sources.files.formats import _NO_CODE
+from provkit.data.sources.loganalytics_failures import HELPERS, _quote, _when, newest_of_groups, status_kql
 
 if TYPE_CHECKING:
     from provkit.data.sources.loganalytics import Transfer
 
-__all__ = ["NARROW", "NARROW_KEYS", "FindingsPushdown", "assigned_users", "fill_narrow"]
+# A check's rule for which failing objects travel whole: (error code, "" for none; the HTTP status its reason
+# names, None for none) -> judged one by one (provkit.analysis.checks.travel.judged_one_by_one).
+Judged = Callable[[str, int | None], bool]
+
+__all__ = ["NARROW", "NARROW_KEYS", "FindingsPushdown", "Judged", "assigned_users", "fill_narrow"]
 
 # Which of the entries the findings mode sends a check reads whole, and which only by a few fields. Read whole:
 # every entry that is not a successful create or update (failures, skips, deletes: their steps give skip
@@ -200,15 +205,6 @@ def fill_narrow(events: pd.DataFrame, records: list[dict[str, Any]]) -> None:
         events.loc[mine, column] = values.astype(events[column].dtype).to_numpy()
 
 
-def _quote(text: str) -> str:
-    """A KQL string literal (single quotes; backslash and quote escaped)."""
-    return "'" + str(text).replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _when(moment: datetime) -> str:
-    return f"datetime({moment.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')})"
-
-
 class FindingsPushdown:
     """The queries behind the findings mode; mixed into LogAnalytics, which supplies the three below."""
 
@@ -237,11 +233,16 @@ class FindingsPushdown:
         return self._records(self.query(kql, window))
 
     def summary(
-        self, sp_id: str, window: tuple[datetime, datetime], now: datetime
+        self,
+        sp_id: str,
+        window: tuple[datetime, datetime],
+        now: datetime,
+        judged: Judged | None = None,
     ) -> tuple[LogSummary, list[dict[str, Any]]]:
         """What the checks count over every entry, summarised in KQL (:class:`LogSummary`), and the records of
-        each object's latest entry (``arg_max``; their per-object counts go into the summary). A few rows per
-        status and code, one per object."""
+        the latest entries that are not healthy (``arg_max``; their per-object counts go into the summary): of
+        the failing objects, with ``judged``, only those of the groups it judges one by one and the newest of
+        the others (:meth:`_latest_state`). A few rows per status and code, one per object that travels."""
         since = pd.Timestamp(now).tz_convert(UTC) - RECENT
         # One row per status, error code and target type: counts, recent counts, first and last times.
         kql = f"""{self._app_filter(sp_id)}
@@ -262,7 +263,7 @@ class FindingsPushdown:
         recent = groups.groupby("status")["recent"].sum()
         failed = groups[groups["status"] == "failure"].groupby("code")["entries"].sum()
         # no entries: no latest ones (and an empty id set can make the engine read every entry's steps)
-        latest = self._latest_state(sp_id, window) if len(groups) else ([], {}, {}, {})
+        latest = self._latest_state(sp_id, window, judged) if len(groups) else ([], {}, {}, {}, {})
         summary = LogSummary(
             entries=int(groups["entries"].sum()),
             first=groups["first_"].min() if len(groups) else None,
@@ -279,33 +280,55 @@ class FindingsPushdown:
             window=window,
             objects_by_status=latest[2],
             objects_by_skip_reason=latest[3],
+            failing_by_code=latest[4],
         )
         return summary, latest[0]
 
     def _latest_state(
-        self, sp_id: str, window: tuple[datetime, datetime]
-    ) -> tuple[list[dict[str, Any]], dict[str, int], dict[str, int], dict[str, int]]:
-        """Objects counted by their latest entry's status and skip reason (a row per pair), and the latest
-        entries that are not healthy (:data:`_HEALTHY`), whole, with their objects' entry counts; of the healthy
-        ones only the newest whose steps say the scope (the scope inference reads that text in latest entries
-        only)."""
+        self, sp_id: str, window: tuple[datetime, datetime], judged: Judged | None = None
+    ) -> tuple[list[dict[str, Any]], dict[str, int], dict[str, int], dict[str, int], dict[str, int]]:
+        """Objects counted by their latest entry's status and skip reason, and the failing ones by error code (a
+        row per triple), and the latest entries that are not healthy (:data:`_HEALTHY`), whole, with their
+        objects' entry counts; of the healthy ones only the newest whose steps say the scope (the scope
+        inference reads that text in latest entries only).
+
+        Which failing objects travel is the caller's (a check's) decision: without ``judged``, every one; with
+        it, the failing objects are grouped by error code and the HTTP status their reason names
+        (:func:`~provkit.data.sources.loganalytics_failures.status_kql`), and every object of a group
+        ``judged(code, status)`` says a check judges one by one travels, of the other groups only the newest
+        :data:`~provkit.data.sources.loganalytics_failures.EVIDENCE_ROWS` (``failures.by-code`` lists them and
+        counts the rest from ``failing_by_code``)."""
         state = _state(self._app_filter(sp_id))
         counts = self.query(
-            f"{state}state_\n| summarize objects_ = count() by status_, skip_ = iff(status_ == 'skipped', skip_, '')",
+            f"{state}state_\n| summarize objects_ = count() by status_,"
+            " skip_ = iff(status_ == 'skipped', skip_, ''), code_ = iff(status_ == 'failure', ResultSignature, '')",
             window,
         )
         by_status: dict[str, int] = {}
         by_skip: dict[str, int] = {}
-        for status, skip, n in zip(counts["status_"], counts["skip_"], counts["objects_"], strict=True):
+        by_code: dict[str, int] = {}
+        for status, skip, code, n in zip(
+            counts["status_"], counts["skip_"], counts["code_"], counts["objects_"], strict=True
+        ):
             status, n = str(status or ""), int(n)
             by_status[status] = by_status.get(status, 0) + n
             if status == "skipped":
                 by_skip[str(skip or "")] = by_skip.get(str(skip or ""), 0) + n
+            if status == "failure":
+                # ResultSignature holds a placeholder when there is no error (as the export reader reads it).
+                name = "" if not isinstance(code, str) or code.strip().lower() in _NO_CODE else code
+                by_code[name] = by_code.get(name, 0) + n
         # The steps tests read the latest entries' steps only (after the join).
         drop = "| project-away Id1, status_, skip_, healthy_"
+        failing = judged is not None and by_status.get("failure", 0) > 0
+        # With the rule, the failing objects travel by :meth:`_failing_latest` instead.
+        others = " and status_ != 'failure'" if failing else ""
         whole = self.query(
-            f"{state}state_\n| where not(healthy_)\n{drop}\n| order by TimeGenerated asc", window
+            f"{state}state_\n| where not(healthy_){others}\n{drop}\n| order by TimeGenerated asc", window
         )
+        frames = [whole]
+        if failing:
+            frames.append(self._failing_latest(state, window, judged))
         healthy = by_status.get("success", 0) + by_skip.get("redundantexport", 0)
         scope = (
             self.query(
@@ -315,15 +338,43 @@ class FindingsPushdown:
             if healthy  # no healthy object: nothing to look for (see _has_rows)
             else pd.DataFrame()
         )
+        frames.append(scope)
         entries: dict[str, int] = {}
-        for frame in (whole, scope):
+        records: list[dict[str, Any]] = []
+        for frame in frames:
             if len(frame):
                 entries.update(
                     {str(k): int(v) for k, v in zip(frame["src_"], frame["entries_"], strict=True)}
                 )
-        records = self._records(whole.drop(columns=["src_", "entries_"], errors="ignore"))
-        records.extend(self._records(scope.drop(columns=["src_", "entries_"], errors="ignore")))
-        return records, entries, by_status, by_skip
+                records.extend(self._records(frame.drop(columns=["src_", "entries_"], errors="ignore")))
+        return records, entries, by_status, by_skip, by_code
+
+    def _failing_latest(
+        self, state: str, window: tuple[datetime, datetime], judged: Judged | None
+    ) -> pd.DataFrame:
+        """The latest entries of failing objects that travel (see :meth:`_latest_state`), oldest first, with
+        ``src_`` and ``entries_``: a row per group by error code and HTTP status, then the rows."""
+        failing = (
+            f"state_\n| where status_ == 'failure'\n| project-away status_\n| extend {status_kql()}"
+            f"\n| project-away {HELPERS}"
+        )
+        groups = self.query(
+            f"{state}{failing}\n| summarize objects_ = count() by code_ = ResultSignature, status_", window
+        )
+        if not len(groups):
+            return pd.DataFrame()
+        lets, where = newest_of_groups(
+            "failing_", zip(groups["code_"], groups["status_"], groups["objects_"], strict=True), judged
+        )
+        return self.query(
+            f"""{state}let failing_ = materialize({failing});
+{lets}
+failing_
+| where {where}
+| project-away Id1, status_, skip_, healthy_
+| order by TimeGenerated asc""",
+            window,
+        )
 
     def _has_rows(self, lets: str, table: str, window: tuple[datetime, datetime]) -> bool:
         """Whether the table a ``let`` names has rows (counted without reading any steps). A query that joins
