@@ -43,6 +43,7 @@ from datetime import UTC, datetime, timedelta
 
 from provkit.analysis import cycles
 from provkit.analysis.checks import findings_json, run_checks
+from provkit.analysis.checks.travel import judged_one_by_one
 from provkit.data.auth import Settings
 from provkit.data.sources.graph import connect
 from provkit.data.sources.loganalytics import LogAnalytics, workspace_evidence
@@ -228,7 +229,13 @@ def diagnose(tenant: Tenant, env: dict, la: LogAnalytics, window: tuple, baselin
         narrow0, queries0 = la.transfer.narrow_rows, la.transfer.queries
         t0 = time.perf_counter()
         evidence, _ = workspace_evidence(
-            client, la, app.sp_id, window=window, tenant_id=tenant.tenant_id, mode="findings"
+            client,
+            la,
+            app.sp_id,
+            window=window,
+            tenant_id=tenant.tenant_id,
+            mode="findings",
+            judged=judged_one_by_one,  # as diagnose --workspace hands it over
         )
         findings = run_checks(evidence)
         seconds = time.perf_counter() - t0

@@ -16,9 +16,12 @@ import pytest
 
 from provkit.analysis.checks import findings_json, run_checks
 from provkit.analysis.checks.facts import gather
+from provkit.analysis.checks.finding import EVIDENCE_ROWS
+from provkit.analysis.checks.travel import judged_one_by_one
 from provkit.analysis.columns import is_in
 from provkit.data.auth import Settings
 from provkit.data.logsummary import LogSummary
+from provkit.data.sources import loganalytics_failures
 from provkit.data.sources.graph import connect as graph_connect
 from provkit.data.sources.loganalytics import LogAnalytics, workspace_evidence
 from provkit.data.sources.loganalytics_findings import assigned_users
@@ -46,11 +49,11 @@ def _clients(srv):
     return client, la
 
 
-def _both(srv, tenant, app, window):
+def _both(srv, tenant, app, window, judged=None):
     """The findings-mode evidence, its rows transferred, and the entries-mode evidence of the same window."""
     client, la = _clients(srv)
     pushed, _ = workspace_evidence(
-        client, la, app.sp_id, window=window, tenant_id=tenant.tenant_id, mode="findings"
+        client, la, app.sp_id, window=window, tenant_id=tenant.tenant_id, mode="findings", judged=judged
     )
     rows = la.transfer.rows
     every, _ = workspace_evidence(
@@ -105,6 +108,8 @@ def test_objects_counted_by_their_latest_state_in_kql_match_every_entry_for_ever
         assert got is not None
         assert dict(got.objects_by_status) == dict(expected.objects_by_status), app.display_name
         assert dict(got.objects_by_skip_reason) == dict(expected.objects_by_skip_reason), app.display_name
+        assert dict(got.failing_by_code) == dict(expected.failing_by_code), app.display_name
+        assert sum(got.failing_by_code.values()) == got.objects_by_status.get("failure", 0)
         states |= {("status", s) for s in got.objects_by_status} | {
             ("skip", r) for r in got.objects_by_skip_reason
         }
@@ -189,3 +194,82 @@ def test_a_reference_failure_whose_target_was_created_later_still_says_so_from_t
     exported = _healthy(gather(every.evidence).latest)
     held = exported[exported["source_id"].isin(set(pushed.evidence.events["source_id"].dropna()))]
     assert 0 < len(held) < 0.25 * len(exported)
+
+
+# ---- failing objects: counted in KQL; only those a finding lists or a check judges one by one travel ----------
+
+
+def _failing(latest):
+    return latest[is_in(latest, "status", ("failure",))]
+
+
+def test_an_escrow_quarantine_sends_about_fifty_failing_objects_per_code_whatever_the_number_failing() -> (
+    None
+):
+    """Dropbox Business (escrow quarantine): every export fails with one code. The failing objects are counted
+    in KQL; only the newest EVIDENCE_ROWS travel (the rows failures.by-code lists), at 400 users as at 1,200."""
+    held, failing = {}, {}
+    for users in (400, 1200):
+        tenant = Tenant(seed=7, users_count=users, days=3, now=NOW, scenarios=("escrow-quarantine",))
+        window = (NOW - timedelta(days=3), NOW)
+        with start_server(tenant, throttle=False) as srv:
+            pushed, _rows, every = _both(srv, tenant, tenant.apps[0], window, judged=judged_one_by_one)
+        everyone = _failing(gather(every).latest)
+        sent = _failing(gather(pushed).latest)
+        held[users], failing[users] = len(sent), len(everyone)
+        # Counted over every object, whichever travelled.
+        assert dict(pushed.log_summary.failing_by_code) == dict(every.summarise_logs().failing_by_code)
+        assert sum(pushed.log_summary.failing_by_code.values()) == len(everyone)
+        # At most about EVIDENCE_ROWS per code (objects at the same instant as the last of them, or named by
+        # another entry that travels, may come along).
+        for code, group in sent.groupby(sent["error_code"].fillna("")):
+            assert EVIDENCE_ROWS <= len(group) <= EVIDENCE_ROWS + 10, (users, code, len(group))
+        # The same failures.by-code findings (count, share, failed entries, listed rows, omitted) and the
+        # same findings overall as from every entry.
+        by_code = [f for f in run_checks(pushed) if f.check == "failures.by-code"]
+        assert by_code and findings_json(by_code) == findings_json(
+            [f for f in run_checks(every) if f.check == "failures.by-code"]
+        )
+        assert sum(f.count or 0 for f in by_code) == len(everyone)
+        assert all(len(f.evidence) == EVIDENCE_ROWS for f in by_code)
+        assert findings_json(run_checks(pushed)) == findings_json(run_checks(every)), users
+    assert failing[1200] > 2 * failing[400] > 4 * EVIDENCE_ROWS, failing
+    assert held[1200] <= held[400] + 10, held
+
+
+@pytest.mark.parametrize(
+    ("scenario", "check"),
+    [
+        ("manager-references", "references.unresolved"),
+        ("scim-patch-incompatible", "failures.scim-incompatible"),
+    ],
+)
+def test_failing_objects_a_check_judges_one_by_one_travel_whole(monkeypatch, scenario, check) -> None:
+    """A reference failure and a SCIM 400 refusal are judged object by object: every one travels whatever the
+    cut of the other failing objects (made 3 here, so that the handful the simulator writes exceed it), and
+    gives the same finding as from every entry. Without the checks' rule, the cut would lose some."""
+    monkeypatch.setattr(loganalytics_failures, "EVIDENCE_ROWS", 3)
+    tenant = Tenant(seed=7, users_count=600, days=3, now=NOW, scenarios=(scenario,))
+    window = (NOW - timedelta(days=3), NOW)
+    with start_server(tenant, throttle=False) as srv:
+        app = tenant.apps[0]
+        pushed, _rows, every = _both(srv, tenant, app, window, judged=judged_one_by_one)
+        client, la = _clients(srv)
+        cut, _ = workspace_evidence(
+            client,
+            la,
+            app.sp_id,
+            window=window,
+            tenant_id=tenant.tenant_id,
+            mode="findings",
+            judged=lambda _code, _status: False,
+        )
+    everyone = _failing(gather(every).latest)
+    assert len(everyone) > 3
+    assert set(_failing(gather(pushed).latest)["id"]) == set(everyone["id"])
+    mine = [f for f in run_checks(pushed) if f.check == check]
+    assert mine and mine[0].count == len(everyone)
+    assert findings_json(mine) == findings_json([f for f in run_checks(every) if f.check == check])
+    # The rule is what makes them travel: judged by none, only the newest 3 do, and the finding counts fewer.
+    assert len(_failing(gather(cut).latest)) == 3
+    assert [f.count for f in run_checks(cut) if f.check == check] == [3]
