@@ -6,7 +6,10 @@ Checks:
 - ``failures.by-code``: one finding per error code that objects are failing with now (their latest entry is
   a failure), with the catalog's meaning and fix. Severity follows the share of attempted objects failing
   (10 % or more, or 5,000 objects: error; otherwise warning; a code the service retries by itself and that
-  affects under 10 %: info).
+  affects under 10 %: info). The objects per code are counted over every object
+  (:attr:`provkit.data.logsummary.LogSummary.failing_by_code`); the finding lists the newest
+  :data:`~provkit.analysis.checks.finding.EVIDENCE_ROWS` and reads the catalog with the newest one's reason,
+  so a source that sends only those (Log Analytics) gives the same finding.
 """
 
 from __future__ import annotations

@@ -6,9 +6,14 @@ What the checks only count comes back as aggregates.
 
 - :meth:`FindingsPushdown.summary`: the counts over every entry (a :class:`~provkit.data.logsummary.LogSummary`:
   entries by status and code, the last cycle, and every object counted by its latest entry's status and skip
-  reason) and the latest entries that are not healthy, whole. A healthy object (its latest entry a successful
-  create or update, or a RedundantExport skip: :data:`_HEALTHY`) is only counted; of those, only the newest
-  whose steps say the scope is "sync all" travels (the scope inference reads that text).
+  reason, the failing ones by error code) and the latest entries that are not healthy, whole. A healthy object
+  (its latest entry a successful create or update, or a RedundantExport skip: :data:`_HEALTHY`) is only
+  counted; of those, only the newest whose steps say the scope is "sync all" travels (the scope inference
+  reads that text). A failing object travels when a check judges it one by one (the caller's rule,
+  :data:`Judged`: reference failures, SCIM 400 refusals, required attributes missing) or when it is among
+  the newest :data:`~provkit.data.sources.loganalytics_failures.EVIDENCE_ROWS` of its group by error code and
+  HTTP status (the objects ``failures.by-code`` lists); the rest are counted (``failing_by_code``). Without a
+  rule every failing object travels.
 - :meth:`FindingsPushdown.entries_for_checks`: the older entries the checks filter for: deletes, disables,
   staged deletes, soft-deleted users' NotEffectivelyEntitled skips and each object's newest such skip (scope
   inference), the previous export of each object now skipped, and the running initial cycle's entries (its
