@@ -40,6 +40,7 @@ import math
 import os
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from provkit.analysis import cycles
 from provkit.analysis.checks import findings_json, run_checks
@@ -102,7 +103,9 @@ def main() -> None:
     )
     every = render_every_entry_cpu(tenant)
     with start_server(tenant, throttle=False) as srv:
-        report = srv.graph.workspace.load()
+        workspace = srv.graph.workspace
+        assert workspace is not None, "the simulated server serves a Log Analytics workspace"
+        report = workspace.load()
         cores = os.cpu_count() or 1
         print(
             f"load: {report.entries:,} AADProvisioningLogs rows and {report.audits:,} AuditLogs rows in "
@@ -185,14 +188,14 @@ def diagnose(tenant: Tenant, env: dict, la: LogAnalytics, window: tuple, baselin
     spent = {"kql": 0.0}
     query = la.query
 
-    def timed_query(kql: str, span: object) -> object:
+    def timed_query(kql: str, span: tuple[datetime, datetime] | None) -> Any:
         t0 = time.perf_counter()
         try:
             return query(kql, span)
         finally:
             spent["kql"] += time.perf_counter() - t0
 
-    la.query = timed_query  # type: ignore[method-assign]
+    la.query = timed_query  # type: ignore[method-assign,assignment]
     span = f"{baseline_days:g} d up to the newest entry, scaled" if baseline_days else "whole window"
     print()
     print(
@@ -269,7 +272,8 @@ def diagnose(tenant: Tenant, env: dict, la: LogAnalytics, window: tuple, baselin
         base_rows, base_kib = la.transfer.rows - rows0, (la.transfer.bytes - bytes0) / 1024
         read = len(tables.events)
         scale = entries / read if baseline_days and read else 1.0
-        base_s, base_rows, base_kib = base_s * scale, base_rows * scale, base_kib * scale
+        base_s, base_kib = base_s * scale, base_kib * scale
+        base_rows = round(base_rows * scale)
         share = 100.0 * rows / entries if entries else 0.0
         print(
             f"{app.display_name[:18]:<18} {entries:>9,} {objects:>8,} {sent:>7,} {seconds:>7.1f} {kql:>6.1f} "
