@@ -26,6 +26,7 @@ __all__ = ["RECENT", "FailureGroup", "LastCycle", "LogSummary"]
 
 # The "recent" span of the working summary: the failure rate of the last 24 hours.
 RECENT = timedelta(hours=24)
+_MINUTE = pd.Timedelta(minutes=1)  # LastCycle.first_seen's bins
 
 
 @dataclass(frozen=True)
@@ -44,13 +45,38 @@ class FailureGroup:
 @dataclass(frozen=True)
 class LastCycle:
     """The cycle of the newest entry: its id (None when that entry has none), its entries, their failures, and
-    the first and last entry times (NaT when no entry carries the id)."""
+    the first and last entry times (NaT when no entry carries the id).
+
+    ``first_seen``: the cycle's source objects (with an id) by the minute of their first entry in the cycle,
+    as ``(minute, new objects)`` pairs, oldest first, each object counted once, in its first minute (a few
+    thousand pairs for a cycle of days); None when the source did not count them. The ETA of a running
+    initial cycle reads the objects logged so far and by a progress observation's time from it
+    (:func:`provkit.analysis.cycles.initial_cycle_eta`), so that cycle's entries need not travel.
+    """
 
     cycle_id: str | None
     entries: int
     failures: int
     first: Any
     last: Any
+    first_seen: tuple[tuple[pd.Timestamp, int], ...] | None = None
+
+    @property
+    def objects(self) -> int | None:
+        """The cycle's distinct source objects (None when ``first_seen`` is unknown)."""
+        return None if self.first_seen is None else sum(n for _, n in self.first_seen)
+
+    def objects_by(self, moment: Any) -> int | None:
+        """The objects first logged by ``moment`` (None when unknown): every object when ``moment`` is at or
+        after the cycle's newest entry, else those whose first-seen minute ended by then. Exact then and when
+        ``moment`` falls on a minute's start; otherwise it leaves out the objects first logged in the minute
+        of ``moment`` before it."""
+        if self.first_seen is None:
+            return None
+        at = _utc(pd.Timestamp(moment))
+        if not pd.isna(self.last) and at >= _utc(pd.Timestamp(self.last)):
+            return self.objects
+        return sum(n for minute, n in self.first_seen if minute + _MINUTE <= at)
 
 
 class _ObjectCounts(Mapping[str, int]):
@@ -271,4 +297,21 @@ def _last_cycle(events: pd.DataFrame) -> LastCycle:
     failed = (_lowered(events["status"]) == "failure").to_numpy(dtype=bool)
     times = events["activity_time"][mine]
     known = None if cycle_id is None or pd.isna(cycle_id) else str(cycle_id)
-    return LastCycle(known, int(mine.sum()), int((mine & failed).sum()), times.min(), times.max())
+    return LastCycle(
+        known,
+        int(mine.sum()),
+        int((mine & failed).sum()),
+        times.min(),
+        times.max(),
+        _first_seen(events["source_id"][mine], times) if known is not None else (),
+    )
+
+
+def _first_seen(ids: pd.Series, times: pd.Series) -> tuple[tuple[pd.Timestamp, int], ...]:
+    """Objects (with an id) by the minute of their first entry: ``(minute, new objects)``, oldest first."""
+    present = (ids.notna() & (ids.astype(object) != "")).to_numpy(dtype=bool)
+    if not present.any():
+        return ()
+    firsts = times[present].groupby(ids[present].astype(str)).min()
+    minutes = pd.to_datetime(firsts, utc=True).dt.floor("min").value_counts().sort_index()
+    return tuple((_utc(pd.Timestamp(m)), int(n)) for m, n in minutes.items())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -129,15 +130,14 @@ def initial_cycle_eta(evidence: Evidence, cycles: pd.DataFrame | None = None) ->
         return None
     start, cycle_id, observations = running
     notes: list[str] = []
-    events = evidence.events
-    mine = events[events["cycle_id"] == cycle_id] if cycle_id is not None and len(events) else events.iloc[:0]
-    scope, scope_source = _objects_in_scope(evidence, observations, mine, notes)
+    logged = _CycleLog.of(evidence, cycle_id)
+    scope, scope_source = _objects_in_scope(evidence, observations, logged, notes)
     sizing = _sizing(start, scope)
     estimate = _Estimate()
     if len(observations):
         _from_progress(estimate, observations, start, ctx.horizon, notes)
-    if estimate.likely is None and scope is not None and len(mine) > 1:
-        _from_log_rate(estimate, start, scope, mine)
+    if estimate.likely is None and scope is not None and logged.entries > 1:
+        _from_log_rate(estimate, start, scope, logged)
     _from_sizing(estimate, sizing)
     _consistent(estimate, ctx.horizon, notes)
     return Eta(
@@ -177,8 +177,50 @@ def _running_cycle(
     return start, cycle_id, observations[observations["time"] >= start]
 
 
+@dataclass(frozen=True)
+class _CycleLog:
+    """What the ETA reads of the running cycle's log entries: how many, the distinct objects logged so far and
+    by a moment, and the newest entry's time."""
+
+    entries: int
+    seen: int
+    newest: Any
+    _seen_by: Callable[[Any], int]
+
+    def seen_by(self, moment: Any) -> int:
+        return self._seen_by(moment)
+
+    @classmethod
+    def of(cls, evidence: Evidence, cycle_id: Any) -> _CycleLog:
+        """From the log summary's newest cycle when it is this one and counts its objects (the same on every
+        source, a workspace's summarised in KQL: :class:`~provkit.data.logsummary.LastCycle`), else from the
+        entries (exact). The summary counts the objects logged by a moment from their first-seen minutes: exact
+        when the moment is at or after the newest entry (a job status read now) or on a minute's start, else it
+        leaves out the objects first logged in that minute before the moment."""
+        if cycle_id is None:
+            return cls(0, 0, None, lambda _moment: 0)
+        last = evidence.summarise_logs().last_cycle
+        if last is not None and last.cycle_id == str(cycle_id) and last.first_seen is not None:
+            return cls(
+                last.entries, last.objects or 0, last.last, lambda moment: last.objects_by(moment) or 0
+            )
+        # The running cycle is not the newest entry's: should not happen (a running cycle logs the newest entry),
+        # but a source may summarise otherwise. Its entries then.
+        events = evidence.events
+        mine = events[events["cycle_id"] == cycle_id] if len(events) else events.iloc[:0]
+        ids = mine["source_id"]
+        ids = ids[ids.notna() & (ids.astype(object) != "")]
+        times = mine.loc[ids.index, "activity_time"]
+        return cls(
+            len(mine),
+            int(ids.nunique()),
+            mine["activity_time"].max() if len(mine) else None,
+            lambda moment: int(ids[(times <= moment).to_numpy(dtype=bool)].nunique()),
+        )
+
+
 def _objects_in_scope(
-    evidence: Evidence, observations: pd.DataFrame, mine: pd.DataFrame, notes: list[str]
+    evidence: Evidence, observations: pd.DataFrame, logged: _CycleLog, notes: list[str]
 ) -> tuple[tuple[int, int] | None, str]:
     """(low, high) objects in scope and where the figure comes from: the assignments (unless the logs say
     'sync all'), else the objects logged so far over the completed share, else the objects logged so far (a
@@ -191,10 +233,10 @@ def _objects_in_scope(
         if sync_all is None:
             source += " if the scope is 'Sync only assigned' (unknown; under 'Sync all' every user and group)"
         return (assigned, assigned), source
-    if len(observations) and len(mine):
+    if len(observations) and logged.entries:
         obs = observations.iloc[-1]
         c, units_total = int(obs["completed"]), int(obs["total"])
-        seen = int(mine.loc[mine["activity_time"] <= obs["time"], "source_id"].nunique())
+        seen = logged.seen_by(obs["time"])
         if c > 0 and seen > 0:
             low = math.floor(seen * units_total / min(c + 1, units_total))
             high = math.ceil(seen * units_total / c)
@@ -202,8 +244,8 @@ def _objects_in_scope(
                 f"{seen} distinct objects logged by {format_time(obs['time'])} / completed share {c}-{c + 1} "
                 f"of {units_total}"
             )
-    if len(mine):
-        seen = int(mine["source_id"].nunique())
+    if logged.entries:
+        seen = logged.seen
         notes.append(
             "objects in scope unknown: sizing uses the objects logged so far, so it is a lower bound"
         )
@@ -281,11 +323,11 @@ def _from_progress(
 
 
 def _from_log_rate(
-    estimate: _Estimate, start: pd.Timestamp, scope: tuple[int, int], mine: pd.DataFrame
+    estimate: _Estimate, start: pd.Timestamp, scope: tuple[int, int], logged: _CycleLog
 ) -> None:
     """The likely end at the rate objects were logged so far, for the middle of the objects in scope."""
-    span = (mine["activity_time"].max() - start).total_seconds() / 60
-    seen = int(mine["source_id"].nunique())
+    span = (logged.newest - start).total_seconds() / 60
+    seen = logged.seen
     if span > 0 and seen > 0:
         middle = (scope[0] + scope[1]) / 2
         estimate.likely = start + pd.Timedelta(minutes=span * middle / seen)

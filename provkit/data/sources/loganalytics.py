@@ -592,7 +592,7 @@ def workspace_evidence(
     summary = None
     records: list[dict[str, Any]] = []
     if mode in ("findings", "summary"):
-        # The ETA of a running initial cycle reads the cycles and that cycle's entries (objects seen over time);
+        # The ETA of a running initial cycle reads the cycles and the summary's objects of the newest cycle;
         # the job status code is NotRun until the first run completes (synchronizationStatusCode, reference
         # section 2). A report's summary reads the cycles too.
         running = str(((jobs[0].get("status") or {}).get("code") if jobs else "") or "").lower() == "notrun"
@@ -600,14 +600,10 @@ def workspace_evidence(
             observed = workspace.observed_cycles(sp_id, window)
         summary, records = workspace.summary(sp_id, window, window[1], judged)
         seen = {r.get("id") for r in records}
-        # Every entry an object's latest one (with an object id): nothing beyond them to look for, but the
-        # running cycle's healthy entries, which did not travel as latest ones.
-        beyond = summary.entries > summary.objects or running
-        extra = (
-            workspace.entries_for_checks(sp_id, window, last_cycle=summary.last_cycle if running else None)
-            if beyond
-            else []
-        )
+        # Every entry an object's latest one (with an object id): nothing beyond them to look for. (The ETA of a
+        # running initial cycle reads the summary's counts of that cycle's objects, not its entries.)
+        beyond = summary.entries > summary.objects
+        extra = workspace.entries_for_checks(sp_id, window) if beyond else []
         # The failures after the newest success: grouped in KQL, the newest of each group whole.
         success, failure = (summary.last_by_status.get(s) for s in ("success", "failure"))
         if failure is not None and (success is None or failure > success):

@@ -460,9 +460,24 @@ failing_
         row = frame.iloc[0] if len(frame) else None
         cycle_id = row["cycle"] if row is not None else None
         if row is None or not isinstance(cycle_id, str) or not cycle_id or not int(row["entries"]):
-            return LastCycle(None, 0, 0, pd.NaT, pd.NaT)  # the export reader reads "" as no cycle
+            return LastCycle(None, 0, 0, pd.NaT, pd.NaT, ())  # the export reader reads "" as no cycle
         first, last = (pd.Timestamp(row[c]).tz_convert(UTC) for c in ("first_", "last_"))
-        return LastCycle(cycle_id, int(row["entries"]), int(row["failures"]), first, last)
+        # Its objects by the minute of their first entry (the ETA of a running initial cycle reads them): a row
+        # per minute, so that the cycle's entries need not travel.
+        bins = self.query(
+            f"""{app}
+| where CycleId == {_quote(cycle_id)}
+| extend src_ = {_SRC}
+| where isnotempty(src_)
+| summarize first_ = min(TimeGenerated) by src_
+| summarize objects = count() by minute_ = bin(first_, 1m)""",
+            window,
+        )
+        first_seen = sorted(
+            (pd.Timestamp(m).tz_convert(UTC), int(n))
+            for m, n in zip(bins["minute_"], bins["objects"], strict=True)
+        )
+        return LastCycle(cycle_id, int(row["entries"]), int(row["failures"]), first, last, tuple(first_seen))
 
     def entries_for_checks(
         self,
