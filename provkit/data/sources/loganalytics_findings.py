@@ -449,30 +449,30 @@ failing_
         return records
 
     def _last_cycle(self, sp_id: str, window: tuple[datetime, datetime]) -> LastCycle:
-        """The newest entry's cycle: its entries, failures, first and last times (no cycle: none)."""
+        """The newest entry's cycle: its entries, failures, first and last times, and its objects by the minute
+        of their first entry (the ETA of a running initial cycle reads them, so that the cycle's entries need
+        not travel); no cycle: none. One query: the counts' row (``cycle`` set), then a row per minute."""
         app = self._app_filter(sp_id)
         kql = f"""let cycle_ = toscalar({app} | top 1 by TimeGenerated desc | project CycleId);
-{app}
-| where isnotempty(cycle_) and CycleId == cycle_
-| summarize entries = count(), failures = countif(ResultType =~ 'Failure'),
-    first_ = min(TimeGenerated), last_ = max(TimeGenerated), cycle = take_any(CycleId)"""
+let mine_ = {app}
+    | where isnotempty(cycle_) and CycleId == cycle_;
+union
+    (mine_
+    | summarize entries = count(), failures = countif(ResultType =~ 'Failure'),
+        first_ = min(TimeGenerated), last_ = max(TimeGenerated), cycle = take_any(CycleId)),
+    (mine_
+    | extend src_ = {_SRC}
+    | where isnotempty(src_)
+    | summarize seen_ = min(TimeGenerated) by src_
+    | summarize objects = count() by minute_ = bin(seen_, 1m))"""
         frame = self.query(kql, window)
-        row = frame.iloc[0] if len(frame) else None
+        counted = frame["cycle"].map(lambda c: isinstance(c, str) and bool(c)) if len(frame) else frame
+        row = frame[counted].iloc[0] if len(frame) and counted.any() else None
         cycle_id = row["cycle"] if row is not None else None
-        if row is None or not isinstance(cycle_id, str) or not cycle_id or not int(row["entries"]):
+        if row is None or not isinstance(cycle_id, str) or not int(row["entries"]):
             return LastCycle(None, 0, 0, pd.NaT, pd.NaT, ())  # the export reader reads "" as no cycle
         first, last = (pd.Timestamp(row[c]).tz_convert(UTC) for c in ("first_", "last_"))
-        # Its objects by the minute of their first entry (the ETA of a running initial cycle reads them): a row
-        # per minute, so that the cycle's entries need not travel.
-        bins = self.query(
-            f"""{app}
-| where CycleId == {_quote(cycle_id)}
-| extend src_ = {_SRC}
-| where isnotempty(src_)
-| summarize first_ = min(TimeGenerated) by src_
-| summarize objects = count() by minute_ = bin(first_, 1m)""",
-            window,
-        )
+        bins = frame[~counted]
         first_seen = sorted(
             (pd.Timestamp(m).tz_convert(UTC), int(n))
             for m, n in zip(bins["minute_"], bins["objects"], strict=True)
