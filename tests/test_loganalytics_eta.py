@@ -8,6 +8,7 @@ by the workspace's engine), except the summary of a hand-built events table.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from datetime import UTC, datetime, timedelta
 
@@ -15,7 +16,7 @@ import pandas as pd
 import pytest
 
 from provkit.analysis.checks import findings_json, run_checks
-from provkit.analysis.cycles import initial_cycle_eta, progress_observations
+from provkit.analysis.cycles import cycles_table, initial_cycle_eta, progress_observations
 from provkit.data.auth import Settings
 from provkit.data.logsummary import LogSummary
 from provkit.data.sources.graph import connect as graph_connect
@@ -148,3 +149,22 @@ def test_the_rows_sent_for_a_running_initial_cycle_do_not_grow_with_its_entries(
         small_entries,
         large_entries,
     )
+
+
+def test_the_eta_from_the_summary_is_the_eta_from_the_cycles_entries(runs) -> None:
+    """A summary that does not count the cycle's objects (a source of its own): the ETA reads the entries, as
+    before, and finds the same (progress observed on a minute's start and the log rate from the newest entry,
+    where the counts by minute are exact)."""
+    _, _, every = runs[1200]
+    summary = every.summarise_logs()
+    assert summary.last_cycle is not None and summary.last_cycle.first_seen
+    unbinned = dataclasses.replace(
+        every,
+        log_summary=dataclasses.replace(
+            summary, last_cycle=dataclasses.replace(summary.last_cycle, first_seen=None)
+        ),
+    )
+    table = cycles_table(every)
+    from_entries, from_summary = initial_cycle_eta(unbinned, table), initial_cycle_eta(every, table)
+    assert from_entries is not None and from_entries.observations >= 1
+    assert from_summary is not None and from_summary.as_dict() == from_entries.as_dict()
