@@ -16,8 +16,9 @@ What the checks only count comes back as aggregates.
   rule every failing object travels.
 - :meth:`FindingsPushdown.entries_for_checks`: the older entries the checks filter for: deletes, disables,
   staged deletes, soft-deleted users' NotEffectivelyEntitled skips and each object's newest such skip (scope
-  inference), the previous export of each object now skipped, and the running initial cycle's entries (its
-  ETA). The failures since the newest success: grouped in KQL, provkit.data.sources.loganalytics_failures.
+  inference) and the previous export of each object now skipped. The failures since the newest success: grouped
+  in KQL, provkit.data.sources.loganalytics_failures. A running initial cycle's entries stay in the workspace:
+  its ETA reads the summary's ``last_cycle`` (its objects by the minute they were first logged).
 - :meth:`FindingsPushdown.exports_for_checks`: the exports judged one by one: the newest one whose steps say
   "not assigned", the newest one of a user outside the assignments read from Graph (the exported users' ids
   travel packed, a row per day; the set difference is taken in Python, then one entry is fetched by id), and
@@ -483,8 +484,6 @@ union
         self,
         sp_id: str,
         window: tuple[datetime, datetime],
-        *,
-        last_cycle: LastCycle | None = None,
     ) -> list[dict[str, Any]]:
         """The whole entries the checks read beyond each object's latest one (:meth:`summary` sends those), as
         Graph records:
@@ -494,9 +493,9 @@ union
         - every delete, disable and staged delete (deprovisioning, the deletion threshold);
         - the skips whose steps say NotEffectivelyEntitled and IsSoftDeleted (deprovisioning), and each object's
           newest NotEffectivelyEntitled skip whose steps do not say it is inactive or filtered out (the scope
-          inference: "sync only assigned");
-        - with ``last_cycle``, that cycle's entries (the ETA of a running initial cycle), healthy latest ones
-          included (:meth:`summary` does not send those).
+          inference: "sync only assigned").
+
+        A running initial cycle's entries do not travel: its ETA reads the summary's counts (:meth:`_last_cycle`).
 
         inference: an entry at the same instant as its object's latest one is taken for it (as ``arg_max``
         takes either) and not sent again.
@@ -566,20 +565,6 @@ let kept_ = union
         whole = [exports] if any_exports else []
         whole += [filtered, not_entitled] if self._has_rows(older, "older_", window) else [filtered]
         narrow = [narrow_exports] if any_exports else []
-        if last_cycle is not None and last_cycle.cycle_id:
-            # The running cycle's entries are read for object and time only (the ETA's objects seen): narrow
-            # where NARROW allows, whole otherwise (as every other entry); ids first, as for the exports.
-            cycle = f"""{stated}let cycle_ = {app}
-    | where CycleId == {_quote(last_cycle.cycle_id)}
-    | extend src_ = tostring(parse_json(SourceIdentity).Id)
-    | join kind=leftouter newest on src_
-    | where isnull(newest_) or TimeGenerated < newest_ or healthy_
-    | project Id, latest_ = isnotnull(newest_) and TimeGenerated >= newest_;
-"""
-            if self._has_rows(cycle, "cycle_", window):
-                cycle_ids = f"{cycle}{app}\n| join kind=inner cycle_ on Id"
-                whole.append(f"{cycle_ids}\n| where not({NARROW})\n| project-away Id1")
-                narrow.append(f"{cycle_ids}\n| where {NARROW}\n{_NARROW_COLUMNS}, latest_")
         records: list[dict[str, Any]] = []
         # Whole records first: an entry sent both ways is kept whole (the caller keeps the first of an id).
         for kql in whole:
